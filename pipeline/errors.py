@@ -1,0 +1,220 @@
+"""One error hierarchy for the whole pipeline, with stable codes and exit statuses."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import ClassVar
+
+
+class ExitStatus(enum.IntEnum):
+    """Process exit codes, decided in one place (httpie's ``ExitStatus``)."""
+
+    OK = 0
+    JOB_FAILED = 1
+    USAGE = 2
+    TEMPFAIL = 75
+    INTERRUPTED = 130
+
+
+class PipelineError(Exception):
+    """Root of every error the library raises on purpose.
+
+    ``code`` is a stable snake_case name that consumers of the manifest match on,
+    ``http_status`` follows the Create-Post API's error table, ``retryable`` says whether
+    running the same work again may succeed.
+    """
+
+    code: str = "internal"  # a plain attribute so ValidationFailed can set it per instance
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = ExitStatus.JOB_FAILED
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, details: Mapping[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: Mapping[str, object] = dict(details or {})
+
+    def to_dict(self) -> dict[str, object]:
+        """The error as it appears in a manifest's ``errors`` list."""
+        return {"code": self.code, "message": self.message, "http_status": self.http_status}
+
+
+# --- configuration and input -------------------------------------------------------------
+
+
+class ConfigError(PipelineError):
+    """Bad settings, a missing tool, or an unusable storage/library URL."""
+
+    code = "config_error"
+    exit_code = ExitStatus.USAGE
+
+
+class PresetError(ConfigError):
+    """An invalid preset file or an unknown preset; lists every problem at once."""
+
+    code = "preset_error"
+
+
+class JobInvalid(PipelineError):
+    """The job document itself is unusable; nothing is processed.
+
+    ``problems`` holds ``(json_path, message)`` pairs, every problem found, not just the first.
+    """
+
+    code = "invalid_job"
+    http_status = 422
+    exit_code = ExitStatus.USAGE
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        text = "; ".join(f"{path}: {msg}" if path else msg for path, msg in self.problems)
+        super().__init__(text or "invalid job")
+
+
+# --- sources -----------------------------------------------------------------------------
+
+
+class SourceError(PipelineError):
+    """A medium could not be obtained."""
+
+    code = "source_error"
+    http_status = 400
+
+
+class InvalidLibraryId(SourceError):
+    code = "invalid_library_id"
+
+
+class SourceNotFound(SourceError):
+    code = "media_not_found"
+    http_status = 404
+
+
+class UrlNotAllowed(SourceError):
+    """Scheme not allowed, or the host resolves to a refused network (SSRF guard)."""
+
+    code = "url_not_allowed"
+
+
+class TooLarge(SourceError):
+    """A source over the byte cap, or an output that cannot be brought under a platform cap."""
+
+    code = "too_large"
+
+
+class DownloadFailed(SourceError):
+    code = "download_failed"
+    retryable = True
+
+
+# --- media -------------------------------------------------------------------------------
+
+
+class MediaError(PipelineError):
+    """The medium is not something we can process."""
+
+    code = "media_error"
+    http_status = 400
+
+
+class UnsupportedMedia(MediaError):
+    code = "unsupported_media"
+
+
+class CorruptMedia(MediaError):
+    code = "corrupt_media"
+
+
+class ThumbnailInvalid(MediaError):
+    code = "thumbnail_invalid"
+
+
+# --- per-account validation (API error table: 422) -----------------------------------------
+
+
+class ValidationFailed(PipelineError):
+    """A post breaks a platform rule for one account; ``code`` is set per instance."""
+
+    http_status = 422
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        content_index: int | None = None,
+        media_index: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.content_index = content_index
+        self.media_index = media_index
+
+    def to_dict(self) -> dict[str, object]:
+        """Include the position of the offending medium when known."""
+        out = super().to_dict()
+        if self.content_index is not None:
+            out["content_index"] = self.content_index
+        if self.media_index is not None:
+            out["media_index"] = self.media_index
+        return out
+
+
+# --- tools and processing ------------------------------------------------------------------
+
+
+class FFmpegError(PipelineError):
+    """ffmpeg or ffprobe exited non-zero; carries argv, return code and the stderr tail."""
+
+    code = "processing_failed"
+
+    def __init__(self, args: list[str], returncode: int, stderr_tail: str) -> None:
+        import shlex
+
+        self.args_list = list(args)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        tool = args[0].rsplit("/", 1)[-1] if args else "ffmpeg"
+        super().__init__(
+            f"{tool} failed with exit code {returncode}: {stderr_tail.strip()[-600:]}",
+            details={"argv": shlex.join(args), "returncode": returncode, "stderr": stderr_tail},
+        )
+
+
+class FFmpegTimeout(FFmpegError):
+    code = "processing_timeout"
+    retryable = True
+
+
+class ProcessingFailed(PipelineError):
+    """Our own processing went wrong: an output that breaks its preset never ships."""
+
+    code = "processing_failed"
+
+
+class Interrupted(PipelineError):
+    code = "interrupted"
+    exit_code = ExitStatus.INTERRUPTED
+    retryable = True
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+class StorageError(PipelineError):
+    code = "storage_failed"
+    http_status = 503
+    retryable = True
+
+
+class StorageNotFound(StorageError):
+    code = "storage_not_found"
+    http_status = 404
+    retryable = False
+
+
+class StoragePermissionError(StorageError):
+    code = "storage_failed"
+    http_status = 403
+    retryable = False
