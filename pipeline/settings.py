@@ -1,0 +1,107 @@
+"""Settings: the one frozen configuration object, read from the environment in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from err
+
+
+def parse_networks(values: list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """Parse CIDR strings for the SSRF allow-list.
+
+    Raises:
+        ConfigError: a value is not a network.
+    """
+    nets: list[IPNetwork] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                nets.append(ipaddress.ip_network(part, strict=False))
+            except ValueError as err:
+                raise ConfigError(f"allow-network: {part!r} is not a CIDR network") from err
+    return tuple(nets)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a run needs besides the job; CLI flag > environment > default."""
+
+    workdir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")))
+    presets_dir: Path | None = None
+    library: str | None = None
+    dest: str = "./conform-out"
+    endpoint_url: str | None = None
+    max_source_bytes: int = 4 * 1024**3 + 256 * 1024**2  # largest platform cap (4 GB) + slack
+    http_connect_timeout_s: float = 10.0
+    http_read_timeout_s: float = 30.0
+    download_deadline_s: float = 900.0
+    http_retries: int = 3
+    max_redirects: int = 5
+    allow_networks: tuple[IPNetwork, ...] = ()
+    ffmpeg_timeout_s: float = 3600.0
+    probe_timeout_s: float = 60.0
+    job_deadline_s: float = 4 * 3600.0
+    max_image_pixels: int = 400_000_000  # 2x the largest phone sensor (200 MP); a bomb beyond
+    max_animation_frames: int = 2000
+    x264_preset: str = "medium"
+    force: bool = False
+    public_base_url: str | None = None
+    presign_s: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``CONFORM_*`` variables.
+
+        Raises:
+            ConfigError: a variable has a value of the wrong type.
+        """
+        env = os.environ if environ is None else environ
+        base = cls()
+        values: dict[str, object] = {}
+        if env.get("CONFORM_WORKDIR"):
+            values["workdir"] = Path(env["CONFORM_WORKDIR"])
+        if env.get("CONFORM_PRESETS_DIR"):
+            values["presets_dir"] = Path(env["CONFORM_PRESETS_DIR"])
+        if env.get("CONFORM_LIBRARY"):
+            values["library"] = env["CONFORM_LIBRARY"]
+        if env.get("CONFORM_DEST"):
+            values["dest"] = env["CONFORM_DEST"]
+        if env.get("AWS_ENDPOINT_URL"):
+            values["endpoint_url"] = env["AWS_ENDPOINT_URL"]
+        if env.get("CONFORM_ALLOW_NETWORK"):
+            values["allow_networks"] = parse_networks([env["CONFORM_ALLOW_NETWORK"]])
+        if env.get("CONFORM_PUBLIC_BASE_URL"):
+            values["public_base_url"] = env["CONFORM_PUBLIC_BASE_URL"]
+        values["max_source_bytes"] = _env_int(env, "CONFORM_MAX_SOURCE_BYTES", base.max_source_bytes)
+        values["ffmpeg_timeout_s"] = float(
+            _env_int(env, "CONFORM_FFMPEG_TIMEOUT_S", int(base.ffmpeg_timeout_s))
+        )
+        if env.get("CONFORM_X264_PRESET"):
+            values["x264_preset"] = env["CONFORM_X264_PRESET"]
+        return dataclasses.replace(base, **values)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed (CLI flags that were given)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **given)  # type: ignore[arg-type]
