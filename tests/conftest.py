@@ -1,0 +1,32 @@
+"""Shared fixtures. Topic-specific fixtures live in tests/support/ and are imported by tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ffmpeg tests where ffmpeg is missing, unless CI demands it."""
+    if shutil.which("ffmpeg") and shutil.which("ffprobe"):
+        return
+    if os.environ.get("CONFORM_REQUIRE_FFMPEG"):
+        raise pytest.UsageError("CONFORM_REQUIRE_FFMPEG is set but ffmpeg/ffprobe are missing")
+    skip = pytest.mark.skip(reason="ffmpeg/ffprobe not installed")
+    for item in items:
+        if "ffmpeg" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The shared real-world media corpus (../shared/corpus)."""
+    if not CORPUS.is_dir():
+        pytest.skip("shared corpus not present")
+    return CORPUS
