@@ -1,0 +1,192 @@
+"""Plain typed data that flows between the stages: job, media facts, plans, results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+Kind = Literal["image", "video"]
+MediaKind = Literal["image", "video", "audio"]
+
+# --------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRef:
+    """Where a medium comes from: a public URL or a media-library ID."""
+
+    kind: Literal["url", "library"]
+    value: str
+
+    def __str__(self) -> str:
+        return self.value if self.kind == "url" else f"library:{self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class CoverRequest:
+    """``cover_image`` of a content item: a custom thumbnail and/or a frame timestamp."""
+
+    thumbnail: MediaRef | None = None
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentItem:
+    """One item of the post's thread: text and media."""
+
+    text: str | None
+    media: tuple[MediaRef, ...]
+    cover: CoverRequest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One target account; ``mode`` is the validated setting that picks the media variant."""
+
+    id: str
+    platform: str
+    mode: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A Create-Post request, reduced to what the pipeline needs."""
+
+    id: str
+    workspace_id: str
+    content: tuple[ContentItem, ...]
+    accounts: tuple[Account, ...]
+    duration_policy: Literal["refuse", "trim"] = "refuse"
+
+
+# --------------------------------------------------------------------------- media facts
+
+
+@dataclass(frozen=True, slots=True)
+class VideoStream:
+    """Facts about the first video stream; display size already has rotation and SAR applied."""
+
+    codec: str
+    profile: str | None
+    width: int
+    height: int
+    display_width: int
+    display_height: int
+    rotation_deg: int
+    mirrored: bool
+    sar: Fraction
+    fps: Fraction
+    fps_real: Fraction
+    vfr: bool
+    pix_fmt: str
+    bit_depth: int
+    color_transfer: str | None
+    color_primaries: str | None
+    color_space: str | None
+    color_range: str | None
+    hdr: bool
+    interlaced: bool
+    bitrate_kbps: int | None
+    frame_count: int | None
+    has_b_frames: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AudioStream:
+    """Facts about the first audio stream."""
+
+    codec: str
+    profile: str | None
+    sample_rate_hz: int
+    channels: int
+    channel_layout: str | None
+    bitrate_kbps: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    """Facts about a still or animated image, read by Pillow."""
+
+    mode: str
+    bits: int
+    has_alpha: bool
+    icc_profile: str | None
+    exif_orientation: int
+    has_gps: bool
+    has_exif: bool
+    has_xmp: bool
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What probing found out about one file."""
+
+    kind: MediaKind
+    format_name: str
+    size_bytes: int
+    width: int
+    height: int
+    duration_s: float | None
+    bitrate_kbps: int | None
+    start_time_s: float
+    video: VideoStream | None = None
+    audio: AudioStream | None = None
+    image: ImageFacts | None = None
+    moov_first: bool | None = None
+    edit_list: bool = False
+
+    @property
+    def animated(self) -> bool:
+        """An image with more than one frame (GIF, WebP, APNG)."""
+        return self.image is not None and self.image.frames > 1
+
+    @property
+    def aspect(self) -> Fraction:
+        """Displayed width / height."""
+        return Fraction(self.width, max(1, self.height))
+
+    @property
+    def duration_ms(self) -> int | None:
+        """Duration rounded to whole milliseconds."""
+        return None if self.duration_s is None else round(self.duration_s * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalMedia:
+    """A fetched source on local disk, hashed while it was read."""
+
+    ref: MediaRef
+    path: Path
+    size_bytes: int
+    sha256: str
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A produced output file in the workdir, with what was done to make it."""
+
+    path: Path
+    mime: str
+    ext: str
+    info: MediaInfo
+    actions: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """A progress event for callers that draw their own progress display."""
+
+    job_id: str
+    stage: str
+    kind: Literal["start", "progress", "done"]
+    pct: float | None = None
+    detail: str | None = None
