@@ -1,0 +1,234 @@
+"""Parse a Create-Post request (JSON) into a :class:`Job`, reporting every problem with its path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import JobInvalid
+from .models import Account, ContentItem, CoverRequest, Job, MediaRef
+from .presets import PresetRegistry
+
+_HTTP_RE = re.compile(r"^https?://", re.IGNORECASE)
+DURATION_POLICIES = ("refuse", "trim")
+
+
+def parse_job_text(text: str | bytes, presets: PresetRegistry) -> Job:
+    """Parse JSON text into a job.
+
+    Raises:
+        JobInvalid: malformed JSON or any schema problem (all listed, each with its JSON path).
+    """
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise JobInvalid([("", f"malformed JSON: {err}")]) from err
+    return parse_job(data, presets)
+
+
+def parse_job(data: Any, presets: PresetRegistry) -> Job:
+    """Validate a decoded Create-Post request.
+
+    Fields of the API that are not about media (labels, schedule, repeat, texts, settings
+    that do not pick a media variant) are accepted and ignored.
+
+    Raises:
+        JobInvalid: every problem found, each with its JSON path.
+    """
+    problems: list[tuple[str, str]] = []
+    if not isinstance(data, dict):
+        raise JobInvalid([("", "the job must be a JSON object")])
+
+    workspace_id = _id_field(data, "workspace_id", problems, required=True)
+    job_id = _id_field(data, "id", problems, required=False)
+    content = _content(data.get("content"), problems)
+    accounts = _accounts(data.get("accounts"), presets, problems)
+    policy = "refuse"
+    conform = data.get("conform")
+    if conform is not None:
+        if not isinstance(conform, dict):
+            problems.append(("conform", "must be an object"))
+        else:
+            raw = conform.get("duration_policy", "refuse")
+            if raw not in DURATION_POLICIES:
+                problems.append(("conform.duration_policy", f"must be one of {DURATION_POLICIES}"))
+            else:
+                policy = raw
+    if problems:
+        raise JobInvalid(problems)
+    return Job(
+        id=job_id or derive_job_id(data),
+        workspace_id=workspace_id or "",
+        content=content,
+        accounts=accounts,
+        duration_policy=policy,  # type: ignore[arg-type]
+    )
+
+
+def derive_job_id(data: Mapping[str, Any]) -> str:
+    """A stable id from the request's canonical JSON, so re-runs find the same manifest."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "job-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _id_field(data: Mapping[str, Any], key: str, problems: list[tuple[str, str]],
+              *, required: bool) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            problems.append((key, "required"))
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        problems.append((key, "must be a string or an integer"))
+        return None
+    text = str(value)
+    if key == "id" and not _SAFE_ID.match(text):
+        # The job id names the manifest file/object: keep it a safe single path segment.
+        problems.append((key, "must be 1-128 letters, digits, '.', '_' or '-'"))
+        return None
+    if not text:
+        problems.append((key, "must not be empty"))
+        return None
+    return text
+
+
+def parse_media_ref(value: Any, path: str, problems: list[tuple[str, str]]) -> MediaRef | None:
+    """A URL string, any other string or integer (a library ID), or ``{"id"}`` / ``{"url"}``."""
+    if isinstance(value, dict):
+        keys = set(value) & {"id", "url"}
+        if len(keys) != 1:
+            problems.append((path, 'an object reference needs exactly one of "id" or "url"'))
+            return None
+        key = keys.pop()
+        inner = value[key]
+        if key == "url":
+            if not isinstance(inner, str) or not inner.strip():
+                problems.append((f"{path}.url", "must be a non-empty string"))
+                return None
+            # Scheme and address checks belong to ingest (url_not_allowed, per account).
+            return MediaRef("url", inner.strip())
+        value = inner
+        path = f"{path}.id"
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        problems.append((path, "must be a URL, a media-library ID, or {\"id\"}/{\"url\"}"))
+        return None
+    text = str(value).strip()
+    if not text:
+        problems.append((path, "must not be empty"))
+        return None
+    if _HTTP_RE.match(text):
+        return MediaRef("url", text)
+    # Any other string (including other schemes) is a library ID; the ingest stage refuses IDs
+    # that do not match the strict ID pattern with `invalid_library_id`, per account.
+    return MediaRef("library", text)
+
+
+def _content(raw: Any, problems: list[tuple[str, str]]) -> tuple[ContentItem, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.append(("content", "must be a non-empty array"))
+        return ()
+    items: list[ContentItem] = []
+    for i, item in enumerate(raw):
+        path = f"content[{i}]"
+        if not isinstance(item, dict):
+            problems.append((path, "must be an object"))
+            continue
+        text = item.get("text")
+        if text is not None and not isinstance(text, str):
+            problems.append((f"{path}.text", "must be a string"))
+            text = None
+        media_raw = item.get("media", [])
+        media: list[MediaRef] = []
+        if media_raw is None:
+            media_raw = []
+        if not isinstance(media_raw, list):
+            problems.append((f"{path}.media", "must be an array"))
+            media_raw = []
+        for j, ref in enumerate(media_raw):
+            parsed = parse_media_ref(ref, f"{path}.media[{j}]", problems)
+            if parsed is not None:
+                media.append(parsed)
+        cover = _cover(item.get("cover_image"), f"{path}.cover_image", problems)
+        if not (text or media_raw):
+            problems.append((path, "needs text or media"))
+        items.append(ContentItem(text=text, media=tuple(media), cover=cover))
+    return tuple(items)
+
+
+def _cover(raw: Any, path: str, problems: list[tuple[str, str]]) -> CoverRequest | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append((path, "must be an object"))
+        return None
+    thumb = None
+    if raw.get("thumbnail") is not None:
+        thumb = parse_media_ref(raw["thumbnail"], f"{path}.thumbnail", problems)
+    ts = raw.get("video_cover_timestamp_ms")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int) or ts < 0):
+        problems.append((f"{path}.video_cover_timestamp_ms", "must be a non-negative integer"))
+        ts = None
+    if thumb is None and ts is None:
+        return None
+    return CoverRequest(thumbnail=thumb, timestamp_ms=ts)
+
+
+def _accounts(raw: Any, presets: PresetRegistry,
+              problems: list[tuple[str, str]]) -> tuple[Account, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.append(("accounts", "must be a non-empty array"))
+        return ()
+    accounts: list[Account] = []
+    seen: set[str] = set()
+    for i, acc in enumerate(raw):
+        path = f"accounts[{i}]"
+        if not isinstance(acc, dict):
+            problems.append((path, "must be an object"))
+            continue
+        acc_id = acc.get("id")
+        if acc_id is None or isinstance(acc_id, bool) or not isinstance(acc_id, str | int):
+            problems.append((f"{path}.id", "required (a string or an integer)"))
+            continue
+        acc_id = str(acc_id)
+        if acc_id in seen:
+            problems.append((f"{path}.id", f"duplicate account id {acc_id!r}"))
+        seen.add(acc_id)
+        platform_raw = acc.get("platform")
+        if not isinstance(platform_raw, str):
+            problems.append((f"{path}.platform", "required (a string)"))
+            continue
+        preset = presets.get(platform_raw)
+        if preset is None:
+            problems.append((f"{path}.platform", f"unknown platform {platform_raw!r}"))
+            continue
+        settings = acc.get("settings") or {}
+        if not isinstance(settings, dict):
+            problems.append((f"{path}.settings", "must be an object"))
+            continue
+        mode = preset.default_mode
+        if preset.mode_setting and settings.get(preset.mode_setting) is not None:
+            mode = _enum(settings[preset.mode_setting], tuple(preset.modes),
+                         f"{path}.settings.{preset.mode_setting}", problems) or mode
+        for name, allowed in preset.enums.items():
+            if settings.get(name) is not None:
+                _enum(settings[name], allowed, f"{path}.settings.{name}", problems)
+        accounts.append(Account(id=acc_id, platform=preset.platform, mode=mode,
+                                settings=dict(settings)))
+    return tuple(accounts)
+
+
+def _enum(value: Any, allowed: tuple[str, ...], path: str,
+          problems: list[tuple[str, str]]) -> str | None:
+    """Match case-insensitively and return the canonical spelling."""
+    if isinstance(value, str):
+        for candidate in allowed:
+            if candidate.lower() == value.lower():
+                return candidate
+    problems.append((path, f"must be one of {', '.join(allowed)}, got {value!r}"))
+    return None
