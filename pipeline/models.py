@@ -78,6 +78,7 @@ class VideoStream:
     display_height: int
     rotation_deg: int
     mirrored: bool
+    display_matrix: tuple[int, ...] | None
     sar: Fraction
     fps: Fraction
     fps_real: Fraction

@@ -1,0 +1,240 @@
+"""The one place that runs processes: ffmpeg and ffprobe, with timeouts and typed errors.
+
+stdout and stderr go to temporary files (or stdout is read line by line for progress), so a
+chatty ffmpeg can never fill a pipe and deadlock us; on failure the tail of stderr is put into
+the error. Every process is killed in ``finally`` if it is still alive.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from .errors import ConfigError, FFmpegError, FFmpegTimeout, Interrupted
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_BYTES = 4096
+ProgressCallback = Callable[[float], None]
+
+_live: set[subprocess.Popen[bytes]] = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A finished run: its stdout (when captured) and the stderr tail."""
+
+    args: list[str]
+    stdout: bytes
+    stderr_tail: str
+    elapsed_s: float
+
+
+def _find(env_name: str, name: str) -> str:
+    configured = os.environ.get(env_name)
+    candidate = configured or name
+    found = shutil.which(candidate)
+    if not found:
+        raise ConfigError(
+            f"{name} not found (looked for {candidate!r}); install it "
+            "(Debian: apt-get install ffmpeg) or set " + env_name
+        )
+    return found
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary (``FFMPEG_PATH`` or PATH).
+
+    Raises:
+        ConfigError: not installed.
+    """
+    return _find("FFMPEG_PATH", "ffmpeg")
+
+
+@functools.cache
+def ffprobe_exe() -> str:
+    """Path of the ffprobe binary (``FFPROBE_PATH`` or PATH).
+
+    Raises:
+        ConfigError: not installed.
+    """
+    return _find("FFPROBE_PATH", "ffprobe")
+
+
+@functools.cache
+def version_line() -> str:
+    """The first line of ``ffmpeg -version``, for ``conform --version`` and the manifest."""
+    out = run([ffmpeg_exe(), "-hide_banner", "-version"], timeout_s=30).stdout
+    return out.decode("utf-8", "replace").splitlines()[0] if out else "ffmpeg (unknown version)"
+
+
+@functools.cache
+def encoders() -> frozenset[str]:
+    """Names of the encoders this ffmpeg build has."""
+    out = run([ffmpeg_exe(), "-hide_banner", "-encoders"], timeout_s=30).stdout.decode()
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
+            names.add(parts[1])
+    return frozenset(names)
+
+
+@functools.cache
+def filters() -> frozenset[str]:
+    """Names of the filters this ffmpeg build has (zscale may be missing on some builds)."""
+    out = run([ffmpeg_exe(), "-hide_banner", "-filters"], timeout_s=30).stdout.decode()
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and "->" in parts[2]:
+            names.add(parts[1])
+    return frozenset(names)
+
+
+def require_capabilities() -> None:
+    """Fail early, not in the middle of a batch, when the build lacks what we need.
+
+    Raises:
+        ConfigError: ffmpeg/ffprobe missing or an encoder we rely on is absent.
+    """
+    ffprobe_exe()
+    missing = {"libx264", "aac", "mjpeg"} - encoders()
+    if missing:
+        raise ConfigError(f"ffmpeg lacks required encoders: {', '.join(sorted(missing))}")
+
+
+def safe_input(path: Path, demuxer: str | None) -> list[str]:
+    """Input options that keep ffmpeg on the local file we wrote, with a forced demuxer.
+
+    ``-protocol_whitelist file`` stops playlists (HLS, concat, subfile) inside a file from
+    reaching other files or the network; the explicit ``-f`` stops ffmpeg from guessing a
+    playlist format from the content. ``file:`` keeps a name like ``-x`` or ``a:b`` from being
+    read as an option or protocol.
+    """
+    args = ["-protocol_whitelist", "file"]
+    if demuxer:
+        args += ["-f", demuxer]
+    return [*args, "-i", "file:" + str(path.resolve())]
+
+
+def stop_all() -> None:
+    """Kill every running ffmpeg/ffprobe (SIGINT/SIGTERM handling) and refuse new ones."""
+    _stopping.set()
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def reset_stop() -> None:
+    """Allow processes again (tests, or a worker that goes on after releasing a message)."""
+    _stopping.clear()
+
+
+def _tail(fh: IO[bytes]) -> str:
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(max(0, size - STDERR_TAIL_BYTES))
+    return fh.read().decode("utf-8", "replace")
+
+
+def run(
+    args: list[str],
+    *,
+    timeout_s: float,
+    on_progress: ProgressCallback | None = None,
+    duration_s: float | None = None,
+) -> Completed:
+    """Run ffmpeg or ffprobe and wait for it.
+
+    Args:
+        args: full argv; ``args[0]`` is the binary. Never a shell string.
+        timeout_s: wall-clock limit; the process is killed when it expires.
+        on_progress: called with a fraction 0..1 parsed from ``-progress pipe:1``
+            (the caller must have put ``-progress pipe:1 -nostats`` in ``args``).
+        duration_s: the output's expected duration, to turn ``out_time`` into a fraction.
+
+    Returns:
+        The captured stdout (empty when progress was read) and the stderr tail.
+
+    Raises:
+        FFmpegError: non-zero exit, with argv and stderr tail.
+        FFmpegTimeout: the timeout expired (retryable).
+        Interrupted: a stop was requested (SIGINT/SIGTERM).
+    """
+    if _stopping.is_set():
+        raise Interrupted("stopping: no new ffmpeg processes")
+    log.debug("running %s", shlex.join(args))
+    started = time.monotonic()
+    timed_out = threading.Event()
+    with tempfile.TemporaryFile() as err_fh, tempfile.TemporaryFile() as out_fh:
+        proc = subprocess.Popen(  # noqa: S603 - argv list built by our own code, never a shell
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if on_progress else out_fh,
+            stderr=err_fh,
+        )
+        with _live_lock:
+            _live.add(proc)
+
+        def _expire() -> None:
+            timed_out.set()
+            if proc.poll() is None:
+                proc.kill()
+
+        timer = threading.Timer(max(0.1, timeout_s), _expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            if on_progress is not None and proc.stdout is not None:
+                _read_progress(proc.stdout, on_progress, duration_s)
+            returncode = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            with _live_lock:
+                _live.discard(proc)
+        elapsed = time.monotonic() - started
+        tail = _tail(err_fh)
+        if timed_out.is_set():
+            raise FFmpegTimeout(args, -9, f"timed out after {timeout_s:.0f} s\n{tail}")
+        if _stopping.is_set() and returncode != 0:
+            raise Interrupted("interrupted while running ffmpeg")
+        if returncode != 0:
+            raise FFmpegError(args, returncode, tail)
+        out_fh.seek(0)
+        stdout = out_fh.read()
+    return Completed(args=args, stdout=stdout, stderr_tail=tail, elapsed_s=elapsed)
+
+
+def _read_progress(stream: IO[bytes], on_progress: ProgressCallback,
+                   duration_s: float | None) -> None:
+    """Parse ffmpeg's ``key=value`` progress blocks; ``progress=end`` closes the last one."""
+    for raw in iter(stream.readline, b""):
+        key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+        if key == "out_time_us" and duration_s:
+            try:
+                fraction = int(value) / 1e6 / duration_s
+            except ValueError:
+                continue
+            on_progress(min(1.0, max(0.0, fraction)))
+        elif key == "progress" and value == "end":
+            on_progress(1.0)

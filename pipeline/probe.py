@@ -1,0 +1,454 @@
+"""Sniff and probe media into a typed :class:`MediaInfo` (ffprobe JSON for video, Pillow for images).
+
+The display size (rotation and SAR applied) is resolved here, once, so no later stage reasons
+about rotation or anamorphic pixels again. Formats are decided by magic bytes, never by file
+name or Content-Type.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import warnings
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from . import ffmpeg
+from .errors import CorruptMedia, FFmpegError, TooLarge, UnsupportedMedia
+from .models import AudioStream, ImageFacts, MediaInfo, VideoStream
+
+log = logging.getLogger(__name__)
+
+IMAGE_FORMATS = {"jpeg", "png", "webp", "gif", "heif", "avif", "tiff", "bmp"}
+VIDEO_FORMATS = {"mp4", "mov", "webm", "matroska", "avi", "mpegts"}
+# The demuxer we force for each sniffed container: ffmpeg never guesses (no playlists).
+DEMUXERS = {
+    "mp4": "mov", "mov": "mov", "webm": "matroska", "matroska": "matroska", "avi": "avi",
+    "mpegts": "mpegts", "gif": "gif", "png": "apng",
+}
+# Pillow decoders we allow, by sniffed format (Image.open(formats=...)).
+PIL_FORMATS = {
+    "jpeg": ("JPEG", "MPO"), "png": ("PNG",), "webp": ("WEBP",), "gif": ("GIF",),
+    "heif": ("HEIF",), "avif": ("AVIF", "HEIF"), "tiff": ("TIFF",), "bmp": ("BMP", "DIB"),
+}
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs",
+                b"mif1", b"msf1", b"mif2"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+HDR_TRANSFERS = {"smpte2084", "arib-std-b67"}
+
+_pillow_ready = False
+
+
+def setup_pillow(max_pixels: int) -> None:
+    """Register HEIF/AVIF openers and make decompression bombs an error, not a warning."""
+    global _pillow_ready
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = max_pixels // 2  # Pillow raises at 2x this; warns at 1x
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+    if not _pillow_ready:
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+        except ImportError:  # pragma: no cover - declared dependency
+            log.warning("pillow-heif is not installed: HEIC/HEIF input is unsupported")
+        _pillow_ready = True
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def sniff(path: Path) -> str:
+    """Name the container/format from magic bytes.
+
+    Raises:
+        CorruptMedia: an empty file.
+        UnsupportedMedia: anything not on the accepted list (SVG, PDF, text, playlists, ...).
+    """
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if not head:
+        raise CorruptMedia("the file is empty")
+    fmt = _sniff_bytes(head)
+    if fmt is None:
+        raise UnsupportedMedia("not a supported image or video format (sniffed from its bytes)")
+    return fmt
+
+
+def _sniff_bytes(head: bytes) -> str | None:
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    if head[:2] == b"BM" and len(head) > 26:
+        return "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm" if b"webm" in head[:64] else "matroska"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        major = head[8:12]
+        size = struct.unpack(">I", head[:4])[0]
+        brands = {major} | {head[i:i + 4] for i in range(16, min(size, len(head)), 4)}
+        if major in _AVIF_BRANDS:
+            return "avif"
+        if major in _HEIF_BRANDS or (major not in {b"isom", b"mp41", b"mp42", b"qt  "}
+                                     and brands & _HEIF_BRANDS and not brands & {b"isom"}):
+            return "heif"
+        return "mov" if major == b"qt  " else "mp4"
+    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "mov"  # QuickTime files without an ftyp box
+    if len(head) >= 377 and head[0] == 0x47 and head[188] == 0x47 and head[376] == 0x47:
+        return "mpegts"
+    return None
+
+
+# --------------------------------------------------------------------------- probing
+
+
+def probe(path: Path, *, timeout_s: float = 60.0, max_pixels: int = 400_000_000,
+          max_frames: int = 2000) -> MediaInfo:
+    """Probe a local file we wrote.
+
+    Raises:
+        UnsupportedMedia: unknown format, no video stream, or an unknown codec.
+        CorruptMedia: undecodable or truncated.
+        TooLarge: an image header claims more pixels or frames than any camera makes.
+    """
+    fmt = sniff(path)
+    if fmt in IMAGE_FORMATS:
+        info = probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames)
+        return info
+    return probe_video(path, fmt, timeout_s=timeout_s)
+
+
+def open_image(path: Path, fmt: str) -> Any:
+    """Open an image lazily with only the decoder the sniffed format calls for.
+
+    Raises:
+        CorruptMedia: Pillow cannot identify or read the header.
+        TooLarge: a decompression bomb.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path, formats=PIL_FORMATS.get(fmt, ()))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise TooLarge(f"image is too large to decode safely: {err}") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as err:
+        raise CorruptMedia(f"unreadable {fmt} image: {err}") from err
+
+
+def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> MediaInfo:
+    """Read image facts from the header (no full decode, except a cheap truncation check).
+
+    Raises:
+        CorruptMedia: unreadable or truncated.
+        TooLarge: over the pixel or frame limit.
+    """
+    im = open_image(path, fmt)
+    with im:
+        width, height = im.size
+        if width * height > max_pixels:
+            raise TooLarge(f"image has {width}x{height} pixels, over the {max_pixels} limit")
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        if frames > max_frames:
+            raise TooLarge(f"animation has {frames} frames, over the {max_frames} limit")
+        exif = im.getexif()
+        orientation = int(exif.get(0x0112, 1) or 1)
+        if orientation not in range(1, 9):
+            orientation = 1
+        has_gps = bool(exif.get_ifd(0x8825)) if exif else False
+        icc = im.info.get("icc_profile")
+        has_alpha = im.mode in ("RGBA", "LA", "PA") or (
+            im.mode == "P" and "transparency" in im.info
+        ) or "transparency" in im.info
+        bits = 16 if im.mode in ("I;16", "I;16B", "I;16L", "I") else 8
+        if fmt == "png" and _png_bit_depth(path) == 16:
+            bits = 16
+        _check_decodable(im, fmt)
+        disp_w, disp_h = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        facts = ImageFacts(
+            mode=im.mode, bits=bits, has_alpha=has_alpha,
+            icc_profile=_icc_name(icc) if icc else None,
+            exif_orientation=orientation, has_gps=has_gps, has_exif=bool(exif),
+            has_xmp=bool(im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")),
+            frames=frames,
+        )
+        duration = None
+        if frames > 1:
+            duration = _animation_duration_s(im)
+    kind_fmt = "heif" if fmt == "heif" else fmt
+    return MediaInfo(
+        kind="image", format_name=kind_fmt, size_bytes=path.stat().st_size,
+        width=disp_w, height=disp_h, duration_s=duration, bitrate_kbps=None,
+        start_time_s=0.0, image=facts,
+    )
+
+
+def _check_decodable(im: Any, fmt: str) -> None:
+    """Decode a reduced version of the first frame so truncated files fail here, fast."""
+    from PIL import Image
+
+    try:
+        if fmt == "jpeg":
+            im.draft("RGB", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
+        if fmt == "jpeg" or im.size[0] * im.size[1] <= 40_000_000:
+            im.load()
+        # Larger non-JPEG images (a 200 MP HEIC) are checked from the header only: decoding
+        # them twice would double the cost; render() maps a decode failure to corrupt_media.
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise TooLarge(f"image is too large to decode safely: {err}") from err
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as err:
+        raise CorruptMedia(f"corrupt or truncated {fmt} image: {err}") from err
+
+
+def _png_bit_depth(path: Path) -> int:
+    with path.open("rb") as fh:
+        head = fh.read(26)
+    return head[24] if len(head) >= 25 else 8
+
+
+def _icc_name(icc: bytes) -> str:
+    try:
+        from PIL import ImageCms
+
+        profile = ImageCms.ImageCmsProfile(ImageCms.core.profile_frombytes(icc))
+        desc = ImageCms.getProfileDescription(profile).strip()
+        return desc or "embedded"
+    except Exception:  # noqa: BLE001 - a bad ICC is reported as "embedded", decided later
+        return "embedded"
+
+
+def _animation_duration_s(im: Any) -> float:
+    total_ms = 0
+    try:
+        for i in range(im.n_frames):
+            im.seek(i)
+            total_ms += int(im.info.get("duration", 100) or 100)
+        im.seek(0)
+    except (EOFError, OSError):
+        pass
+    return total_ms / 1000.0
+
+
+# --------------------------------------------------------------------------- video
+
+
+def ffprobe_json(path: Path, fmt: str, *, timeout_s: float) -> dict[str, Any]:
+    """Raw ffprobe output for a local file, with the demuxer forced and protocols locked down.
+
+    Raises:
+        CorruptMedia: ffprobe cannot read the file.
+    """
+    args = [ffmpeg.ffprobe_exe(), "-hide_banner", "-v", "error", "-print_format", "json",
+            "-show_format", "-show_streams",
+            *ffmpeg.safe_input(path, DEMUXERS.get(fmt))]
+    # ffprobe takes the input as a positional argument, not after -i
+    args = [a for a in args if a != "-i"]
+    try:
+        out = ffmpeg.run(args, timeout_s=timeout_s).stdout
+    except FFmpegError as err:
+        raise CorruptMedia(f"cannot read the {fmt} file: {err.stderr_tail.strip()[-300:]}") from err
+    try:
+        data: dict[str, Any] = json.loads(out or b"{}")
+    except json.JSONDecodeError as err:
+        raise CorruptMedia("ffprobe returned unreadable output") from err
+    return data
+
+
+def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
+    """Probe a video file into :class:`MediaInfo`.
+
+    Raises:
+        UnsupportedMedia: no video stream (audio-only), or a codec this ffmpeg cannot decode.
+        CorruptMedia: ffprobe fails or reports nonsense.
+    """
+    data = ffprobe_json(path, fmt, timeout_s=timeout_s)
+    streams = data.get("streams") or []
+    fmt_info = data.get("format") or {}
+    vstreams = [s for s in streams if s.get("codec_type") == "video"
+                and not (s.get("disposition") or {}).get("attached_pic")]
+    astreams = [s for s in streams if s.get("codec_type") == "audio"]
+    if not vstreams:
+        if astreams:
+            raise UnsupportedMedia("the file has audio but no video stream")
+        raise CorruptMedia("no video stream found")
+    video = _video_stream(vstreams[0])
+    audio = _audio_stream(astreams[0]) if astreams else None
+    duration = _float(fmt_info.get("duration")) or _float(vstreams[0].get("duration"))
+    start = _float(fmt_info.get("start_time")) or 0.0
+    vstart = _float(vstreams[0].get("start_time"))
+    vdur = _float(vstreams[0].get("duration"))
+    if vdur and duration and vstart is not None and vstart > 0.5 and vdur < duration:
+        # An offset first PTS (e.g. 10 s) makes the container look longer than the video.
+        duration = vdur
+    if not duration or duration <= 0:
+        raise CorruptMedia("the video has no duration")
+    moov_first = _moov_first(path) if fmt in ("mp4", "mov") else None
+    return MediaInfo(
+        kind="video", format_name=fmt, size_bytes=path.stat().st_size,
+        width=video.display_width, height=video.display_height, duration_s=duration,
+        bitrate_kbps=_kbps(fmt_info.get("bit_rate")), start_time_s=start,
+        video=video, audio=audio, moov_first=moov_first,
+        edit_list=_has_edit_list(path) if fmt in ("mp4", "mov") else False,
+    )
+
+
+def _video_stream(s: dict[str, Any]) -> VideoStream:
+    codec = s.get("codec_name")
+    if not codec or codec == "none":
+        raise UnsupportedMedia(f"video codec {s.get('codec_tag_string', '?')!r} is not supported")
+    width, height = int(s.get("width") or 0), int(s.get("height") or 0)
+    if width <= 0 or height <= 0:
+        raise CorruptMedia("the video stream has no picture size")
+    sar = _ratio(s.get("sample_aspect_ratio")) or Fraction(1)
+    rotation, mirrored, matrix = _rotation(s)
+    disp_w = width * sar.numerator / sar.denominator if sar != 1 else width
+    disp_w_i, disp_h_i = _even(round(disp_w)), height
+    if sar == 1:
+        disp_w_i = width
+    if rotation in (90, 270):
+        disp_w_i, disp_h_i = disp_h_i, disp_w_i
+    avg = _ratio(s.get("avg_frame_rate")) or Fraction(0)
+    real = _ratio(s.get("r_frame_rate")) or avg
+    fps = avg if avg > 0 else real
+    vfr = bool(avg and real and abs(float(avg) - float(real)) / float(real) > 0.02)
+    pix_fmt = s.get("pix_fmt") or "unknown"
+    depth = int(s.get("bits_per_raw_sample") or 0) or (10 if "10" in pix_fmt else 12 if "12" in pix_fmt else 8)
+    transfer = s.get("color_transfer")
+    side = s.get("side_data_list") or []
+    hdr = transfer in HDR_TRANSFERS or any(
+        d.get("side_data_type") in ("Mastering display metadata", "Content light level metadata")
+        and depth > 8 for d in side)
+    field_order = s.get("field_order")
+    interlaced = field_order not in (None, "progressive", "unknown")
+    frames = s.get("nb_frames")
+    return VideoStream(
+        codec=codec, profile=s.get("profile"), width=width, height=height,
+        display_width=disp_w_i, display_height=disp_h_i, rotation_deg=rotation,
+        mirrored=mirrored, display_matrix=matrix, sar=sar, fps=fps, fps_real=real, vfr=vfr,
+        pix_fmt=pix_fmt, bit_depth=depth, color_transfer=transfer,
+        color_primaries=s.get("color_primaries"), color_space=s.get("color_space"),
+        color_range=s.get("color_range"), hdr=hdr, interlaced=interlaced,
+        bitrate_kbps=_kbps(s.get("bit_rate")),
+        frame_count=int(frames) if frames and str(frames).isdigit() else None,
+        has_b_frames=int(s.get("has_b_frames") or 0),
+    )
+
+
+def _rotation(s: dict[str, Any]) -> tuple[int, bool, tuple[int, ...] | None]:
+    """Clockwise display rotation (0/90/180/270), whether it mirrors, and the raw matrix."""
+    rotation = 0.0
+    matrix: tuple[int, ...] | None = None
+    for d in s.get("side_data_list") or []:
+        if d.get("side_data_type") == "Display Matrix":
+            rotation = float(d.get("rotation") or 0)
+            matrix = _parse_matrix(d.get("displaymatrix") or "")
+    if not matrix:
+        tag = (s.get("tags") or {}).get("rotate")
+        if tag is not None:
+            rotation = -float(tag)  # the legacy tag is clockwise; side data is counter-clockwise
+    clockwise = int(round(-rotation)) % 360
+    clockwise = min((0, 90, 180, 270), key=lambda a: min(abs(a - clockwise), 360 - abs(a - clockwise)))
+    mirrored = bool(matrix and len(matrix) >= 5 and matrix[0] * matrix[4] - matrix[1] * matrix[3] < 0)
+    return clockwise, mirrored, matrix
+
+
+def _parse_matrix(text: str) -> tuple[int, ...] | None:
+    numbers: list[int] = []
+    for line in text.strip().splitlines():
+        parts = line.split(":", 1)[-1].split()
+        numbers += [int(p) for p in parts if p.lstrip("-").isdigit()]
+    return tuple(numbers) if len(numbers) == 9 else None
+
+
+def _audio_stream(s: dict[str, Any]) -> AudioStream:
+    return AudioStream(
+        codec=s.get("codec_name") or "unknown", profile=s.get("profile"),
+        sample_rate_hz=int(s.get("sample_rate") or 0), channels=int(s.get("channels") or 0),
+        channel_layout=s.get("channel_layout"), bitrate_kbps=_kbps(s.get("bit_rate")),
+    )
+
+
+def _boxes(fh: Any, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """Walk ISO-BMFF boxes between the current position and ``end``: (type, start, size)."""
+    pos = fh.tell()
+    while pos + 8 <= end:
+        fh.seek(pos)
+        header = fh.read(16)
+        if len(header) < 8:
+            return
+        size, kind = struct.unpack(">I4s", header[:8])
+        if size == 1 and len(header) >= 16:
+            size = struct.unpack(">Q", header[8:16])[0]
+        elif size == 0:
+            size = end - pos
+        if size < 8:
+            return
+        yield kind, pos, size
+        pos += size
+
+
+def _moov_first(path: Path) -> bool | None:
+    """True when the moov box comes before mdat (what `+faststart` produces)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        for kind, _, _ in _boxes(fh, size):
+            if kind == b"moov":
+                return True
+            if kind == b"mdat":
+                return False
+    return None
+
+
+def _has_edit_list(path: Path) -> bool:
+    """Whether any track carries an edit list (Instagram and Threads refuse them)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        for kind, start, box_size in _boxes(fh, size):
+            if kind != b"moov":
+                continue
+            fh.seek(start)
+            data = fh.read(min(box_size, 64 * 1024 * 1024))
+            return b"elst" in data
+    return False
+
+
+def _ratio(value: Any) -> Fraction | None:
+    if not value or not isinstance(value, str):
+        return None
+    num, _, den = value.partition(":" if ":" in value else "/")
+    try:
+        n, d = int(num), int(den or 1)
+    except ValueError:
+        return None
+    if n <= 0 or d <= 0:
+        return None
+    return Fraction(n, d)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "N/A") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _kbps(value: Any) -> int | None:
+    f = _float(value)
+    return round(f / 1000) if f else None
+
+
+def _even(n: int) -> int:
+    return max(2, n - (n % 2))
