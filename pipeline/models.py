@@ -191,3 +191,26 @@ class JobEvent:
     kind: Literal["start", "progress", "done"]
     pct: float | None = None
     detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An error as the manifest reports it for one account."""
+
+    code: str
+    message: str
+    http_status: int
+    content_index: int | None = None
+    media_index: int | None = None
+    retryable: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """The manifest's error object."""
+        out: dict[str, object] = {
+            "code": self.code, "message": self.message, "http_status": self.http_status,
+        }
+        if self.content_index is not None:
+            out["content_index"] = self.content_index
+        if self.media_index is not None:
+            out["media_index"] = self.media_index
+        return out

@@ -98,7 +98,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet; tests assert on ``requests`` and ``hits`` instead."""
 
     def _dispatch(self) -> None:

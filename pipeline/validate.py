@@ -1,0 +1,291 @@
+"""Per-account validation: counts, required media, variants, durations and cover rules.
+
+Each account is judged on its own; one failing account never stops the others. The result
+says which variant every medium goes to and which cover the account takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import PipelineError, ThumbnailInvalid
+from .models import Account, ErrorInfo, Job, MediaInfo, MediaRef
+from .presets import CoverSpec, Mode, Preset, Variant
+
+Probed = MediaInfo | PipelineError
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    """One medium of the post as one account will publish it."""
+
+    content_index: int
+    media_index: int
+    ref: MediaRef
+    info: MediaInfo
+    variant: Variant
+    as_video: bool          # an animated image routed to a video variant
+    still_only: bool        # an animated image that must become a still (first frame)
+    carousel_size: int      # images in this content item that go to the same variant
+    trim_to_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CoverChoice:
+    """Which cover the account takes, and the spec it must meet."""
+
+    source: Literal["frame", "image"]
+    spec: CoverSpec
+    video: Selected
+    timestamp_ms: int | None = None
+    thumbnail: MediaRef | None = None
+    default_frame: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCheck:
+    """The outcome of validating one account."""
+
+    account: Account
+    preset: Preset
+    items: tuple[Selected, ...]
+    cover: CoverChoice | None
+    warnings: tuple[str, ...]
+    errors: tuple[ErrorInfo, ...]
+
+    @property
+    def ok(self) -> bool:
+        """No errors: the account can be processed."""
+        return not self.errors
+
+
+def error_info(err: PipelineError, content_index: int | None = None,
+               media_index: int | None = None) -> ErrorInfo:
+    """Turn a raised error into the manifest's error entry."""
+    ci = getattr(err, "content_index", None)
+    mi = getattr(err, "media_index", None)
+    return ErrorInfo(code=err.code, message=err.message, http_status=err.http_status,
+                     content_index=ci if ci is not None else content_index,
+                     media_index=mi if mi is not None else media_index,
+                     retryable=err.retryable)
+
+
+def _err(code: str, message: str, ci: int | None = None, mi: int | None = None) -> ErrorInfo:
+    return ErrorInfo(code=code, message=message, http_status=422, content_index=ci, media_index=mi)
+
+
+def check_account(job: Job, account: Account, preset: Preset,
+                  probed: Mapping[MediaRef, Probed]) -> AccountCheck:
+    """Validate the post for one account.
+
+    Args:
+        job: the parsed job.
+        account: the account to judge.
+        preset: its platform preset.
+        probed: what probing found for every medium (and thumbnail), or the error it raised.
+
+    Returns:
+        The chosen variants and cover, warnings, and every error found (empty when ok).
+    """
+    limits = preset.limits
+    mode = preset.modes[account.mode]
+    errors: list[ErrorInfo] = []
+    warnings: list[str] = []
+    items: list[Selected] = []
+    indices = range(len(job.content)) if limits.thread else range(1)
+    if not limits.thread and any(item.media for item in job.content[1:]):
+        warnings.append(
+            f"{preset.label} publishes content[0] only: media of later content items is not processed"
+        )
+
+    for ci in indices:
+        content = job.content[ci]
+        chosen, item_errors = _select_item(ci, content.media, probed, preset, mode, job, account)
+        errors += item_errors
+        items += chosen
+        if not item_errors:
+            errors += _check_counts(ci, chosen, preset)
+
+    if limits.media_required and not job.content[0].media:
+        errors.append(_err("media_required", f"{preset.label} requires at least one image or video",
+                           0))
+    cover, cover_warnings, cover_errors = _check_cover(job, account, preset, mode, items, probed)
+    warnings += cover_warnings
+    errors += cover_errors
+    for sel in items:
+        if sel.trim_to_s is not None:
+            warnings.append(f"content[{sel.content_index}].media[{sel.media_index}]: trimmed to "
+                            f"{sel.trim_to_s:g} s (duration policy 'trim')")
+        if sel.still_only:
+            warnings.append(f"content[{sel.content_index}].media[{sel.media_index}]: animated image "
+                            f"delivered as a still (first frame): {preset.label} takes no animation")
+    return AccountCheck(account=account, preset=preset, items=tuple(items), cover=cover,
+                        warnings=tuple(warnings), errors=tuple(errors))
+
+
+def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef, Probed],
+                 preset: Preset, mode: Mode, job: Job,
+                 account: Account) -> tuple[list[Selected], list[ErrorInfo]]:
+    errors: list[ErrorInfo] = []
+    infos: list[tuple[int, MediaRef, MediaInfo]] = []
+    for mi, ref in enumerate(media):
+        found = probed.get(ref)
+        if isinstance(found, PipelineError):
+            errors.append(error_info(found, ci, mi))
+        elif found is not None:
+            infos.append((mi, ref, found))
+    if errors:
+        return [], errors
+
+    def routes_to_video(info: MediaInfo) -> bool:
+        if info.kind == "video":
+            return True
+        if not info.animated:
+            return False
+        img_variant = preset.variants.get(mode.image or "")
+        keeps = (img_variant is not None and img_variant.image is not None
+                 and info.format_name in img_variant.image.animated_formats)
+        return not keeps and mode.video is not None
+
+    image_count = sum(1 for _, _, info in infos if not routes_to_video(info))
+    image_variant_name = mode.carousel if (mode.carousel and image_count >= 2) else mode.image
+    chosen: list[Selected] = []
+    for mi, ref, info in infos:
+        as_video = routes_to_video(info)
+        name = mode.video if as_video else image_variant_name
+        if name is None:
+            wanted = "videos" if as_video else "images"
+            errors.append(_err("media_type_not_supported",
+                               f"{preset.label} ({account.mode}) takes no {wanted}", ci, mi))
+            continue
+        variant = preset.variants[name]
+        still_only = (info.animated and not as_video and variant.image is not None
+                      and info.format_name not in variant.image.animated_formats)
+        trim_to = None
+        if variant.video is not None:
+            duration = info.duration_s or 0.0
+            spec = variant.video
+            if duration < spec.min_duration_s:
+                errors.append(_err("duration_out_of_range",
+                                   f"video is {duration:.2f} s; {variant.label} needs at least "
+                                   f"{spec.min_duration_s:g} s", ci, mi))
+                continue
+            if spec.max_duration_s is not None and duration > spec.max_duration_s + 1e-3:
+                if job.duration_policy != "trim":
+                    errors.append(_err("duration_out_of_range",
+                                       f"video is {duration:.2f} s; {variant.label} takes at most "
+                                       f"{spec.max_duration_s:g} s (length is never changed "
+                                       "unless the 'trim' policy is chosen)", ci, mi))
+                    continue
+                trim_to = spec.max_duration_s
+        chosen.append(Selected(content_index=ci, media_index=mi, ref=ref, info=info,
+                               variant=variant, as_video=as_video and info.kind == "image",
+                               still_only=still_only, carousel_size=0, trim_to_s=trim_to))
+    images = [s for s in chosen if s.variant.kind == "image"]
+    chosen = [
+        Selected(s.content_index, s.media_index, s.ref, s.info, s.variant, s.as_video,
+                 s.still_only, len(images) if s.variant.kind == "image" else 0, s.trim_to_s)
+        for s in chosen
+    ]
+    return chosen, errors
+
+
+def _check_counts(ci: int, chosen: list[Selected], preset: Preset) -> list[ErrorInfo]:
+    limits = preset.limits
+    images = sum(1 for s in chosen if s.variant.kind == "image")
+    videos = sum(1 for s in chosen if s.variant.kind == "video")
+    errors: list[ErrorInfo] = []
+    if images > limits.max_images:
+        what = "no images" if limits.max_images == 0 else f"at most {limits.max_images} images"
+        errors.append(_err("too_many_images",
+                           f"{preset.label} takes {what} per post; got {images}", ci))
+    if videos > limits.max_videos:
+        errors.append(_err("too_many_videos", f"{preset.label} takes at most "
+                           f"{limits.max_videos} video(s) per post; got {videos}", ci))
+    if images and videos and not limits.allow_mixed:
+        errors.append(_err("mixed_media_not_allowed",
+                           f"{preset.label} does not mix images and videos in one post", ci))
+    return errors
+
+
+def _check_cover(job: Job, account: Account, preset: Preset, mode: Mode,
+                 items: list[Selected], probed: Mapping[MediaRef, Probed]
+                 ) -> tuple[CoverChoice | None, list[str], list[ErrorInfo]]:
+    warnings: list[str] = []
+    errors: list[ErrorInfo] = []
+    for ci, item in enumerate(job.content[1:], start=1):
+        if item.cover is not None:
+            warnings.append(f"content[{ci}].cover_image is ignored: only content[0]'s cover applies")
+    request = job.content[0].cover
+    video = next((s for s in items if s.content_index == 0 and s.variant.kind == "video"), None)
+    spec = video.variant.cover if video is not None else None
+    if video is None or spec is None:
+        if request is not None:
+            reason = ("the post has no video" if video is None
+                      else mode.cover_ignored or f"{video.variant.label} takes no cover")
+            warnings.append(f"cover_image ignored: {reason}")
+        return None, warnings, errors
+    if mode.cover_ignored:
+        if request is not None:
+            warnings.append(f"cover_image ignored: {mode.cover_ignored}")
+        return None, warnings, errors
+    ts = request.timestamp_ms if request else None
+    thumb = request.thumbnail if request else None
+    duration_ms = video.info.duration_ms or 0
+    if video.trim_to_s is not None:
+        duration_ms = min(duration_ms, round(video.trim_to_s * 1000))
+
+    if spec.source == "frame":
+        if ts is None:
+            if thumb is not None:
+                errors.append(_err("cover_not_supported",
+                                   f"{preset.label} takes a cover frame by "
+                                   "video_cover_timestamp_ms only, not a thumbnail image", 0))
+            return None, warnings, errors
+        if thumb is not None:
+            warnings.append(f"cover_image.thumbnail ignored: {preset.label} uses the frame at "
+                            "video_cover_timestamp_ms")
+        if ts >= duration_ms:
+            errors.append(_err("cover_timestamp_out_of_range",
+                               f"video_cover_timestamp_ms {ts} is outside the video "
+                               f"[0, {duration_ms}) ms", 0))
+            return None, warnings, errors
+        return CoverChoice("frame", spec, video, timestamp_ms=ts), warnings, errors
+
+    if thumb is not None:
+        if ts is not None and spec.source == "image":
+            warnings.append(f"video_cover_timestamp_ms ignored: {preset.label} takes the "
+                            "thumbnail image")
+        found = probed.get(thumb)
+        if isinstance(found, PipelineError) or (found is not None and found.kind != "image"):
+            why = found.message if isinstance(found, PipelineError) else "it is not an image"
+            code = found.code if isinstance(found, PipelineError) and found.code in (
+                "media_not_found", "url_not_allowed", "download_failed", "too_large",
+                "invalid_library_id") else ThumbnailInvalid.code
+            errors.append(ErrorInfo(code=code, message=f"cover thumbnail unusable: {why}",
+                                    http_status=404 if code == "media_not_found" else 400,
+                                    content_index=0))
+            return None, warnings, errors
+        if spec.platform_ignores:
+            warnings.append(spec.platform_ignores)
+        return CoverChoice("image", spec, video, thumbnail=thumb), warnings, errors
+
+    if spec.source == "image":
+        if ts is not None:
+            errors.append(_err("cover_not_supported",
+                               f"{preset.label} takes a custom thumbnail image only, not "
+                               "video_cover_timestamp_ms", 0))
+        return None, warnings, errors
+
+    # image_or_frame (Pinterest): the thumbnail, else the requested frame, else the default.
+    at = ts if ts is not None else spec.default_at_ms or 0
+    if ts is not None and ts >= duration_ms:
+        errors.append(_err("cover_timestamp_out_of_range",
+                           f"video_cover_timestamp_ms {ts} is outside the video "
+                           f"[0, {duration_ms}) ms", 0))
+        return None, warnings, errors
+    at = min(at, max(0, duration_ms - 1))
+    return (CoverChoice("frame", spec, video, timestamp_ms=at, default_frame=ts is None),
+            warnings, errors)
