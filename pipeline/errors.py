@@ -218,3 +218,10 @@ class StoragePermissionError(StorageError):
     code = "storage_failed"
     http_status = 403
     retryable = False
+
+
+class DeadlineExceeded(PipelineError):
+    """The job ran past its overall deadline; running it again may succeed."""
+
+    code = "deadline_exceeded"
+    retryable = True

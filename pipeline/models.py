@@ -140,6 +140,7 @@ class MediaInfo:
     image: ImageFacts | None = None
     moov_first: bool | None = None
     edit_list: bool = False
+    has_location: bool = False
 
     @property
     def animated(self) -> bool:

@@ -38,7 +38,7 @@ from . import __version__
 from .errors import DownloadFailed, SourceNotFound, TooLarge, UrlNotAllowed
 from .settings import IPNetwork
 
-__all__ = ["Downloaded", "check_address", "check_url", "download"]
+__all__ = ["Downloaded", "check_address", "check_url", "download", "safe_url"]
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -52,7 +52,7 @@ MAX_BACKOFF_S = 30.0
 # Shown instead of a URL path that is too long to be useful in a message.
 MAX_SAFE_URL_CHARS = 200
 
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?$")
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
 
 # Refused unless an operator allow-lists them. ``is_global`` alone is not enough: Python says
 # 224.0.0.1, ff02::1 and ::7f00:1 are global, and its answers differ between patch releases.
@@ -118,7 +118,14 @@ class Downloaded:
 def safe_url(url: str) -> str:
     """A URL fit for messages and logs: no credentials, no query string, no fragment.
 
-    Presigned URLs carry their signature in the query string, so it never appears in errors.
+    Presigned URLs carry their signature in the query string, so it must never appear in an
+    error message or a log line. Other modules (ingest, the manifest) use this too.
+
+    Args:
+        url: Any string; it need not be a valid URL.
+
+    Returns:
+        ``scheme://host[:port]/path``, shortened to 200 characters; never raises.
     """
     try:
         parts = urllib.parse.urlsplit(url)
@@ -238,7 +245,10 @@ def _host_of(parts: urllib.parse.SplitResult) -> str:
         raise UrlNotAllowed(f"URL has no host: {safe_url(parts.geturl())}")
     if ":" in host or parts.netloc.startswith("["):
         try:
-            return str(ipaddress.IPv6Address(host))
+            literal = ipaddress.IPv6Address(host)
+            if literal.scope_id:  # zone IDs only make sense for link-local, refused anyway
+                raise ValueError("IPv6 zone identifiers are not accepted")
+            return str(literal)
         except ValueError as err:
             raise UrlNotAllowed(
                 f"URL has an invalid IPv6 host: {safe_url(parts.geturl())}"
@@ -300,7 +310,7 @@ def _vet(url: str, allow_networks: tuple[IPNetwork, ...], resolve: Resolver) -> 
     shown = safe_url(url)
     try:
         resolved = resolve(host, port)
-    except OSError as err:
+    except (OSError, UnicodeError) as err:
         # EAI_NONAME: the name does not exist, asking again will not help.
         permanent = isinstance(err, socket.gaierror) and err.errno == socket.EAI_NONAME
         raise DownloadFailed(
@@ -503,6 +513,7 @@ def _fetch(
     redirects = 0
     current = url
     while True:
+        limits.deadline.remaining()  # resolution itself is not interruptible; don't start late
         hop = _vet(current, allow_networks, resolve)
         hop_attempts = 0
         while True:

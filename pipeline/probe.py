@@ -302,7 +302,14 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
         bitrate_kbps=_kbps(fmt_info.get("bit_rate")), start_time_s=start,
         video=video, audio=audio, moov_first=moov_first,
         edit_list=_has_edit_list(path) if fmt in ("mp4", "mov") else False,
+        has_location=_has_location(fmt_info, streams),
     )
+
+
+def _has_location(fmt_info: dict[str, Any], streams: list[dict[str, Any]]) -> bool:
+    """GPS/location tags (ISO 6709 in QuickTime/MP4 udta): stripped from outputs for privacy."""
+    tag_sets = [fmt_info.get("tags") or {}] + [s.get("tags") or {} for s in streams]
+    return any("location" in key.lower() for tags in tag_sets for key in tags)
 
 
 def _video_stream(s: dict[str, Any]) -> VideoStream:
