@@ -451,7 +451,8 @@ def download(
         TooLarge: The body (or its announced ``Content-Length``) exceeds ``max_bytes``.
         DownloadFailed: Retries exhausted, deadline passed, too many redirects, DNS failure,
             TLS verification failure or another 4xx; ``details["retryable"]`` says whether
-            trying again later may help (False for 4xx, TLS and redirect loops).
+            trying again later may help (False for 4xx other than 408/429, for TLS
+            verification and for redirect loops; the class attribute ``retryable`` is True).
         OSError: ``dest`` cannot be written.
     """
     shown = safe_url(url)

@@ -80,10 +80,13 @@ class _Server(http.server.ThreadingHTTPServer):
             # Handshake in the worker thread, so a client that rejects our certificate (a test
             # of certificate checking) does not stall the accept loop.
             try:
-                request = self.ssl_context.wrap_socket(request, server_side=True)
+                tls = self.ssl_context.wrap_socket(request, server_side=True)
             except (ssl.SSLError, OSError):
                 self.owner.tls_failures += 1
                 return
+            with tls:
+                super().finish_request(tls, client_address)
+            return
         super().finish_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
