@@ -104,8 +104,16 @@ class TooLarge(SourceError):
 
 
 class DownloadFailed(SourceError):
+    """The download did not complete for a reason that may pass (timeout, 5xx, reset)."""
+
     code = "download_failed"
     retryable = True
+
+
+class DownloadRefused(DownloadFailed):
+    """The server refused for good (most 4xx, TLS verification, redirect loops, no such host)."""
+
+    retryable = False
 
 
 # --- media -------------------------------------------------------------------------------

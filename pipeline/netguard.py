@@ -35,7 +35,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.ssl_match_hostname import CertificateError as Urllib3CertificateError
 
 from . import __version__
-from .errors import DownloadFailed, SourceNotFound, TooLarge, UrlNotAllowed
+from .errors import DownloadFailed, DownloadRefused, SourceNotFound, TooLarge, UrlNotAllowed
 from .settings import IPNetwork
 
 __all__ = ["Downloaded", "check_address", "check_url", "download", "safe_url"]
@@ -90,6 +90,12 @@ _REFUSED_NETWORKS: tuple[tuple[IPNetwork, str], ...] = tuple(
 # Prefixes whose addresses carry an IPv4 address that decides where the packets really go.
 _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _download_error(message: str, *, details: dict[str, object]) -> DownloadFailed:
+    """A retryable ``DownloadFailed`` or, when it cannot pass by itself, ``DownloadRefused``."""
+    cls = DownloadFailed if details.get("retryable", True) else DownloadRefused
+    return cls(message, details=details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,13 +319,13 @@ def _vet(url: str, allow_networks: tuple[IPNetwork, ...], resolve: Resolver) -> 
     except (OSError, UnicodeError) as err:
         # EAI_NONAME: the name does not exist, asking again will not help.
         permanent = isinstance(err, socket.gaierror) and err.errno == socket.EAI_NONAME
-        raise DownloadFailed(
+        raise _download_error(
             f"cannot resolve host {host!r} of {shown}",
             details={"url": shown, "retryable": not permanent, "error": type(err).__name__},
         ) from err
     addresses = tuple(dict.fromkeys(resolved))
     if not addresses:
-        raise DownloadFailed(
+        raise _download_error(
             f"host {host!r} of {shown} resolved to no address",
             details={"url": shown, "retryable": False},
         )
@@ -369,7 +375,7 @@ class _Deadline:
         Raises:
             DownloadFailed: Always.
         """
-        raise DownloadFailed(
+        raise _download_error(
             f"download of {self._shown} exceeded its {self._seconds:g} s deadline",
             details={"url": self._shown, "retryable": True, "reason": "deadline"},
         ) from err
@@ -527,7 +533,7 @@ def _fetch(
             except _Transient as err:
                 cause = err.__cause__ or err
                 if retries_left == 0:
-                    raise DownloadFailed(
+                    raise _download_error(
                         f"download of {hop.shown} failed after {attempts} attempt(s): {err.reason}",
                         details={
                             "url": hop.shown,
@@ -547,7 +553,7 @@ def _fetch(
             return hop.url, content_type
         redirects += 1
         if redirects > max_redirects:
-            raise DownloadFailed(
+            raise _download_error(
                 f"download of {safe_url(url)} stopped after more than {max_redirects} redirects",
                 details={"url": safe_url(url), "retryable": False, "reason": "too_many_redirects"},
             )
@@ -624,7 +630,7 @@ def _handle(
     if status in REDIRECT_STATUSES:
         location = resp.headers.get("Location")
         if not location:
-            raise DownloadFailed(
+            raise _download_error(
                 f"{hop.shown}: HTTP {status} redirect without a Location header",
                 details={**details, "retryable": False},
             )
@@ -635,7 +641,7 @@ def _handle(
         raise SourceNotFound(f"{hop.shown}: HTTP {status}", details=details)
     if not 200 <= status < 300 or status == 206:
         # 408 and 429 say "later"; every other 4xx will answer the same way again.
-        raise DownloadFailed(
+        raise _download_error(
             f"{hop.shown}: server answered HTTP {status}",
             details={**details, "retryable": status in (408, 429)},
         )
@@ -691,7 +697,7 @@ def _translate(err: Urllib3Error, hop: _Hop, deadline: _Deadline) -> Exception:
     """
     deadline.remaining()  # a timeout caused by the deadline is reported as the deadline
     if isinstance(err, SSLError) and _is_certificate_error(err):
-        return DownloadFailed(
+        return _download_error(
             f"{hop.shown}: TLS certificate verification failed for {hop.host!r}",
             details={"url": hop.shown, "retryable": False, "reason": "tls_verification"},
         )
@@ -701,7 +707,7 @@ def _translate(err: Urllib3Error, hop: _Hop, deadline: _Deadline) -> Exception:
         return _Transient("could not connect")
     if isinstance(err, (ProtocolError, SSLError)):
         return _Transient("connection broken")
-    return DownloadFailed(
+    return _download_error(
         f"{hop.shown}: request failed ({type(err).__name__})",
         details={"url": hop.shown, "retryable": False, "error": type(err).__name__},
     )

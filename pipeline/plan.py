@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Literal
 
@@ -172,10 +172,26 @@ class CoverPlan:
 
 
 def target_key(source_sha256: str, target: Target | CoverTarget, extra: str = "") -> str:
-    """Content address of an output: source bytes + exact target + encoder version."""
-    blob = json.dumps({"src": source_sha256, "target": asdict(target), "enc": ENCODER_VERSION,
+    """Content address of an output: source bytes + every parameter that changes the bytes +
+    encoder version. Caps that do not change the bytes (a byte cap far above what the encode
+    makes) are left out, so platforms with different caps share one output."""
+    blob = json.dumps({"src": source_sha256, "target": _key_view(target), "enc": ENCODER_VERSION,
                        "extra": extra}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _key_view(target: Target | CoverTarget) -> dict[str, object]:
+    view = asdict(target)
+    if isinstance(target, VideoTarget):
+        # The byte cap reaches the bytes only through maxrate_kbps (derived from it); the
+        # rendition is verified against the smallest cap of everyone sharing it.
+        view.pop("max_bytes")
+        view.pop("spec_max_bitrate_kbps")
+        if target.action != "transcode":
+            for name in ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",
+                         "tonemap", "deinterlace", "full_to_limited"):
+                view.pop(name)
+    return view
 
 
 # --------------------------------------------------------------------------- geometry
@@ -651,7 +667,13 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
                                             warnings=tuple(warns), name=f"{sel.variant.id}.{ext}",
                                             uses=(use,))
             else:
-                renditions[key] = Rendition(**{**_fields(existing), "uses": (*existing.uses, use)})
+                shared_target = existing.target
+                if isinstance(shared_target, VideoTarget) and isinstance(target, VideoTarget):
+                    shared_target = replace(shared_target,
+                                            max_bytes=min(shared_target.max_bytes,
+                                                          target.max_bytes))
+                renditions[key] = replace(existing, target=shared_target,
+                                          uses=(*existing.uses, use))
             media.append((sel, key))
         cover_key = None
         if check.cover is not None:
@@ -668,10 +690,6 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             covers[cover_key] = CoverPlan(cover_key, ctarget, vkey, thumb_sha, accounts_using)
         accounts.append(AccountPlan(check, tuple(media), cover_key, tuple(warnings)))
     return JobPlan(tuple(renditions.values()), tuple(covers.values()), tuple(accounts))
-
-
-def _fields(r: Rendition) -> dict[str, object]:
-    return {f: getattr(r, f) for f in r.__dataclass_fields__}
 
 
 def _ext(target: Target, info: MediaInfo) -> str:

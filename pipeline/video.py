@@ -75,7 +75,7 @@ def video_filters(stream: Any, g: Geometry, t: VideoTarget, *, sar_fix: tuple[in
             small_h = _even(g.height / BLUR_DOWNSCALE)
             bg = (bg.filter("scale", small_w, small_h, force_original_aspect_ratio="increase")
                   .filter("crop", small_w, small_h)
-                  .filter("boxblur", "10:2")
+                  .filter("boxblur", luma_radius=10, luma_power=2)
                   .filter("scale", g.width, g.height, flags="bilinear"))
             v = ffg.overlay(bg, fg, x="(W-w)/2", y="(H-h)/2")
         else:

@@ -1,0 +1,521 @@
+"""The job, end to end, in one explicit sequence: ingest → probe → validate → plan → render →
+verify → store → manifest (written last).
+
+One failing medium or account never stops the others; the manifest says what happened to each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__, conform, cover, ingest, probe
+from .errors import (
+    DeadlineExceeded,
+    Interrupted,
+    PipelineError,
+    ProcessingFailed,
+    StorageError,
+)
+from .image import MIME, render_image
+from .models import ErrorInfo, Job, JobEvent, LocalMedia, MediaInfo, MediaRef
+from .plan import CoverPlan, JobPlan, Rendition, VideoTarget, plan_job
+from .presets import PresetRegistry, Variant, load_presets
+from .settings import Settings
+from .storage import Storage, open_storage
+from .validate import AccountCheck, Probed, check_account, error_info
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[JobEvent], None]
+MANIFEST_SCHEMA = 1
+_IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a job produced, per account: the contract the publish flow reads."""
+
+    job_id: str
+    status: str
+    presets_version: str
+    accounts: tuple[dict[str, Any], ...]
+    uri: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Every account succeeded."""
+        return self.status == "succeeded"
+
+    @property
+    def retryable(self) -> bool:
+        """Every failure in it may go away on a re-run (storage outage, timeout...)."""
+        errors = [e for a in self.accounts for e in a["errors"]]
+        return bool(errors) and all(e.get("retryable") for e in errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as JSON-ready data."""
+        accounts = [{**a, "errors": [{k: v for k, v in e.items() if k != "retryable"}
+                                     for e in a["errors"]]} for a in self.accounts]
+        return {"job_id": self.job_id, "status": self.status,
+                "presets_version": self.presets_version, "accounts": accounts, **self.extra}
+
+
+class Deadline:
+    """A monotonic deadline for one job, checked between stages."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expires_at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left (never below one, so a tool call always gets a chance to fail cleanly)."""
+        return max(1.0, self.expires_at - time.monotonic())
+
+    def check(self, stage: str) -> None:
+        """Raise when the deadline has passed.
+
+        Raises:
+            DeadlineExceeded: past the deadline.
+        """
+        if time.monotonic() > self.expires_at:
+            raise DeadlineExceeded(f"job deadline passed before {stage}")
+
+
+@dataclass
+class _Output:
+    """A stored rendition or cover as the manifest reports it."""
+
+    entry: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+
+
+def asset_key(key: str, name: str) -> str:
+    """Storage key of a content-addressed output."""
+    return f"assets/{key[:2]}/{key[2:]}/{name}"
+
+
+def _meta_key(key: str) -> str:
+    return f"assets/{key[:2]}/{key[2:]}/meta.json"
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def process(job: Job, *, settings: Settings | None = None, presets: PresetRegistry | None = None,
+            storage: Storage | None = None, on_event: EventCallback | None = None) -> Manifest:
+    """Run one job and store its outputs and manifest.
+
+    Args:
+        job: a parsed job (see :func:`pipeline.job.parse_job`).
+        settings: configuration; defaults to :meth:`Settings.from_env`.
+        presets: the preset registry; defaults to the bundled presets plus ``settings.presets_dir``.
+        storage: where outputs go; defaults to ``open_storage(settings.dest)``.
+        on_event: progress callback.
+
+    Returns:
+        The manifest (also stored at ``manifests/<job_id>.json``).
+
+    Raises:
+        ConfigError: ffmpeg missing or unusable settings.
+        StorageError: the manifest itself could not be written.
+        Interrupted: stopped by a signal.
+    """
+    settings = settings or Settings.from_env()
+    presets = presets or load_presets(settings.presets_dir)
+    storage = storage or open_storage(settings.dest, endpoint_url=settings.endpoint_url)
+    probe.setup_pillow(settings.max_image_pixels)
+    deadline = Deadline(settings.job_deadline_s)
+    emit = _emitter(job.id, on_event)
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"conform-{job.id[:40]}-", dir=settings.workdir))
+    try:
+        emit("ingest", "start")
+        sources, probed, thumbs = _ingest_all(job, presets, settings, workdir, deadline)
+        emit("ingest", "done")
+        checks = [check_account(job, acc, presets.get(acc.platform), probed)  # type: ignore[arg-type]
+                  for acc in job.accounts]
+        jobplan = plan_job(checks, sha_of={k: v.sha256 for k, v in sources.items()},
+                           thumb_infos=thumbs, x264_preset=settings.x264_preset)
+        outputs = _produce(jobplan, sources, probed, thumbs, job=job, settings=settings,
+                           presets=presets, storage=storage, workdir=workdir, deadline=deadline, emit=emit)
+        manifest = _manifest(job, jobplan, outputs, presets)
+        emit("manifest", "start")
+        body = json.dumps(manifest.to_dict(), indent=2, sort_keys=False).encode() + b"\n"
+        stored = storage.put_bytes(body, f"manifests/{job.id}.json",
+                                   content_type="application/json", cache_control="no-cache")
+        emit("manifest", "done")
+        return Manifest(manifest.job_id, manifest.status, manifest.presets_version,
+                        manifest.accounts, uri=stored.uri)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def plan(job: Job, *, settings: Settings | None = None,
+         presets: PresetRegistry | None = None) -> JobPlan:
+    """Fetch and probe the job's media, validate every account and plan the outputs.
+
+    Nothing is written to the destination: this is what ``conform plan`` shows.
+
+    Raises:
+        ConfigError: ffmpeg missing or unusable settings.
+        Interrupted: stopped by a signal.
+    """
+    settings = settings or Settings.from_env()
+    presets = presets or load_presets(settings.presets_dir)
+    probe.setup_pillow(settings.max_image_pixels)
+    deadline = Deadline(settings.job_deadline_s)
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"conform-plan-{job.id[:40]}-", dir=settings.workdir))
+    try:
+        sources, probed, thumbs = _ingest_all(job, presets, settings, workdir, deadline)
+        checks = [check_account(job, acc, presets.get(acc.platform), probed)  # type: ignore[arg-type]
+                  for acc in job.accounts]
+        return plan_job(checks, sha_of={k: v.sha256 for k, v in sources.items()},
+                        thumb_infos=thumbs, x264_preset=settings.x264_preset)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _emitter(job_id: str, on_event: EventCallback | None) -> Callable[..., None]:
+    def emit(stage: str, kind: str, pct: float | None = None, detail: str | None = None) -> None:
+        if on_event is not None:
+            on_event(JobEvent(job_id, stage, kind, pct, detail))  # type: ignore[arg-type]
+    return emit
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def _needed_refs(job: Job, presets: PresetRegistry) -> tuple[list[MediaRef], MediaRef | None]:
+    """Media that at least one account will publish, and the cover thumbnail if one is used."""
+    threads = any((p := presets.get(a.platform)) is not None and p.limits.thread
+                  for a in job.accounts)
+    items = job.content if threads else job.content[:1]
+    refs: list[MediaRef] = []
+    for item in items:
+        for ref in item.media:
+            if ref not in refs:
+                refs.append(ref)
+    first_cover = job.content[0].cover
+    thumb = first_cover.thumbnail if first_cover else None
+    return refs, thumb
+
+
+def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, workdir: Path,
+                deadline: Deadline
+                ) -> tuple[dict[str, LocalMedia], dict[MediaRef, Probed], dict[str, MediaInfo]]:
+    refs, thumb = _needed_refs(job, presets)
+    sources: dict[str, LocalMedia] = {}
+    probed: dict[MediaRef, Probed] = {}
+    by_sha: dict[str, Probed] = {}
+    thumbs: dict[str, MediaInfo] = {}
+    for ref in [*refs, *([thumb] if thumb else [])]:
+        if ref in probed:
+            continue
+        deadline.check("ingest")
+        try:
+            local = ingest.fetch(ref, workdir / "src", settings=settings,
+                                 workspace_id=job.workspace_id)
+            sources[str(ref)] = local
+            if local.sha256 in by_sha:  # the same bytes under another name: probe once
+                probed[ref] = by_sha[local.sha256]
+                continue
+            info = probe.probe(local.path, timeout_s=min(settings.probe_timeout_s,
+                                                         deadline.remaining()),
+                               max_pixels=settings.max_image_pixels,
+                               max_frames=settings.max_animation_frames)
+            probed[ref] = by_sha[local.sha256] = info
+        except Interrupted:
+            raise
+        except PipelineError as err:
+            log.info("job %s: %s: %s", job.id, ref, err.message)
+            probed[ref] = err
+    if thumb is not None and isinstance(probed.get(thumb), MediaInfo):
+        thumbs[str(thumb)] = probed[thumb]  # type: ignore[assignment]
+    return sources, probed, thumbs
+
+
+# --------------------------------------------------------------------------- produce
+
+
+def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[MediaRef, Probed],
+             thumbs: dict[str, MediaInfo], *, job: Job, settings: Settings,
+             presets: PresetRegistry, storage: Storage, workdir: Path, deadline: Deadline,
+             emit: Callable[..., None]) -> dict[str, _Output]:
+    outputs: dict[str, _Output] = {}
+    delivered: dict[str, tuple[Path, MediaInfo]] = {}
+    total = len(jobplan.renditions) + len(jobplan.covers)
+    done = 0
+    for rendition in jobplan.renditions:
+        deadline.check("render")
+        emit("render", "start", done / max(total, 1), rendition.name)
+        outputs[rendition.key] = _guard(
+            lambda r=rendition: _make_rendition(r, sources, probed, job=job, settings=settings,
+                                                presets=presets, storage=storage, workdir=workdir,
+                                                deadline=deadline, delivered=delivered,
+                                                emit=emit),
+            job.id, rendition.name)
+        done += 1
+    for cplan in jobplan.covers:
+        deadline.check("cover")
+        emit("cover", "start", done / max(total, 1))
+        if outputs.get(cplan.rendition_key, _Output()).error is not None:
+            outputs[cplan.key] = _Output(error=outputs[cplan.rendition_key].error)
+        else:
+            outputs[cplan.key] = _guard(
+                lambda c=cplan: _make_cover(c, sources, thumbs, jobplan, settings=settings,
+                                            storage=storage, workdir=workdir, deadline=deadline,
+                                            delivered=delivered, job=job),
+                job.id, "cover")
+        done += 1
+    emit("render", "done", 1.0)
+    return outputs
+
+
+def _guard(make: Callable[[], dict[str, Any]], job_id: str, what: str) -> _Output:
+    """Run one output's production; errors become the manifest's, never a traceback."""
+    try:
+        return _Output(entry=make())
+    except Interrupted:
+        raise
+    except DeadlineExceeded:
+        raise
+    except PipelineError as err:
+        log.warning("job %s: %s failed: %s", job_id, what, err.message)
+        return _Output(error=error_info(err))
+    except Exception as err:  # noqa: BLE001 - recorded as an internal error, batch goes on
+        log.exception("job %s: unexpected error producing %s", job_id, what)
+        return _Output(error=ErrorInfo("internal", f"internal error: {type(err).__name__}: {err}",
+                                       500))
+
+
+def _load_meta(storage: Storage, key: str, workdir: Path) -> dict[str, Any] | None:
+    meta_key = _meta_key(key)
+    if not storage.exists(meta_key):
+        return None
+    local = storage.get_file(meta_key, workdir / f"meta-{key[:16]}.json")
+    try:
+        data: dict[str, Any] = json.loads(local.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not storage.exists(data.get("key", "")):
+        return None
+    return data
+
+
+def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[MediaRef, Probed],
+                    *, job: Job, settings: Settings, presets: PresetRegistry, storage: Storage,
+                    workdir: Path, deadline: Deadline,
+                    delivered: dict[str, tuple[Path, MediaInfo]],
+                    emit: Callable[..., None]) -> dict[str, Any]:
+    if not settings.force:
+        meta = _load_meta(storage, r.key, workdir)
+        if meta is not None:
+            return {**meta, "actions": ["reused", *meta.get("actions", [])]}
+    src = sources[r.ref_text]
+    info = next(v for k, v in probed.items() if str(k) == r.ref_text)
+    assert isinstance(info, MediaInfo)
+    out_dir = workdir / "out" / r.key[:16]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / r.name
+    extra_actions: tuple[str, ...] = ()
+    extra_warnings: tuple[str, ...] = ()
+    target = r.target
+    if isinstance(target, VideoTarget):
+        from .video import render_video
+
+        sar = None
+        if info.video is not None and info.video.sar != 1:
+            v = info.video
+            sar = ((v.display_height if v.rotation_deg in (90, 270) else v.display_width),
+                   (v.display_width if v.rotation_deg in (90, 270) else v.display_height))
+        result = render_video(
+            src.path, info.format_name, target, out, sar_display=sar,
+            duration_s=info.duration_s or 0.0,
+            timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()),
+            on_progress=lambda f: emit("encode", "progress", f, r.name),
+        )
+        out, extra_actions, extra_warnings = result.path, result.extra_actions, result.warnings
+        out_info = probe.probe(out, timeout_s=settings.probe_timeout_s)
+        for variant in _variants_of(r, presets):
+            assert variant.video is not None
+            conform.require(conform.check_video(out_info, variant.video, target,
+                                                info.duration_s or 0.0), r.name)
+        mime = "video/quicktime" if out_info.format_name == "mov" else "video/mp4"
+    else:
+        iresult = render_image(src.path, info.format_name, target, out)
+        extra_actions, extra_warnings = iresult.extra_actions, iresult.warnings
+        out = iresult.path
+        out_info = probe.probe(out, max_pixels=settings.max_image_pixels)
+        for variant in _variants_of(r, presets):
+            assert variant.image is not None
+            conform.require(conform.check_image(out_info, variant.image, target), r.name)
+        mime = iresult.mime
+    sha = _sha256(out)
+    key = asset_key(r.key, r.name)
+    actions = list(dict.fromkeys([*r.actions, *extra_actions]))
+    if "passed_through" in actions and len(actions) > 1 and extra_actions:
+        actions.remove("passed_through")
+    entry: dict[str, Any] = {
+        "key": key, "kind": "video" if isinstance(target, VideoTarget) else "image",
+        "mime": mime, "bytes": out.stat().st_size, "sha256": sha,
+        "width": out_info.width, "height": out_info.height,
+        "duration_ms": out_info.duration_ms if isinstance(target, VideoTarget) else None,
+        "actions": actions, "warnings": list(dict.fromkeys([*r.warnings, *extra_warnings])),
+    }
+    stored = storage.put_file(out, key, content_type=mime, cache_control=_IMMUTABLE,
+                              metadata={"source-sha256": r.source_sha256, "job-id": job.id,
+                                        "preset": r.uses[0].variant_id, "sha256": sha})
+    storage.put_bytes(json.dumps(entry).encode(), _meta_key(r.key),
+                      content_type="application/json", cache_control=_IMMUTABLE)
+    delivered[r.key] = (out, out_info)
+    return {**entry, "uri": stored.uri}
+
+
+def _make_cover(c: CoverPlan, sources: dict[str, LocalMedia], thumbs: dict[str, MediaInfo],
+                jobplan: JobPlan, *, settings: Settings, storage: Storage, workdir: Path,
+                deadline: Deadline, delivered: dict[str, tuple[Path, MediaInfo]],
+                job: Job) -> dict[str, Any]:
+    if not settings.force:
+        meta = _load_meta(storage, c.key, workdir)
+        if meta is not None:
+            return meta
+    cdir = workdir / "covers" / c.key[:16]
+    cdir.mkdir(parents=True, exist_ok=True)
+    t = c.target
+    if t.source == "frame":
+        video_path, video_info = delivered.get(c.rendition_key) or _fetch_delivered(
+            c.rendition_key, jobplan, storage, cdir, settings)
+        assert t.at_ms is not None
+        result = cover.make_frame_cover(video_path, video_info, t.at_ms, t, cdir,
+                                        timeout_s=min(settings.ffmpeg_timeout_s,
+                                                      deadline.remaining()))
+    else:
+        thumb_ref = next(s for s in sources.values() if s.sha256 == c.thumbnail_sha256)
+        result = cover.make_thumbnail_cover(thumb_ref.path, thumbs[str(thumb_ref.ref)], t, cdir)
+    name = f"cover.{result.path.suffix.lstrip('.')}"
+    key = asset_key(c.key, name)
+    entry: dict[str, Any] = {"key": key, "mime": result.mime, "bytes": result.path.stat().st_size,
+                             "width": result.width, "height": result.height,
+                             "warnings": list(result.warnings)}
+    if t.source == "frame":
+        entry["timestamp_ms"] = t.at_ms
+    stored = storage.put_file(result.path, key, content_type=result.mime,
+                              cache_control=_IMMUTABLE, metadata={"job-id": job.id})
+    storage.put_bytes(json.dumps(entry).encode(), _meta_key(c.key),
+                      content_type="application/json", cache_control=_IMMUTABLE)
+    return {**entry, "uri": stored.uri}
+
+
+def _fetch_delivered(rkey: str, jobplan: JobPlan, storage: Storage, cdir: Path,
+                     settings: Settings) -> tuple[Path, MediaInfo]:
+    """A reused video is not on local disk: fetch it back to take the cover frame from it."""
+    r = next(x for x in jobplan.renditions if x.key == rkey)
+    local = storage.get_file(asset_key(rkey, r.name), cdir / r.name)
+    return local, probe.probe(local, timeout_s=settings.probe_timeout_s)
+
+
+def _variants_of(r: Rendition, presets: PresetRegistry) -> list[Variant]:
+    """Every variant that shares this output: it must satisfy all of them."""
+    found = []
+    for vid in dict.fromkeys(u.variant_id for u in r.uses):
+        pv = presets.find_variant(vid)
+        if pv is not None:
+            found.append(pv[1])
+    return found
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
+              presets: PresetRegistry) -> Manifest:
+    accounts: list[dict[str, Any]] = []
+    for ap in jobplan.accounts:
+        check: AccountCheck = ap.check
+        errors = [e.to_dict() | {"retryable": e.retryable} for e in check.errors]
+        media: list[dict[str, Any]] = []
+        if check.ok:
+            for sel, key in ap.media:
+                out = outputs.get(key, _Output())
+                if out.error is not None or out.entry is None:
+                    err = out.error or ErrorInfo("internal", "output missing", 500)
+                    errors.append(ErrorInfo(err.code, err.message, err.http_status,
+                                            sel.content_index, sel.media_index,
+                                            err.retryable).to_dict()
+                                  | {"retryable": err.retryable})
+                    continue
+                entry = out.entry
+                media.append({
+                    "content_index": sel.content_index, "media_index": sel.media_index,
+                    "source": sel.ref.value, "kind": entry["kind"], "uri": entry["uri"],
+                    "mime": entry["mime"], "bytes": entry["bytes"], "sha256": entry["sha256"],
+                    "width": entry["width"], "height": entry["height"],
+                    "duration_ms": entry["duration_ms"], "actions": entry["actions"],
+                    "warnings": entry["warnings"],
+                })
+        cover_entry = None
+        if check.ok and ap.cover_key is not None:
+            out = outputs.get(ap.cover_key, _Output())
+            if out.error is not None or out.entry is None:
+                err = out.error or ErrorInfo("internal", "cover missing", 500)
+                errors.append(ErrorInfo(err.code, f"cover: {err.message}", err.http_status,
+                                        0, None, err.retryable).to_dict()
+                              | {"retryable": err.retryable})
+            else:
+                cover_entry = _cover_entry(out.entry, check)
+        ok = not errors
+        warnings = list(check.warnings) + ([w for w in (cover_entry or {}).pop("warnings", [])]
+                                           if cover_entry else [])
+        accounts.append({
+            "account_id": check.account.id, "platform": check.account.platform,
+            "variant": _variant_label(check), "status": "ok" if ok else "failed",
+            "media": media if ok else [], "cover": cover_entry if ok else None,
+            "warnings": warnings, "errors": errors,
+        })
+    statuses = {a["status"] for a in accounts}
+    status = ("succeeded" if statuses == {"ok"} else "failed" if "ok" not in statuses
+              else "partial")
+    return Manifest(job_id=job.id, status=status, presets_version=presets.version(),
+                    accounts=tuple(accounts),
+                    extra={"pipeline_version": __version__})
+
+
+def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> dict[str, Any]:
+    choice = check.cover
+    out: dict[str, Any] = {"uri": entry["uri"], "mime": entry["mime"], "bytes": entry["bytes"],
+                           "width": entry["width"], "height": entry["height"],
+                           "warnings": entry.get("warnings", [])}
+    if choice is not None and choice.source == "frame":
+        out["timestamp_ms"] = choice.timestamp_ms
+        if choice.default_frame:
+            out["source"] = "default_frame"
+    elif choice is not None and choice.thumbnail is not None:
+        out["source"] = choice.thumbnail.value
+    return out
+
+
+def _variant_label(check: AccountCheck) -> str:
+    """The account's variant: the one its media use (e.g. ``instagram-reels``)."""
+    names = list(dict.fromkeys(s.variant.id for s in check.items))
+    if names:
+        return "+".join(names)
+    mode = check.preset.modes[check.account.mode]
+    return f"{check.preset.platform}-{mode.video or mode.image or check.account.mode}"
