@@ -207,7 +207,8 @@ def _accounts(raw: Any, presets: PresetRegistry,
         if preset is None:
             problems.append((f"{path}.platform", f"unknown platform {platform_raw!r}"))
             continue
-        settings = acc.get("settings") or {}
+        settings = acc.get("settings")
+        settings = {} if settings is None else settings
         if not isinstance(settings, dict):
             problems.append((f"{path}.settings", "must be an object"))
             continue
