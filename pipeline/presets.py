@@ -581,12 +581,15 @@ def load_preset_file(path: Path) -> Preset:
 # --------------------------------------------------------------------------- registry
 
 
+REPO_PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
 def bundled_presets_dir() -> Path:
     """Presets shipped with the package (wheel) or, in a source checkout, ``<repo>/presets``."""
     packaged = importlib.resources.files("pipeline") / "_presets"
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "presets"
+    return REPO_PRESETS_DIR
 
 
 @dataclass(frozen=True, slots=True)
