@@ -320,7 +320,8 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
     if not settings.force:
         meta = _load_meta(storage, r.key, workdir)
         if meta is not None:
-            return {**meta, "actions": ["reused", *meta.get("actions", [])]}
+            return {**meta, "uri": storage.uri(meta["key"]),
+                    "actions": ["reused", *meta.get("actions", [])]}
     src = sources[r.ref_text]
     info = next(v for k, v in probed.items() if str(k) == r.ref_text)
     assert isinstance(info, MediaInfo)
@@ -388,7 +389,7 @@ def _make_cover(c: CoverPlan, sources: dict[str, LocalMedia], thumbs: dict[str, 
     if not settings.force:
         meta = _load_meta(storage, c.key, workdir)
         if meta is not None:
-            return meta
+            return {**meta, "uri": storage.uri(meta["key"])}
     cdir = workdir / "covers" / c.key[:16]
     cdir.mkdir(parents=True, exist_ok=True)
     t = c.target
