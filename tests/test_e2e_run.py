@@ -33,7 +33,7 @@ def check_manifest_contract(m: dict[str, Any]) -> None:
     assert set(m) >= {"job_id", "status", "presets_version", "accounts"}
     assert m["status"] in ("succeeded", "partial", "failed")
     for a in m["accounts"]:
-        assert ACCOUNT_KEYS <= set(a)
+        assert set(a) >= ACCOUNT_KEYS
         assert a["status"] in ("ok", "failed")
         if a["status"] == "failed":
             assert a["media"] == [] and a["errors"]
@@ -41,7 +41,7 @@ def check_manifest_contract(m: dict[str, Any]) -> None:
             assert {"code", "message", "http_status"} <= set(e)
             assert e["code"].islower() and " " not in e["code"]
         for medium in a["media"]:
-            assert MEDIA_KEYS == set(medium)
+            assert set(medium) == MEDIA_KEYS
             assert medium["uri"].startswith("file:///")
             path = Path(medium["uri"][len("file://"):])
             assert path.is_file() and path.stat().st_size == medium["bytes"]

@@ -118,7 +118,7 @@ def test_each_kind_of_mistake_is_reported(tmp_path: Path, change: tuple[str, str
 
 
 def test_broken_toml(tmp_path: Path) -> None:
-    with pytest.raises(PresetError, match="broken.toml"):
+    with pytest.raises(PresetError, match=r"broken\.toml"):
         load_preset_file(_write(tmp_path, "broken", "schema = [\n"))
 
 
@@ -135,7 +135,7 @@ def test_user_dir_adds_and_overrides(tmp_path: Path) -> None:
 
 def test_invalid_user_file_fails_the_whole_load(tmp_path: Path) -> None:
     _write(tmp_path, "bad", "schema = 1\n")
-    with pytest.raises(PresetError, match="bad.toml"):
+    with pytest.raises(PresetError, match=r"bad\.toml"):
         load_presets(tmp_path)
 
 

@@ -58,7 +58,8 @@ def test_image_counts(platform: str, n: int, code: str) -> None:
 
 
 def test_youtube_takes_exactly_one_video() -> None:
-    assert codes(run_check([{"media": ["i"]}], "youtube", {"i": IMG})) == ["media_type_not_supported"]
+    images = run_check([{"media": ["i"]}], "youtube", {"i": IMG})
+    assert codes(images) == ["media_type_not_supported"]
     assert codes(run_check([{"media": ["v", "w"]}], "youtube", {"v": VID, "w": VID})) == [
         "too_many_videos"]
     assert codes(run_check([{"text": "no media"}], "youtube", {})) == ["media_required"]
