@@ -6,6 +6,7 @@ One failing medium or account never stops the others; the manifest says what hap
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,25 +20,27 @@ from typing import Any
 
 from . import __version__, conform, cover, ingest, probe
 from .errors import (
+    ConfigError,
     DeadlineExceeded,
     Interrupted,
     PipelineError,
     ProcessingFailed,
     StorageError,
+    StorageNotFound,
 )
 from .image import MIME, render_image
 from .models import ErrorInfo, Job, JobEvent, LocalMedia, MediaInfo, MediaRef
-from .plan import CoverPlan, JobPlan, Rendition, VideoTarget, plan_job
+from .plan import ENCODER_VERSION, CoverPlan, JobPlan, Rendition, VideoTarget, plan_job
 from .presets import PresetRegistry, Variant, load_presets
 from .settings import Settings
-from .storage import Storage, open_storage
+from .storage import IMMUTABLE, Storage, StoredObject, open_storage
 from .validate import AccountCheck, Probed, check_account, error_info
 
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[JobEvent], None]
 MANIFEST_SCHEMA = 1
-_IMMUTABLE = "public, max-age=31536000, immutable"
+_IMMUTABLE = IMMUTABLE  # assets never change: their keys are content addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,78 @@ def _meta_key(key: str) -> str:
     return f"assets/{key[:2]}/{key[2:]}/meta.json"
 
 
+def _manifest_key(job_id: str) -> str:
+    return f"manifests/{job_id}.json"
+
+
+def _check_destination(storage: Storage, settings: Settings, job_id: str) -> None:
+    """Fail before any work when nothing could be stored, or the asked-for URLs can't be made.
+
+    Raises:
+        ConfigError: an unusable ``--public-base-url`` or ``--presign``, ``--presign`` on a
+            destination that can't sign URLs, or a job id that makes no valid key.
+        StorageRejected: no such bucket, or the destination is not a folder.
+        StoragePermissionError: access denied, bad or missing credentials.
+        StorageError: the store can't be reached (retryable).
+    """
+    key = _manifest_key(job_id)
+    storage.uri(key)  # validates the key
+    if settings.public_base_url is not None or settings.presign_s is not None:
+        url = storage.public_url(key, base_url=settings.public_base_url,
+                                 presign_s=settings.presign_s)
+        if url is None:
+            raise ConfigError("--presign needs an s3:// destination: a local folder has no "
+                              "URLs to sign (use --public-base-url for a folder served over "
+                              "https)")
+    storage.check()
+
+
+def _object_metadata(job: Job, presets: PresetRegistry, source_sha256: str,
+                     uses: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """What an object carries about its origin (S3 user metadata; also kept in meta.json).
+
+    ``uses`` are ``(platform, variant id)`` pairs. An object is stored once for every job that
+    shares it, so this names the job and the presets that made it first.
+    """
+    platforms = list(dict.fromkeys(p for p, _ in uses))
+    versions = [f"{p}={preset.version}" for p in platforms
+                if (preset := presets.get(p)) is not None]
+    return {"source-sha256": source_sha256, "job-id": job.id,
+            "preset-id": ",".join(platforms), "preset-version": ",".join(versions),
+            "variant": ",".join(dict.fromkeys(v for _, v in uses)),
+            "encoder-version": ENCODER_VERSION, "pipeline-version": __version__}
+
+
+def _add_urls(outputs: dict[str, _Output], storage: Storage, settings: Settings) -> None:
+    """Add ``url`` (public base URL or presigned GET) to every stored output, when asked."""
+    if settings.public_base_url is None and settings.presign_s is None:
+        return
+    for out in outputs.values():
+        if out.entry is None:
+            continue
+        url = storage.public_url(out.entry["key"], base_url=settings.public_base_url,
+                                 presign_s=settings.presign_s)
+        if url is not None:
+            out.entry["url"] = url
+
+
+def _store_manifest(manifest: Manifest, storage: Storage) -> StoredObject:
+    """Write the manifest, the job's commit marker: every output it names is already stored.
+
+    Raises:
+        StorageError: it could not be written (retryable or not, as the store said); the
+            outputs stay stored and a re-run reuses them.
+    """
+    body = json.dumps(manifest.to_dict(), indent=2, sort_keys=False).encode() + b"\n"
+    try:
+        # no-cache: unlike the assets, a manifest is rewritten by every run of the job
+        return storage.put_bytes(body, _manifest_key(manifest.job_id),
+                                 content_type="application/json", cache_control="no-cache")
+    except StorageError as err:
+        raise type(err)(f"the manifest was not written, so no output of job {manifest.job_id} "
+                        f"is published: {err.message}", details=err.details) from err
+
+
 # --------------------------------------------------------------------------- the job
 
 
@@ -125,13 +200,17 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
         The manifest (also stored at ``manifests/<job_id>.json``).
 
     Raises:
-        ConfigError: ffmpeg missing or unusable settings.
-        StorageError: the manifest itself could not be written.
+        ConfigError: ffmpeg missing or unusable settings (destination, ``public_base_url``,
+            ``presign_s``).
+        StorageError: the destination is unusable (checked before any work: no such bucket,
+            access denied, unreachable) or the manifest itself could not be written. A
+            failed output is not raised: it fails its accounts in the manifest.
         Interrupted: stopped by a signal.
     """
     settings = settings or Settings.from_env()
     presets = presets or load_presets(settings.presets_dir)
     storage = storage or open_storage(settings.dest, endpoint_url=settings.endpoint_url)
+    _check_destination(storage, settings, job.id)
     probe.setup_pillow(settings.max_image_pixels)
     deadline = Deadline(settings.job_deadline_s)
     emit = _emitter(job.id, on_event)
@@ -146,15 +225,14 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
         jobplan = plan_job(checks, sha_of={k: v.sha256 for k, v in sources.items()},
                            thumb_infos=thumbs, x264_preset=settings.x264_preset)
         outputs = _produce(jobplan, sources, probed, thumbs, job=job, settings=settings,
-                           presets=presets, storage=storage, workdir=workdir, deadline=deadline, emit=emit)
+                           presets=presets, storage=storage, workdir=workdir, deadline=deadline,
+                           emit=emit)
+        _add_urls(outputs, storage, settings)
         manifest = _manifest(job, jobplan, outputs, presets)
         emit("manifest", "start")
-        body = json.dumps(manifest.to_dict(), indent=2, sort_keys=False).encode() + b"\n"
-        stored = storage.put_bytes(body, f"manifests/{job.id}.json",
-                                   content_type="application/json", cache_control="no-cache")
+        stored = _store_manifest(manifest, storage)
         emit("manifest", "done")
-        return Manifest(manifest.job_id, manifest.status, manifest.presets_version,
-                        manifest.accounts, uri=stored.uri)
+        return dataclasses.replace(manifest, uri=stored.uri)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -274,7 +352,7 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
             outputs[cplan.key] = _guard(
                 lambda c=cplan: _make_cover(c, sources, thumbs, jobplan, settings=settings,
                                             storage=storage, workdir=workdir, deadline=deadline,
-                                            delivered=delivered, job=job),
+                                            delivered=delivered, job=job, presets=presets),
                 job.id, "cover")
         done += 1
     emit("render", "done", 1.0)
@@ -298,17 +376,65 @@ def _guard(make: Callable[[], dict[str, Any]], job_id: str, what: str) -> _Outpu
                                        500))
 
 
-def _load_meta(storage: Storage, key: str, workdir: Path) -> dict[str, Any] | None:
+#: What a reused entry must carry to stand in for a fresh one in the manifest.
+_RENDITION_FIELDS = frozenset({"key", "kind", "mime", "bytes", "sha256", "width", "height",
+                               "duration_ms", "actions", "warnings"})
+_COVER_FIELDS = frozenset({"key", "mime", "bytes", "sha256", "width", "height", "warnings"})
+
+
+def _load_meta(storage: Storage, key: str, workdir: Path, *,
+               fields: frozenset[str] = _RENDITION_FIELDS,
+               max_bytes: int | None = None) -> dict[str, Any] | None:
+    """The entry of an output an earlier run finished, if it is intact; else ``None``.
+
+    ``meta.json`` is written after its asset, so it only exists once the asset is stored; a
+    crash between the two leaves no meta and the output is simply made again. The asset is
+    then checked against the meta: it must sit in this output's folder, have the recorded
+    size, and (where the store recorded one at upload, i.e. S3) the recorded sha256, so a
+    reused entry reports exactly the bytes that are stored. Anything else is made again.
+
+    Args:
+        storage: the destination.
+        key: the output's content address.
+        workdir: where the meta document is fetched to.
+        fields: what the entry must contain.
+        max_bytes: the smallest byte cap of everyone sharing the output in this job (an
+            earlier job may have shared it with other platforms only).
+
+    Raises:
+        StorageError: the store could not be asked (after retries).
+    """
     meta_key = _meta_key(key)
-    if not storage.exists(meta_key):
-        return None
-    local = storage.get_file(meta_key, workdir / f"meta-{key[:16]}.json")
+    local = workdir / "meta" / f"{key}.json"
     try:
-        data: dict[str, Any] = json.loads(local.read_text())
-    except (OSError, json.JSONDecodeError):
+        storage.get_file(meta_key, local)  # no HEAD first: a missing meta is one 404
+    except StorageNotFound:
         return None
-    if not storage.exists(data.get("key", "")):
+    try:
+        data = json.loads(local.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        log.warning("%s is unreadable; making the output again", storage.uri(meta_key))
         return None
+    folder = meta_key.rsplit("/", 1)[0] + "/"
+    if (not isinstance(data, dict) or not fields <= data.keys()
+            or not isinstance(data["key"], str) or not data["key"].startswith(folder)
+            or "/" in data["key"][len(folder):] or data["key"] == meta_key
+            or not isinstance(data["bytes"], int) or not isinstance(data["sha256"], str)):
+        log.warning("%s does not describe an output; making it again", storage.uri(meta_key))
+        return None
+    if max_bytes is not None and data["bytes"] > max_bytes:
+        return None  # made for platforms with larger caps; this job needs a smaller one
+    try:
+        head = storage.head(data["key"])
+    except ConfigError:
+        return None  # a key this version would not write
+    if head is None:
+        return None
+    if head.size_bytes != data["bytes"] or (head.sha256 is not None
+                                            and head.sha256 != data["sha256"]):
+        log.warning("%s does not match its meta.json; making it again", head.uri)
+        return None
+    data["uri"] = head.uri
     return data
 
 
@@ -318,7 +444,7 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
                     delivered: dict[str, tuple[Path, MediaInfo]],
                     emit: Callable[..., None]) -> dict[str, Any]:
     if not settings.force:
-        meta = _load_meta(storage, r.key, workdir)
+        meta = _load_meta(storage, r.key, workdir, max_bytes=r.target.max_bytes)
         if meta is not None:
             return {**meta, "uri": storage.uri(meta["key"]),
                     "actions": ["reused", *meta.get("actions", [])]}
@@ -373,11 +499,9 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
         "duration_ms": out_info.duration_ms if isinstance(target, VideoTarget) else None,
         "actions": actions, "warnings": list(dict.fromkeys([*r.warnings, *extra_warnings])),
     }
-    stored = storage.put_file(out, key, content_type=mime, cache_control=_IMMUTABLE,
-                              metadata={"source-sha256": r.source_sha256, "job-id": job.id,
-                                        "preset": r.uses[0].variant_id, "sha256": sha})
-    storage.put_bytes(json.dumps(entry).encode(), _meta_key(r.key),
-                      content_type="application/json", cache_control=_IMMUTABLE)
+    origin = _object_metadata(job, presets, r.source_sha256,
+                              [(u.platform, u.variant_id) for u in r.uses])
+    stored = _store_output(storage, out, key, r.key, entry, mime, origin)
     delivered[r.key] = (out, out_info)
     return {**entry, "uri": stored.uri}
 
@@ -385,9 +509,10 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
 def _make_cover(c: CoverPlan, sources: dict[str, LocalMedia], thumbs: dict[str, MediaInfo],
                 jobplan: JobPlan, *, settings: Settings, storage: Storage, workdir: Path,
                 deadline: Deadline, delivered: dict[str, tuple[Path, MediaInfo]],
-                job: Job) -> dict[str, Any]:
+                job: Job, presets: PresetRegistry) -> dict[str, Any]:
     if not settings.force:
-        meta = _load_meta(storage, c.key, workdir)
+        meta = _load_meta(storage, c.key, workdir, fields=_COVER_FIELDS,
+                          max_bytes=c.target.max_bytes)
         if meta is not None:
             return {**meta, "uri": storage.uri(meta["key"])}
     cdir = workdir / "covers" / c.key[:16]
@@ -406,22 +531,48 @@ def _make_cover(c: CoverPlan, sources: dict[str, LocalMedia], thumbs: dict[str, 
     name = f"cover.{result.path.suffix.lstrip('.')}"
     key = asset_key(c.key, name)
     entry: dict[str, Any] = {"key": key, "mime": result.mime, "bytes": result.path.stat().st_size,
+                             "sha256": _sha256(result.path),
                              "width": result.width, "height": result.height,
                              "warnings": list(result.warnings)}
     if t.source == "frame":
         entry["timestamp_ms"] = t.at_ms
-    stored = storage.put_file(result.path, key, content_type=result.mime,
-                              cache_control=_IMMUTABLE, metadata={"job-id": job.id})
-    storage.put_bytes(json.dumps(entry).encode(), _meta_key(c.key),
-                      content_type="application/json", cache_control=_IMMUTABLE)
+    stored = _store_output(storage, result.path, key, c.key, entry, result.mime,
+                           _cover_metadata(c, jobplan, job, presets))
     return {**entry, "uri": stored.uri}
+
+
+def _store_output(storage: Storage, path: Path, key: str, content_key: str,
+                  entry: dict[str, Any], mime: str, origin: dict[str, str]) -> StoredObject:
+    """Store an output, then its meta.json: the meta's existence means the asset is whole.
+
+    Raises:
+        StorageError: either write failed; without the meta a re-run makes the output again.
+    """
+    stored = storage.put_file(path, key, content_type=mime, cache_control=_IMMUTABLE,
+                              metadata=origin)
+    # no-cache: unlike the asset, the meta is rewritten by --force or after a damaged upload
+    storage.put_bytes(json.dumps({**entry, "origin": origin}).encode(), _meta_key(content_key),
+                      content_type="application/json", cache_control="no-cache")
+    return stored
+
+
+def _cover_metadata(c: CoverPlan, jobplan: JobPlan, job: Job,
+                    presets: PresetRegistry) -> dict[str, str]:
+    """Origin metadata of a cover: the thumbnail (or the video) it was made from, its users."""
+    r = next((x for x in jobplan.renditions if x.key == c.rendition_key), None)
+    uses = [(u.platform, u.variant_id) for u in (r.uses if r else ())
+            if u.account_id in c.accounts]
+    return _object_metadata(job, presets, c.thumbnail_sha256 or (r.source_sha256 if r else ""),
+                            uses)
 
 
 def _fetch_delivered(rkey: str, jobplan: JobPlan, storage: Storage, cdir: Path,
                      settings: Settings) -> tuple[Path, MediaInfo]:
     """A reused video is not on local disk: fetch it back to take the cover frame from it."""
     r = next(x for x in jobplan.renditions if x.key == rkey)
-    local = storage.get_file(asset_key(rkey, r.name), cdir / r.name)
+    # An earlier job may have stored it under another variant's name: its meta says where.
+    meta = _load_meta(storage, rkey, cdir)
+    local = storage.get_file(meta["key"] if meta else asset_key(rkey, r.name), cdir / r.name)
     return local, probe.probe(local, timeout_s=settings.probe_timeout_s)
 
 
@@ -467,6 +618,7 @@ def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
                 media.append({
                     "content_index": sel.content_index, "media_index": sel.media_index,
                     "source": sel.ref.value, "kind": entry["kind"], "uri": entry["uri"],
+                    **({"url": entry["url"]} if "url" in entry else {}),
                     "mime": entry["mime"], "bytes": entry["bytes"], "sha256": entry["sha256"],
                     "width": entry["width"], "height": entry["height"],
                     "duration_ms": entry["duration_ms"], "actions": entry["actions"],
@@ -501,7 +653,8 @@ def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
 
 def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> dict[str, Any]:
     choice = check.cover
-    out: dict[str, Any] = {"uri": entry["uri"], "mime": entry["mime"], "bytes": entry["bytes"],
+    out: dict[str, Any] = {"uri": entry["uri"], **({"url": entry["url"]} if "url" in entry else {}),
+                           "mime": entry["mime"], "bytes": entry["bytes"],
                            "width": entry["width"], "height": entry["height"],
                            "warnings": entry.get("warnings", [])}
     if choice is not None and choice.source == "frame":

@@ -86,6 +86,9 @@ class StoredObject:
     size_bytes: int
     content_type: str | None
     etag: str | None = None
+    #: hex sha256 of the bytes as recorded when they were stored (S3 ``sha256`` metadata);
+    #: ``None`` where the store keeps no such record (a local folder, foreign objects).
+    sha256: str | None = None
 
 
 @runtime_checkable
@@ -136,6 +139,10 @@ class Storage(Protocol):
 
     def public_url(self, key: str, *, base_url: str | None, presign_s: int | None) -> str | None:
         """An http(s) URL for ``key``, when one can be given."""
+        ...
+
+    def check(self) -> None:
+        """Fail fast, before any work, when the destination can't be written at all."""
         ...
 
 
@@ -654,6 +661,31 @@ class LocalStorage:
             return _join_url(_public_base(base_url), key)
         return None
 
+    def check(self) -> None:
+        """Create the folder if needed and make sure we may write into it.
+
+        Raises:
+            StorageRejected: the destination exists but is not a folder.
+            StoragePermissionError: the folder can't be created or written.
+            StorageError: any other filesystem failure.
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as err:
+            raise StorageRejected(
+                f"storage destination {self.root} is not a folder",
+                details={"op": "check", "key": str(self.root)},
+            ) from err
+        except OSError as err:
+            raise _translate_os_error(err, op="check", key=self.root.as_uri()) from err
+        # os.access answers for the real uid, which is what writes will use here; a probe
+        # file would leave litter behind when the process is killed.
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StoragePermissionError(
+                f"storage destination {self.root} is not writable",
+                details={"op": "check", "key": str(self.root)},
+            )
+
 
 def _write_all(out: IO[bytes], data: bytes) -> None:
     out.write(data)
@@ -929,12 +961,14 @@ class S3Storage:
             raise translated from err
 
     def _stored(self, key: str, head: Mapping[str, Any]) -> StoredObject:
+        recorded = (head.get("Metadata") or {}).get(CONTENT_SHA256_KEY)
         return StoredObject(
             key=key,
             uri=self.uri(key),
             size_bytes=int(head.get("ContentLength", 0)),
             content_type=head.get("ContentType"),
             etag=_etag(head.get("ETag")),
+            sha256=str(recorded) if recorded else None,
         )
 
     def head(self, key: str) -> StoredObject | None:
@@ -1031,6 +1065,31 @@ class S3Storage:
         except _BOTO_ERRORS as err:
             raise self._error(err, "presign", key) from err
         return str(url)
+
+    def check(self) -> None:
+        """One HeadBucket: the bucket exists and these credentials may use it.
+
+        Run before any work so a typo in the bucket or a wrong key fails in a second, not
+        after an hour of encoding. HeadBucket needs ``s3:ListBucket``, which the pipeline
+        needs anyway: without it S3 answers 403 instead of 404 for a missing object, and
+        the re-run check could not tell "not made yet" from "forbidden".
+
+        Raises:
+            StorageRejected: the bucket does not exist (or lives in another region).
+            StoragePermissionError: access denied, bad or missing credentials.
+            StorageError: retryable failures (endpoint down, 5xx), after retries.
+        """
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except _BOTO_ERRORS as err:
+            translated = translate_client_error(err, op="check", key=f"s3://{self.bucket}")
+            if isinstance(translated, StorageNotFound):
+                # HEAD responses have no body, so a missing bucket is a bare 404 here.
+                raise StorageRejected(
+                    f"storage bucket {self.bucket!r} does not exist",
+                    details={**translated.details, "op": "check"},
+                ) from err
+            raise translated from err
 
 
 # --- client and URL ---------------------------------------------------------------------------
