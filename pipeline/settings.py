@@ -65,6 +65,8 @@ class Settings:
     max_image_pixels: int = 400_000_000  # 2x the largest phone sensor (200 MP); a bomb beyond
     max_animation_frames: int = 2000
     x264_preset: str = "medium"
+    # Storage: re-make outputs that already exist; add a ``url`` next to each ``uri`` in the
+    # manifest, from a public base URL mapped onto ``dest`` or as a presigned GET (S3 only).
     force: bool = False
     public_base_url: str | None = None
     presign_s: int | None = None
@@ -93,6 +95,8 @@ class Settings:
             values["allow_networks"] = parse_networks([env["CONFORM_ALLOW_NETWORK"]])
         if env.get("CONFORM_PUBLIC_BASE_URL"):
             values["public_base_url"] = env["CONFORM_PUBLIC_BASE_URL"]
+        if env.get("CONFORM_PRESIGN_S"):
+            values["presign_s"] = _env_int(env, "CONFORM_PRESIGN_S", 0)
         values["max_source_bytes"] = _env_int(env, "CONFORM_MAX_SOURCE_BYTES", base.max_source_bytes)
         values["ffmpeg_timeout_s"] = float(
             _env_int(env, "CONFORM_FFMPEG_TIMEOUT_S", int(base.ffmpeg_timeout_s))
