@@ -511,8 +511,11 @@ class LocalStorage:
         """
         return self._path(key).as_uri()
 
-    def _stored(self, key: str, path: Path, size: int) -> StoredObject:
-        content_type, _ = mimetypes.guess_type(key, strict=False)
+    def _stored(
+        self, key: str, path: Path, size: int, content_type: str | None = None
+    ) -> StoredObject:
+        if content_type is None:  # a folder keeps no content type; the extension is all we have
+            content_type, _ = mimetypes.guess_type(key, strict=False)
         return StoredObject(key=key, uri=path.as_uri(), size_bytes=size, content_type=content_type)
 
     def put_file(
@@ -548,7 +551,7 @@ class LocalStorage:
                 "(source changed while copying)",
                 details={"op": "put_file", "key": key},
             )
-        return self._stored(key, dest, size)
+        return self._stored(key, dest, size, content_type)
 
     def put_bytes(
         self, data: bytes, key: str, *, content_type: str, cache_control: str | None = None
@@ -565,7 +568,7 @@ class LocalStorage:
             size = _atomic_write(dest, lambda out: _write_all(out, data))
         except OSError as err:
             raise _translate_os_error(err, op="put_bytes", key=self.uri(key)) from err
-        return self._stored(key, dest, size)
+        return self._stored(key, dest, size, content_type)
 
     def head(self, key: str) -> StoredObject | None:
         """Describe the file at ``key``, or ``None`` when there is none.

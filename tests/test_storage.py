@@ -343,6 +343,23 @@ def test_failed_write_leaves_nothing_partial(
     assert backend.leftovers() == []
 
 
+def test_check_passes_on_a_usable_destination(backend: Backend) -> None:
+    backend.storage.check()
+    if backend.root is not None:
+        assert backend.root.is_dir()  # the folder is created up front
+
+
+def test_recorded_sha256(backend: Backend, tmp_path: Path) -> None:
+    data = b"bytes to hash" * 100
+    stored = backend.storage.put_file(write(tmp_path / "f", data), "f.bin", content_type="x/y")
+    head = backend.storage.head("f.bin")
+    assert head is not None
+    if backend.name == "s3":
+        assert stored.sha256 == head.sha256 == hashlib.sha256(data).hexdigest()
+    else:
+        assert head.sha256 is None  # a folder keeps no record beyond the bytes
+
+
 def test_source_missing(backend: Backend, tmp_path: Path) -> None:
     with pytest.raises(StorageError):
         backend.storage.put_file(tmp_path / "nope.mp4", "k.mp4", content_type="video/mp4")
@@ -539,6 +556,25 @@ def test_s3_missing_bucket(s3: Backend, tmp_path: Path) -> None:
     assert "does not exist" in info.value.message
     with pytest.raises(StorageRejected, match="does not exist"):
         list(store.list())
+
+
+@pytest.mark.s3
+def test_s3_check_missing_bucket_and_denied(s3: Backend) -> None:
+    with pytest.raises(StorageRejected, match="does not exist"):
+        S3Storage("conform-no-such-bucket", "", s3.client).check()
+    s3.client.meta.events.register(
+        "before-send.s3.HeadBucket", lambda request, **_: error_response(403, "AccessDenied")
+    )
+    with pytest.raises(StoragePermissionError):
+        s3.storage.check()
+
+
+def test_local_check_refuses_a_file(tmp_path: Path) -> None:
+    write(tmp_path / "not-a-dir", b"x")
+    with pytest.raises(StorageRejected, match="not a folder"):
+        LocalStorage(tmp_path / "not-a-dir").check()
+    with pytest.raises(StorageRejected):
+        LocalStorage(tmp_path / "not-a-dir" / "below").check()
 
 
 @pytest.mark.s3
