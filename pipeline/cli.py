@@ -181,11 +181,14 @@ def main(ctx: click.Context, verbose: int, log_format: str, debug: bool) -> None
 @click.option("--dest", default=None, help="Output folder or s3://bucket/prefix "
               "(default: $CONFORM_DEST or ./conform-out).")
 @_common_options
-@click.option("--force", is_flag=True, help="Re-make outputs even when they already exist.")
-@click.option("--public-base-url", default=None,
-              help="Add an https 'url' next to each 'uri' (base URL of the bucket/CDN).")
+@click.option("--force", is_flag=True,
+              help="Re-make and re-upload outputs even when they already exist.")
+@click.option("--public-base-url", default=None, metavar="URL",
+              help="Add an https 'url' next to each 'uri': URL is where --dest (with its "
+                   "prefix) is served, e.g. a CDN (default: $CONFORM_PUBLIC_BASE_URL).")
 @click.option("--presign", "presign_s", type=int, default=None, metavar="SECONDS",
-              help="Add presigned GET URLs valid for SECONDS (S3 only).")
+              help="Add a presigned GET 'url' valid for SECONDS, at most 7 days "
+                   "(s3:// destinations only; --public-base-url wins when both are given).")
 @click.option("--progress/--no-progress", default=True, help="Progress lines on stderr.")
 @click.pass_context
 def run(ctx: click.Context, job: str, progress: bool, **flags: Any) -> None:
@@ -286,40 +289,58 @@ def _plan_table(data: dict[str, Any]) -> str:
 @click.argument("source")
 @_common_options
 @click.option("--workspace-id", default="default", help="For {workspace_id} in the template.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output on stdout (also for errors: {\"error\": {...}}).")
 @click.pass_context
-def probe_cmd(ctx: click.Context, source: str, workspace_id: str, as_json: bool,
+def probe_cmd(ctx: click.Context, /, source: str, workspace_id: str, as_json: bool,
               **flags: Any) -> None:
-    """Show what probing finds in SOURCE (a local path, an http(s) URL or a library ID)."""
-    import shutil
-    import tempfile
+    """Show what probing finds in SOURCE (a local path, an http(s) URL or a library ID).
 
-    from . import ingest, probe
-    from .job import parse_media_ref
-
+    URLs are fetched with the same SSRF guard as jobs (--allow-network opens private ranges);
+    the file is identified by its bytes, never by its name.
+    """
     with handle_errors(ctx):
-        settings = _settings(ctx, **flags)
-        probe.setup_pillow(settings.max_image_pixels)
-        settings.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix="conform-probe-", dir=settings.workdir))
         try:
-            if Path(source).is_file():
-                local = ingest.fetch_local_path(Path(source), tmp, settings=settings)
-            else:
-                problems: list[tuple[str, str]] = []
-                ref = parse_media_ref(source, "source", problems)
-                if ref is None:
-                    raise JobInvalid(problems)
-                local = ingest.fetch(ref, tmp, settings=settings, workspace_id=workspace_id)
-            info = probe.probe(local.path, timeout_s=settings.probe_timeout_s,
-                               max_pixels=settings.max_image_pixels)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        data = {"source": source, "sha256": local.sha256, **_jsonable(asdict(info))}
+            data = _probe_source(source, workspace_id, _settings(ctx, **flags))
+        except PipelineError as err:
+            if as_json and not isinstance(err, Interrupted):
+                click.echo(json.dumps({"source": source, "error": err.to_dict()}, indent=2))
+            raise
         if as_json:
             click.echo(json.dumps(data, indent=2))
         else:
             click.echo(_probe_text(data))
+
+
+def _probe_source(source: str, workspace_id: str, settings: Settings) -> dict[str, Any]:
+    """Fetch SOURCE into a temporary folder, probe it, and return the facts as JSON data."""
+    import shutil
+    import tempfile
+
+    from . import ingest, probe
+    from .errors import SourceNotFound
+    from .job import parse_media_ref
+
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="conform-probe-", dir=settings.workdir))
+    try:
+        if Path(source).is_file():
+            local = ingest.fetch_local_path(Path(source), tmp, settings=settings)
+        else:
+            problems: list[tuple[str, str]] = []
+            ref = parse_media_ref(source, "source", problems)
+            if ref is None:
+                raise JobInvalid(problems)
+            if ref.kind == "library" and not settings.library and "://" not in source:
+                raise SourceNotFound(f"{source!r}: no such file (and no --library or "
+                                     "CONFORM_LIBRARY to look it up as a media-library ID)")
+            local = ingest.fetch(ref, tmp, settings=settings, workspace_id=workspace_id)
+        info = probe.probe(local.path, timeout_s=settings.probe_timeout_s,
+                           max_pixels=settings.max_image_pixels,
+                           max_frames=settings.max_animation_frames)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"source": source, "sha256": local.sha256, **_jsonable(asdict(info))}
 
 
 def _jsonable(value: Any) -> Any:
@@ -339,6 +360,8 @@ def _probe_text(data: dict[str, Any]) -> str:
              f"{data['size_bytes']} bytes, {data['width']}x{data['height']} displayed"]
     if data.get("duration_s"):
         lines.append(f"  duration: {data['duration_s']:.3f} s")
+    if data.get("bitrate_kbps"):
+        lines.append(f"  bitrate: {data['bitrate_kbps']} kb/s")
     for part in ("video", "audio", "image"):
         if data.get(part):
             fields = ", ".join(f"{k}={v}" for k, v in data[part].items() if v not in (None, ""))

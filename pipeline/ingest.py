@@ -1,22 +1,29 @@
 """Fetch media references into the job's workdir: library IDs (file://, s3://, https://) and URLs.
 
 Every source is copied into a file we wrote (ffmpeg and Pillow never read a user's path or URL)
-and hashed while it is read. URLs go through :mod:`pipeline.netguard` only.
+and hashed while it is read, under a byte cap. URLs go through :mod:`pipeline.netguard` only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import tempfile
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO, Any
 
 from . import netguard
 from .errors import (
     ConfigError,
+    DownloadFailed,
+    DownloadRefused,
     InvalidLibraryId,
+    SourceError,
     SourceNotFound,
+    StorageError,
     StorageNotFound,
     TooLarge,
     UrlNotAllowed,
@@ -24,19 +31,31 @@ from .errors import (
 from .models import LocalMedia, MediaRef
 from .settings import Settings
 
-LIBRARY_ID = re.compile(r"^(?!\.)[A-Za-z0-9._-]{1,128}$")
+# Letters, digits and ._- only, 1-128 characters, not starting with a dot. ASCII only: the
+# pattern is matched with fullmatch, so a trailing newline cannot slip past ``$``.
+LIBRARY_ID = re.compile(r"(?!\.)[A-Za-z0-9._-]{1,128}", re.ASCII)
+# "scheme:" at the start of a reference that is not http(s): file:, ftp:, gopher:, data: ...
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _COPY_CHUNK = 1024 * 1024
 
 
 def check_library_id(value: str) -> str:
     """Return ``value`` if it is a safe media-library ID.
 
+    Args:
+        value: the ID from the job (integers arrive as their decimal string).
+
+    Returns:
+        ``value`` unchanged.
+
     Raises:
-        InvalidLibraryId: not 1-128 of letters, digits, ``._-``, or starts with a dot, or has ``..``.
+        InvalidLibraryId: not 1-128 of ASCII letters, digits and ``._-``, starts with a dot, or
+            contains ``..``.
     """
-    if not LIBRARY_ID.match(value) or ".." in value:
+    if not isinstance(value, str) or not LIBRARY_ID.fullmatch(value) or ".." in value:
+        shown = value[:80] if isinstance(value, str) else value
         raise InvalidLibraryId(
-            f"invalid media-library ID {value[:80]!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            f"invalid media-library ID {shown!r}: use 1-128 letters, digits, '.', '_' or '-', "
             "not starting with a dot"
         )
     return value
@@ -45,35 +64,80 @@ def check_library_id(value: str) -> str:
 def library_location(template: str, media_id: str, workspace_id: str) -> str:
     """Fill the library template's ``{id}`` and ``{workspace_id}`` placeholders.
 
+    Args:
+        template: ``file:///dir/{id}``, ``s3://bucket/{workspace_id}/{id}``, ``https://host/{id}``.
+        media_id: the library ID from the job.
+        workspace_id: the job's workspace, for ``{workspace_id}``.
+
+    Returns:
+        The location of the medium.
+
     Raises:
-        InvalidLibraryId: the ID (or workspace ID) is unsafe.
-        ConfigError: the template has no ``{id}`` or an unknown scheme.
+        InvalidLibraryId: the ID (or the workspace ID, when the template uses it) is unsafe.
+        ConfigError: the template has no ``{id}`` or an unsupported scheme.
+    """
+    check_template(template)
+    check_library_id(media_id)
+    if "{workspace_id}" in template and not (
+        LIBRARY_ID.fullmatch(workspace_id) and ".." not in workspace_id
+    ):
+        raise InvalidLibraryId(
+            f"workspace_id {workspace_id[:80]!r} cannot be used in the library template: "
+            "use 1-128 letters, digits, '.', '_' or '-', not starting with a dot"
+        )
+    return template.replace("{workspace_id}", workspace_id).replace("{id}", media_id)
+
+
+def check_template(template: str) -> str:
+    """Check a library template before any ID is put into it.
+
+    Raises:
+        ConfigError: no ``{id}``, an unsupported scheme, or a placeholder outside the path.
     """
     if "{id}" not in template:
         raise ConfigError("the library template must contain {id}")
-    check_library_id(media_id)
-    if "{workspace_id}" in template:
-        check_library_id(workspace_id)
-    location = template.replace("{workspace_id}", workspace_id).replace("{id}", media_id)
-    scheme = urllib.parse.urlsplit(location).scheme.lower()
+    parts = urllib.parse.urlsplit(template)
+    scheme = parts.scheme.lower()
     if scheme not in _LIBRARY_BACKENDS:
         raise ConfigError(
             f"library template scheme {scheme or '(none)'!r} is not supported "
             "(use file://, s3:// or https://)"
         )
-    return location
+    if "{" in parts.netloc:
+        # An ID must never choose the host or bucket it is fetched from.
+        raise ConfigError("library template placeholders must be in the path, not the host")
+    return template
 
 
 def fetch(ref: MediaRef, dest_dir: Path, *, settings: Settings, workspace_id: str) -> LocalMedia:
-    """Bring one medium into ``dest_dir``, hashed and size-capped.
+    """Bring one medium into ``dest_dir``, hashed while read and size-capped.
+
+    Args:
+        ref: a URL or a media-library ID from the job.
+        dest_dir: the job's source folder (created if missing).
+        settings: library template, byte cap, timeouts and the network allow-list.
+        workspace_id: the job's workspace, for ``{workspace_id}`` in the template.
+
+    Returns:
+        The local copy with its size and SHA-256.
 
     Raises:
-        InvalidLibraryId, SourceNotFound, UrlNotAllowed, TooLarge, DownloadFailed, ConfigError.
+        InvalidLibraryId: the ID does not match the strict pattern.
+        UrlNotAllowed: a non-http(s) URL, or a host in a refused network (SSRF guard).
+        SourceNotFound: no such medium (``media_not_found``, 404).
+        TooLarge: over ``settings.max_source_bytes``.
+        DownloadFailed: the fetch failed (retryable when it may pass).
+        ConfigError: no library is configured, or the template is unusable.
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / ("src-" + hashlib.sha256(str(ref).encode()).hexdigest()[:16])
     if ref.kind == "url":
         return _fetch_url(ref, ref.value, dest, settings)
+    if _URL_SCHEME.match(ref.value):
+        # "file:///etc/passwd", "ftp://...", "data:...": a URL of a refused scheme, not an ID.
+        scheme = ref.value.split(":", 1)[0].lower()
+        raise UrlNotAllowed(f"URL scheme {scheme!r} is not allowed; use http or https")
+    check_library_id(ref.value)
     if not settings.library:
         raise ConfigError(
             "the job names media-library IDs but no library is configured "
@@ -96,6 +160,9 @@ def fetch_local_path(path: Path, dest_dir: Path, *, settings: Settings) -> Local
     return _copy_hashed(ref, path, dest_dir / "src-local", settings.max_source_bytes)
 
 
+# --------------------------------------------------------------------------- backends
+
+
 def _fetch_url(ref: MediaRef, url: str, dest: Path, settings: Settings) -> LocalMedia:
     got = netguard.download(
         url, dest, max_bytes=settings.max_source_bytes, allow_networks=settings.allow_networks,
@@ -115,55 +182,96 @@ def _from_file(ref: MediaRef, location: str, dest: Path, settings: Settings) -> 
 
 
 def _copy_hashed(ref: MediaRef, path: Path, dest: Path, max_bytes: int) -> LocalMedia:
+    """Copy a regular file (never a FIFO or device: they could block or never end)."""
     if not path.is_file():
         raise SourceNotFound(f"media {ref.value!r} not found in the library")
     size = path.stat().st_size
     if size > max_bytes:
         raise TooLarge(f"media {ref.value!r} is {size} bytes, over the {max_bytes}-byte cap")
+    try:
+        src = path.open("rb")
+    except FileNotFoundError as err:
+        raise SourceNotFound(f"media {ref.value!r} not found in the library") from err
+    except OSError as err:
+        raise DownloadRefused(f"media {ref.value!r} cannot be read: {err.strerror}") from err
+    with src:
+        return _write_hashed(ref, _chunks(src), dest, max_bytes)
+
+
+def _chunks(fh: IO[bytes]) -> Iterable[bytes]:
+    return iter(lambda: fh.read(_COPY_CHUNK), b"")
+
+
+def _write_hashed(ref: MediaRef, chunks: Iterable[bytes], dest: Path,
+                  max_bytes: int) -> LocalMedia:
+    """Stream ``chunks`` to ``dest`` through SHA-256, stopping the moment ``max_bytes`` is passed.
+
+    Written to a temporary name and renamed, so a failure never leaves a partial source.
+    """
     digest = hashlib.sha256()
     written = 0
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
     try:
-        with path.open("rb") as src, dest.open("wb") as out:
-            for chunk in iter(lambda: src.read(_COPY_CHUNK), b""):
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
                 written += len(chunk)
                 if written > max_bytes:
-                    raise TooLarge(f"media {ref.value!r} grew past the {max_bytes}-byte cap")
+                    raise TooLarge(f"media {ref.value!r} is over the {max_bytes}-byte cap")
                 digest.update(chunk)
                 out.write(chunk)
+        os.replace(tmp, dest)
     except BaseException:
-        dest.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return LocalMedia(ref=ref, path=dest, size_bytes=written, sha256=digest.hexdigest())
 
 
 def _from_s3(ref: MediaRef, location: str, dest: Path, settings: Settings) -> LocalMedia:
+    """Stream the object straight through the hash to disk (one read, capped on the way)."""
+    import botocore.exceptions
+    import urllib3
+
     from . import storage
 
     parts = urllib.parse.urlsplit(location)
-    bucket, key = parts.netloc, parts.path.lstrip("/")
-    store = storage.S3Storage(bucket, "", storage.s3_client(endpoint_url=settings.endpoint_url))
-    head = store.head(key)
-    if head is None:
-        raise SourceNotFound(f"media {ref.value!r} not found in the library")
-    if head.size_bytes > settings.max_source_bytes:
-        raise TooLarge(
-            f"media {ref.value!r} is {head.size_bytes} bytes, over the "
-            f"{settings.max_source_bytes}-byte cap"
-        )
-    tmp = dest.with_name(dest.name + ".s3")
+    bucket, key = parts.netloc, urllib.parse.unquote(parts.path).lstrip("/")
+    if not bucket or not key:
+        raise ConfigError(f"S3 library location {location!r} needs a bucket and a key")
+    client = storage.s3_client(endpoint_url=settings.endpoint_url)
+    boto_errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
     try:
-        store.get_file(key, tmp)
-    except StorageNotFound as err:
-        raise SourceNotFound(f"media {ref.value!r} not found in the library") from err
+        obj = client.get_object(Bucket=bucket, Key=key)
+    except boto_errors as err:
+        raise _source_error(ref, storage.translate_client_error(err, op="get", key=location)
+                            ) from err
+    body: Any = obj["Body"]
     try:
-        return _copy_hashed(ref, tmp, dest, settings.max_source_bytes)
+        size = int(obj.get("ContentLength") or 0)
+        if size > settings.max_source_bytes:
+            raise TooLarge(f"media {ref.value!r} is {size} bytes, over the "
+                           f"{settings.max_source_bytes}-byte cap")
+        return _write_hashed(ref, body.iter_chunks(_COPY_CHUNK), dest, settings.max_source_bytes)
+    except boto_errors as err:
+        raise _source_error(ref, storage.translate_client_error(err, op="get", key=location)
+                            ) from err
+    except (OSError, urllib3.exceptions.HTTPError) as err:  # the connection broke mid-body
+        raise DownloadFailed(f"media {ref.value!r}: the library download broke off: {err}"
+                             ) from err
     finally:
-        tmp.unlink(missing_ok=True)
+        body.close()
+
+
+def _source_error(ref: MediaRef, err: StorageError) -> SourceError:
+    """A library read failure as the source error the manifest reports."""
+    if isinstance(err, StorageNotFound):
+        return SourceNotFound(f"media {ref.value!r} not found in the library",
+                              details=err.details)
+    cls = DownloadFailed if err.retryable else DownloadRefused
+    return cls(f"media {ref.value!r}: {err.message}", details=err.details)
 
 
 def _from_https(ref: MediaRef, location: str, dest: Path, settings: Settings) -> LocalMedia:
-    if not location.lower().startswith(("https://", "http://")):
-        raise UrlNotAllowed("library URL must be http(s)")
     return _fetch_url(ref, location, dest, settings)
 
 
@@ -174,4 +282,4 @@ _LIBRARY_BACKENDS: dict[str, Callable[[MediaRef, str, Path, Settings], LocalMedi
     "http": _from_https,
 }
 
-__all__ = ["check_library_id", "fetch", "fetch_local_path", "library_location"]
+__all__ = ["check_library_id", "check_template", "fetch", "fetch_local_path", "library_location"]

@@ -121,6 +121,9 @@ class ImageFacts:
     has_exif: bool
     has_xmp: bool
     frames: int
+    # As stored, before EXIF orientation (MediaInfo.width/height are as displayed).
+    stored_width: int | None = None
+    stored_height: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

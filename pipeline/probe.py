@@ -1,4 +1,4 @@
-"""Sniff and probe media into a typed :class:`MediaInfo` (ffprobe JSON for video, Pillow for images).
+"""Sniff and probe media into a typed :class:`MediaInfo` (ffprobe JSON for video, Pillow images).
 
 The display size (rotation and SAR applied) is resolved here, once, so no later stage reasons
 about rotation or anamorphic pixels again. Formats are decided by magic bytes, never by file
@@ -7,6 +7,7 @@ name or Content-Type.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import struct
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ffmpeg
-from .errors import CorruptMedia, FFmpegError, TooLarge, UnsupportedMedia
+from .errors import CorruptMedia, FFmpegError, FFmpegTimeout, TooLarge, UnsupportedMedia
 from .models import AudioStream, ImageFacts, MediaInfo, VideoStream
 
 log = logging.getLogger(__name__)
@@ -34,20 +35,33 @@ PIL_FORMATS = {
     "jpeg": ("JPEG", "MPO"), "png": ("PNG",), "webp": ("WEBP",), "gif": ("GIF",),
     "heif": ("HEIF",), "avif": ("AVIF", "HEIF"), "tiff": ("TIFF",), "bmp": ("BMP", "DIB"),
 }
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs",
-                b"mif1", b"msf1", b"mif2"}
+# Codec-specific HEIF brands; mif1/msf1/mif2/miaf are generic and shared with AVIF.
+_HEIF_ONLY_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
+_HEIF_BRANDS = _HEIF_ONLY_BRANDS | {b"mif1", b"msf1", b"mif2", b"miaf"}
 _AVIF_BRANDS = {b"avif", b"avis"}
+# Brands that mark a file as a movie: an MP4 that also lists mif1 is still a video.
+_VIDEO_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1",
+                 b"M4V ", b"M4VH", b"M4VP", b"qt  ", b"3gp4", b"3gp5", b"3gp6", b"3g2a",
+                 b"dash", b"MSNV", b"f4v "}
 HDR_TRANSFERS = {"smpte2084", "arib-std-b67"}
+# What Pillow raises on a damaged file (besides the decompression-bomb errors).
+_PIL_READ_ERRORS = (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError,
+                    KeyError, TypeError, ZeroDivisionError)
 
 _pillow_ready = False
 
 
 def setup_pillow(max_pixels: int) -> None:
-    """Register HEIF/AVIF openers and make decompression bombs an error, not a warning."""
+    """Register the HEIF opener and make decompression bombs an error, not a warning.
+
+    Pillow warns above ``MAX_IMAGE_PIXELS`` and raises only above twice that; the warning is
+    turned into an error so the limit is ``max_pixels`` itself. :func:`probe_image` checks the
+    same limit explicitly, so it holds even where a warnings filter was reset (threads, tests).
+    """
     global _pillow_ready
     from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = max_pixels // 2  # Pillow raises at 2x this; warns at 1x
+    Image.MAX_IMAGE_PIXELS = max_pixels
     warnings.simplefilter("error", Image.DecompressionBombWarning)
     if not _pillow_ready:
         try:
@@ -90,27 +104,100 @@ def _sniff_bytes(head: bytes) -> str | None:
         return "webp"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "avi"
-    if head[:2] == b"BM" and len(head) > 26:
+    if _is_bmp(head):
         return "bmp"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
     if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm" if b"webm" in head[:64] else "matroska"
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        major = head[8:12]
-        size = struct.unpack(">I", head[:4])[0]
-        brands = {major} | {head[i:i + 4] for i in range(16, min(size, len(head)), 4)}
-        if major in _AVIF_BRANDS:
-            return "avif"
-        if major in _HEIF_BRANDS or (major not in {b"isom", b"mp41", b"mp42", b"qt  "}
-                                     and brands & _HEIF_BRANDS and not brands & {b"isom"}):
-            return "heif"
-        return "mov" if major == b"qt  " else "mp4"
-    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
-        return "mov"  # QuickTime files without an ftyp box
-    if len(head) >= 377 and head[0] == 0x47 and head[188] == 0x47 and head[376] == 0x47:
+        return "webm" if _ebml_doctype(head) == b"webm" else "matroska"
+    if len(head) >= 16 and head[4:8] == b"ftyp":
+        return _iso_bmff_kind(head)
+    if len(head) >= 16 and head[4:8] in _QT_TOP_BOXES and struct.unpack(">I", head[:4])[0] >= 8:
+        return "mov"  # old QuickTime files start straight with a box, no ftyp
+    if _is_mpegts(head):
         return "mpegts"
     return None
+
+
+# Top-level boxes an ftyp-less QuickTime file may start with.
+_QT_TOP_BOXES = {b"moov", b"mdat", b"wide", b"free", b"skip"}
+_BMP_DIB_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
+_TS_PACKET = 188
+
+
+def _is_bmp(head: bytes) -> bool:
+    """``BM`` plus a known DIB header size: two letters alone would match plain text."""
+    if head[:2] != b"BM" or len(head) < 26:
+        return False
+    return struct.unpack("<I", head[14:18])[0] in _BMP_DIB_SIZES
+
+
+def _is_mpegts(head: bytes) -> bool:
+    """A 0x47 sync byte every 188 bytes in every packet we have (at least three)."""
+    packets = len(head) // _TS_PACKET
+    if packets < 3:
+        return False
+    return all(head[i * _TS_PACKET] == 0x47 for i in range(packets))
+
+
+def _ebml_doctype(head: bytes) -> bytes | None:
+    """The DocType (``webm``/``matroska``) from the EBML header, parsed, not searched for."""
+    pos, header_end = _ebml_element(head, 0)
+    if header_end is None:
+        return None
+    while pos < min(header_end, len(head)):
+        element_id = head[pos:pos + 2]
+        body, end = _ebml_element(head, pos)
+        if end is None:
+            return None
+        if element_id == b"\x42\x82":
+            return head[body:end]
+        pos = end
+    return None
+
+
+def _ebml_element(buf: bytes, pos: int) -> tuple[int, int | None]:
+    """(start of the body, end of the element) for the element at ``pos``; end None if bad."""
+    if pos >= len(buf):
+        return pos, None
+    first = buf[pos]
+    id_len = next((n for n in range(1, 5) if first & (0x80 >> (n - 1))), 0)
+    if not id_len or pos + id_len >= len(buf):
+        return pos, None
+    lead = buf[pos + id_len]
+    size_len = next((n for n in range(1, 9) if lead & (0x80 >> (n - 1))), 0)
+    if not size_len or pos + id_len + size_len > len(buf):
+        return pos, None
+    size = lead & (0xFF >> size_len)
+    for byte in buf[pos + id_len + 1:pos + id_len + size_len]:
+        size = (size << 8) | byte
+    body = pos + id_len + size_len
+    return body, body + size
+
+
+def _iso_bmff_kind(head: bytes) -> str:
+    """HEIF/AVIF still images vs MP4/M4V vs QuickTime, from the ftyp major and compatible brands.
+
+    A codec-specific major brand decides (``heic``, ``avif``, ``qt  ``); after a generic one
+    (``mif1``) the compatible brands do, and image brands win only when no movie brand is
+    listed. M4V (``M4V ``) and 3GP are MP4 for our purposes: the same demuxer reads them.
+    """
+    major = head[8:12]
+    size = struct.unpack(">I", head[:4])[0]
+    compatible = {head[i:i + 4] for i in range(16, min(max(size, 16), len(head)) - 3, 4)}
+    if major == b"qt  ":
+        return "mov"
+    if major in _AVIF_BRANDS:
+        return "avif"
+    if major in _HEIF_ONLY_BRANDS:
+        return "heif"
+    if major not in _VIDEO_BRANDS and not compatible & _VIDEO_BRANDS:
+        # A generic major brand (mif1, msf1, miaf): the compatible list says which codec.
+        if compatible & _AVIF_BRANDS and not compatible & _HEIF_ONLY_BRANDS:
+            return "avif"
+        if (compatible | {major}) & _HEIF_BRANDS:
+            return "heif"
+    return "mp4"  # isom, mp41/42, M4V, 3gp, iso5 (fragmented) ...
 
 
 # --------------------------------------------------------------------------- probing
@@ -127,9 +214,35 @@ def probe(path: Path, *, timeout_s: float = 60.0, max_pixels: int = 400_000_000,
     """
     fmt = sniff(path)
     if fmt in IMAGE_FORMATS:
-        info = probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames)
-        return info
+        setup_pillow(max_pixels)
+        return probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames)
+    if fmt in ("mp4", "mov"):
+        check_bmff_complete(path)
     return probe_video(path, fmt, timeout_s=timeout_s)
+
+
+# Top-level boxes that hold the movie itself; one that runs past the end of the file means the
+# file was cut short (an interrupted upload). ffprobe reads only the moov, so a faststart file
+# cut in half still probes "fine" and would fail much later, in the encoder.
+_ESSENTIAL_BOXES = {b"moov", b"mdat", b"moof"}
+
+
+def check_bmff_complete(path: Path) -> None:
+    """Refuse an MP4/MOV whose moov, mdat or moof box runs past the end of the file.
+
+    Raises:
+        CorruptMedia: the file is truncated.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        for kind, start, box_size in _boxes(fh, size):
+            if kind in _ESSENTIAL_BOXES and start + box_size > size:
+                raise CorruptMedia(
+                    f"truncated file: the {kind.decode('latin-1')!r} box needs "
+                    f"{start + box_size} bytes, the file has {size}",
+                    details={"box": kind.decode("latin-1"), "needed_bytes": start + box_size,
+                             "size_bytes": size},
+                )
 
 
 def open_image(path: Path, fmt: str) -> Any:
@@ -144,13 +257,27 @@ def open_image(path: Path, fmt: str) -> Any:
     try:
         return Image.open(path, formats=PIL_FORMATS.get(fmt, ()))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise TooLarge(f"image is too large to decode safely: {err}") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as err:
+        raise TooLarge(
+            f"image is too large to decode safely (over the {Image.MAX_IMAGE_PIXELS}-pixel "
+            "limit): a decompression bomb or a corrupt header",
+            details={"pillow": str(err)},
+        ) from err
+    except (UnidentifiedImageError, *_PIL_READ_ERRORS) as err:
         raise CorruptMedia(f"unreadable {fmt} image: {err}") from err
 
 
 def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> MediaInfo:
     """Read image facts from the header (no full decode, except a cheap truncation check).
+
+    Args:
+        path: a local file we wrote.
+        fmt: the sniffed format; only its Pillow decoder is allowed to open the file.
+        max_pixels: the largest width x height accepted (a decompression bomb beyond).
+        max_frames: the most frames an animation may have.
+
+    Returns:
+        Facts with ``width``/``height`` as displayed (EXIF orientation applied) and the stored
+        size in ``image.stored_width``/``stored_height``.
 
     Raises:
         CorruptMedia: unreadable or truncated.
@@ -159,16 +286,19 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> Me
     im = open_image(path, fmt)
     with im:
         width, height = im.size
+        if width <= 0 or height <= 0:
+            raise CorruptMedia(f"the {fmt} image has no picture size ({width}x{height})")
         if width * height > max_pixels:
-            raise TooLarge(f"image has {width}x{height} pixels, over the {max_pixels} limit")
-        frames = int(getattr(im, "n_frames", 1) or 1)
+            raise TooLarge(f"image has {width}x{height} pixels, over the {max_pixels} limit",
+                           details={"width": width, "height": height, "max_pixels": max_pixels})
+        try:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+        except _PIL_READ_ERRORS as err:
+            raise CorruptMedia(f"corrupt or truncated {fmt} animation: {err}") from err
         if frames > max_frames:
-            raise TooLarge(f"animation has {frames} frames, over the {max_frames} limit")
-        exif = im.getexif()
-        orientation = int(exif.get(0x0112, 1) or 1)
-        if orientation not in range(1, 9):
-            orientation = 1
-        has_gps = bool(exif.get_ifd(0x8825)) if exif else False
+            raise TooLarge(f"animation has {frames} frames, over the {max_frames} limit",
+                           details={"frames": frames, "max_frames": max_frames})
+        orientation, has_gps, has_exif = _exif_facts(im)
         icc = im.info.get("icc_profile")
         has_alpha = im.mode in ("RGBA", "LA", "PA") or (
             im.mode == "P" and "transparency" in im.info
@@ -181,19 +311,35 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> Me
         facts = ImageFacts(
             mode=im.mode, bits=bits, has_alpha=has_alpha,
             icc_profile=_icc_name(icc) if icc else None,
-            exif_orientation=orientation, has_gps=has_gps, has_exif=bool(exif),
+            exif_orientation=orientation, has_gps=has_gps, has_exif=has_exif,
             has_xmp=bool(im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")),
-            frames=frames,
+            frames=frames, stored_width=width, stored_height=height,
         )
         duration = None
         if frames > 1:
             duration = _animation_duration_s(im)
-    kind_fmt = "heif" if fmt == "heif" else fmt
     return MediaInfo(
-        kind="image", format_name=kind_fmt, size_bytes=path.stat().st_size,
+        kind="image", format_name=fmt, size_bytes=path.stat().st_size,
         width=disp_w, height=disp_h, duration_s=duration, bitrate_kbps=None,
         start_time_s=0.0, image=facts,
     )
+
+
+def _exif_facts(im: Any) -> tuple[int, bool, bool]:
+    """(EXIF orientation, GPS present, EXIF present); a damaged EXIF block never fails the photo.
+
+    When the block cannot be parsed we report "EXIF present" so the planner strips it rather
+    than passing unknown (possibly location) metadata through.
+    """
+    try:
+        exif = im.getexif()
+        if not exif:
+            return 1, False, False
+        orientation = exif.get(0x0112, 1)
+        orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+        return orientation, bool(exif.get_ifd(0x8825)), True
+    except _PIL_READ_ERRORS:
+        return 1, False, True
 
 
 def _check_decodable(im: Any, fmt: str) -> None:
@@ -209,7 +355,7 @@ def _check_decodable(im: Any, fmt: str) -> None:
         # them twice would double the cost; render() maps a decode failure to corrupt_media.
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise TooLarge(f"image is too large to decode safely: {err}") from err
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as err:
+    except _PIL_READ_ERRORS as err:
         raise CorruptMedia(f"corrupt or truncated {fmt} image: {err}") from err
 
 
@@ -223,10 +369,10 @@ def _icc_name(icc: bytes) -> str:
     try:
         from PIL import ImageCms
 
-        profile = ImageCms.ImageCmsProfile(ImageCms.core.profile_frombytes(icc))
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         desc = ImageCms.getProfileDescription(profile).strip()
         return desc or "embedded"
-    except Exception:  # noqa: BLE001 - a bad ICC is reported as "embedded", decided later
+    except Exception:  # a bad ICC is reported as "embedded"; the planner decides what to do
         return "embedded"
 
 
@@ -237,33 +383,60 @@ def _animation_duration_s(im: Any) -> float:
             im.seek(i)
             total_ms += int(im.info.get("duration", 100) or 100)
         im.seek(0)
-    except (EOFError, OSError):
-        pass
+    except _PIL_READ_ERRORS as err:
+        raise CorruptMedia(f"corrupt or truncated animation: {err}") from err
     return total_ms / 1000.0
 
 
 # --------------------------------------------------------------------------- video
 
 
+def ffprobe_argv(path: Path, fmt: str) -> list[str]:
+    """The ffprobe argv for a local file: JSON out, only the ``file`` protocol, forced demuxer.
+
+    With the demuxer forced, a playlist (HLS, ``ffconcat``) saved under a video name is read as
+    the container we sniffed and fails as corrupt instead of being followed; the protocol
+    whitelist stops any reference inside a real container (MOV data references, which the mov
+    demuxer also ignores by default) from reaching the network.
+
+    Raises:
+        UnsupportedMedia: ``fmt`` has no demuxer of ours: ffprobe is never left to guess.
+        ConfigError: ffprobe is not installed.
+    """
+    demuxer = DEMUXERS.get(fmt)
+    if demuxer is None:
+        raise UnsupportedMedia(f"no demuxer is allowed for {fmt!r}")
+    args = [ffmpeg.ffprobe_exe(), "-hide_banner", "-v", "error", "-print_format", "json",
+            "-show_format", "-show_streams", *ffmpeg.safe_input(path, demuxer)]
+    # ffprobe takes the input as a positional argument, not after -i
+    return [a for a in args if a != "-i"]
+
+
 def ffprobe_json(path: Path, fmt: str, *, timeout_s: float) -> dict[str, Any]:
     """Raw ffprobe output for a local file, with the demuxer forced and protocols locked down.
 
     Raises:
-        CorruptMedia: ffprobe cannot read the file.
+        UnsupportedMedia: no demuxer is allowed for ``fmt``.
+        CorruptMedia: ffprobe cannot read the file (the stderr tail is in the message and in
+            ``details["stderr"]``).
+        FFmpegTimeout: ffprobe ran past ``timeout_s`` and was killed (``processing_timeout``).
+        ConfigError: ffprobe is not installed.
     """
-    args = [ffmpeg.ffprobe_exe(), "-hide_banner", "-v", "error", "-print_format", "json",
-            "-show_format", "-show_streams",
-            *ffmpeg.safe_input(path, DEMUXERS.get(fmt))]
-    # ffprobe takes the input as a positional argument, not after -i
-    args = [a for a in args if a != "-i"]
+    args = ffprobe_argv(path, fmt)
     try:
         out = ffmpeg.run(args, timeout_s=timeout_s).stdout
+    except FFmpegTimeout:
+        raise
     except FFmpegError as err:
-        raise CorruptMedia(f"cannot read the {fmt} file: {err.stderr_tail.strip()[-300:]}") from err
+        tail = err.stderr_tail.strip()
+        raise CorruptMedia(f"cannot read the {fmt} file: {tail[-300:] or 'ffprobe failed'}",
+                           details={"stderr": tail, "returncode": err.returncode}) from err
     try:
-        data: dict[str, Any] = json.loads(out or b"{}")
-    except json.JSONDecodeError as err:
+        data = json.loads(out or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CorruptMedia("ffprobe returned unreadable output") from err
+    if not isinstance(data, dict):
+        raise CorruptMedia("ffprobe returned unreadable output")
     return data
 
 
