@@ -13,6 +13,7 @@ import logging
 import struct
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,8 @@ def probe(path: Path, *, timeout_s: float = 60.0, max_pixels: int = 400_000_000,
     """
     fmt = sniff(path)
     if fmt in IMAGE_FORMATS:
-        setup_pillow(max_pixels)
+        if not _pillow_ready:  # library use without runner/CLI: HEIF opener and bomb limit
+            setup_pillow(max_pixels)
         return probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames)
     if fmt in ("mp4", "mov"):
         check_bmff_complete(path)
@@ -458,6 +460,8 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
             raise UnsupportedMedia("the file has audio but no video stream")
         raise CorruptMedia("no video stream found")
     video = _video_stream(vstreams[0])
+    if video.codec in SCANNED_CODECS:
+        video = _with_packet_facts(video, _scan_packets(path, fmt, timeout_s=timeout_s))
     audio = _audio_stream(astreams[0]) if astreams else None
     duration = _float(fmt_info.get("duration")) or _float(vstreams[0].get("duration"))
     start = _float(fmt_info.get("start_time")) or 0.0
@@ -476,7 +480,92 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
         video=video, audio=audio, moov_first=moov_first,
         edit_list=_has_edit_list(path) if fmt in ("mp4", "mov") else False,
         has_location=_has_location(fmt_info, streams),
+        extra_streams=len(streams) - 1 - (1 if astreams else 0),
     )
+
+
+# Codecs some preset may keep untouched (pass-through or remux): only their packets are
+# scanned for keyframe spacing and frame timing; anything else is re-encoded anyway.
+SCANNED_CODECS = frozenset({"h264", "hevc", "vp9", "av1"})
+# A frame interval this far from the typical one is irregular (a dropped or held frame)...
+_IRREGULAR_INTERVAL = 0.25
+# ...and a stream with more than this share of irregular intervals is variable frame rate.
+# Phones drop the odd frame: that alone is not VFR to a platform's fps check.
+_VFR_SHARE = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class PacketFacts:
+    """What the video packet index says: keyframe spacing and frame timing."""
+
+    packets: int
+    max_keyframe_interval_s: float
+    irregular: bool
+
+
+def _scan_packets(path: Path, fmt: str, *, timeout_s: float) -> PacketFacts:
+    """Read the video packet index (times and key flags, no decoding) with ffprobe.
+
+    The longest keyframe gap includes the stretch from the last keyframe to the end, so a
+    clip with one keyframe at 0 s reports its whole length.
+
+    Raises:
+        CorruptMedia: ffprobe cannot read the packets.
+        FFmpegTimeout: ffprobe ran past ``timeout_s``.
+    """
+    args = [ffmpeg.ffprobe_exe(), "-hide_banner", "-v", "error", "-select_streams", "v:0",
+            "-show_entries", "packet=pts_time,dts_time,duration_time,flags",
+            "-print_format", "json", *ffmpeg.safe_input(path, DEMUXERS.get(fmt))]
+    args = [a for a in args if a != "-i"]
+    try:
+        out = ffmpeg.run(args, timeout_s=timeout_s).stdout
+        packets = json.loads(out or b"{}").get("packets") or []
+    except FFmpegTimeout:
+        raise
+    except FFmpegError as err:
+        raise CorruptMedia(f"cannot read the video packets: {err.stderr_tail.strip()[-300:]}",
+                           details={"stderr": err.stderr_tail}) from err
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise CorruptMedia("ffprobe returned unreadable packet data") from err
+    times: list[float] = []
+    keys: list[float] = []
+    end = 0.0
+    for pkt in packets:
+        t = _float(pkt.get("pts_time"))
+        if t is None:
+            t = _float(pkt.get("dts_time"))
+        if t is None:
+            continue
+        times.append(t)
+        end = max(end, t + (_float(pkt.get("duration_time")) or 0.0))
+        if "K" in (pkt.get("flags") or ""):
+            keys.append(t)
+    if not times:
+        raise CorruptMedia("the video stream has no packets")
+    times.sort()
+    keys.sort()
+    start = times[0]
+    marks = (keys or [start]) + [end]
+    if marks[0] > start:
+        marks.insert(0, start)  # frames before the first keyframe cannot be shown on their own
+    gap = max(b - a for a, b in zip(marks, marks[1:], strict=False)) if len(marks) > 1 else 0.0
+    deltas = [b - a for a, b in zip(times, times[1:], strict=False) if b - a > 1e-6]
+    irregular = False
+    if len(deltas) >= 3:
+        typical = sorted(deltas)[len(deltas) // 2]
+        off = sum(1 for d in deltas if abs(d - typical) > typical * _IRREGULAR_INTERVAL)
+        irregular = off > max(1, len(deltas) * _VFR_SHARE)
+    return PacketFacts(len(times), round(gap, 6), irregular)
+
+
+def _with_packet_facts(v: VideoStream, facts: PacketFacts) -> VideoStream:
+    # VP9/AV1 have invisible (alt-ref) packets a millisecond apart: only H.264/HEVC packet
+    # timing says anything about the frame rate.
+    irregular = facts.irregular and v.codec in ("h264", "hevc")
+    return replace(v, max_keyframe_interval_s=facts.max_keyframe_interval_s,
+                   vfr=v.vfr or irregular,
+                   frame_count=v.frame_count or (facts.packets if v.codec in ("h264", "hevc")
+                                                 else None))
 
 
 def _has_location(fmt_info: dict[str, Any], streams: list[dict[str, Any]]) -> bool:
