@@ -15,12 +15,15 @@ from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Literal
 
-from .models import MediaInfo
+from .models import ImageFacts, MediaInfo
 from .presets import CoverSpec, ImageSpec, Preset, VideoSpec
 from .validate import AccountCheck, CoverChoice, Selected
 
 # Bump when the same target would now produce different bytes (encoder settings, filters).
 ENCODER_VERSION = "1"
+# The same for images: part of every image output's content address (``ImageTarget.engine``),
+# so a re-run never reuses an output an older image engine made.
+IMAGE_ENGINE = "image-2"
 # x264 quality: CRF 20 is visually transparent for social re-encodes at these sizes.
 CRF = 20
 # Ceiling on the video bitrate we ever ask for, by output pixels per second: about 0.1 bit per
@@ -81,6 +84,7 @@ class ImageTarget:
     to_srgb: bool
     min_width: int = 1
     min_height: int = 1
+    engine: str = IMAGE_ENGINE
     kind: Literal["image"] = "image"
 
 
@@ -115,6 +119,13 @@ class VideoTarget:
     from_image: bool
     x264_preset: str
     spec_max_bitrate_kbps: int | None = None
+    square_pixels: bool = False       # SAR != 1: scale to the displayed size first
+    in_matrix: str = "bt709"          # the source's YUV matrix (swscale name)
+    in_transfer: str | None = None    # tone-map from: smpte2084 (PQ) or arib-std-b67 (HLG)
+    in_primaries: str = "bt709"
+    level: str = ""                   # H.264 level, from size, rate and maxrate
+    min_width: int = 2                # byte-budget retries never shrink below the preset's
+    min_height: int = 2               # minimum size
     kind: Literal["video"] = "video"
 
 
@@ -169,6 +180,7 @@ class CoverPlan:
     rendition_key: str
     thumbnail_sha256: str | None
     accounts: tuple[str, ...]
+    thumbnail_ref: str | None = None   # the job's reference text of the thumbnail (image covers)
 
 
 def target_key(source_sha256: str, target: Target | CoverTarget, extra: str = "") -> str:
@@ -187,9 +199,14 @@ def _key_view(target: Target | CoverTarget) -> dict[str, object]:
         # rendition is verified against the smallest cap of everyone sharing it.
         view.pop("max_bytes")
         view.pop("spec_max_bitrate_kbps")
+        view.pop("min_width")   # the floor of budget retries: the cap decides if it is reached
+        view.pop("min_height")
+        view["video_encoder"] = VIDEO_ENCODER_VERSION
         if target.action != "transcode":
+            # Stream copy: only the container and the audio track are made by us.
             for name in ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",
-                         "tonemap", "deinterlace", "full_to_limited"):
+                         "tonemap", "deinterlace", "full_to_limited", "square_pixels",
+                         "in_matrix", "in_transfer", "in_primaries", "level"):
                 view.pop(name)
     return view
 
@@ -256,6 +273,20 @@ def fit_geometry(width: int, height: int, *, aspect: Fraction | None, fit: FitMo
         upscaled = need > 1.0
     rnd = _even if even else (lambda v: max(1, int(round(v))))
     out_w, out_h = rnd(frame_w * scale), rnd(frame_h * scale)
+
+    def over_caps(w: int, h: int) -> bool:
+        return (w > max_width or h > max_height
+                or (max_pixels is not None and w * h > max_pixels)
+                or (max_side_sum is not None and w + h > max_side_sum)
+                or (max_short_side is not None and min(w, h) > max_short_side)
+                or (max_long_side is not None and max(w, h) > max_long_side))
+
+    # Rounding to whole (or even) pixels can step a pixel over a cap: step back under it.
+    for _ in range(64):
+        if upscaled or not over_caps(out_w, out_h):
+            break
+        scale *= 1 - 1 / max(out_w, out_h)
+        out_w, out_h = rnd(frame_w * scale), rnd(frame_h * scale)
     if fit in ("pad", "blur"):
         content_w = min(out_w, rnd(cw * scale))
         content_h = min(out_h, rnd(ch * scale))
@@ -269,61 +300,149 @@ def fit_geometry(width: int, height: int, *, aspect: Fraction | None, fit: FitMo
 
 # --------------------------------------------------------------------------- images
 
+# Formats the engine writes. HEIF, AVIF, TIFF and BMP inputs are always converted: no preset
+# delivers HEIF/AVIF, and TIFF/BMP could only be kept by re-encoding them anyway.
+_WRITABLE = ("jpeg", "png", "webp", "gif")
+# Formats whose metadata `image.strip_metadata` removes without re-encoding: only these can
+# pass through.
+_STRIPPABLE = ("jpeg", "png", "webp", "gif")
+# A photo-like PNG (no alpha) that must be re-encoded is predicted to keep about its source's
+# bytes per pixel; over this share of the byte cap it is delivered as JPEG instead, because a
+# PNG has no quality knob and could only be shrunk to fit.
+PNG_BUDGET_SHARE = 0.8
+_FIT_ACTION = {"crop": "cropped", "pad": "padded", "blur": "blurred"}
+
+
+def needs_srgb(facts: ImageFacts) -> bool:
+    """The pixels must be colour-converted to sRGB (a non-sRGB ICC profile, or CMYK/YCbCr/LAB)."""
+    if facts.mode in ("CMYK", "YCbCr", "LAB"):
+        return True
+    return bool(facts.icc_profile and "srgb" not in facts.icc_profile.lower())
+
+
+def wanted_aspect(aspect: Fraction, spec: ImageSpec) -> Fraction | None:
+    """The output shape a variant asks for, or None to keep the source's.
+
+    Outside the variant's range the shape becomes the nearest listed crop ratio (Instagram's own
+    auto-crop: 4:5, 1:1 or 1.91:1) or else the nearest end of the range. A ``same_size``
+    carousel with crop ratios (Pinterest: 2:3 or 1:1) always takes the nearest of them.
+    """
+    in_range = ((spec.aspect_min is None or aspect >= spec.aspect_min)
+                and (spec.aspect_max is None or aspect <= spec.aspect_max))
+    if spec.carousel == "same_size" and spec.crop_ratios:
+        return nearest_ratio(aspect, spec.crop_ratios)
+    if in_range:
+        return None
+    if spec.fit == "crop" and spec.crop_ratios:
+        return nearest_ratio(aspect, spec.crop_ratios)
+    return _clamp_aspect(aspect, spec.aspect_min, spec.aspect_max)
+
+
+def _image_geometry(info: MediaInfo, spec: ImageSpec, aspect: Fraction | None) -> Geometry:
+    return fit_geometry(
+        info.width, info.height, aspect=aspect, fit=spec.fit if aspect else "none",
+        max_width=spec.max_width, max_height=spec.max_height,
+        min_width=max(spec.min_width, spec.min_upscale_width or 1), min_height=spec.min_height,
+        max_pixels=spec.max_pixels, max_side_sum=spec.max_side_sum,
+        max_short_side=spec.max_short_side,
+    )
+
+
+def carousel_frame(infos: list[MediaInfo], spec: ImageSpec
+                   ) -> tuple[Fraction, tuple[int, int] | None]:
+    """The shape (and, for ``same_size`` carousels, the size) every item of a carousel takes.
+
+    The first item decides the shape, as Instagram does. A ``same_size`` carousel (Pinterest)
+    also needs one size: the largest that no item has to be upscaled to reach.
+
+    Args:
+        infos: the carousel's images, in order (at least one).
+        spec: the carousel variant.
+
+    Returns:
+        ``(aspect, size)``; ``size`` is None unless the variant is ``same_size``.
+
+    Raises:
+        Nothing.
+    """
+    first = infos[0]
+    aspect = wanted_aspect(first.aspect, spec) or first.aspect
+    if spec.carousel != "same_size":
+        return aspect, None
+    sizes = [_image_geometry(i, spec, aspect if i.aspect != aspect else None) for i in infos]
+    smallest = _inside_aspect_range(min(sizes, key=lambda g: g.width), spec)
+    return aspect, (smallest.width, smallest.height)
+
 
 def plan_image(info: MediaInfo, spec: ImageSpec, *, max_bytes: int,
                forced_aspect: Fraction | None = None,
                forced_size: tuple[int, int] | None = None,
                keep_animation: bool = False) -> tuple[ImageTarget, list[str], list[str]]:
-    """Target, planned actions and warnings for one image and one image variant."""
+    """Target, planned actions and warnings for one image and one image variant.
+
+    Args:
+        info: the probed image (displayed size, EXIF orientation already resolved).
+        spec: the image variant.
+        max_bytes: the byte cap (the stricter of the variant's and the post's).
+        forced_aspect: a carousel's shape (see :func:`carousel_frame`).
+        forced_size: a ``same_size`` carousel's exact size.
+        keep_animation: validation kept this animated image as an image (not a still frame).
+
+    Returns:
+        ``(target, actions, warnings)``; actions use the manifest's vocabulary: ``rotated``,
+        ``converted_colour``, ``flattened_alpha``, ``cropped``/``padded``/``blurred``,
+        ``resized``, ``converted_format``, ``first_frame``, ``recompressed``,
+        ``stripped_metadata``, ``passed_through``.
+
+    Raises:
+        Nothing: ``info`` must be a probed image.
+    """
     assert info.image is not None
     facts = info.image
-    actions: list[str] = []
-    warnings: list[str] = []
-    aspect = forced_aspect
-    if aspect is None and (
-        (spec.aspect_min is not None and info.aspect < spec.aspect_min)
-        or (spec.aspect_max is not None and info.aspect > spec.aspect_max)
-    ):
-        if spec.fit == "crop" and spec.crop_ratios:
-            aspect = nearest_ratio(info.aspect, spec.crop_ratios)
-        else:
-            aspect = _clamp_aspect(info.aspect, spec.aspect_min, spec.aspect_max)
-    min_w = spec.min_upscale_width or 1
-    geometry = fit_geometry(
-        info.width, info.height, aspect=aspect, fit=spec.fit if aspect else "none",
-        max_width=spec.max_width, max_height=spec.max_height,
-        min_width=max(spec.min_width, min_w), min_height=spec.min_height,
-        max_pixels=spec.max_pixels, max_side_sum=spec.max_side_sum,
-        max_short_side=spec.max_short_side,
-    )
+    animated = keep_animation and info.animated and animation_fits(info, spec)
+    if animated and spec.max_animated_bytes:
+        # The preset's animation cap replaces the photo cap (X: GIF 15 MB, photo 5 MB).
+        max_bytes = spec.max_animated_bytes
+    aspect = forced_aspect if forced_aspect is not None else wanted_aspect(info.aspect, spec)
+    if aspect == info.aspect:
+        aspect = None
+    geometry = _image_geometry(info, spec, aspect)
     if forced_size is not None and (geometry.width, geometry.height) != forced_size:
         geometry = _force_size(geometry, forced_size)
-    animated = keep_animation and info.animated and info.format_name in spec.animated_formats
-    out_format = _image_format(info, spec, animated)
-    if animated and spec.max_animated_bytes:
-        max_bytes = min(max_bytes, spec.max_animated_bytes)
-    to_srgb = bool(facts.icc_profile and "srgb" not in facts.icc_profile.lower()) or facts.mode in (
-        "CMYK", "YCbCr", "LAB")
-    if facts.exif_orientation != 1:
-        actions.append("rotated")
-    if to_srgb:
-        actions.append("converted_colour")
-    if facts.has_alpha and out_format == "jpeg":
-        actions.append("flattened_alpha")
-    if geometry.fit != "none":
-        actions.append({"crop": "cropped", "pad": "padded", "blur": "blurred"}[geometry.fit])
-    if geometry.resized:
-        actions.append("resized")
-    if geometry.upscaled:
-        warnings.append("upscaled")
-    if out_format != info.format_name:
-        actions.append("converted")
-    passthrough = (not actions and info.size_bytes <= max_bytes and facts.bits == 8
-                   and (not info.animated or animated) and facts.mode not in ("CMYK", "I;16"))
+    elif forced_size is None:
+        geometry = _inside_aspect_range(geometry, spec)
+    to_srgb = needs_srgb(facts)
+    changed = (facts.exif_orientation != 1 or to_srgb or geometry.fit != "none"
+               or geometry.resized or facts.bits != 8)
+    keep_format = info.format_name in spec.formats and info.format_name in _STRIPPABLE
+    passthrough = (keep_format and not changed and info.size_bytes <= max_bytes
+                   and (animated or not info.animated))
+    out_format = (info.format_name if passthrough or animated
+                  else _encode_format(info, spec, geometry, max_bytes))
+    actions: list[str] = []
+    warnings: list[str] = []
     if passthrough:
-        actions = ["passed_through"]
+        actions.append("passed_through")
+    else:
+        if facts.exif_orientation != 1:
+            actions.append("rotated")
+        if to_srgb or facts.bits != 8:
+            actions.append("converted_colour")
+        if facts.has_alpha and out_format == "jpeg":
+            actions.append("flattened_alpha")
+        if geometry.fit != "none":
+            actions.append(_FIT_ACTION[geometry.fit])
+        if geometry.resized:
+            actions.append("resized")
+        if out_format != info.format_name:
+            actions.append("converted_format")
+        if info.animated and not animated:
+            actions.append("first_frame")
+        actions.append("recompressed")
     if facts.has_exif or facts.has_xmp or facts.has_gps:
         actions.append("stripped_metadata")
+    if geometry.upscaled:
+        warnings.append("upscaled")
     target = ImageTarget(
         format=out_format, geometry=geometry, background=spec.background, max_bytes=max_bytes,
         quality=spec.quality, quality_floor=spec.quality_floor, animated=animated,
@@ -333,58 +452,220 @@ def plan_image(info: MediaInfo, spec: ImageSpec, *, max_bytes: int,
     return target, actions, warnings
 
 
+def animation_fits(info: MediaInfo, spec: ImageSpec) -> bool:
+    """Whether a variant can take this animated image as an animation, within its caps.
+
+    The format must be one the variant animates (GIF), the frame count within its cap, and the
+    bytes within its animation cap, predicted from the source's bytes per pixel when the frames
+    must be scaled down. ``width x height x frames`` is held to X's 300 million (the most
+    generous published GIF limit), which also bounds the engine's memory.
+
+    Raises:
+        Nothing.
+    """
+    facts = info.image
+    if facts is None or info.format_name not in spec.animated_formats:
+        return False
+    if spec.max_animated_frames is not None and facts.frames > spec.max_animated_frames:
+        return False
+    g = _image_geometry(info, spec, wanted_aspect(info.aspect, spec))
+    if g.width * g.height * facts.frames > ANIMATION_PIXEL_BUDGET:
+        return False
+    shrink = min(1.0, (g.content_width * g.content_height) / max(1, info.width * info.height))
+    cap = spec.max_animated_bytes or spec.max_bytes
+    return info.size_bytes * shrink <= cap
+
+
+# X's published GIF limit (platform-specs.md section 1): width x height x frames <= 300 million.
+ANIMATION_PIXEL_BUDGET = 300_000_000
+
+
+def _encode_format(info: MediaInfo, spec: ImageSpec, geometry: Geometry, max_bytes: int) -> str:
+    """The format to re-encode to: the source's when the variant takes it, else JPEG or PNG."""
+    assert info.image is not None
+    src = info.format_name
+    alpha = info.image.has_alpha
+    allowed = [f for f in spec.formats if f in _WRITABLE]
+    if src in ("jpeg", "webp") and src in allowed:
+        return src
+    lossless_source = src in ("png", "gif", "bmp", "tiff")
+    if "png" in allowed and (alpha or (lossless_source and "jpeg" not in allowed)):
+        return "png"
+    if "png" in allowed and src in ("png", "gif") and "jpeg" in allowed:
+        # Graphics stay lossless unless the PNG would not fit the budget (a photo saved as PNG).
+        out_px = geometry.width * geometry.height
+        src_px = max(1, info.width * info.height)
+        if info.size_bytes * out_px / src_px <= max_bytes * PNG_BUDGET_SHARE:
+            return "png"
+    if "jpeg" in allowed:
+        return "jpeg"
+    return allowed[0] if allowed else "jpeg"
+
+
+def _inside_aspect_range(g: Geometry, spec: ImageSpec) -> Geometry:
+    """Take the pixel lost to rounding back, so a hard range (Instagram's 4:5) is never missed.
+
+    Only a range with two different ends can be met exactly; a single ratio (a 9:16 story)
+    is met to within rounding.
+    """
+    lo, hi = spec.aspect_min, spec.aspect_max
+    if lo is None or hi is None or lo == hi:
+        return g
+    w, h = g.width, g.height
+    if Fraction(w, h) < lo and h > 1:
+        h = max(1, math.floor(w / lo))
+    elif Fraction(w, h) > hi and w > 1:
+        w = max(1, math.floor(h * hi))
+    if (w, h) == (g.width, g.height):
+        return g
+    return _force_size(g, (w, h))
+
+
 def _force_size(g: Geometry, size: tuple[int, int]) -> Geometry:
-    """Same shape, exact size (Pinterest carousels: every image the same size)."""
+    """The same picture at an exact canvas size (carousel items of one size; cover boxes).
+
+    Padding and blurred fills scale their content with the canvas; a crop fills it.
+    """
     w, h = size
-    return Geometry(width=w, height=h, content_width=w if g.fit != "pad" else min(w, g.content_width),
-                    content_height=h if g.fit != "pad" else min(h, g.content_height),
+    if g.fit in ("pad", "blur"):
+        content_w = min(w, max(1, round(g.content_width * w / g.width)))
+        content_h = min(h, max(1, round(g.content_height * h / g.height)))
+    else:
+        content_w, content_h = w, h
+    grown = content_w > g.crop_width or content_h > g.crop_height
+    return Geometry(width=w, height=h, content_width=content_w, content_height=content_h,
                     crop_x=g.crop_x, crop_y=g.crop_y, crop_width=g.crop_width,
                     crop_height=g.crop_height, fit=g.fit, source_width=g.source_width,
-                    source_height=g.source_height, upscaled=g.upscaled or w > g.width)
-
-
-def _image_format(info: MediaInfo, spec: ImageSpec, animated: bool) -> str:
-    if animated:
-        return info.format_name
-    assert info.image is not None
-    if info.format_name in spec.formats and info.format_name not in ("gif",):
-        return info.format_name
-    if info.image.has_alpha and "png" in spec.formats:
-        return "png"
-    return "jpeg" if "jpeg" in spec.formats else spec.formats[0]
+                    source_height=g.source_height, upscaled=g.upscaled or grown)
 
 
 # --------------------------------------------------------------------------- video
 
+# Bump when a video target would now produce different bytes (filters, encoder settings).
+VIDEO_ENCODER_VERSION = "2"
+# A first frame this close to 0 s needs no remux: without an edit list (Instagram and Threads
+# refuse them) B-frame reordering delays the first frame by one or two frame times, so every
+# conformant encode starts there.
+START_TOLERANCE_S = 0.1
+# A source rate within 1 % of a standard rate is that rate with timing jitter (a phone's
+# "29.87 fps" average is 30 fps that dropped a frame).
+SNAP_TOLERANCE = 0.01
+# Clamping rates: above the maximum we keep every 2nd/3rd frame of a standard rate when one
+# divides the source (120 -> 60, 90 -> 30), below the minimum we show every frame 2, 3... times
+# (15 -> 30, 12 -> 24), so motion stays even instead of juddering.
+_DOWN_RATES = (Fraction(60), Fraction(60000, 1001), Fraction(50), Fraction(30),
+               Fraction(30000, 1001), Fraction(25), Fraction(24), Fraction(24000, 1001))
+_UP_RATES = (Fraction(24), Fraction(25), Fraction(30))
+# AAC-LC at 128 kbps or more: Facebook's "stereo AAC at 128 kbps or more", X's recommended
+# minimum and the IG/Threads number (platform-specs sections 1, 2, 3, 8).
+MIN_AUDIO_KBPS = 128
+# EBU R128 measurement, streaming-normal target: no platform states a loudness target
+# (platform-specs 3d: "-14 LUFS is a streaming norm"), so a preset that asks for loudnorm gets
+# -14 LUFS integrated, -1 dBTP true peak, LRA 11 LU.
+LOUDNORM_I, LOUDNORM_TP, LOUDNORM_LRA = -14.0, -1.0, 11.0
+# HDR reference white (ITU-R BT.2408: 203 cd/m2 for PQ and HLG) is mapped to SDR white.
+HDR_REFERENCE_WHITE_NITS = 203
+# At most this many different encodes share one decode (one ffmpeg process): memory grows
+# with every encoder, and one failing branch re-runs the others.
+MAX_SHARED_OUTPUTS = 4
+# H.264 Annex A table A-1 for the High profile (bitrate and CPB are 1.25 x the Main values):
+# (level, max macroblocks/s, max frame size in macroblocks, max kbps, max CPB kbit).
+H264_LEVELS = (
+    ("3.0", 40_500, 1_620, 12_500, 12_500), ("3.1", 108_000, 3_600, 17_500, 17_500),
+    ("3.2", 216_000, 5_120, 25_000, 25_000), ("4.0", 245_760, 8_192, 25_000, 31_250),
+    ("4.1", 245_760, 8_192, 62_500, 78_125), ("4.2", 522_240, 8_704, 62_500, 78_125),
+    ("5.0", 589_824, 22_080, 168_750, 168_750), ("5.1", 983_040, 36_864, 300_000, 300_000),
+    ("5.2", 2_073_600, 36_864, 300_000, 300_000), ("6.0", 4_177_920, 139_264, 300_000, 300_000),
+    ("6.1", 8_355_840, 139_264, 600_000, 600_000),
+    ("6.2", 16_711_680, 139_264, 1_000_000, 1_000_000),
+)
+H264_PROFILES = ("baseline", "constrained baseline", "main", "high")
+# ffprobe colour-matrix names -> the names swscale's in_color_matrix takes.
+_SWS_MATRIX = {"bt709": "bt709", "smpte170m": "bt601", "bt470bg": "bt601", "fcc": "fcc",
+               "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
+
 
 def choose_fps(info: MediaInfo, spec: VideoSpec) -> tuple[Fraction, bool]:
-    """The constant output rate, and whether it differs from the source's."""
-    assert info.video is not None
-    src = info.video.fps if info.video.fps > 0 else Fraction(30)
-    if info.video.vfr or src > 240:
-        # Variable rate: the nearest standard rate to the average.
-        src = min(STANDARD_RATES, key=lambda r: abs(float(r) - float(info.video.fps or 30)))  # type: ignore[union-attr]
-    if src > spec.fps_max:
-        # 120/240 -> 60 (or 30 where 60 is over the cap): whole-frame decimation, no judder.
-        for cand in (Fraction(60), Fraction(30), Fraction(25), Fraction(24)):
-            if cand <= spec.fps_max:
-                return cand, True
-        return spec.fps_max, True
-    if src < spec.fps_min:
-        for cand in (Fraction(24), Fraction(25), Fraction(30)):
-            if cand >= spec.fps_min:
-                return cand, True
-        return spec.fps_min, True
-    return src, src != info.video.fps or info.video.vfr
+    """The constant output rate, and whether it differs from the source's.
+
+    Variable-rate sources take their base rate (``r_frame_rate``: the finest spacing, so no
+    frame is dropped), snapped to a standard rate; rates outside the preset's range are
+    clamped to an even multiple or divisor where one exists.
+
+    Raises:
+        Nothing: ``info`` must have a video stream.
+    """
+    v = info.video
+    assert v is not None
+    rate = v.fps if v.fps > 0 else v.fps_real
+    if v.vfr or not 0 < rate <= 240:
+        candidates = (v.fps_real, v.fps, Fraction(30))
+        rate = next(r for r in candidates if 0 < r <= 240)
+    rate = _snap_rate(rate)
+    if rate > spec.fps_max:
+        rate = _rate_down(rate, spec.fps_max)
+    elif rate < spec.fps_min:
+        rate = _rate_up(rate, spec.fps_min, spec.fps_max)
+    changed = v.vfr or v.fps <= 0 or abs(float(rate - v.fps)) > float(v.fps) * SNAP_TOLERANCE
+    return rate, changed
+
+
+def _snap_rate(rate: Fraction) -> Fraction:
+    near = min(STANDARD_RATES, key=lambda r: abs(float(r - rate)))
+    if abs(float(near - rate)) <= float(near) * SNAP_TOLERANCE:
+        return near
+    return rate.limit_denominator(1001)
+
+
+def _is_multiple(big: Fraction, small: Fraction) -> bool:
+    ratio = float(big / small)
+    return round(ratio) >= 1 and abs(ratio - round(ratio)) < 0.001
+
+
+def _rate_down(rate: Fraction, fps_max: Fraction) -> Fraction:
+    allowed = [r for r in _DOWN_RATES if r <= fps_max]
+    if not allowed:
+        return fps_max
+    even = [r for r in allowed if r >= 30 and _is_multiple(rate, r)]
+    return even[0] if even else allowed[0]
+
+
+def _rate_up(rate: Fraction, fps_min: Fraction, fps_max: Fraction) -> Fraction:
+    allowed = [r for r in _UP_RATES if fps_min <= r <= fps_max]
+    if not allowed:
+        return fps_min
+    even = [r for r in allowed if _is_multiple(r, rate)]
+    return even[0] if even else allowed[0]
+
+
+def h264_level(width: int, height: int, fps: Fraction, maxrate_kbps: int) -> str:
+    """The lowest H.264 level (High profile) that holds this size, rate and VBV.
+
+    Raises:
+        Nothing: beyond level 6.2 the highest level is returned (x264 then warns).
+    """
+    mbs = math.ceil(width / 16) * math.ceil(height / 16)
+    mbps = mbs * float(fps)
+    for name, max_mbps, max_fs, max_kbps, max_cpb in H264_LEVELS:
+        side = math.sqrt(8 * max_fs)  # no side may exceed sqrt(8 * MaxFS) macroblocks
+        if (mbps <= max_mbps and mbs <= max_fs and max(width, height) / 16 <= side
+                and maxrate_kbps <= max_kbps and 2 * maxrate_kbps <= max_cpb):
+            return name
+    return H264_LEVELS[-1][0]
 
 
 def _budget_kbps(max_bytes: int, duration_s: float, audio_kbps: int) -> int:
+    """Video kbps that keeps a file of ``duration_s`` under ``max_bytes`` with the audio."""
     usable_bits = max_bytes * (1 - CONTAINER_OVERHEAD) * 8 - 64_000 * 8
     return max(100, int(usable_bits / max(duration_s, 0.1) / 1000) - audio_kbps)
 
 
 def video_streams_conform(info: MediaInfo, spec: VideoSpec, max_bytes: int) -> list[str]:
-    """Why the video stream cannot be kept as it is (empty: it can)."""
+    """Why the video stream cannot be kept as it is (empty: it can).
+
+    Raises:
+        Nothing: ``info`` must have a video stream.
+    """
     v = info.video
     assert v is not None
     why: list[str] = []
@@ -392,8 +673,7 @@ def video_streams_conform(info: MediaInfo, spec: VideoSpec, max_bytes: int) -> l
         why.append(f"codec {v.codec}")
     if v.pix_fmt not in spec.pix_fmts:
         why.append(f"pixel format {v.pix_fmt}")
-    if v.codec == "h264" and (v.profile or "").lower() not in ("baseline", "constrained baseline",
-                                                              "main", "high"):
+    if v.codec == "h264" and (v.profile or "").lower() not in H264_PROFILES:
         why.append(f"H.264 profile {v.profile}")
     if v.rotation_deg or v.mirrored:
         why.append("rotation metadata")
@@ -405,9 +685,11 @@ def video_streams_conform(info: MediaInfo, spec: VideoSpec, max_bytes: int) -> l
         why.append("variable frame rate")
     if not (spec.fps_min <= v.fps <= spec.fps_max):
         why.append(f"{float(v.fps):.3g} fps")
+    if v.max_keyframe_interval_s is not None and v.max_keyframe_interval_s > spec.gop_max_s + 1e-3:
+        why.append(f"keyframes {v.max_keyframe_interval_s:.1f} s apart")
     if v.hdr and spec.sdr_only:
         why.append("HDR")
-    if v.color_range == "pc":
+    if v.color_range == "pc" or v.pix_fmt.startswith("yuvj"):
         why.append("full-range colour")
     if not (spec.min_width <= info.width <= spec.max_width
             and spec.min_height <= info.height <= spec.max_height):
@@ -427,51 +709,87 @@ def video_streams_conform(info: MediaInfo, spec: VideoSpec, max_bytes: int) -> l
 
 
 def audio_target(info: MediaInfo, spec: VideoSpec, *, reencode_all: bool) -> AudioTarget:
-    """Keep conforming audio, encode the rest, add silence only when the preset requires it."""
+    """Keep conforming audio, encode the rest, add silence only when the preset requires it.
+
+    Encoded audio is AAC-LC at the source's rate when the preset allows it (44.1 kHz stays
+    44.1 kHz), else 48 kHz; more channels than allowed are downmixed to stereo.
+
+    Raises:
+        Nothing.
+    """
     a = info.audio
     aspec = spec.audio
+    default_rate = 48000 if 48000 in aspec.sample_rates_hz else aspec.sample_rates_hz[0]
+    kbps = max(aspec.bitrate_kbps, MIN_AUDIO_KBPS)
     if a is None:
         if aspec.required:
-            return AudioTarget("silent", sample_rate_hz=48000, channels=2,
-                               bitrate_kbps=aspec.bitrate_kbps)
+            return AudioTarget("silent", sample_rate_hz=default_rate,
+                               channels=min(2, aspec.max_channels), bitrate_kbps=kbps)
         return AudioTarget("none")
-    rate = a.sample_rate_hz if a.sample_rate_hz in aspec.sample_rates_hz else (
-        48000 if 48000 in aspec.sample_rates_hz else aspec.sample_rates_hz[0])
+    rate = a.sample_rate_hz if a.sample_rate_hz in aspec.sample_rates_hz else default_rate
     channels = min(max(1, a.channels), aspec.max_channels)
+    if a.channels > aspec.max_channels:
+        channels = min(2, aspec.max_channels)  # 5.1 -> stereo, never 5.1 -> 4.0
     conforms = (a.codec in aspec.codecs and (a.codec != "aac" or (a.profile or "LC") == "LC")
-                and a.channels <= aspec.max_channels and a.sample_rate_hz in aspec.sample_rates_hz
-                and not aspec.loudnorm)
+                and 1 <= a.channels <= aspec.max_channels
+                and a.sample_rate_hz in aspec.sample_rates_hz
+                and (a.bitrate_kbps or kbps) >= aspec.min_bitrate_kbps and not aspec.loudnorm)
     if conforms and not reencode_all:
         return AudioTarget("copy", codec=a.codec, sample_rate_hz=a.sample_rate_hz,
-                           channels=a.channels, bitrate_kbps=a.bitrate_kbps or aspec.bitrate_kbps)
-    return AudioTarget("encode", sample_rate_hz=rate, channels=channels,
-                       bitrate_kbps=max(aspec.bitrate_kbps, 128 if channels > 1 else 96),
+                           channels=a.channels, bitrate_kbps=a.bitrate_kbps or kbps)
+    return AudioTarget("encode", sample_rate_hz=rate, channels=channels, bitrate_kbps=kbps,
                        loudnorm=aspec.loudnorm)
+
+
+def _container_ok(info: MediaInfo, spec: VideoSpec) -> bool:
+    """The file itself can be delivered: an allowed MP4/MOV, moov first, nothing extra."""
+    return (info.format_name in spec.containers and info.format_name in ("mp4", "mov")
+            and (bool(info.moov_first) or not spec.faststart) and not info.edit_list
+            and not info.has_location and abs(info.start_time_s) <= START_TOLERANCE_S
+            and info.extra_streams == 0)
+
+
+def _colour_in(info: MediaInfo) -> tuple[str, str | None, str]:
+    """(swscale input matrix, HDR transfer or None, primaries) of the source."""
+    v = info.video
+    if v is None:
+        return "bt709", None, "bt709"
+    matrix = _SWS_MATRIX.get(v.color_space or "")
+    if matrix is None:
+        # Untagged: HD and larger is BT.709, SD is BT.601 (what players assume too).
+        matrix = "bt709" if v.width >= 1280 or v.height >= 720 else "bt601"
+    transfer = v.color_transfer if v.color_transfer in ("smpte2084", "arib-std-b67") else None
+    if v.hdr and transfer is None:
+        transfer = "smpte2084"  # HDR10 metadata without a transfer tag is PQ
+    return matrix, transfer, v.color_primaries or ("bt2020" if v.hdr else "bt709")
 
 
 def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: float | None,
                from_image: bool, x264_preset: str) -> tuple[VideoTarget, list[str], list[str]]:
-    """Target, planned actions and warnings for one video and one video variant."""
+    """Target, planned actions and warnings for one video (or animation) and one video variant.
+
+    The least work wins: untouched (``passthrough``) when stream and container conform,
+    stream copy into a new MP4 (``remux``) when only the container does not, a new audio
+    track only (``audio_only``), else a full encode (``transcode``).
+
+    Raises:
+        Nothing: validation has already checked durations and counts.
+    """
     v = info.video
     actions: list[str] = []
     warnings: list[str] = []
+    from_image = from_image or v is None
     duration = min(info.duration_s or 1.0, trim_s or math.inf)
-    if v is None:  # an animated image becomes a video
-        from_image = True
-    stream_problems = (["animated image"] if from_image or v is None
+    stream_problems = (["animated image"] if from_image
                        else video_streams_conform(info, spec, max_bytes))
     if trim_s is not None:
         stream_problems.append("trim")
     audio = audio_target(info, spec, reencode_all=False)
-    container_ok = (info.format_name in spec.containers and info.format_name in ("mp4", "mov")
-                    and (info.moov_first or not spec.faststart) and not info.edit_list
-                    and not info.has_location and info.start_time_s == 0)
-    fps = v.fps if v is not None else Fraction(30)
-    fps_changed = False
     if v is not None:
         fps, fps_changed = choose_fps(info, spec)
-    elif info.duration_s and info.image is not None and info.image.frames > 1:
-        fps = Fraction(30)
+    else:  # an animation: its frame delays are resampled onto a constant 30 fps
+        fps = min(max(Fraction(30), spec.fps_min), spec.fps_max)
+        fps_changed = True
     aspect = None
     a = info.aspect
     if (spec.aspect_min and a < spec.aspect_min) or (spec.aspect_max and a > spec.aspect_max):
@@ -486,64 +804,95 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     pixels_per_s = geometry.width * geometry.height * float(fps)
     ceiling = int(pixels_per_s * BITS_PER_PIXEL_CEILING / 1000)
     budget = _budget_kbps(max_bytes, duration, audio.bitrate_kbps if audio.action != "none" else 0)
-    maxrate = min(budget, ceiling, spec.max_bitrate_kbps or budget)
-    tonemap = bool(v and v.hdr and spec.sdr_only)
+    maxrate = max(1, min(budget, ceiling, spec.max_bitrate_kbps or budget))
 
-    if not stream_problems and audio.action in ("copy", "none"):
-        action: Literal["passthrough", "remux", "audio_only", "transcode"] = (
-            "passthrough" if container_ok else "remux")
-    elif not stream_problems:
-        action = "audio_only"
-    else:
+    action: Literal["passthrough", "remux", "audio_only", "transcode"]
+    if stream_problems:
         action = "transcode"
-        audio = audio_target(info, spec, reencode_all=False)
+    elif audio.action in ("copy", "none"):
+        action = "passthrough" if _container_ok(info, spec) else "remux"
+    else:
+        action = "audio_only"
+    transcode = action == "transcode"
+    # Every encode is 8-bit SDR H.264, so HDR is tone-mapped whenever we encode, not only for
+    # SDR-only presets (an HDR source YouTube would keep still needs it once re-encoded).
+    tonemap = bool(v and v.hdr and transcode)
+    matrix, transfer, primaries = _colour_in(info)
 
     if action == "passthrough":
         actions.append("passed_through")
-    elif action == "remux":
+    elif action in ("remux", "audio_only"):
         actions.append("remuxed")
-        if info.has_location:
-            actions.append("stripped_metadata")
     else:
-        if action == "audio_only":
-            actions.append("remuxed")
-        else:
-            actions.append("transcoded")
-            if v is not None and (v.rotation_deg or v.mirrored):
-                actions.append("rotated")
-            if v is not None and v.sar != 1:
-                actions.append("square_pixels")
-            if geometry.fit != "none":
-                actions.append({"crop": "cropped", "pad": "padded", "blur": "blurred"}[geometry.fit])
-            if geometry.resized:
-                actions.append("resized")
-            if fps_changed:
-                actions.append("fps_changed")
-            if tonemap:
-                actions.append("tone_mapped")
-            if v is not None and v.interlaced:
-                actions.append("deinterlaced")
-        if audio.action == "encode":
-            actions.append("audio_encoded")
-        elif audio.action == "silent":
-            actions.append("audio_added")
+        actions.append("transcoded")
+        if v is not None and (v.rotation_deg or v.mirrored):
+            actions.append("rotated")
+        if v is not None and v.sar != 1:
+            actions.append("square_pixels")
+        if geometry.fit != "none":
+            actions.append({"crop": "cropped", "pad": "padded", "blur": "blurred"}[geometry.fit])
+        if geometry.resized:
+            actions.append("resized")
+        if fps_changed:
+            actions.append("fps_changed")
+        if tonemap:
+            actions.append("tone_mapped")
+        if v is not None and v.interlaced:
+            actions.append("deinterlaced")
         if trim_s is not None:
             actions.append("trimmed")
-        if info.has_location:
-            actions.append("stripped_metadata")
+    if action in ("audio_only", "transcode"):
+        if audio.action == "encode":
+            actions.append("audio_encoded")
+            if audio.loudnorm:
+                actions.append("loudness_normalised")
+        elif audio.action == "silent":
+            actions.append("audio_added")
+    if action != "passthrough" and (info.has_location or info.extra_streams):
+        actions.append("stripped_metadata")
     if geometry.upscaled:
         warnings.append("upscaled")
     gop = max(1, int(math.floor(float(fps) * spec.gop_max_s)))
     target = VideoTarget(
         action=action, geometry=geometry, pad_color=spec.pad_color,
-        fps=fps if action == "transcode" else None, gop_frames=gop, tonemap=tonemap,
-        deinterlace=bool(v and v.interlaced), full_to_limited=bool(v and v.color_range == "pc"),
-        max_bytes=max_bytes, maxrate_kbps=maxrate if action == "transcode" else 0,
+        fps=fps if transcode else None, gop_frames=gop, tonemap=tonemap,
+        deinterlace=bool(v and v.interlaced),
+        full_to_limited=bool(v and (v.color_range == "pc" or v.pix_fmt.startswith("yuvj"))),
+        max_bytes=max_bytes, maxrate_kbps=maxrate if transcode else 0,
         trim_s=trim_s, audio=audio, from_image=from_image,
-        x264_preset=x264_preset if action == "transcode" else "",
+        x264_preset=x264_preset if transcode else "",
         spec_max_bitrate_kbps=spec.max_bitrate_kbps,
+        square_pixels=bool(v and v.sar != 1), in_matrix=matrix,
+        in_transfer=transfer if tonemap else None, in_primaries=primaries,
+        level=h264_level(geometry.width, geometry.height, fps, maxrate) if transcode else "",
+        min_width=spec.min_width, min_height=spec.min_height,
     )
     return target, actions, warnings
+
+
+def shared_decodes(renditions: Iterable[Rendition]) -> tuple[tuple[str, ...], ...]:
+    """Encodes of one source that one ffmpeg process makes from a single decode.
+
+    They share everything before the per-output ``split``: the decode, the deinterlacer and
+    the square-pixel scale; each branch then has its own fps, geometry, tone-map and encoder.
+
+    Raises:
+        Nothing.
+    """
+    groups: dict[tuple[object, ...], list[str]] = {}
+    for r in renditions:
+        t = r.target
+        if isinstance(t, VideoTarget) and t.action == "transcode":
+            key = (r.source_sha256, t.deinterlace, t.from_image, t.square_pixels,
+                   t.full_to_limited)
+            groups.setdefault(key, []).append(r.key)
+    out: list[tuple[str, ...]] = []
+    for keys in groups.values():
+        for i in range(0, len(keys), MAX_SHARED_OUTPUTS):
+            chunk = tuple(keys[i:i + MAX_SHARED_OUTPUTS])
+            if len(chunk) > 1:
+                out.append(chunk)
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- covers
@@ -551,37 +900,59 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
 
 def plan_cover(choice: CoverChoice, video_geometry: Geometry | None,
                thumb: MediaInfo | None) -> CoverTarget:
-    """The cover's exact size and format: a frame matches the delivered video."""
+    """The cover's exact format, size and shape.
+
+    A frame is the delivered video's picture, so it has the delivered video's size. A custom
+    thumbnail takes the preset's box (``width`` x ``height``) in the preset's shape (a fixed
+    ratio, or ``"video"``: the delivered video's), without being blown up past its own size
+    except to the platform's minimum width.
+
+    Args:
+        choice: what validation chose for the account.
+        video_geometry: the planned geometry of the video the cover goes with (None: the
+            video is kept at its displayed size).
+        thumb: the probed thumbnail, for image covers.
+
+    Returns:
+        The cover target; its fields are part of the cover's content address.
+
+    Raises:
+        Nothing: validation has already checked the inputs.
+    """
     spec: CoverSpec = choice.spec
+    # The first listed format: JPEG for every platform. A thumbnail with transparency is
+    # flattened rather than kept as PNG, since covers are shown as opaque tiles and a PNG has
+    # no quality knob to meet the byte cap (YouTube's is 2 MB).
     fmt = spec.formats[0]
     if choice.source == "frame":
         w, h = ((video_geometry.width, video_geometry.height) if video_geometry
                 else (choice.video.info.width, choice.video.info.height))
         return CoverTarget("frame", choice.timestamp_ms, fmt, w, h, "none", spec.max_bytes, 1)
-    if thumb is not None and thumb.image is not None and thumb.image.has_alpha and "png" in spec.formats:
-        fmt = "png"
+    aspect: Fraction
     if spec.aspect == "video":
         vg = video_geometry
-        vw, vh = (vg.width, vg.height) if vg else (choice.video.info.width, choice.video.info.height)
+        vw, vh = ((vg.width, vg.height) if vg
+                  else (choice.video.info.width, choice.video.info.height))
         aspect = Fraction(vw, vh)
     elif spec.aspect is not None:
         aspect = spec.aspect
     else:
         aspect = Fraction(spec.width, spec.height)
+    # The largest box of that shape inside width x height.
     box_w, box_h = spec.width, spec.height
-    scale = min(box_w / aspect, float(box_h)) if aspect >= 1 else min(float(box_h), box_w / aspect)
-    h = int(round(scale))
-    w = int(round(h * aspect))
+    h = round(min(float(box_h), box_w / float(aspect)))
+    w = round(h * float(aspect))
     if w > box_w:
-        w, h = box_w, int(round(box_w / aspect))
+        w, h = box_w, round(box_w / float(aspect))
     if thumb is not None:
         # Never blow a small thumbnail up past its own size, except to the platform minimum.
         shrink = min(1.0, max(thumb.width / w, thumb.height / h))
         if shrink < 1.0:
-            w, h = int(round(w * shrink)), int(round(h * shrink))
+            w, h = round(w * shrink), round(h * shrink)
         if w < spec.min_width:
-            w, h = spec.min_width, int(round(spec.min_width / aspect))
-    return CoverTarget("image", None, fmt, w, h, spec.fit, spec.max_bytes, spec.min_width)
+            w, h = spec.min_width, round(spec.min_width / float(aspect))
+    return CoverTarget("image", None, fmt, max(1, w), max(1, h), spec.fit, spec.max_bytes,
+                       spec.min_width)
 
 
 # --------------------------------------------------------------------------- the job plan
@@ -683,11 +1054,15 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             geom = video_geometry.get((choice.video.content_index, choice.video.media_index))
             ctarget = plan_cover(choice, geom, thumb_info)
             thumb_sha = sha_of.get(str(choice.thumbnail)) if choice.thumbnail else None
+            # A frame is addressed by the video it is taken from; a thumbnail by its own bytes
+            # (so accounts with different videos but the same thumbnail target share it).
             base = thumb_sha if thumb_sha else vkey
             cover_key = target_key(base, ctarget, extra="cover")
             prev = covers.get(cover_key)
             accounts_using = (*(prev.accounts if prev else ()), check.account.id)
-            covers[cover_key] = CoverPlan(cover_key, ctarget, vkey, thumb_sha, accounts_using)
+            covers[cover_key] = CoverPlan(
+                cover_key, ctarget, prev.rendition_key if prev else vkey, thumb_sha,
+                accounts_using, str(choice.thumbnail) if choice.thumbnail else None)
         accounts.append(AccountPlan(check, tuple(media), cover_key, tuple(warnings)))
     return JobPlan(tuple(renditions.values()), tuple(covers.values()), tuple(accounts))
 
@@ -701,7 +1076,14 @@ def _ext(target: Target, info: MediaInfo) -> str:
 
 
 def thumbnail_target(thumb: MediaInfo, cover: CoverTarget) -> ImageTarget:
-    """The image target that conforms a custom thumbnail to a cover's exact shape and size."""
+    """The image target that conforms a custom thumbnail to a cover's exact shape and size.
+
+    The shape comes from the cover's fit policy (blurred fill by default, crop or plain pad
+    as options); the image engine then searches the quality for the byte cap.
+
+    Raises:
+        Nothing: ``thumb`` must be a probed image (validation guarantees it).
+    """
     assert thumb.image is not None
     aspect = Fraction(cover.width, cover.height)
     geometry = fit_geometry(thumb.width, thumb.height, aspect=aspect, fit=cover.fit,
@@ -711,7 +1093,8 @@ def thumbnail_target(thumb: MediaInfo, cover: CoverTarget) -> ImageTarget:
         geometry = _force_size(geometry, (cover.width, cover.height))
     facts = thumb.image
     return ImageTarget(
-        format=cover.format, geometry=geometry, background="#000000", max_bytes=cover.max_bytes,
+        # White under transparency: thumbnails with alpha are mostly dark logos and text.
+        format=cover.format, geometry=geometry, background="#ffffff", max_bytes=cover.max_bytes,
         quality=90, quality_floor=50, animated=False, passthrough=False,
         orientation=facts.exif_orientation,
         to_srgb=bool(facts.icc_profile and "srgb" not in facts.icc_profile.lower())
@@ -721,7 +1104,11 @@ def thumbnail_target(thumb: MediaInfo, cover: CoverTarget) -> ImageTarget:
 
 
 def frame_target(cover: CoverTarget) -> ImageTarget:
-    """The image target for a video frame (already at the delivered video's size)."""
+    """The image target for a video frame (already at the delivered video's size).
+
+    Raises:
+        Nothing.
+    """
     geometry = Geometry(width=cover.width, height=cover.height, content_width=cover.width,
                         content_height=cover.height, crop_x=0, crop_y=0, crop_width=cover.width,
                         crop_height=cover.height, fit="none", source_width=cover.width,

@@ -346,8 +346,13 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
     for cplan in jobplan.covers:
         deadline.check("cover")
         emit("cover", "start", done / max(total, 1))
-        if outputs.get(cplan.rendition_key, _Output()).error is not None:
-            outputs[cplan.key] = _Output(error=outputs[cplan.rendition_key].error)
+        failed = outputs.get(cplan.rendition_key, _Output()).error
+        if cplan.target.source == "frame" and failed is not None:
+            # The frame comes from the delivered video: no video, no cover (same code, so a
+            # retryable video failure keeps the account retryable).
+            outputs[cplan.key] = _Output(error=ErrorInfo(
+                failed.code, f"not made: the video it is taken from failed ({failed.message})",
+                failed.http_status, retryable=failed.retryable))
         else:
             outputs[cplan.key] = _guard(
                 lambda c=cplan: _make_cover(c, sources, thumbs, jobplan, settings=settings,
@@ -519,6 +524,8 @@ def _make_cover(c: CoverPlan, sources: dict[str, LocalMedia], thumbs: dict[str, 
     cdir.mkdir(parents=True, exist_ok=True)
     t = c.target
     if t.source == "frame":
+        # Always the delivered file (made now, or reused from storage and fetched back), never
+        # the source: the frame must show rotation, scaling, padding and tone mapping.
         video_path, video_info = delivered.get(c.rendition_key) or _fetch_delivered(
             c.rendition_key, jobplan, storage, cdir, settings)
         assert t.at_ms is not None
@@ -526,8 +533,11 @@ def _make_cover(c: CoverPlan, sources: dict[str, LocalMedia], thumbs: dict[str, 
                                         timeout_s=min(settings.ffmpeg_timeout_s,
                                                       deadline.remaining()))
     else:
-        thumb_ref = next(s for s in sources.values() if s.sha256 == c.thumbnail_sha256)
-        result = cover.make_thumbnail_cover(thumb_ref.path, thumbs[str(thumb_ref.ref)], t, cdir)
+        # By the job's reference, not by bytes: the thumbnail may also be one of the media.
+        thumb = (sources.get(c.thumbnail_ref) if c.thumbnail_ref else None) or next(
+            s for s in sources.values() if s.sha256 == c.thumbnail_sha256)
+        result = cover.make_thumbnail_cover(thumb.path, thumbs[c.thumbnail_ref or str(thumb.ref)],
+                                            t, cdir)
     name = f"cover.{result.path.suffix.lstrip('.')}"
     key = asset_key(c.key, name)
     entry: dict[str, Any] = {"key": key, "mime": result.mime, "bytes": result.path.stat().st_size,
@@ -652,6 +662,12 @@ def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
 
 
 def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> dict[str, Any]:
+    """The manifest's ``cover``: frames carry ``timestamp_ms``, thumbnails their reference.
+
+    ``source`` says where the cover came from: the thumbnail's reference (library ID or URL),
+    ``"video_cover_timestamp_ms"`` for the requested frame, or ``"default_frame"`` for a frame
+    nobody asked for (Pinterest's 1 s).
+    """
     choice = check.cover
     out: dict[str, Any] = {"uri": entry["uri"], **({"url": entry["url"]} if "url" in entry else {}),
                            "mime": entry["mime"], "bytes": entry["bytes"],
@@ -659,8 +675,7 @@ def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> dict[str, Any]:
                            "warnings": entry.get("warnings", [])}
     if choice is not None and choice.source == "frame":
         out["timestamp_ms"] = choice.timestamp_ms
-        if choice.default_frame:
-            out["source"] = "default_frame"
+        out["source"] = "default_frame" if choice.default_frame else "video_cover_timestamp_ms"
     elif choice is not None and choice.thumbnail is not None:
         out["source"] = choice.thumbnail.value
     return out

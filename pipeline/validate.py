@@ -38,10 +38,10 @@ class CoverChoice:
 
     source: Literal["frame", "image"]
     spec: CoverSpec
-    video: Selected
-    timestamp_ms: int | None = None
-    thumbnail: MediaRef | None = None
-    default_frame: bool = False
+    video: Selected                     # the content[0] video the cover goes with
+    timestamp_ms: int | None = None     # frames: where in the video
+    thumbnail: MediaRef | None = None   # images: the custom thumbnail to conform
+    default_frame: bool = False         # a frame nobody asked for (Pinterest's 1 s default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +213,21 @@ def _check_counts(ci: int, chosen: list[Selected], preset: Preset) -> list[Error
 def _check_cover(job: Job, account: Account, preset: Preset, mode: Mode,
                  items: list[Selected], probed: Mapping[MediaRef, Probed]
                  ) -> tuple[CoverChoice | None, list[str], list[ErrorInfo]]:
+    """The API's cover rules for one account: which cover it takes, or why none.
+
+    Only ``content[0].cover_image`` applies, and only to the account's video of content[0].
+    A ``frame`` variant (TikTok) takes ``video_cover_timestamp_ms`` only, an ``image`` variant
+    (YouTube, Instagram Reels, Facebook) the ``thumbnail`` only; a field the account cannot use
+    is an error when it is the only one given, a warning when the other one is there too.
+    ``image_or_frame`` (Pinterest video pins, which need a cover) takes the thumbnail, else the
+    requested frame, else the variant's default frame.
+    """
     warnings: list[str] = []
     errors: list[ErrorInfo] = []
     for ci, item in enumerate(job.content[1:], start=1):
         if item.cover is not None:
-            warnings.append(f"content[{ci}].cover_image is ignored: only content[0]'s cover applies")
+            warnings.append(f"content[{ci}].cover_image is ignored: only content[0]'s cover "
+                            "applies")
     request = job.content[0].cover
     video = next((s for s in items if s.content_index == 0 and s.variant.kind == "video"), None)
     spec = video.variant.cover if video is not None else None
@@ -255,7 +265,8 @@ def _check_cover(job: Job, account: Account, preset: Preset, mode: Mode,
         return CoverChoice("frame", spec, video, timestamp_ms=ts), warnings, errors
 
     if thumb is not None:
-        if ts is not None and spec.source == "image":
+        if ts is not None:
+            # image_or_frame (Pinterest) prefers the uploaded picture too: say the frame is unused.
             warnings.append(f"video_cover_timestamp_ms ignored: {preset.label} takes the "
                             "thumbnail image")
         found = probed.get(thumb)
