@@ -353,6 +353,17 @@ def test_ffprobe_failure_carries_the_stderr_tail(tmp_path: Path, fake_ffprobe) -
     assert "moov atom not found (fake)" in str(info.value.details["stderr"])
 
 
+def test_chatty_ffprobe_cannot_deadlock_the_pipes(tmp_path: Path, fake_ffprobe) -> None:  # type: ignore[no-untyped-def]
+    # 4 MB of stderr is far past any pipe buffer; a reader that only waits would hang here.
+    fake_ffprobe("head -c 4000000 /dev/zero | tr '\\0' e >&2\n"
+                 'echo \'{"streams": [], "format": {}}\'\n')
+    clip = _make(tmp_path, "a.mp4", _ftyp(b"isom", b"isom"))
+    started = time.monotonic()
+    with pytest.raises(CorruptMedia, match="no video stream"):
+        probe.probe(clip, timeout_s=20)
+    assert time.monotonic() - started < 10
+
+
 def test_ffprobe_garbage_output_is_corrupt(tmp_path: Path, fake_ffprobe) -> None:  # type: ignore[no-untyped-def]
     fake_ffprobe('echo "[1, 2"\n')
     clip = _make(tmp_path, "a.mp4", _ftyp(b"isom", b"isom"))
