@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of the conform pipeline against bare ffmpeg, libvips and Pillow."""
