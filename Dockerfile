@@ -1,5 +1,9 @@
 # conform as a container job. Build: podman/docker build -t conform .
 # CI builds it from a locally made Debian base: --build-arg BASE_IMAGE=localhost/bookworm-base
+# (scripts/container-test). One post per container:
+#   docker run -i conform run - --dest s3://bucket/out < post.json
+#   docker run -e CONFORM_JOB_URI=s3://bucket/jobs/post.json -e CONFORM_DEST=s3://bucket/out conform
+# Exit codes: 0 done, 1 failed for good (don't retry), 75 temporary failure (retry), 2 invalid job.
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
@@ -33,4 +37,6 @@ VOLUME ["/work"]
 WORKDIR /work
 USER conform
 ENTRYPOINT ["conform"]
-CMD ["--help"]
+# `run` with no JOB reads $CONFORM_JOB_URI; pass `run -` (with -i) for a job on stdin, or any
+# other command (batch, worker) instead.
+CMD ["run"]
