@@ -8,8 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import shutil
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -42,8 +46,21 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(payload)
 
 
+class _JobIdFilter(logging.Filter):
+    """Put the id of the job a thread is working on into every record (``job_id``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "job_id", None) is None:
+            # Only set once a job has run, and then pipeline.batch is loaded: no import here.
+            batch = sys.modules.get(f"{__package__}.batch")
+            if batch is not None:
+                record.job_id = batch.current_job_id.get()
+        return True
+
+
 def _setup_logging(verbose: int, log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_JobIdFilter())
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
@@ -62,19 +79,35 @@ def handle_errors(ctx: click.Context) -> Iterator[None]:
     except JobInvalid as err:
         if debug:
             raise
+        if _log_format(ctx) == "json":
+            click.echo(_error_line("the job is invalid", code=err.code,
+                                   problems=[{"path": p, "message": m} for p, m in err.problems]),
+                       err=True)
+            ctx.exit(ExitStatus.USAGE)
         click.echo("error: the job is invalid:", err=True)
         for path, message in err.problems:
             click.echo(f"  {path}: {message}" if path else f"  {message}", err=True)
         ctx.exit(ExitStatus.USAGE)
     except (Interrupted, KeyboardInterrupt):
         ffmpeg.stop_all()
-        click.echo("error: interrupted", err=True)
+        click.echo(_error_line("interrupted", code="interrupted") if _log_format(ctx) == "json"
+                   else "error: interrupted", err=True)
         ctx.exit(ExitStatus.INTERRUPTED)
     except PipelineError as err:
         if debug:
             raise
-        click.echo(f"error: [{err.code}] {err.message}", err=True)
+        click.echo(_error_line(err.message, code=err.code) if _log_format(ctx) == "json"
+                   else f"error: [{err.code}] {err.message}", err=True)
         ctx.exit(ExitStatus.TEMPFAIL if err.retryable else err.exit_code)
+
+
+def _error_line(message: str, **fields: Any) -> str:
+    """An error as one JSON log object, with the job id when a job was being worked on."""
+    batch = sys.modules.get(f"{__package__}.batch")
+    job_id = batch.current_job_id.get() if batch is not None else None
+    return json.dumps({"level": "error", "logger": "pipeline", "message": message,
+                       "time": round(time.time(), 3), **({"job_id": job_id} if job_id else {}),
+                       **fields})
 
 
 def _install_signal_handlers() -> None:
@@ -102,18 +135,61 @@ def _settings(ctx: click.Context, **flags: Any) -> Settings:
     return base.replace(**flags)
 
 
-def _read_job_text(job: str) -> str:
+def _read_job_text(job: str, settings: Settings | None = None) -> str:
     if job == "-":
         return sys.stdin.read()
+    if job.lower().startswith("s3://"):
+        from .batch import read_job_uri
+
+        return read_job_uri(job, settings=settings or Settings.from_env())
     try:
         return Path(job).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise JobInvalid([("", f"cannot read the job file {job!r}: {err}")]) from err
 
 
-def _progress_printer(enabled: bool) -> Callable[[JobEvent], None] | None:
+def _log_format(ctx: click.Context) -> str:
+    return str(ctx.find_root().params.get("log_format") or "text")
+
+
+def _json_line(message: str, **fields: Any) -> str:
+    """A progress record in the shape of the JSON log lines (``--log-format json``)."""
+    job_id = fields.pop("job_id", None)
+    payload: dict[str, Any] = {"level": "info", "logger": "pipeline.progress",
+                               "message": message, "time": round(time.time(), 3)}
+    if job_id:
+        payload["job_id"] = job_id
+    payload.update({k: v for k, v in fields.items() if v is not None})
+    return json.dumps(payload)
+
+
+def _json_event_printer() -> Callable[[JobEvent], None]:
+    """Each job event as one JSON object on stderr; encode progress in 10 % steps."""
+    lock = threading.Lock()
+    last_step: dict[tuple[str, str | None], int] = {}
+
+    def show(event: JobEvent) -> None:
+        if event.kind == "progress" and event.pct is not None:
+            step = int(event.pct * 10)
+            with lock:
+                if last_step.get((event.job_id, event.detail), -1) >= step:
+                    return
+                last_step[(event.job_id, event.detail)] = step
+        line = _json_line(f"{event.stage} {event.kind}", job_id=event.job_id, stage=event.stage,
+                          kind=event.kind, pct=None if event.pct is None
+                          else round(event.pct, 3), detail=event.detail)
+        with lock:
+            click.echo(line, err=True)
+
+    return show
+
+
+def _progress_printer(enabled: bool, log_format: str = "text"
+                      ) -> Callable[[JobEvent], None] | None:
     if not enabled:
         return None
+    if log_format == "json":
+        return _json_event_printer()
     tty = sys.stderr.isatty()
 
     def show(event: JobEvent) -> None:
@@ -177,7 +253,7 @@ def main(ctx: click.Context, verbose: int, log_format: str, debug: bool) -> None
 
 
 @main.command()
-@click.argument("job", metavar="JOB")
+@click.argument("job", metavar="JOB", required=False)
 @click.option("--dest", default=None, help="Output folder or s3://bucket/prefix "
               "(default: $CONFORM_DEST or ./conform-out).")
 @_common_options
@@ -191,20 +267,33 @@ def main(ctx: click.Context, verbose: int, log_format: str, debug: bool) -> None
                    "(s3:// destinations only; --public-base-url wins when both are given).")
 @click.option("--progress/--no-progress", default=True, help="Progress lines on stderr.")
 @click.pass_context
-def run(ctx: click.Context, job: str, progress: bool, **flags: Any) -> None:
-    """Conform the media of one post (JOB: a JSON file, or - for stdin) and print the manifest."""
+def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) -> None:
+    """Conform the media of one post and print the manifest.
+
+    JOB is a JSON file, - for stdin, or an s3:// URI; without JOB the job is read from the
+    s3:// URI in $CONFORM_JOB_URI (the container's input). Exit codes: 0 done, 1 an account
+    failed for good (don't retry), 75 temporary failure (retry), 2 invalid job.
+    """
+    from .batch import current_job_id
     from .runner import process
 
     with handle_errors(ctx):
         settings = _settings(ctx, **flags)
+        job = job or os.environ.get("CONFORM_JOB_URI") or None
+        if job is None:
+            raise JobInvalid([("", "no job: give JOB (a file, - for stdin, or s3://...) "
+                                   "or set CONFORM_JOB_URI")])
         presets = _load(ctx, settings)
-        parsed = parse_job_text(_read_job_text(job), presets)
+        parsed = parse_job_text(_read_job_text(job, settings), presets)
+        current_job_id.set(parsed.id)
         ffmpeg.require_capabilities()
         manifest = process(parsed, settings=settings, presets=presets,
-                           on_event=_progress_printer(progress))
+                           on_event=_progress_printer(progress, _log_format(ctx)))
         click.echo(json.dumps(manifest.to_dict(), indent=2))
         if manifest.uri:
-            click.echo(f"manifest: {manifest.uri}", err=True)
+            click.echo(_json_line("manifest written", job_id=parsed.id, uri=manifest.uri,
+                                  status=manifest.status) if _log_format(ctx) == "json"
+                       else f"manifest: {manifest.uri}", err=True)
         if manifest.ok:
             ctx.exit(ExitStatus.OK)
         ctx.exit(ExitStatus.TEMPFAIL if manifest.retryable else ExitStatus.JOB_FAILED)
@@ -412,3 +501,324 @@ def presets_show(ctx: click.Context, name: str, presets_dir: str | None) -> None
                 ctx.exit(ExitStatus.USAGE)
             data = _jsonable(asdict(found[1]))  # type: ignore[index]
         click.echo(json.dumps(data, indent=2, default=str))
+
+
+# --------------------------------------------------------------------------- batch and worker
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class _BatchView:
+    """Renders a batch: manifests on stdout, a live bar (TTY) or plain/JSON lines on stderr.
+
+    ``on_event`` is called from worker threads, ``on_outcome`` from the main thread; one lock
+    keeps their writes apart.
+    """
+
+    def __init__(self, total: int, *, mode: str, progress: bool) -> None:
+        self.total = total
+        self.mode = mode  # "bar", "lines" or "json"
+        self.progress = progress
+        self.done = self.failed = self.skipped = 0
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._running: dict[str, str] = {}  # job id -> what it is doing
+        self._encode: dict[str, tuple[str, float]] = {}  # job id -> (output, fraction)
+        self._drawn_at = 0.0
+        self._json_events = _json_event_printer() if mode == "json" and progress else None
+
+    def on_event(self, event: JobEvent) -> None:
+        if self._json_events is not None:
+            self._json_events(event)
+            return
+        with self._lock:
+            if event.stage == "encode" and event.pct is not None:
+                self._encode[event.job_id] = (event.detail or "", event.pct)
+            elif event.kind == "start":
+                self._running[event.job_id] = event.stage
+                self._encode.pop(event.job_id, None)  # that encode is over
+            self._draw()
+
+    def on_outcome(self, outcome: Any) -> None:
+        from .batch import JobOutcome
+
+        assert isinstance(outcome, JobOutcome)
+        if outcome.status not in ("skipped", "interrupted"):
+            click.echo(json.dumps(outcome.to_dict(), separators=(",", ":")))
+        with self._lock:
+            if outcome.status != "interrupted":
+                self.done += 1
+            self.failed += outcome.failed
+            self.skipped += outcome.status == "skipped"
+            if outcome.job_id is not None:
+                self._running.pop(outcome.job_id, None)
+                self._encode.pop(outcome.job_id, None)
+            self._report(outcome)
+            self._draw(force=True)
+
+    def _report(self, outcome: Any) -> None:
+        what = outcome.job_id or outcome.where
+        detail = ""
+        if outcome.error is not None:
+            detail = f"[{outcome.error.code}] {outcome.error.message}"
+        elif outcome.manifest is not None and outcome.failed:
+            codes = sorted({e["code"] for a in outcome.manifest.accounts for e in a["errors"]})
+            detail = ", ".join(codes)
+        elif outcome.note:
+            detail = outcome.note
+        if self.mode == "json":
+            click.echo(_json_line(f"job {outcome.status}", job_id=outcome.job_id,
+                                  status=outcome.status, source=outcome.where,
+                                  done=self.done, total=self.total,
+                                  elapsed_s=round(outcome.elapsed_s, 3),
+                                  error=outcome.error.to_dict() if outcome.error else None,
+                                  note=outcome.note), err=True)
+            return
+        if self.mode == "bar" and not outcome.failed:
+            return  # the bar counts it; only failures get a line of their own
+        where = f" ({outcome.where})" if outcome.job_id and outcome.where else ""
+        status = outcome.status.upper() if outcome.failed else outcome.status
+        line = (f"[{self.done}/{self.total}] {status} {what}{where}"
+                + (f": {detail}" if detail else "")
+                + (f" in {outcome.elapsed_s:.1f}s" if outcome.status in
+                   ("succeeded", "partial", "failed") else ""))
+        if self.mode == "bar":
+            click.echo("\r\x1b[2K" + line, err=True)
+        else:
+            click.echo(line, err=True)
+
+    def _draw(self, *, force: bool = False) -> None:
+        """Redraw the bar (TTY only), at most ten times a second."""
+        if self.mode != "bar" or not self.progress:
+            return
+        now = time.monotonic()
+        if not force and now - self._drawn_at < 0.1:
+            return
+        self._drawn_at = now
+        width = 24
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(frac * width)
+        parts = [f"[{bar:<{width}}] {self.done}/{self.total} jobs"]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self._encode:
+            name, pct = next(reversed(self._encode.values()))
+            more = f" (+{len(self._encode) - 1})" if len(self._encode) > 1 else ""
+            parts.append(f"encoding {name} {pct:.0%}{more}")
+        elif self._running:
+            parts.append(f"{len(self._running)} running")
+        processed = self.done - self.skipped
+        if processed and self.done < self.total:
+            eta = (now - self.started) / processed * (self.total - self.done)
+            parts.append(f"ETA {_fmt_duration(eta)}")
+        columns = shutil.get_terminal_size((100, 20)).columns
+        click.echo("\r\x1b[2K" + " | ".join(parts)[: columns - 1], err=True, nl=False)
+
+    def finish(self, summary: Any) -> None:
+        if self.mode == "bar":
+            click.echo("\r\x1b[2K", err=True, nl=False)
+        counts = {"succeeded": summary.succeeded, "partial": summary.partial,
+                  "failed": summary.failed, "invalid": summary.invalid,
+                  "errors": summary.errors, "skipped": summary.skipped,
+                  "not_started": summary.not_started}
+        if self.mode == "json":
+            click.echo(_json_line("batch interrupted" if summary.interrupted else "batch done",
+                                  total=self.total, **counts, interrupted=summary.interrupted,
+                                  elapsed_s=round(summary.elapsed_s, 3)), err=True)
+            return
+        text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()
+                         if v or k == "succeeded")
+        state = "interrupted" if summary.interrupted else "done"
+        click.echo(f"batch {state}: {self.total} job(s): {text} "
+                   f"in {_fmt_duration(summary.elapsed_s)}", err=True)
+
+
+@main.command()
+@click.argument("source", metavar="SOURCE")
+@click.option("--dest", default=None, help="Output folder or s3://bucket/prefix "
+              "(default: $CONFORM_DEST or ./conform-out).")
+@_common_options
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Jobs run at the same time (default: the CPU count).")
+@click.option("--fail-fast", is_flag=True, help="Stop scheduling jobs after the first failure.")
+@click.option("--force", is_flag=True,
+              help="Run jobs whose manifest exists again, and re-make their outputs.")
+@click.option("--retry-failed", is_flag=True,
+              help="Run again the jobs whose stored manifest says failed or partial.")
+@click.option("--shard-index", type=click.IntRange(min=0), default=None,
+              help="This process's shard, 0-based (default: $JOB_COMPLETION_INDEX or "
+                   "$AWS_BATCH_JOB_ARRAY_INDEX).")
+@click.option("--shard-count", type=click.IntRange(min=1), default=None,
+              help="How many shards the batch is split into (default: $CONFORM_SHARD_COUNT).")
+@click.option("--progress/--no-progress", default=True,
+              help="Progress on stderr: a live bar on a terminal, lines otherwise.")
+@click.pass_context
+def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bool,
+          retry_failed: bool, shard_index: int | None, shard_count: int | None,
+          progress: bool, **flags: Any) -> None:
+    """Conform many posts: SOURCE is a JSON Lines file, a folder of job .json files, - (stdin)
+    or an s3:// URI of either.
+
+    Prints one manifest per line on stdout as jobs finish (a job without a manifest gets a line
+    with its status, source and errors). Jobs whose manifest exists in DEST are skipped, so a
+    killed batch continues where it stopped. Exit codes: 0 all ok, 1 some job failed, 2 the
+    source or the settings are unusable, 130 interrupted.
+    """
+    from .batch import JobSource, process_batch, shard_from_env
+
+    with handle_errors(ctx):
+        settings = _settings(ctx, **flags)
+        presets = _load(ctx, settings)
+        shard = shard_from_env(shard_index, shard_count)
+        ffmpeg.require_capabilities()
+        with JobSource(source, presets=presets, settings=settings) as src:
+            total = sum(1 for entry in src.entries() if shard.owns(entry.shard_key))
+            mode = ("json" if _log_format(ctx) == "json" else
+                    "bar" if progress and sys.stderr.isatty() else "lines")
+            view = _BatchView(total, mode=mode, progress=progress)
+            summary = process_batch(src.entries(), settings=settings, presets=presets,
+                                    workers=workers, fail_fast=fail_fast,
+                                    retry_failed=retry_failed, shard=shard,
+                                    on_event=view.on_event, on_outcome=view.on_outcome)
+            view.finish(summary)
+        ctx.exit(summary.exit_status)
+
+
+@main.command()
+@click.option("--queue-url", envvar="CONFORM_QUEUE_URL", required=True,
+              help="The SQS(-compatible) queue of jobs (also $CONFORM_QUEUE_URL). A message is "
+                   "a job's JSON or an s3:// URI of one.")
+@click.option("--dest", default=None, help="Output folder or s3://bucket/prefix "
+              "(default: $CONFORM_DEST or ./conform-out).")
+@_common_options
+@click.option("--results-queue-url", envvar="CONFORM_RESULTS_QUEUE_URL", default=None,
+              help="Send a completion message per finished job to this queue.")
+@click.option("--sqs-endpoint-url", default=None,
+              help="SQS endpoint (ElasticMQ, moto); default: the AWS configuration "
+                   "($AWS_ENDPOINT_URL_SQS, $AWS_ENDPOINT_URL).")
+@click.option("--max-messages", type=click.IntRange(min=1), default=None,
+              help="Exit after handling this many messages.")
+@click.option("--idle-exit", "idle_exit_s", type=click.FloatRange(min=0), default=None,
+              metavar="SECONDS", help="Exit after SECONDS without a message (scale to zero).")
+@click.option("--wait-time", "wait_time_s", type=click.IntRange(0, 20), default=20,
+              show_default=True, metavar="SECONDS", help="Long-poll wait per receive.")
+@click.option("--visibility-timeout", "visibility_timeout_s", type=click.IntRange(1, 43200),
+              default=None, metavar="SECONDS",
+              help="How long a message stays hidden, renewed while its job runs "
+                   "(default: the queue's).")
+@click.option("--retry-delay", "retry_delay_s", type=click.IntRange(0, 43200), default=30,
+              show_default=True, metavar="SECONDS",
+              help="How long a temporarily failed message waits before redelivery.")
+@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=20.0,
+              show_default=True, metavar="SECONDS",
+              help="On SIGTERM/SIGINT, let the running job finish for this long, then "
+                   "interrupt it and release its message.")
+@click.option("--force", is_flag=True,
+              help="Run jobs whose manifest already says succeeded again.")
+@click.pass_context
+def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
+           results_queue_url: str | None, max_messages: int | None, idle_exit_s: float | None,
+           wait_time_s: int, visibility_timeout_s: int | None, retry_delay_s: int,
+           grace_s: float, **flags: Any) -> None:
+    """Run jobs from a queue until stopped: delete each message after its manifest is written.
+
+    Prints one JSON line per handled message on stdout. Temporary failures are left on the
+    queue for redelivery (its redrive policy dead-letters poison messages); permanent ones are
+    done. Exit codes: 0 stopped (limit, idle or signal between jobs), 2 unusable settings or
+    queue, 130 a signal interrupted a job (its message was released).
+    """
+    from .worker import MessageResult, Worker
+
+    json_logs = _log_format(ctx) == "json"
+
+    def report(result: MessageResult) -> None:
+        click.echo(json.dumps(result.to_dict(), separators=(",", ":")))
+        if json_logs:
+            click.echo(_json_line(f"message {result.outcome}", job_id=result.job_id,
+                                  message_id=result.message_id, status=result.outcome,
+                                  deleted=result.deleted, heartbeats=result.heartbeats,
+                                  elapsed_s=round(result.elapsed_s, 3)), err=True)
+        else:
+            error = f": [{result.error.code}] {result.error.message}" if result.error else ""
+            job = f" {result.job_id}" if result.job_id else ""
+            click.echo(f"message {result.message_id}: {result.outcome}{job}{error} "
+                       f"in {result.elapsed_s:.1f}s", err=True)
+
+    with handle_errors(ctx):
+        settings = _settings(ctx, **flags)
+        presets = _load(ctx, settings)
+        ffmpeg.require_capabilities()
+        w = Worker(queue_url, settings=settings, presets=presets,
+                   sqs_endpoint_url=sqs_endpoint_url, results_queue_url=results_queue_url,
+                   wait_time_s=wait_time_s, visibility_timeout_s=visibility_timeout_s,
+                   retry_delay_s=retry_delay_s, max_messages=max_messages,
+                   idle_exit_s=idle_exit_s,
+                   on_event=_json_event_printer() if json_logs else None, on_result=report)
+
+        def on_signal(signum: int, frame: Any) -> None:
+            # First signal: finish the running job within the grace period (then release its
+            # message); a second one releases it now. While idle, stop the long poll at once.
+            w.stop(grace_s=0 if w.stopping else grace_s)
+            if not w.busy:
+                raise KeyboardInterrupt
+
+        with contextlib.suppress(ValueError):  # not in the main thread (tests)
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+        summary = w.run()
+        ctx.exit(ExitStatus.INTERRUPTED if summary.interrupted_job else ExitStatus.OK)
+
+
+@main.command("cover")
+@click.argument("video", type=click.Path(exists=True, dir_okay=False))
+@click.option("--at-ms", "at_ms", type=int, required=True, metavar="N",
+              help="The time of the frame, in milliseconds from the start of the video.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Where the JPEG goes (default: VIDEO's name + '-<N>ms.jpg' in the current "
+                   "folder).")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Where temporary files go (default: $CONFORM_WORKDIR or $TMPDIR).")
+@click.pass_context
+def cover_cmd(ctx: click.Context, video: str, at_ms: int, out: str | None,
+              workdir: str | None) -> None:
+    """Write the frame shown at N ms of VIDEO as a JPEG (what a TikTok cover would show).
+
+    Prints one JSON object on stdout: the file, its size and the timestamp, and warnings
+    (a black frame). A time outside [0, duration) exits 1 with cover_timestamp_out_of_range.
+    """
+    import shutil
+    import tempfile
+
+    from . import cover, ingest, probe
+
+    with handle_errors(ctx):
+        settings = _settings(ctx, workdir=workdir)
+        probe.setup_pillow(settings.max_image_pixels)
+        settings.workdir.mkdir(parents=True, exist_ok=True)
+        dest = Path(out) if out else Path.cwd() / f"{Path(video).stem}-{at_ms}ms.jpg"
+        tmp = Path(tempfile.mkdtemp(prefix="conform-cover-", dir=settings.workdir))
+        try:
+            local = ingest.fetch_local_path(Path(video), tmp / "src", settings=settings)
+            info = probe.probe(local.path, timeout_s=settings.probe_timeout_s,
+                               max_pixels=settings.max_image_pixels)
+            result = cover.cover_at(local.path, info, at_ms, tmp,
+                                    timeout_s=settings.ffmpeg_timeout_s)
+            try:
+                shutil.copyfile(result.path, dest)
+            except OSError as err:
+                raise click.FileError(str(dest), hint=str(err)) from err
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        click.echo(json.dumps({"video": video, "out": str(dest), "timestamp_ms": at_ms,
+                               "mime": result.mime, "bytes": dest.stat().st_size,
+                               "width": result.width, "height": result.height,
+                               "warnings": list(result.warnings)}))
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
