@@ -10,61 +10,127 @@ from fractions import Fraction
 
 from .errors import ProcessingFailed
 from .models import MediaInfo
-from .plan import ImageTarget, VideoTarget
+from .plan import START_TOLERANCE_S, ImageTarget, VideoTarget
 from .presets import ImageSpec, VideoSpec
 
 ASPECT_TOLERANCE = 0.01  # rounding to whole (even) pixels moves the ratio a little
 
 
-def _aspect_ok(w: int, h: int, lo: Fraction | None, hi: Fraction | None) -> bool:
+def _aspect_ok(w: int, h: int, lo: Fraction | None, hi: Fraction | None,
+               tolerance: float = ASPECT_TOLERANCE) -> bool:
     a = w / h
-    return (lo is None or a >= float(lo) * (1 - ASPECT_TOLERANCE)) and (
-        hi is None or a <= float(hi) * (1 + ASPECT_TOLERANCE))
+    return (lo is None or a >= float(lo) * (1 - tolerance)) and (
+        hi is None or a <= float(hi) * (1 + tolerance))
+
+
+def _image_aspect_ok(w: int, h: int, lo: Fraction | None, hi: Fraction | None) -> bool:
+    """Within the range, or off it by less than the rounding of one pixel on each side.
+
+    An image range is usually hard (Instagram refuses 0.79 for its 4:5 minimum), so the only
+    slack is what whole pixels cannot avoid: a 9:16 story 128 pixels wide is 128x228.
+    """
+    return ((lo is None or Fraction(2 * w + 1, 2 * h - 1) >= lo)
+            and (hi is None or Fraction(2 * w - 1, 2 * h + 1) <= hi))
 
 
 def check_image(info: MediaInfo, spec: ImageSpec, target: ImageTarget) -> list[str]:
-    """Problems of an image output against its variant (empty: it ships)."""
+    """Problems of an image output against its variant, as the platform would judge it.
+
+    Format, byte cap, size limits, shape, frame count, and what a photo must not carry: an
+    EXIF orientation (it is upright), EXIF/GPS/XMP metadata, a colour space other than sRGB
+    (CMYK, 16 bits, a non-sRGB ICC profile).
+
+    Returns:
+        Every problem found; empty when the output ships.
+
+    Raises:
+        Nothing.
+    """
     problems: list[str] = []
-    animated_ok = target.animated and info.format_name in spec.animated_formats
-    if info.format_name not in spec.formats and not animated_ok:
+    facts = info.image
+    if info.kind != "image" or facts is None:
+        return [f"not an image ({info.kind})"]
+    animated = facts.frames > 1
+    if animated and not target.animated:
+        problems.append(f"{facts.frames} frames where a still was planned")
+    if animated:
+        if info.format_name not in spec.animated_formats:
+            problems.append(f"animated {info.format_name} not in {spec.animated_formats}")
+        if spec.max_animated_frames is not None and facts.frames > spec.max_animated_frames:
+            problems.append(f"{facts.frames} frames, over {spec.max_animated_frames}")
+    elif info.format_name not in spec.formats:
         problems.append(f"format {info.format_name} not in {spec.formats}")
-    if info.size_bytes > target.max_bytes:
-        problems.append(f"{info.size_bytes} bytes over the {target.max_bytes}-byte cap")
-    if not (info.width <= spec.max_width and info.height <= spec.max_height):
+    cap = min(target.max_bytes, (spec.max_animated_bytes or spec.max_bytes) if animated
+              else spec.max_bytes)
+    if info.size_bytes > cap:
+        problems.append(f"{info.size_bytes} bytes over the {cap}-byte cap")
+    if info.width > spec.max_width or info.height > spec.max_height:
         problems.append(f"{info.width}x{info.height} over {spec.max_width}x{spec.max_height}")
     if info.width < spec.min_width or info.height < spec.min_height:
-        problems.append(f"{info.width}x{info.height} under the minimum")
+        problems.append(f"{info.width}x{info.height} under {spec.min_width}x{spec.min_height}")
     if spec.max_pixels and info.width * info.height > spec.max_pixels:
-        problems.append("over the pixel cap")
+        problems.append(f"{info.width * info.height} pixels, over {spec.max_pixels}")
     if spec.max_side_sum and info.width + info.height > spec.max_side_sum:
-        problems.append("width + height over the cap")
+        problems.append(f"width + height {info.width + info.height}, over {spec.max_side_sum}")
     if spec.max_short_side and min(info.width, info.height) > spec.max_short_side:
-        problems.append("short side over the cap")
-    if not _aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max):
+        problems.append(f"short side {min(info.width, info.height)}, over {spec.max_short_side}")
+    if not _image_aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max):
         problems.append(f"aspect {info.width}:{info.height} out of range")
-    facts = info.image
-    if facts is not None:
-        if facts.exif_orientation != 1:
-            problems.append("EXIF orientation left in the output")
-        if facts.has_gps:
-            problems.append("GPS metadata left in the output")
+    if facts.exif_orientation != 1:
+        problems.append(f"EXIF orientation {facts.exif_orientation} left in the output")
+    if facts.has_gps:
+        problems.append("GPS metadata left in the output")
+    if facts.has_exif:
+        problems.append("EXIF metadata left in the output")
+    if facts.has_xmp:
+        problems.append("XMP metadata left in the output")
+    if facts.bits != 8:
+        problems.append(f"{facts.bits} bits per channel")
+    if facts.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA", "1"):
+        problems.append(f"pixel mode {facts.mode} (not sRGB)")
+    if facts.icc_profile and "srgb" not in facts.icc_profile.lower():
+        problems.append(f"ICC profile {facts.icc_profile!r} is not sRGB")
     return problems
 
 
 def check_video(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
                 source_duration_s: float) -> list[str]:
-    """Problems of a video output against its variant (empty: it ships)."""
+    """Problems of a video output against its variant (empty: it ships).
+
+    Checks what a platform's ingest checks: container and moov position, edit lists, codec,
+    profile, pixel format, progressive scan, square pixels, no rotation, size and shape,
+    constant frame rate in range, keyframe spacing, SDR BT.709 (for our encodes), bitrate and
+    byte caps, audio codec/layout/rate, duration and start time.
+
+    Args:
+        info: the probed output.
+        spec: the variant's video rules (the output must satisfy every variant sharing it).
+        target: what was planned (the byte cap is the smallest of everyone sharing it).
+        source_duration_s: the source's duration, to prove the length did not change.
+
+    Returns:
+        Human-readable violations; empty when the output ships.
+
+    Raises:
+        Nothing.
+    """
     problems: list[str] = []
     v = info.video
     if v is None:
         return ["no video stream in the output"]
+    encoded = target.action == "transcode"
     if info.format_name not in spec.containers and not (
             info.format_name == "mp4" and "mov" in spec.containers):
         problems.append(f"container {info.format_name}")
     if v.codec not in spec.codecs:
         problems.append(f"codec {v.codec}")
+    if v.codec == "h264" and (v.profile or "").lower() not in (
+            ("high",) if encoded else ("baseline", "constrained baseline", "main", "high")):
+        problems.append(f"H.264 profile {v.profile}")
     if v.pix_fmt not in spec.pix_fmts:
         problems.append(f"pixel format {v.pix_fmt}")
+    if v.interlaced:
+        problems.append("interlaced")
     if v.rotation_deg or v.mirrored:
         problems.append("rotation metadata left in the output")
     if v.sar != 1:
@@ -72,14 +138,33 @@ def check_video(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
     if not (spec.min_width <= info.width <= spec.max_width
             and spec.min_height <= info.height <= spec.max_height):
         problems.append(f"size {info.width}x{info.height} out of range")
-    if not _aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max):
+    if spec.max_long_side and max(info.width, info.height) > spec.max_long_side:
+        problems.append(f"long side {max(info.width, info.height)} over {spec.max_long_side}")
+    if info.width % 2 or info.height % 2:
+        problems.append(f"odd size {info.width}x{info.height}")
+    # Even dimensions move a small picture's ratio by up to one 2-pixel step.
+    if not _aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max,
+                      tolerance=max(ASPECT_TOLERANCE, 2 / min(info.width, info.height))):
         problems.append(f"aspect {info.width}:{info.height} out of range")
     if not (spec.fps_min * Fraction(99, 100) <= v.fps <= spec.fps_max * Fraction(101, 100)):
         problems.append(f"{float(v.fps):.3f} fps out of range")
-    if target.action == "transcode" and v.vfr:
+    if v.vfr:
         problems.append("variable frame rate")
+    if (v.max_keyframe_interval_s is not None
+            and v.max_keyframe_interval_s > spec.gop_max_s + 1e-3):
+        problems.append(f"keyframes {v.max_keyframe_interval_s:.2f} s apart "
+                        f"(at most {spec.gop_max_s:g} s)")
     if spec.sdr_only and v.hdr:
         problems.append("still HDR")
+    if v.color_range == "pc":
+        problems.append("full-range colour")
+    if encoded:
+        tags = (v.color_primaries, v.color_transfer, v.color_space)
+        if tags != ("bt709", "bt709", "bt709"):
+            problems.append(f"colour tags {'/'.join(str(x) for x in tags)}, not BT.709")
+    rate = v.bitrate_kbps or info.bitrate_kbps
+    if spec.max_bitrate_kbps and rate and rate > spec.max_bitrate_kbps:
+        problems.append(f"{rate} kbps over the {spec.max_bitrate_kbps} kbps cap")
     if info.size_bytes > target.max_bytes:
         problems.append(f"{info.size_bytes} bytes over the {target.max_bytes}-byte cap")
     if spec.faststart and info.format_name in ("mp4", "mov") and not info.moov_first:
@@ -88,18 +173,30 @@ def check_video(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
         problems.append("edit list present")
     if info.has_location:
         problems.append("location metadata left in the output")
+    if target.action != "passthrough" and info.extra_streams:
+        problems.append(f"{info.extra_streams} extra stream(s) (data, subtitles)")
+    if abs(info.start_time_s) > START_TOLERANCE_S:
+        problems.append(f"starts at {info.start_time_s:.3f} s")
     a = info.audio
     if a is not None:
+        if target.audio.action == "none":
+            problems.append("an audio track the source did not have")
         if a.codec not in spec.audio.codecs:
             problems.append(f"audio codec {a.codec}")
-        if a.channels > spec.audio.max_channels:
+        if a.codec == "aac" and (a.profile or "LC") != "LC":
+            problems.append(f"AAC profile {a.profile}, not LC")
+        if not 1 <= a.channels <= spec.audio.max_channels:
             problems.append(f"{a.channels} audio channels")
         if a.sample_rate_hz not in spec.audio.sample_rates_hz:
             problems.append(f"audio sample rate {a.sample_rate_hz}")
     elif spec.audio.required:
         problems.append("no audio track")
+    elif target.audio.action not in ("none",):
+        problems.append("the audio track was lost")
     expected = min(source_duration_s, target.trim_s or source_duration_s)
-    if info.duration_s is not None and abs(info.duration_s - expected) > max(0.25, expected * 0.02):
+    # One frame of slack each way (the last frame's duration), at least a quarter second.
+    slack = max(0.25, expected * 0.02, 2 / float(v.fps or 30))
+    if info.duration_s is not None and abs(info.duration_s - expected) > slack:
         problems.append(f"duration {info.duration_s:.2f} s, expected {expected:.2f} s")
     if spec.max_duration_s is not None and (info.duration_s or 0) > spec.max_duration_s + 0.5:
         problems.append("over the maximum duration")

@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Literal
 
 from .models import ImageFacts, MediaInfo
-from .presets import CoverSpec, ImageSpec, Preset, VideoSpec
+from .presets import CoverSpec, ImageSpec, VideoSpec
 from .validate import AccountCheck, CoverChoice, Selected
 
 # Bump when the same target would now produce different bytes (encoder settings, filters).
@@ -126,6 +126,7 @@ class VideoTarget:
     level: str = ""                   # H.264 level, from size, rate and maxrate
     min_width: int = 2                # byte-budget retries never shrink below the preset's
     min_height: int = 2               # minimum size
+    source_codec: str = ""            # what a stream copy keeps (remux, pass-through)
     kind: Literal["video"] = "video"
 
 
@@ -228,7 +229,7 @@ def nearest_ratio(aspect: Fraction, choices: Iterable[Fraction]) -> Fraction:
 
 
 def _even(n: float) -> int:
-    return max(2, int(round(n / 2)) * 2)
+    return max(2, round(n / 2) * 2)
 
 
 def fit_geometry(width: int, height: int, *, aspect: Fraction | None, fit: FitMode,
@@ -252,7 +253,8 @@ def fit_geometry(width: int, height: int, *, aspect: Fraction | None, fit: FitMo
         cx, cy = (width - cw) // 2, (height - ch) // 2
         frame_w, frame_h = float(cw), float(ch)
     elif fit in ("pad", "blur") and want != src:
-        frame_w, frame_h = (height * want, float(height)) if src < want else (float(width), width / want)
+        frame_w, frame_h = ((float(height * want), float(height)) if src < want
+                            else (float(width), float(width / want)))
     else:
         fit = "none" if want == src else fit
         frame_w, frame_h = float(width), float(height)
@@ -271,7 +273,7 @@ def fit_geometry(width: int, height: int, *, aspect: Fraction | None, fit: FitMo
     if allow_upscale_to_min and need > scale:
         scale = need
         upscaled = need > 1.0
-    rnd = _even if even else (lambda v: max(1, int(round(v))))
+    rnd = _even if even else (lambda v: max(1, round(v)))
     out_w, out_h = rnd(frame_w * scale), rnd(frame_h * scale)
 
     def over_caps(w: int, h: int) -> bool:
@@ -414,7 +416,8 @@ def plan_image(info: MediaInfo, spec: ImageSpec, *, max_bytes: int,
     to_srgb = needs_srgb(facts)
     changed = (facts.exif_orientation != 1 or to_srgb or geometry.fit != "none"
                or geometry.resized or facts.bits != 8)
-    keep_format = info.format_name in spec.formats and info.format_name in _STRIPPABLE
+    takes_format = info.format_name in (spec.animated_formats if animated else spec.formats)
+    keep_format = takes_format and info.format_name in _STRIPPABLE
     passthrough = (keep_format and not changed and info.size_bytes <= max_bytes
                    and (animated or not info.animated))
     out_format = (info.format_name if passthrough or animated
@@ -565,6 +568,9 @@ MIN_AUDIO_KBPS = 128
 LOUDNORM_I, LOUDNORM_TP, LOUDNORM_LRA = -14.0, -1.0, 11.0
 # HDR reference white (ITU-R BT.2408: 203 cd/m2 for PQ and HLG) is mapped to SDR white.
 HDR_REFERENCE_WHITE_NITS = 203
+# The bitrate ceiling never goes below this: a tiny picture (an 8x8 WebM) still needs a few
+# hundred kbps of VBV room for its keyframes.
+MIN_CEILING_KBPS = 300
 # At most this many different encodes share one decode (one ffmpeg process): memory grows
 # with every encoder, and one failing branch re-runs the others.
 MAX_SHARED_OUTPUTS = 4
@@ -802,7 +808,7 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         max_long_side=spec.max_long_side, even=True,
     )
     pixels_per_s = geometry.width * geometry.height * float(fps)
-    ceiling = int(pixels_per_s * BITS_PER_PIXEL_CEILING / 1000)
+    ceiling = max(MIN_CEILING_KBPS, int(pixels_per_s * BITS_PER_PIXEL_CEILING / 1000))
     budget = _budget_kbps(max_bytes, duration, audio.bitrate_kbps if audio.action != "none" else 0)
     maxrate = max(1, min(budget, ceiling, spec.max_bitrate_kbps or budget))
 
@@ -852,7 +858,7 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         actions.append("stripped_metadata")
     if geometry.upscaled:
         warnings.append("upscaled")
-    gop = max(1, int(math.floor(float(fps) * spec.gop_max_s)))
+    gop = max(1, math.floor(float(fps) * spec.gop_max_s))
     target = VideoTarget(
         action=action, geometry=geometry, pad_color=spec.pad_color,
         fps=fps if transcode else None, gop_frames=gop, tonemap=tonemap,
@@ -866,6 +872,7 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         in_transfer=transfer if tonemap else None, in_primaries=primaries,
         level=h264_level(geometry.width, geometry.height, fps, maxrate) if transcode else "",
         min_width=spec.min_width, min_height=spec.min_height,
+        source_codec=v.codec if v is not None and not transcode else "",
     )
     return target, actions, warnings
 
@@ -882,7 +889,7 @@ def shared_decodes(renditions: Iterable[Rendition]) -> tuple[tuple[str, ...], ..
     groups: dict[tuple[object, ...], list[str]] = {}
     for r in renditions:
         t = r.target
-        if isinstance(t, VideoTarget) and t.action == "transcode":
+        if isinstance(t, VideoTarget) and t.action == "transcode" and not t.audio.loudnorm:
             key = (r.source_sha256, t.deinterlace, t.from_image, t.square_pixels,
                    t.full_to_limited)
             groups.setdefault(key, []).append(r.key)
@@ -945,8 +952,10 @@ def plan_cover(choice: CoverChoice, video_geometry: Geometry | None,
     if w > box_w:
         w, h = box_w, round(box_w / float(aspect))
     if thumb is not None:
-        # Never blow a small thumbnail up past its own size, except to the platform minimum.
-        shrink = min(1.0, max(thumb.width / w, thumb.height / h))
+        # Never blow a small thumbnail up past its own size, except to the platform minimum:
+        # fitted inside (pad, blur) it must reach one side of the box, cropped both.
+        reach = min if spec.fit == "crop" else max
+        shrink = min(1.0, reach(thumb.width / w, thumb.height / h))
         if shrink < 1.0:
             w, h = round(w * shrink), round(h * shrink)
         if w < spec.min_width:
@@ -975,6 +984,8 @@ class JobPlan:
     renditions: tuple[Rendition, ...]
     covers: tuple[CoverPlan, ...]
     accounts: tuple[AccountPlan, ...]
+    # Rendition keys encoded together from one decode of their source (see shared_decodes).
+    decodes: tuple[tuple[str, ...], ...] = ()
 
 
 def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
@@ -996,8 +1007,7 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             continue
         media: list[tuple[Selected, str]] = []
         warnings: list[str] = []
-        first_aspect: Fraction | None = None
-        forced_size: tuple[int, int] | None = None
+        frames = _carousel_frames(check)
         video_geometry: dict[tuple[int, int], Geometry] = {}
         for sel in check.items:
             ref_text = str(sel.ref)
@@ -1008,17 +1018,13 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
                 spec = sel.variant.image
                 assert spec is not None
                 max_bytes = min(spec.max_bytes, limits.max_image_bytes or spec.max_bytes)
-                carousel = sel.carousel_size >= 2 and spec.carousel != "none"
+                frame = frames.get((sel.content_index, sel.variant.id))
                 target, acts, warns = plan_image(
                     sel.info, spec, max_bytes=max_bytes,
-                    forced_aspect=first_aspect if carousel else None,
-                    forced_size=forced_size if carousel and spec.carousel == "same_size" else None,
+                    forced_aspect=frame[0] if frame else None,
+                    forced_size=frame[1] if frame else None,
                     keep_animation=not sel.still_only,
                 )
-                if carousel and first_aspect is None:
-                    g = target.geometry
-                    first_aspect = Fraction(g.width, g.height)
-                    forced_size = (g.width, g.height)
             else:
                 vspec = sel.variant.video
                 assert vspec is not None
@@ -1064,7 +1070,24 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
                 cover_key, ctarget, prev.rendition_key if prev else vkey, thumb_sha,
                 accounts_using, str(choice.thumbnail) if choice.thumbnail else None)
         accounts.append(AccountPlan(check, tuple(media), cover_key, tuple(warnings)))
-    return JobPlan(tuple(renditions.values()), tuple(covers.values()), tuple(accounts))
+    return JobPlan(tuple(renditions.values()), tuple(covers.values()), tuple(accounts),
+                   decodes=shared_decodes(renditions.values()))
+
+
+def _carousel_frames(check: AccountCheck
+                     ) -> dict[tuple[int, str], tuple[Fraction, tuple[int, int] | None]]:
+    """Per (content item, image variant) carousel: the shape and size every item takes."""
+    groups: dict[tuple[int, str], list[Selected]] = {}
+    for sel in check.items:
+        spec = sel.variant.image
+        if spec is not None and sel.carousel_size >= 2 and spec.carousel != "none":
+            groups.setdefault((sel.content_index, sel.variant.id), []).append(sel)
+    frames: dict[tuple[int, str], tuple[Fraction, tuple[int, int] | None]] = {}
+    for key, sels in groups.items():
+        spec = sels[0].variant.image
+        assert spec is not None
+        frames[key] = carousel_frame([s.info for s in sels], spec)
+    return frames
 
 
 def _ext(target: Target, info: MediaInfo) -> str:
@@ -1097,8 +1120,7 @@ def thumbnail_target(thumb: MediaInfo, cover: CoverTarget) -> ImageTarget:
         format=cover.format, geometry=geometry, background="#ffffff", max_bytes=cover.max_bytes,
         quality=90, quality_floor=50, animated=False, passthrough=False,
         orientation=facts.exif_orientation,
-        to_srgb=bool(facts.icc_profile and "srgb" not in facts.icc_profile.lower())
-        or facts.mode in ("CMYK", "YCbCr", "LAB"),
+        to_srgb=needs_srgb(facts),  # Instagram's cover_url must be sRGB; so are all screens
         min_width=cover.min_width,
     )
 

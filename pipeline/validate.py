@@ -119,8 +119,9 @@ def check_account(job: Job, account: Account, preset: Preset,
             warnings.append(f"content[{sel.content_index}].media[{sel.media_index}]: trimmed to "
                             f"{sel.trim_to_s:g} s (duration policy 'trim')")
         if sel.still_only:
-            warnings.append(f"content[{sel.content_index}].media[{sel.media_index}]: animated image "
-                            f"delivered as a still (first frame): {preset.label} takes no animation")
+            warnings.append(f"content[{sel.content_index}].media[{sel.media_index}]: animated "
+                            f"image delivered as a still (first frame): {preset.label} cannot "
+                            "take it as an animation or a video in this post")
     return AccountCheck(account=account, preset=preset, items=tuple(items), cover=cover,
                         warnings=tuple(warnings), errors=tuple(errors))
 
@@ -139,15 +140,30 @@ def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef,
     if errors:
         return [], errors
 
+    # Imported here: plan imports this module (the planner owns what fits a variant).
+    from .plan import animation_fits
+
     def routes_to_video(info: MediaInfo) -> bool:
+        """Where an animated image goes: kept as an animation, made a video, or a still.
+
+        Kept when the image variant animates it within its caps (GIF on X, Facebook, LinkedIn,
+        Telegram). Otherwise a GIF *on its own* becomes a video (Bluesky's own rule, and
+        Instagram Reels), but only when it is at least as long as the platform's shortest
+        video; in a post with other media, or when too short, it is delivered as its first
+        frame, so a photo post stays a photo post (Instagram shows GIFs as stills anyway).
+        """
         if info.kind == "video":
             return True
-        if not info.animated:
+        if not info.animated or mode.video is None:
             return False
-        img_variant = preset.variants.get(mode.image or "")
-        keeps = (img_variant is not None and img_variant.image is not None
-                 and info.format_name in img_variant.image.animated_formats)
-        return not keeps and mode.video is not None
+        single = mode.image if len(infos) == 1 or not mode.carousel else mode.carousel
+        img_variant = preset.variants.get(single or "")
+        if img_variant is None or img_variant.image is None:
+            return True  # only a video can carry it (Reels, YouTube)
+        if animation_fits(info, img_variant.image) or len(infos) > 1:
+            return False
+        vspec = preset.variants[mode.video].video
+        return vspec is not None and (info.duration_s or 0.0) >= vspec.min_duration_s
 
     image_count = sum(1 for _, _, info in infos if not routes_to_video(info))
     image_variant_name = mode.carousel if (mode.carousel and image_count >= 2) else mode.image
@@ -162,7 +178,7 @@ def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef,
             continue
         variant = preset.variants[name]
         still_only = (info.animated and not as_video and variant.image is not None
-                      and info.format_name not in variant.image.animated_formats)
+                      and not animation_fits(info, variant.image))
         trim_to = None
         if variant.video is not None:
             duration = info.duration_s or 0.0
