@@ -94,6 +94,9 @@ class VideoStream:
     bitrate_kbps: int | None
     frame_count: int | None
     has_b_frames: int = 0
+    # Longest gap between keyframes (and from the last one to the end), from the packet
+    # index; None when not measured (codecs no preset keeps are never scanned).
+    max_keyframe_interval_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,9 @@ class MediaInfo:
     moov_first: bool | None = None
     edit_list: bool = False
     has_location: bool = False
+    # Streams besides the first video and first audio (data/timecode tracks, subtitles,
+    # more audio): a file that has any is never passed through untouched.
+    extra_streams: int = 0
 
     @property
     def animated(self) -> bool:

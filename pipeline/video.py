@@ -1,35 +1,71 @@
 """Video engine: ffmpeg argv built with ffmpeg-python's graph builder (pure), run by our runner.
 
 ffmpeg-python is used here and only here, and only to assemble filter graphs and argv; it never
-runs anything. Every output is H.264 High / yuv420p / CFR / closed GOP / AAC-LC in an MP4 with
-the moov atom first and no edit list, unless the plan says the input can be passed through or
-remuxed untouched.
+runs anything (:mod:`pipeline.ffmpeg` does). Every encode is H.264 High / yuv420p / CFR /
+closed GOP / BT.709 / AAC-LC in an MP4 with the moov atom first and no edit list; a plan that
+says ``passthrough`` or ``remux`` keeps the streams untouched.
+
+The picture goes through one chain, in this order: the decoder's autorotate (ffmpeg 5.1
+applies every display matrix, mirrored ones included, as transpose/hflip/vflip, and the output
+then carries none), deinterlace, square pixels, constant frame rate, crop, scale (with the
+colour matrix and range conversion), tone-map or gamut conversion, fill (pad or blur), and
+the encoder. Several encodes of one source share everything before the per-output ``split``
+(:func:`build_shared_args`): one decode, several outputs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import ffmpeg as ffg  # ffmpeg-python: graph and argv building only
 
 from . import ffmpeg
-from .errors import TooLarge
-from .plan import Geometry, VideoTarget
+from .errors import CorruptMedia, FFmpegError, FFmpegTimeout, ProcessingFailed, TooLarge
+from .plan import (
+    CRF,
+    HDR_REFERENCE_WHITE_NITS,
+    LOUDNORM_I,
+    LOUDNORM_LRA,
+    LOUDNORM_TP,
+    Geometry,
+    VideoTarget,
+    _budget_kbps,
+)
 from .probe import DEMUXERS
 
 log = logging.getLogger(__name__)
 
-MIN_VIDEO_KBPS = 250          # below this a 360p picture falls apart: shrink instead
-MAX_BUDGET_ATTEMPTS = 4
+# Byte budget: two-pass encodes at a falling bitrate, then smaller pictures, until it fits.
+MAX_BUDGET_ATTEMPTS = 8
 SHRINK_STEP = 0.75
+# Below ~0.02 bit per pixel x264 output breaks into blocks: a smaller picture at a sane
+# bitrate looks better than a starved big one, so retries shrink first.
+MIN_BITS_PER_PIXEL = 0.02
+# Never deliver video below this, whatever the size: too_large instead.
+MIN_VIDEO_KBPS = 48
+# Retries never shrink the short side below 144 px (the smallest common video size).
+MIN_SHORT_SIDE = 144
+# Each retry aims this much under the size that would just fit (x264's rate control overshoots
+# by a few per cent on short clips).
+BUDGET_MARGIN = 0.94
 # The blurred background is computed at 1/8 size: the blur hides the detail anyway, and it
 # keeps the fill from costing more than the picture itself.
 BLUR_DOWNSCALE = 8
+BLUR_MIN_SIDE = 16
+# Two-pass average-bitrate encodes may peak this much above the average (VBV maxrate), never
+# above the preset's bitrate cap.
+PEAK_OVER_AVERAGE = 1.5
+# zscale names of the primaries/matrices we convert from; anything else is treated as BT.2020
+# (HDR) or BT.709 (SDR).
+_ZSCALE_PRIMARIES = {"bt709", "bt2020", "smpte170m", "bt470bg", "smpte432", "smpte431"}
+_ZSCALE_MATRIX = {"bt709": "bt709", "bt601": "smpte170m", "bt2020": "bt2020nc",
+                  "smpte240m": "smpte240m", "fcc": "fcc"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,54 +77,193 @@ class VideoResult:
     warnings: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Loudness:
+    """First-pass EBU R128 measurement (ffmpeg ``loudnorm`` ``print_format=json``)."""
+
+    input_i: float
+    input_tp: float
+    input_lra: float
+    input_thresh: float
+    target_offset: float
+
+
 def _even(n: float) -> int:
-    return max(2, int(round(n / 2)) * 2)
+    return max(2, round(n / 2) * 2)
 
 
-def video_filters(stream: Any, g: Geometry, t: VideoTarget, *, sar_fix: tuple[int, int] | None
-                  ) -> Any:
-    """Chain the picture filters: deinterlace, tone-map, square pixels, crop, scale, fill, fps."""
+# --------------------------------------------------------------------------- argv building
+
+
+def _input(src: Path, src_format: str) -> Any:
+    """The source as an ffmpeg-python input: our own file, forced demuxer, file protocol only."""
+    return ffg.input("file:" + str(src.resolve()), f=DEMUXERS.get(src_format),
+                     protocol_whitelist="file")
+
+
+def _pre_chain(stream: Any, t: VideoTarget, g: Geometry) -> Any:
+    """What every output of one decode shares: deinterlace, alpha flattening, square pixels."""
     v = stream
     if t.deinterlace:
-        v = v.filter("bwdif", mode="send_frame")
-    if t.tonemap:
-        # PQ/HLG -> linear light -> BT.709 primaries -> Hable tone curve -> BT.709 SDR, limited.
-        v = (v.filter("zscale", t="linear", npl=100)
-             .filter("format", "gbrpf32le")
-             .filter("zscale", p="bt709")
-             .filter("tonemap", tonemap="hable", desat=0)
-             .filter("zscale", t="bt709", m="bt709", r="tv")
-             .filter("format", "yuv420p"))
-    if sar_fix is not None:
-        v = v.filter("scale", sar_fix[0], sar_fix[1]).filter("setsar", 1)
+        # One output frame per input frame (send_frame): the rate stays the source's.
+        v = v.filter("bwdif", mode="send_frame", parity="auto", deint="all")
+    if t.from_image:
+        # GIF/APNG transparency: premultiplied alpha composites the picture onto black.
+        v = v.filter("format", "rgba").filter("premultiply", inplace=1)
+    if t.square_pixels:
+        # Anamorphic: scale to the displayed size (rotation is already applied) so crops and
+        # fills work in square pixels.
+        v = v.filter("scale", g.source_width, g.source_height, flags="lanczos").filter("setsar", 1)
+    return v
+
+
+def _colour_chain(v: Any, t: VideoTarget) -> Any:
+    """HDR -> SDR BT.709 tone-map, or a BT.2020 SDR gamut into BT.709 (zscale)."""
+    if t.tonemap and t.in_transfer:
+        primaries = t.in_primaries if t.in_primaries in _ZSCALE_PRIMARIES else "bt2020"
+        # Linear light with the HDR reference white (BT.2408: 203 nits) at 1.0, BT.709
+        # primaries, then Mobius: exact below the knee, highlights rolled off smoothly.
+        # desat=0 keeps colour in highlights (phone HDR otherwise comes out grey).
+        return (v.filter("zscale", tin=t.in_transfer, pin=primaries,
+                         min=_ZSCALE_MATRIX.get(t.in_matrix, "bt2020nc"), rin="tv",
+                         t="linear", npl=HDR_REFERENCE_WHITE_NITS)
+                .filter("format", "gbrpf32le")
+                .filter("zscale", p="bt709")
+                .filter("tonemap", tonemap="mobius", desat=0)
+                .filter("zscale", t="bt709", m="bt709", r="tv")
+                .filter("format", "yuv420p"))
+    if t.in_primaries == "bt2020":
+        # Wide-gamut SDR (10-bit VP9/HEVC tagged BT.2020): convert the gamut, not just the matrix.
+        return (v.filter("zscale", pin="bt2020", min=_ZSCALE_MATRIX.get(t.in_matrix, "bt2020nc"),
+                         tin="bt709", rin="pc" if t.full_to_limited else "tv",
+                         p="bt709", m="bt709", t="bt709", r="tv")
+                .filter("format", "yuv420p"))
+    return v
+
+
+def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float) -> Any:
+    """One output's own picture filters: rate, crop, scale, colour, fill."""
+    v = stream
+    if duration_s > 0:
+        # Hold the last frame so the picture lasts as long as the file says (a last frame
+        # without a duration, or audio longer than the video); the output's -t cuts it.
+        v = v.filter("tpad", stop_mode="clone", stop_duration=f"{duration_s:.3f}")
+    if t.fps is not None:
+        # Constant frame rate first: a 120 -> 60 fps output then filters half the frames.
+        v = v.filter("fps", fps=f"{t.fps.numerator}/{t.fps.denominator}")
     if (g.crop_width, g.crop_height) != (g.source_width, g.source_height):
         v = v.filter("crop", g.crop_width, g.crop_height, g.crop_x, g.crop_y)
     scale_opts: dict[str, Any] = {"flags": "lanczos"}
-    if not t.tonemap:
-        scale_opts.update(out_color_matrix="bt709", out_range="tv")
-    v = v.filter("scale", g.content_width, g.content_height, **scale_opts)
+    if not t.tonemap and t.in_primaries != "bt2020":
+        # swscale converts the matrix (BT.601 -> BT.709) and full range to limited here.
+        scale_opts.update(in_color_matrix=t.in_matrix, out_color_matrix="bt709",
+                          in_range="pc" if t.full_to_limited else "auto", out_range="tv")
+    v = _colour_chain(v.filter("scale", g.content_width, g.content_height, **scale_opts), t)
     if (g.width, g.height) != (g.content_width, g.content_height):
         if g.fit == "blur":
-            parts = v.filter_multi_output("split")
-            fg, bg = parts[0], parts[1]
-            small_w = _even(g.width / BLUR_DOWNSCALE)
-            small_h = _even(g.height / BLUR_DOWNSCALE)
+            fg, bg = (v.filter_multi_output("split")[i] for i in (0, 1))
+            small_w = max(BLUR_MIN_SIDE, _even(g.width / BLUR_DOWNSCALE))
+            small_h = max(BLUR_MIN_SIDE, _even(g.height / BLUR_DOWNSCALE))
+            # boxblur needs radius <= a quarter of the smaller side (the 4:2:0 chroma plane)
+            radius = max(1, min(10, min(small_w, small_h) // 4))
             bg = (bg.filter("scale", small_w, small_h, force_original_aspect_ratio="increase")
                   .filter("crop", small_w, small_h)
-                  .filter("boxblur", luma_radius=10, luma_power=2)
+                  .filter("boxblur", luma_radius=radius, luma_power=2)
                   .filter("scale", g.width, g.height, flags="bilinear"))
             v = ffg.overlay(bg, fg, x="(W-w)/2", y="(H-h)/2")
         else:
             v = v.filter("pad", g.width, g.height, "(ow-iw)/2", "(oh-ih)/2", color=t.pad_color)
-    if t.fps is not None:
-        v = v.filter("fps", fps=f"{t.fps.numerator}/{t.fps.denominator}")
     return v.filter("setsar", 1).filter("format", "yuv420p")
 
 
+def _audio(inp: Any, t: VideoTarget, *, loudness: Loudness | None,
+           duration_s: float) -> tuple[list[Any], dict[str, Any]]:
+    """Audio streams and options for one output (nothing when the output has no audio)."""
+    a = t.audio
+    if a.action == "none":
+        return [], {}
+    if a.action == "copy":
+        return [inp["a:0"]], {"acodec": "copy"}
+    if a.action == "silent":
+        # A silent track exactly as long as the picture (no -shortest guesswork).
+        silence = ffg.input(f"aevalsrc=0:c=stereo:s={a.sample_rate_hz}:d={duration_s:.3f}",
+                            f="lavfi")
+        stream = silence["a"]
+    else:
+        stream = inp["a:0"]
+        if a.loudnorm and loudness is not None:
+            stream = stream.filter(
+                "loudnorm", I=LOUDNORM_I, TP=LOUDNORM_TP, LRA=LOUDNORM_LRA,
+                measured_I=loudness.input_i, measured_TP=loudness.input_tp,
+                measured_LRA=loudness.input_lra, measured_thresh=loudness.input_thresh,
+                offset=loudness.target_offset, linear="true")
+    # -ac/-ar make ffmpeg resample at the graph's end: 5.1 is downmixed with the standard
+    # matrix (centre and surrounds at -3 dB into left/right, LFE dropped), not truncated.
+    return [stream], {"acodec": "aac", "b:a": f"{a.bitrate_kbps}k", "ar": a.sample_rate_hz,
+                      "ac": a.channels, "profile:a": "aac_low"}
+
+
+def _x264_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int,
+               passlog: Path | None) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "vcodec": "libx264", "preset": t.x264_preset or "medium", "profile:v": "high",
+        "pix_fmt": "yuv420p", "g": t.gop_frames, "keyint_min": min(t.gop_frames, 25),
+        # Closed GOP (X, Instagram, Threads, Facebook Reels); 8x8 transforms keep the
+        # stream High profile even with the fastest presets (ultrafast turns them off).
+        "x264-params": "open-gop=0:8x8dct=1",
+        "color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709",
+        "color_range": "tv",
+    }
+    if t.level:
+        opts["level:v"] = t.level
+    if two_pass:
+        peak = int(rate_kbps * PEAK_OVER_AVERAGE)
+        if t.spec_max_bitrate_kbps:
+            peak = min(peak, t.spec_max_bitrate_kbps)
+        opts.update({"b:v": f"{rate_kbps}k", "maxrate": f"{max(peak, rate_kbps)}k",
+                     "bufsize": f"{max(peak, rate_kbps) * 2}k", "pass": two_pass,
+                     "passlogfile": str(passlog)})
+    else:
+        # Constant quality, capped by the budget/bitrate ceiling through the VBV.
+        opts.update({"crf": CRF, "maxrate": f"{rate_kbps}k", "bufsize": f"{rate_kbps * 2}k"})
+    return opts
+
+
+def _mp4_opts() -> dict[str, Any]:
+    # moov first (+faststart), no edit list (Instagram/Threads refuse them), no source
+    # metadata (GPS, device) and no chapters.
+    return {"f": "mp4", "movflags": "+faststart", "use_editlist": 0, "map_metadata": -1,
+            "map_chapters": -1}
+
+
+def _output_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int, passlog: Path | None,
+                 duration_s: float) -> dict[str, Any]:
+    opts = _x264_opts(t, rate_kbps=rate_kbps, two_pass=two_pass, passlog=passlog)
+    if duration_s > 0:
+        opts["t"] = f"{duration_s:.3f}"  # the source's length, or the trim
+    return opts
+
+
+def _length(t: VideoTarget, duration_s: float) -> float:
+    """The output's duration: the source's, or the trim's when shorter."""
+    return min(duration_s, t.trim_s) if t.trim_s is not None and duration_s > 0 else duration_s
+
+
+def _args(node: Any) -> list[str]:
+    return [str(a) for a in node.get_args()]
+
+
+def _head(progress: bool) -> list[str]:
+    args = [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error"]
+    if progress:
+        args += ["-progress", "pipe:1", "-nostats"]
+    return args
+
+
 def build_args(src: Path, src_format: str, t: VideoTarget, out: Path, *,
-               sar_display: tuple[int, int] | None = None,
                maxrate_kbps: int | None = None, geometry: Geometry | None = None,
-               two_pass: int = 0, passlog: Path | None = None, progress: bool = False) -> list[str]:
+               two_pass: int = 0, passlog: Path | None = None, progress: bool = False,
+               loudness: Loudness | None = None, duration_s: float = 0.0) -> list[str]:
     """The full ffmpeg argv for one target (pure: no process is started).
 
     Args:
@@ -96,150 +271,404 @@ def build_args(src: Path, src_format: str, t: VideoTarget, out: Path, *,
         src_format: its sniffed container (chooses the forced demuxer).
         t: the target.
         out: output path in the workdir.
-        sar_display: (width, height) to scale anamorphic input to before geometry, if SAR != 1.
-        maxrate_kbps: override of the target's bitrate cap (byte-budget retries).
+        maxrate_kbps: the video bitrate for this attempt (byte-budget retries); default the
+            target's cap.
         geometry: override of the target's geometry (shrinking retries).
-        two_pass: 0 for one pass, else 1 or 2 (average-bitrate two-pass encode).
+        two_pass: 0 for one constant-quality pass, else 1 or 2 (average-bitrate two-pass).
         passlog: the two-pass log file prefix.
         progress: add ``-progress pipe:1`` for progress events.
-    """
-    g = geometry or t.geometry
-    demuxer = DEMUXERS.get(src_format)
-    inp = ffg.input("file:" + str(src.resolve()), f=demuxer, protocol_whitelist="file")
-    out_opts: dict[str, Any] = {"map_metadata": -1, "map_chapters": -1}
-    streams: list[Any] = []
-    if t.action in ("passthrough", "remux"):
-        streams = [inp["v:0"]]
-        if t.audio.action == "copy":
-            streams.append(inp["a:0"])
-        out_opts.update(c="copy")
-    elif t.action == "audio_only":
-        streams = [inp["v:0"]]
-        out_opts.update(vcodec="copy")
-    else:
-        v = video_filters(inp["v:0"], g, t, sar_fix=sar_display)
-        streams = [v]
-        rate = maxrate_kbps or t.maxrate_kbps
-        out_opts.update({
-            "vcodec": "libx264", "preset": t.x264_preset or "medium", "profile:v": "high",
-            "pix_fmt": "yuv420p", "g": t.gop_frames, "keyint_min": min(t.gop_frames, 25),
-            "color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709",
-            "color_range": "tv", "x264-params": "open-gop=0",
-        })
-        if two_pass:
-            out_opts.update({"b:v": f"{rate}k", "maxrate": f"{int(rate * 1.5)}k",
-                             "bufsize": f"{rate * 2}k", "pass": two_pass,
-                             "passlogfile": str(passlog)})
-        else:
-            out_opts.update({"crf": _crf(), "maxrate": f"{rate}k", "bufsize": f"{rate * 2}k"})
-    if t.action in ("audio_only", "transcode") and t.audio.action in ("copy", "encode", "silent"):
-        if t.audio.action == "copy":
-            streams.append(inp["a:0"])
-            out_opts["acodec"] = "copy"
-        else:
-            if t.audio.action == "silent":
-                silence = ffg.input(f"anullsrc=r={t.audio.sample_rate_hz}:cl=stereo", f="lavfi")
-                streams.append(silence["a"])
-                out_opts["shortest"] = None
-            else:
-                streams.append(inp["a:0"])
-            out_opts.update({"acodec": "aac", "b:a": f"{t.audio.bitrate_kbps}k",
-                             "ar": t.audio.sample_rate_hz, "ac": t.audio.channels})
-    if t.trim_s is not None:
-        out_opts["t"] = f"{t.trim_s:.3f}"
-    if two_pass == 1:
-        out_opts["an"] = None
-        streams = streams[:1]
-        out_opts.pop("acodec", None)
-        out_opts.update(f="null")
-        target_out = "/dev/null"
-    else:
-        target_out = str(out)
-        out_opts.update(f="mp4", movflags="+faststart", use_editlist=0)
-    node = ffg.output(*streams, target_out, **out_opts)
-    args = [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error"]
-    if progress:
-        args += ["-progress", "pipe:1", "-nostats"]
-    return args + node.get_args()
+        loudness: the first-pass loudness measurement, when the target normalises loudness.
+        duration_s: the source's duration: an encode lasts exactly this long (or the
+            trim), holding the last frame if the picture ends early.
 
-
-def _crf() -> int:
-    from .plan import CRF
-
-    return CRF
-
-
-def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *,
-                 sar_display: tuple[int, int] | None, duration_s: float, timeout_s: float,
-                 on_progress: Callable[[float], None] | None = None) -> VideoResult:
-    """Produce ``out`` (or reuse ``src`` for a pass-through), keeping it under the byte cap.
+    Returns:
+        argv, ``argv[0]`` being the ffmpeg binary.
 
     Raises:
-        FFmpegError, FFmpegTimeout: ffmpeg failed or took too long.
-        TooLarge: not even the smallest attempt fits the cap.
+        ConfigError: ffmpeg is not installed.
+    """
+    g = geometry or t.geometry
+    inp = _input(src, src_format)
+    streams: list[Any]
+    if t.action in ("passthrough", "remux", "audio_only"):
+        streams = [inp["v:0"]]
+        opts: dict[str, Any] = {"vcodec": "copy"}
+        if t.audio.action == "copy" or t.action != "audio_only":
+            if t.audio.action != "none":
+                streams.append(inp["a:0"])
+                opts["acodec"] = "copy"
+        else:
+            audio, audio_opts = _audio(inp, t, loudness=loudness, duration_s=duration_s)
+            streams += audio
+            opts.update(audio_opts)
+        if t.trim_s is not None:
+            opts["t"] = f"{t.trim_s:.3f}"
+        opts.update(_mp4_opts())
+        opts.update(_tag_opts(t))
+        node = ffg.output(*streams, str(out), **opts)
+        return _head(progress) + _args(node)
+    length = _length(t, duration_s)
+    v = _branch_chain(_pre_chain(inp["v:0"], t, g), t, g, length)
+    rate = maxrate_kbps or t.maxrate_kbps
+    opts = _output_opts(t, rate_kbps=rate, two_pass=two_pass, passlog=passlog,
+                        duration_s=length)
+    if two_pass == 1:
+        # The analysis pass needs the picture only; its output is thrown away.
+        node = ffg.output(v, "-", **opts, f="null")
+        return _head(progress) + _args(node)
+    audio, audio_opts = _audio(inp, t, loudness=loudness, duration_s=length)
+    node = ffg.output(v, *audio, str(out), **opts, **audio_opts, **_mp4_opts())
+    return _head(progress) + _args(node)
+
+
+def _tag_opts(t: VideoTarget) -> dict[str, Any]:
+    # Stream copy keeps the source's sample-entry tag; Apple players and Instagram want
+    # HEVC as 'hvc1' (parameter sets in the sample description), which is what phones write.
+    return {"tag:v": "hvc1"} if t.source_codec == "hevc" else {}
+
+
+def build_shared_args(src: Path, src_format: str, outputs: Sequence[tuple[VideoTarget, Path]],
+                      *, progress: bool = False, duration_s: float = 0.0) -> list[str]:
+    """One ffmpeg argv that encodes several targets from a single decode of ``src`` (pure).
+
+    The shared part (decode, deinterlace, square pixels) is split once per output; each
+    branch has its own rate, geometry, colour, fill, encoder and audio. All targets must
+    come from :func:`pipeline.plan.shared_decodes` (same source, same shared part).
+
+    Raises:
+        ValueError: fewer than two outputs, or targets that do not share a decode.
+        ConfigError: ffmpeg is not installed.
+    """
+    if len(outputs) < 2:
+        raise ValueError("a shared decode needs at least two outputs")
+    first = outputs[0][0]
+    shared = {(t.deinterlace, t.from_image, t.square_pixels, t.full_to_limited, t.action)
+              for t, _ in outputs}
+    if len(shared) != 1 or first.action != "transcode" or any(
+            t.audio.loudnorm for t, _ in outputs):
+        raise ValueError("these targets cannot share one decode")
+    inp = _input(src, src_format)
+    pre = _pre_chain(inp["v:0"], first, first.geometry)
+    parts = pre.filter_multi_output("split", len(outputs))
+    nodes = []
+    for i, (t, out) in enumerate(outputs):
+        length = _length(t, duration_s)
+        v = _branch_chain(parts[i], t, t.geometry, length)
+        opts = _output_opts(t, rate_kbps=t.maxrate_kbps, two_pass=0, passlog=None,
+                            duration_s=length)
+        audio, audio_opts = _audio(inp, t, loudness=None, duration_s=length)
+        nodes.append(ffg.output(v, *audio, str(out), **opts, **audio_opts, **_mp4_opts()))
+    return _head(progress) + _args(ffg.merge_outputs(*nodes))
+
+
+def loudness_args(src: Path, src_format: str, *, trim_s: float | None) -> list[str]:
+    """First loudnorm pass: measure the first audio track, write nothing (pure).
+
+    Raises:
+        ConfigError: ffmpeg is not installed.
+    """
+    inp = _input(src, src_format)
+    a = inp["a:0"].filter("loudnorm", I=LOUDNORM_I, TP=LOUDNORM_TP, LRA=LOUDNORM_LRA,
+                          print_format="json")
+    opts: dict[str, Any] = {"f": "null"}
+    if trim_s is not None:
+        opts["t"] = f"{trim_s:.3f}"
+    # loudnorm prints its JSON at log level info, after everything else.
+    return [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-v", "info",
+            *_args(ffg.output(a, "-", **opts))]
+
+
+def decode_check_args(src: Path, src_format: str) -> list[str]:
+    """Decode the first video stream to nothing, stopping at the first error (pure).
+
+    Raises:
+        ConfigError: ffmpeg is not installed.
+    """
+    node = ffg.output(_input(src, src_format)["v:0"], "-", f="null")
+    return [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-xerror",
+            *_args(node)]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, duration_s: float,
+                 timeout_s: float, on_progress: Callable[[float], None] | None = None,
+                 first_pass: Path | None = None) -> VideoResult:
+    """Produce ``out`` (or reuse ``src`` for a pass-through), keeping it under the byte cap.
+
+    Args:
+        src: the fetched source.
+        src_format: its sniffed format.
+        t: the planned target.
+        out: where to write the output (its folder must exist).
+        duration_s: the source's duration.
+        timeout_s: wall-clock limit for each ffmpeg run.
+        on_progress: called with 0..1 during the main encode.
+        first_pass: an output already encoded for this target (a shared decode), so the
+            first encode is skipped and only the byte cap is checked.
+
+    Returns:
+        Where the output is, and actions/warnings beyond the plan (byte-budget retries).
+
+    Raises:
+        CorruptMedia: the source cannot be decoded.
+        FFmpegError: ffmpeg failed for another reason (``processing_failed``, stderr tail in
+            the message).
+        FFmpegTimeout: ffmpeg ran past ``timeout_s`` (``processing_timeout``).
+        TooLarge: not even the smallest acceptable attempt fits the byte cap.
     """
     if t.action == "passthrough":
         return VideoResult(src, (), ())  # the source itself is the output: no copy
     duration = min(duration_s, t.trim_s or math.inf)
-    args = build_args(src, src_format, t, out, sar_display=sar_display,
-                      progress=on_progress is not None)
-    ffmpeg.run(args, timeout_s=timeout_s, on_progress=on_progress, duration_s=duration)
-    size = out.stat().st_size
-    if size <= t.max_bytes:
-        return VideoResult(out, (), ())
-    if t.action != "transcode":
-        raise TooLarge(f"the video is {size} bytes without re-encoding, over the "
-                       f"{t.max_bytes}-byte cap")
-    return _fit_budget(src, src_format, t, out, size=size, duration_s=duration,
-                       sar_display=sar_display, timeout_s=timeout_s)
+    work = _Work(src, src_format, t, out, duration_s=duration, timeout_s=timeout_s)
+    try:
+        return work.run(on_progress, first_pass)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    finally:
+        work.cleanup()
 
 
-def _fit_budget(src: Path, src_format: str, t: VideoTarget, out: Path, *, size: int,
-                duration_s: float, sar_display: tuple[int, int] | None,
-                timeout_s: float) -> VideoResult:
-    """Two-pass average-bitrate retries, then smaller pictures, until the file fits."""
-    geometry = t.geometry
-    audio_kbps = t.audio.bitrate_kbps if t.audio.action in ("encode", "silent", "copy") else 0
-    total_kbps = t.max_bytes * 8 * 0.96 / max(duration_s, 0.1) / 1000
-    rate = int(total_kbps - audio_kbps)
-    warnings: list[str] = ["reencoded_for_byte_budget"]
-    extra: list[str] = []
-    passlog = out.with_suffix(".passlog")
-    for _attempt in range(MAX_BUDGET_ATTEMPTS):
-        if rate < MIN_VIDEO_KBPS:
-            geometry = _shrink(geometry)
-            if "resized" not in extra:
-                extra.append("resized")
-            rate = int(total_kbps - audio_kbps)
-            if rate < MIN_VIDEO_KBPS / 4 or geometry.width < 160:
-                break
-        for n in (1, 2):
-            args = build_args(src, src_format, t, out, sar_display=sar_display,
-                              maxrate_kbps=max(rate, 50), geometry=geometry, two_pass=n,
-                              passlog=passlog)
-            ffmpeg.run(args, timeout_s=timeout_s)
-        size = out.stat().st_size
+def _decodable(src: Path, src_format: str, folder: Path) -> tuple[Path, str]:
+    """The source as ffmpeg can read it: animated WebP becomes a lossless APNG first.
+
+    ffmpeg 5.1's WebP decoder reads no animation (ANIM/ANMF chunks); Pillow does, and gives
+    every frame already composited, with its delay.
+
+    Raises:
+        CorruptMedia: Pillow cannot read the animation.
+    """
+    if src_format != "webp":
+        return src, src_format
+    from PIL import Image
+
+    out = folder / (src.stem + "-frames.apng")
+    try:
+        with Image.open(src, formats=["WEBP"]) as im:
+            durations = []
+            for i in range(getattr(im, "n_frames", 1)):
+                im.seek(i)
+                durations.append(max(1, int(im.info.get("duration") or 100)))
+            im.seek(0)
+            im.save(out, format="PNG", save_all=True, duration=durations, loop=0,
+                    default_image=False, compress_level=1)
+    except (OSError, ValueError, EOFError) as err:
+        out.unlink(missing_ok=True)
+        raise CorruptMedia(f"cannot read the animated WebP: {err}") from err
+    return out, "png"
+
+
+def render_shared(src: Path, src_format: str, outputs: Sequence[tuple[VideoTarget, Path]], *,
+                  duration_s: float, timeout_s: float,
+                  on_progress: Callable[[float], None] | None = None) -> None:
+    """Encode several targets of one source in one ffmpeg process (one decode).
+
+    The outputs are first passes: :func:`render_video` with ``first_pass`` then checks each
+    against its byte cap (and re-encodes the ones over it on their own).
+
+    Raises:
+        CorruptMedia: the source cannot be decoded.
+        FFmpegError, FFmpegTimeout: ffmpeg failed or took too long (no output is left).
+        ValueError: the targets cannot share a decode.
+    """
+    # loudnorm measures the whole track; a trimmed output would measure only its part, so
+    # trims and loudness normalisation are encoded one by one.
+    if any(t.audio.loudnorm for t, _ in outputs):
+        raise ValueError("loudness-normalised targets are encoded on their own")
+    readable, fmt = _decodable(src, src_format, outputs[0][1].parent)
+    args = build_shared_args(readable, fmt, outputs, progress=on_progress is not None,
+                             duration_s=duration_s)
+    longest = max(min(duration_s, t.trim_s or math.inf) for t, _ in outputs)
+    try:
+        _run_encode(args, readable, fmt, timeout_s=timeout_s, on_progress=on_progress,
+                    duration_s=longest)
+    except BaseException:
+        for _, out in outputs:
+            out.unlink(missing_ok=True)
+        raise
+    finally:
+        if readable != src:
+            readable.unlink(missing_ok=True)
+
+
+class _Work:
+    """One target's encode attempts and the files they leave behind."""
+
+    def __init__(self, src: Path, src_format: str, t: VideoTarget, out: Path, *,
+                 duration_s: float, timeout_s: float) -> None:
+        self.original = src
+        self.src, self.fmt, self.t, self.out = src, src_format, t, out
+        self.duration_s, self.timeout_s = duration_s, timeout_s
+        self.passlog = out.with_name(out.stem + "-passlog")
+        self.loudness: Loudness | None = None
+
+    def run(self, on_progress: Callable[[float], None] | None,
+            first_pass: Path | None) -> VideoResult:
+        t = self.t
+        self.src, self.fmt = _decodable(self.src, self.fmt, self.out.parent)
+        if t.audio.loudnorm and t.audio.action == "encode":
+            self.loudness = _measure_loudness(self.src, self.fmt, trim_s=t.trim_s,
+                                              timeout_s=self.timeout_s)
+        if t.action != "transcode":
+            self._encode(build_args(self.src, self.fmt, t, self.out, loudness=self.loudness,
+                                    duration_s=self.duration_s, progress=bool(on_progress)),
+                         on_progress)
+            size = self.out.stat().st_size
+            if size > t.max_bytes:
+                raise TooLarge(f"the video is {size} bytes without re-encoding, over the "
+                               f"{t.max_bytes}-byte cap")
+            return VideoResult(self.out, (), ())
+        audio_kbps = t.audio.bitrate_kbps if t.audio.action != "none" else 0
+        budget = _budget_kbps(t.max_bytes, self.duration_s, audio_kbps)
+        if budget < _floor_kbps(t.geometry, t):
+            # The cap cannot hold this picture at a watchable bitrate: skip the doomed
+            # constant-quality pass and go straight to smaller two-pass encodes.
+            return self._fit_budget(budget)
+        if first_pass is None or not first_pass.exists():
+            self._encode(build_args(self.src, self.fmt, t, self.out, loudness=self.loudness,
+                                    duration_s=self.duration_s, progress=bool(on_progress)),
+                         on_progress)
+        elif first_pass != self.out:
+            first_pass.replace(self.out)
+        size = self.out.stat().st_size
         if size <= t.max_bytes:
-            _cleanup_passlog(passlog)
-            return VideoResult(out, tuple(extra), tuple(warnings))
-        rate = int(rate * t.max_bytes / size * 0.92)
-    _cleanup_passlog(passlog)
-    out.unlink(missing_ok=True)
-    raise TooLarge(f"cannot fit the video under {t.max_bytes} bytes at an acceptable "
-                   "bitrate and size")
+            return VideoResult(self.out, (), ())
+        log.info("%s is %d bytes, over the %d-byte cap: two-pass retries", self.out.name,
+                 size, t.max_bytes)
+        return self._fit_budget(min(budget, int(t.maxrate_kbps * t.max_bytes / size
+                                                * BUDGET_MARGIN)))
+
+    def _fit_budget(self, rate: int) -> VideoResult:
+        """Two-pass average-bitrate retries, then smaller pictures, until the file fits."""
+        t = self.t
+        geometry = t.geometry
+        extra: list[str] = []
+        analysed: Geometry | None = None
+        for _attempt in range(MAX_BUDGET_ATTEMPTS):
+            while rate < _floor_kbps(geometry, t):
+                smaller = _shrink(geometry, t)
+                if smaller is None:
+                    raise TooLarge(
+                        f"cannot fit the video under {t.max_bytes} bytes: it would need "
+                        f"{rate} kbps at {geometry.width}x{geometry.height} or less "
+                        f"(at least {_floor_kbps(geometry, t)} kbps is needed)")
+                geometry = smaller
+                if "resized" not in extra:
+                    extra.append("resized")
+            if analysed != geometry:  # the analysis pass depends on the picture, not the rate
+                self._encode(build_args(self.src, self.fmt, t, self.out, maxrate_kbps=rate,
+                                        geometry=geometry, two_pass=1, passlog=self.passlog,
+                                        duration_s=self.duration_s), None)
+                analysed = geometry
+            self._encode(build_args(self.src, self.fmt, t, self.out, maxrate_kbps=rate,
+                                    geometry=geometry, two_pass=2, passlog=self.passlog,
+                                    loudness=self.loudness, duration_s=self.duration_s), None)
+            size = self.out.stat().st_size
+            if size <= t.max_bytes:
+                return VideoResult(self.out, tuple(extra), ("reencoded_for_byte_budget",))
+            rate = int(rate * t.max_bytes / size * BUDGET_MARGIN)
+        raise TooLarge(f"cannot fit the video under {t.max_bytes} bytes after "
+                       f"{MAX_BUDGET_ATTEMPTS} attempts")
+
+    def _encode(self, args: list[str], on_progress: Callable[[float], None] | None) -> None:
+        _run_encode(args, self.src, self.fmt, timeout_s=self.timeout_s, on_progress=on_progress,
+                    duration_s=self.duration_s)
+
+    def cleanup(self) -> None:
+        for p in self.passlog.parent.glob(self.passlog.name + "*"):
+            p.unlink(missing_ok=True)
+        if self.src != self.original:
+            self.src.unlink(missing_ok=True)  # the APNG made from an animated WebP
 
 
-def _shrink(g: Geometry) -> Geometry:
+def _run_encode(args: list[str], src: Path, src_format: str, *, timeout_s: float,
+                on_progress: Callable[[float], None] | None, duration_s: float) -> None:
+    """Run an encode; a failure on a source that does not decode is ``corrupt_media``."""
+    try:
+        ffmpeg.run(args, timeout_s=timeout_s, on_progress=on_progress, duration_s=duration_s)
+    except FFmpegTimeout:
+        raise
+    except FFmpegError as err:
+        _raise_if_undecodable(src, src_format, timeout_s=timeout_s, cause=err)
+        raise
+
+
+def _raise_if_undecodable(src: Path, src_format: str, *, timeout_s: float,
+                          cause: FFmpegError) -> None:
+    """Tell a broken source from our own failure: decode it alone, stopping at any error.
+
+    Raises:
+        CorruptMedia: the source's video does not decode.
+    """
+    try:
+        ffmpeg.run(decode_check_args(src, src_format), timeout_s=timeout_s)
+    except FFmpegTimeout:
+        return  # inconclusive: report the original failure
+    except FFmpegError as err:
+        raise CorruptMedia(f"the video cannot be decoded: {err.stderr_tail.strip()[-300:]}",
+                           details={"stderr": err.stderr_tail,
+                                    "encode_stderr": cause.stderr_tail}) from cause
+
+
+def _measure_loudness(src: Path, src_format: str, *, trim_s: float | None,
+                      timeout_s: float) -> Loudness | None:
+    """First loudnorm pass; None for silence (nothing to normalise).
+
+    Raises:
+        ProcessingFailed: loudnorm printed no measurement.
+        FFmpegError, FFmpegTimeout: ffmpeg failed.
+    """
+    done = ffmpeg.run(loudness_args(src, src_format, trim_s=trim_s), timeout_s=timeout_s)
+    return parse_loudness(done.stderr_tail)
+
+
+def parse_loudness(stderr_tail: str) -> Loudness | None:
+    """The JSON block loudnorm prints last (its machine-readable report, not a log line).
+
+    Returns:
+        The measurement, or None when the input is silent (loudnorm reports ``-inf``).
+
+    Raises:
+        ProcessingFailed: no JSON report in the text.
+    """
+    start, end = stderr_tail.rfind("{"), stderr_tail.rfind("}")
+    try:
+        data = json.loads(stderr_tail[start:end + 1]) if 0 <= start < end else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise ProcessingFailed("loudnorm did not report a measurement",
+                               details={"stderr": stderr_tail})
+    try:
+        values = [float(data[k]) for k in ("input_i", "input_tp", "input_lra", "input_thresh",
+                                           "target_offset")]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ProcessingFailed("loudnorm reported an unreadable measurement") from err
+    if not all(math.isfinite(v) for v in values):
+        return None
+    return Loudness(*values)
+
+
+def _floor_kbps(g: Geometry, t: VideoTarget) -> int:
+    fps = float(t.fps or 30)
+    return max(MIN_VIDEO_KBPS, int(g.width * g.height * fps * MIN_BITS_PER_PIXEL / 1000))
+
+
+def _shrink(g: Geometry, t: VideoTarget) -> Geometry | None:
+    """The same picture 25 % smaller, or None at the preset's (or our) minimum size."""
+    floor = max(t.min_width / g.width, t.min_height / g.height,
+                MIN_SHORT_SIDE / min(g.width, g.height))
+    step = max(SHRINK_STEP, floor)
+    if step >= 1.0:
+        return None
+
     def s(n: int) -> int:
-        return _even(n * SHRINK_STEP)
+        return _even(n * step)
 
-    return Geometry(width=s(g.width), height=s(g.height), content_width=s(g.content_width),
-                    content_height=s(g.content_height), crop_x=g.crop_x, crop_y=g.crop_y,
-                    crop_width=g.crop_width, crop_height=g.crop_height, fit=g.fit,
-                    source_width=g.source_width, source_height=g.source_height,
-                    upscaled=g.upscaled)
-
-
-def _cleanup_passlog(prefix: Path) -> None:
-    for p in prefix.parent.glob(prefix.name + "*"):
-        p.unlink(missing_ok=True)
+    new = replace(g, width=s(g.width), height=s(g.height), content_width=s(g.content_width),
+                  content_height=s(g.content_height))
+    if (new.width, new.height) == (g.width, g.height):
+        return None
+    return new

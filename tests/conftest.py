@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.httpserver", "tests.support.s3server"]
+pytest_plugins = ["tests.support.httpserver", "tests.support.s3server", "tests.support.media"]
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
