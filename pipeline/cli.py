@@ -325,9 +325,12 @@ def plan(ctx: click.Context, job: str, as_json: bool, **flags: Any) -> None:
 
 def _plan_data(jobplan: Any) -> dict[str, Any]:
     outputs = []
+    shared = {key: n for n, keys in enumerate(getattr(jobplan, "decodes", ()), start=1)
+              for key in keys}
     for r in jobplan.renditions:
         t = r.target
         outputs.append({
+            "shared_decode": shared.get(r.key),  # encodes with the same number: one decode
             "key": r.key, "name": r.name, "source": r.ref_text, "kind": t.kind,
             "action": getattr(t, "action", "passthrough" if getattr(t, "passthrough", False)
                               else "convert"),
@@ -350,18 +353,20 @@ def _plan_data(jobplan: Any) -> dict[str, Any]:
                                    for s, key in ap.media],
                          "cover": ap.cover_key, "warnings": list(ch.warnings),
                          "errors": [e.to_dict() for e in ch.errors]})
-    return {"outputs": outputs, "covers": covers, "accounts": accounts,
-            "encodes": sum(1 for o in outputs if o["action"] == "transcode")}
+    encodes = sum(1 for o in outputs if o["action"] == "transcode")
+    return {"outputs": outputs, "covers": covers, "accounts": accounts, "encodes": encodes,
+            "decodes": encodes - sum(len(keys) - 1 for keys in getattr(jobplan, "decodes", ()))}
 
 
 def _plan_table(data: dict[str, Any]) -> str:
-    lines = [f"{len(data['outputs'])} output(s), {data['encodes']} encode(s), "
-             f"{len(data['covers'])} cover(s)", ""]
+    lines = [f"{len(data['outputs'])} output(s), {data['encodes']} encode(s) from "
+             f"{data['decodes']} decode(s), {len(data['covers'])} cover(s)", ""]
     lines.append(f"{'OUTPUT':<14} {'ACTION':<12} {'SIZE':<11} {'VARIANTS':<40} DOES")
     for o in data["outputs"]:
         lines.append(f"{o['key'][:12]:<14} {o['action']:<12} "
                      f"{str(o['width']) + 'x' + str(o['height']):<11} "
-                     f"{','.join(o['variants'])[:40]:<40} {', '.join(o['actions'])}")
+                     f"{','.join(o['variants'])[:40]:<40} {', '.join(o['actions'])}"
+                     + (f" [decode #{o['shared_decode']}, shared]" if o["shared_decode"] else ""))
     lines.append("")
     lines.append(f"{'ACCOUNT':<16} {'PLATFORM':<10} {'STATUS':<8} DETAILS")
     for a in data["accounts"]:
@@ -544,7 +549,7 @@ class _BatchView:
             elif event.kind == "start":
                 self._running[event.job_id] = event.stage
                 self._encode.pop(event.job_id, None)  # that encode is over
-            self._draw()
+            self._draw(force=event.pct is not None and event.pct >= 1)
 
     def on_outcome(self, outcome: Any) -> None:
         from .batch import JobOutcome
@@ -769,10 +774,15 @@ def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
             if not w.busy:
                 raise KeyboardInterrupt
 
+        previous: dict[int, Any] = {}
         with contextlib.suppress(ValueError):  # not in the main thread (tests)
-            signal.signal(signal.SIGTERM, on_signal)
-            signal.signal(signal.SIGINT, on_signal)
-        summary = w.run()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous[signum] = signal.signal(signum, on_signal)
+        try:
+            summary = w.run()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         ctx.exit(ExitStatus.INTERRUPTED if summary.interrupted_job else ExitStatus.OK)
 
 

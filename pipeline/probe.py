@@ -8,6 +8,7 @@ name or Content-Type.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import struct
@@ -548,8 +549,8 @@ def _scan_packets(path: Path, fmt: str, *, timeout_s: float) -> PacketFacts:
     marks = (keys or [start]) + [end]
     if marks[0] > start:
         marks.insert(0, start)  # frames before the first keyframe cannot be shown on their own
-    gap = max(b - a for a, b in zip(marks, marks[1:], strict=False)) if len(marks) > 1 else 0.0
-    deltas = [b - a for a, b in zip(times, times[1:], strict=False) if b - a > 1e-6]
+    gap = max((b - a for a, b in itertools.pairwise(marks)), default=0.0)
+    deltas = [b - a for a, b in itertools.pairwise(times) if b - a > 1e-6]
     irregular = False
     if len(deltas) >= 3:
         typical = sorted(deltas)[len(deltas) // 2]
@@ -594,7 +595,8 @@ def _video_stream(s: dict[str, Any]) -> VideoStream:
     fps = avg if avg > 0 else real
     vfr = bool(avg and real and abs(float(avg) - float(real)) / float(real) > 0.02)
     pix_fmt = s.get("pix_fmt") or "unknown"
-    depth = int(s.get("bits_per_raw_sample") or 0) or (10 if "10" in pix_fmt else 12 if "12" in pix_fmt else 8)
+    depth = int(s.get("bits_per_raw_sample") or 0) or (
+        10 if "10" in pix_fmt else 12 if "12" in pix_fmt else 8)
     transfer = s.get("color_transfer")
     side = s.get("side_data_list") or []
     hdr = transfer in HDR_TRANSFERS or any(
@@ -628,9 +630,11 @@ def _rotation(s: dict[str, Any]) -> tuple[int, bool, tuple[int, ...] | None]:
         tag = (s.get("tags") or {}).get("rotate")
         if tag is not None:
             rotation = -float(tag)  # the legacy tag is clockwise; side data is counter-clockwise
-    clockwise = int(round(-rotation)) % 360
-    clockwise = min((0, 90, 180, 270), key=lambda a: min(abs(a - clockwise), 360 - abs(a - clockwise)))
-    mirrored = bool(matrix and len(matrix) >= 5 and matrix[0] * matrix[4] - matrix[1] * matrix[3] < 0)
+    turn = round(-rotation) % 360
+    clockwise = min((0, 90, 180, 270), key=lambda a: min(abs(a - turn), 360 - abs(a - turn)))
+    # A negative determinant flips the picture. ffmpeg's autorotate applies the flip as well
+    # (transpose/hflip/vflip from the matrix signs); ffprobe's "rotation" alone does not say it.
+    mirrored = bool(matrix and matrix[0] * matrix[4] - matrix[1] * matrix[3] < 0)
     return clockwise, mirrored, matrix
 
 

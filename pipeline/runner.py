@@ -21,7 +21,9 @@ from typing import Any
 from . import __version__, conform, cover, ingest, probe
 from .errors import (
     ConfigError,
+    CorruptMedia,
     DeadlineExceeded,
+    FFmpegTimeout,
     Interrupted,
     PipelineError,
     ProcessingFailed,
@@ -333,6 +335,9 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
     delivered: dict[str, tuple[Path, MediaInfo]] = {}
     total = len(jobplan.renditions) + len(jobplan.covers)
     done = 0
+    prerendered = _render_shared_decodes(jobplan, sources, probed, job=job, settings=settings,
+                                         storage=storage, workdir=workdir, deadline=deadline,
+                                         emit=emit)
     for rendition in jobplan.renditions:
         deadline.check("render")
         emit("render", "start", done / max(total, 1), rendition.name)
@@ -340,7 +345,7 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
             lambda r=rendition: _make_rendition(r, sources, probed, job=job, settings=settings,
                                                 presets=presets, storage=storage, workdir=workdir,
                                                 deadline=deadline, delivered=delivered,
-                                                emit=emit),
+                                                emit=emit, prerendered=prerendered),
             job.id, rendition.name)
         done += 1
     for cplan in jobplan.covers:
@@ -362,6 +367,56 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
         done += 1
     emit("render", "done", 1.0)
     return outputs
+
+
+def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
+                           probed: dict[MediaRef, Probed], *, job: Job, settings: Settings,
+                           storage: Storage, workdir: Path, deadline: Deadline,
+                           emit: Callable[..., None]) -> dict[str, Path | PipelineError]:
+    """First passes of the encodes planned to share one decode (``jobplan.decodes``).
+
+    Each group runs as one ffmpeg process (decode once, ``split``, several encoders) and
+    writes every output where :func:`_make_rendition` expects it, which then only checks the
+    byte cap, verifies and stores. Outputs an earlier run stored are left out. A failed group
+    is not an error by itself: its members are encoded one by one, except when the source is
+    corrupt or time ran out, which would fail each of them the same way.
+    """
+    from .video import render_shared
+
+    made: dict[str, Path | PipelineError] = {}
+    by_key = {r.key: r for r in jobplan.renditions}
+    for keys in jobplan.decodes:
+        todo = [by_key[k] for k in keys if settings.force or _load_meta(
+            storage, k, workdir, max_bytes=by_key[k].target.max_bytes) is None]
+        if len(todo) < 2:
+            continue
+        deadline.check("render")
+        src = sources[todo[0].ref_text]
+        info = next(v for k, v in probed.items() if str(k) == todo[0].ref_text)
+        assert isinstance(info, MediaInfo)
+        outs: list[tuple[VideoTarget, Path]] = []
+        for r in todo:
+            assert isinstance(r.target, VideoTarget)
+            out_dir = workdir / "out" / r.key[:16]
+            out_dir.mkdir(parents=True, exist_ok=True)
+            outs.append((r.target, out_dir / r.name))
+        names = "+".join(r.name for r in todo)
+        emit("render", "start", None, f"{names} (one decode)")
+        try:
+            render_shared(src.path, info.format_name, outs, duration_s=info.duration_s or 0.0,
+                          timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()),
+                          on_progress=lambda f, n=names: emit("encode", "progress", f, n))
+        except (Interrupted, DeadlineExceeded):
+            raise
+        except (CorruptMedia, FFmpegTimeout) as err:
+            made.update({r.key: err for r in todo})
+            continue
+        except PipelineError as err:
+            log.warning("job %s: shared decode of %s failed, encoding each on its own: %s",
+                        job.id, names, err.message)
+            continue
+        made.update({r.key: path for r, (_, path) in zip(todo, outs, strict=True)})
+    return made
 
 
 def _guard(make: Callable[[], dict[str, Any]], job_id: str, what: str) -> _Output:
@@ -447,7 +502,9 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
                     *, job: Job, settings: Settings, presets: PresetRegistry, storage: Storage,
                     workdir: Path, deadline: Deadline,
                     delivered: dict[str, tuple[Path, MediaInfo]],
-                    emit: Callable[..., None]) -> dict[str, Any]:
+                    emit: Callable[..., None],
+                    prerendered: dict[str, Path | PipelineError] | None = None
+                    ) -> dict[str, Any]:
     if not settings.force:
         meta = _load_meta(storage, r.key, workdir, max_bytes=r.target.max_bytes)
         if meta is not None:
@@ -465,16 +522,15 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
     if isinstance(target, VideoTarget):
         from .video import render_video
 
-        sar = None
-        if info.video is not None and info.video.sar != 1:
-            v = info.video
-            sar = ((v.display_height if v.rotation_deg in (90, 270) else v.display_width),
-                   (v.display_width if v.rotation_deg in (90, 270) else v.display_height))
+        shared = (prerendered or {}).get(r.key)
+        if isinstance(shared, PipelineError):
+            raise shared  # the shared decode found the source broken or ran out of time
         result = render_video(
-            src.path, info.format_name, target, out, sar_display=sar,
+            src.path, info.format_name, target, out,
             duration_s=info.duration_s or 0.0,
             timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()),
             on_progress=lambda f: emit("encode", "progress", f, r.name),
+            first_pass=shared,
         )
         out, extra_actions, extra_warnings = result.path, result.extra_actions, result.warnings
         out_info = probe.probe(out, timeout_s=settings.probe_timeout_s)
