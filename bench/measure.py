@@ -164,8 +164,9 @@ def run_process(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
         child_peaks=_peaks_by_name(sampler) if sampler else {},
     )
     if check and run.returncode != 0:
+        last = [line for line in tail.splitlines() if line.strip()][-1:] or ["(no output)"]
         raise BenchError(f"{Path(argv[0]).name} {' '.join(argv[1:3])} ... exited "
-                         f"{run.returncode}: {tail.strip()[-800:]}")
+                         f"{run.returncode}: {last[0].strip()[:300]}")
     return run
 
 

@@ -134,7 +134,7 @@ def camera_photo(path: Path, *, width: int, height: int, orientation: int = 6,
     return path
 
 
-def small_photos(folder: Path, count: int, *, width: int = 800, height: int = 600) -> list[Path]:
+def small_photos(folder: Path, count: int, *, width: int = 1280, height: int = 960) -> list[Path]:
     """``count`` distinct small JPEGs (distinct bytes, so no output is shared or reused)."""
     from PIL import Image, ImageDraw
 

@@ -189,13 +189,13 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             try:
                 rows.extend(SCENARIOS[name](ctx))
-            except Exception as err:
+            except Exception as err:  # one broken scenario must not hide the others' numbers
                 _log(f"{name} could not run: {err}")
                 if not isinstance(err, BenchError):
                     traceback.print_exc(file=sys.stderr)
                 errors[name] = f"{type(err).__name__}: {err}"
-                rows.append(Row(name, "error", f"could not run: {str(err)[:200]}", None, "", "",
-                                None))
+                first = (str(err).splitlines() or [""])[0][:200]
+                rows.append(Row(name, "error", f"could not run: {first}", None, "", "", None))
             _log(f"{name} done in {time.monotonic() - t0:.0f} s")
     finally:
         if not args.keep:

@@ -67,6 +67,7 @@ class Profile:
     cover_runs: int
     big_bytes: int
     big_size: tuple[int, int]
+    long_clip: tuple[int, int, int, int]  # width, height, seconds, fps
     batch_jobs: int
     batch_workers: int
     quality_clip: tuple[int, int, int]
@@ -78,7 +79,7 @@ FULL = Profile(
     overhead=(1920, 1080, 30), least_work=(1080, 1920, 30), fanout=(1920, 1080, 8),
     fanout_runs=2, fanout_accounts=None, photo=(6000, 4000), image_runs=7,
     cover_clip=(1280, 720, 600), cover_runs=7, big_bytes=2 * 1024**3,
-    big_size=(1920, 1080), batch_jobs=200,
+    big_size=(1920, 1080), long_clip=(640, 360, 3600, 60), batch_jobs=200,
     batch_workers=2, quality_clip=(1920, 1080, 10),
     quality_presets=("veryfast", "faster", "medium", "slow"),
 )
@@ -87,7 +88,7 @@ QUICK = Profile(
     overhead=(320, 180, 3), least_work=(360, 640, 4), fanout=(320, 180, 4),
     fanout_runs=1, fanout_accounts=3, photo=(1200, 800), image_runs=1,
     cover_clip=(320, 180, 20), cover_runs=1, big_bytes=8 * 1024**2,
-    big_size=(320, 180), batch_jobs=6,
+    big_size=(320, 180), long_clip=(160, 90, 20, 60), batch_jobs=6,
     batch_workers=2, quality_clip=(320, 180, 3), quality_presets=("ultrafast", "veryfast"),
 )
 
@@ -155,10 +156,16 @@ def _run_job(ctx: Ctx, job: Path, library: Path, dest: Path, *, track_rss: bool 
         manifest = json.loads(run.stdout)
     except json.JSONDecodeError as err:
         raise BenchError(f"conform run printed no manifest (exit {run.returncode}): "
-                         f"{run.stderr_tail.strip()[-800:]}") from err
+                         f"{last_line(run.stderr_tail)}") from err
     if run.returncode not in (0, 1):
-        raise BenchError(f"conform run exited {run.returncode}: {run.stderr_tail[-800:]}")
+        raise BenchError(f"conform run exited {run.returncode}: {last_line(run.stderr_tail)}")
     return run, manifest
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a program's stderr (the error, after any traceback)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"
 
 
 def _failures(manifest: dict[str, Any]) -> list[str]:
@@ -655,7 +662,7 @@ def memory(ctx: Ctx) -> list[Row]:
     ok = dl.returncode == 0
     notes = _quick_note(ctx)
     if not ok:
-        notes.append(f"conform probe failed ({dl.returncode}): {dl.stderr_tail.strip()[-300:]}")
+        notes.append(f"conform probe failed ({dl.returncode}): {last_line(dl.stderr_tail)}")
     rows.append(Row("memory", "URL download of 2 GB",
                     f"python {dl_mb:.0f} MB peak; {real / 1e9:.2f} GB in {_fmt_s(dl.wall_s)} "
                     f"({real / 1e6 / max(dl.wall_s, 1e-6):.0f} MB/s incl. hash + probe)",
@@ -665,6 +672,24 @@ def memory(ctx: Ctx) -> list[Row]:
                                           for k, v in dl.child_peaks.items()},
                      "wall_s": dl.wall_s}, notes))
     media.remove(big)
+    # Size is not the only way a source grows: a long video has many packets. Probing reads
+    # the packet index, which must not be held in memory whole either.
+    lw, lh, lsecs, lfps = ctx.profile.long_clip
+    ctx.log(f"memory: conform probe of a {lsecs // 60} min {lfps} fps clip")
+    long = media.long_clip(big_dir / "long.mp4", width=lw, height=lh, seconds=lsecs, fps=lfps)
+    lp = ctx.conform("probe", str(long), "--json", track_rss=True, check=False)
+    lp_mb = (lp.peak_rss_kb or 0) / 1024
+    notes = _quick_note(ctx)
+    if lp.returncode != 0:
+        notes.append(f"conform probe failed ({lp.returncode}): {last_line(lp.stderr_tail)}")
+    rows.append(Row("memory", f"probe of a {lsecs // 60} min {lfps} fps video",
+                    f"python {lp_mb:.0f} MB peak; {lsecs * lfps} frames, "
+                    f"{long.stat().st_size / 1e9:.2f} GB in {_fmt_s(lp.wall_s)}",
+                    round(lp_mb, 1), "MB", f"< {limit_mb}",
+                    _judge(ctx, lp_mb < limit_mb and lp.returncode == 0),
+                    {"frames": lsecs * lfps, "bytes": long.stat().st_size,
+                     "python_peak_kb": lp.peak_rss_kb, "wall_s": lp.wall_s}, notes))
+    media.remove(long)
     return rows
 
 
@@ -694,7 +719,7 @@ def batch(ctx: Ctx) -> list[Row]:
     run = ctx.conform("batch", str(source), "--workers", str(workers), "--library",
                       f"file://{lib}/{{id}}", "--dest", str(dest), check=False)
     if run.returncode not in (0, 1):
-        raise BenchError(f"conform batch exited {run.returncode}: {run.stderr_tail[-600:]}")
+        raise BenchError(f"conform batch exited {run.returncode}: {last_line(run.stderr_tail)}")
     results = [json.loads(line) for line in run.stdout.decode().splitlines() if line.strip()]
     cores = min(workers, os.cpu_count() or 1)
     busy = run.cpu_s / (run.wall_s * cores) * 100
