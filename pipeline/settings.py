@@ -97,7 +97,8 @@ class Settings:
             values["public_base_url"] = env["CONFORM_PUBLIC_BASE_URL"]
         if env.get("CONFORM_PRESIGN_S"):
             values["presign_s"] = _env_int(env, "CONFORM_PRESIGN_S", 0)
-        values["max_source_bytes"] = _env_int(env, "CONFORM_MAX_SOURCE_BYTES", base.max_source_bytes)
+        values["max_source_bytes"] = _env_int(env, "CONFORM_MAX_SOURCE_BYTES",
+                                              base.max_source_bytes)
         values["ffmpeg_timeout_s"] = float(
             _env_int(env, "CONFORM_FFMPEG_TIMEOUT_S", int(base.ffmpeg_timeout_s))
         )

@@ -11,6 +11,7 @@ a destination that can't work fails before any work with a clear error and a sen
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import hashlib
@@ -382,6 +383,11 @@ def test_outputs_stored_whole_and_manifest_last(
                                     Key=f"conform/{dest.key_of(video['uri'])}")
         assert head["ContentType"] == "video/mp4"
         assert head["CacheControl"] == IMMUTABLE
+        # the store verified the bytes against the SHA-256 sent with them
+        checked = dest.raw.head_object(Bucket=dest.bucket, ChecksumMode="ENABLED",
+                                       Key=f"conform/{dest.key_of(video['uri'])}")
+        assert checked["ChecksumSHA256"] == base64.b64encode(
+            bytes.fromhex(video["sha256"])).decode()
         meta = head["Metadata"]
         assert meta["source-sha256"] == clip_sha
         assert meta["sha256"] == video["sha256"]
@@ -857,3 +863,14 @@ def test_conform_run_s3_library_and_dest_share_one_client(
     head = raw.head_object(Bucket=s3_bucket, Key=f"out/{dest.key_of(video['uri'])}")
     assert head["Metadata"]["source-sha256"] == clip_sha
     assert urllib3.PoolManager().request("GET", video["url"]).status == 200
+
+
+def test_storage_settings_from_the_environment() -> None:
+    settings = Settings.from_env({"CONFORM_DEST": "s3://b/p", "AWS_ENDPOINT_URL": "http://e:9",
+                                  "CONFORM_PUBLIC_BASE_URL": "https://cdn.example.com",
+                                  "CONFORM_PRESIGN_S": "600"})
+    assert (settings.dest, settings.endpoint_url) == ("s3://b/p", "http://e:9")
+    assert (settings.public_base_url, settings.presign_s, settings.force) == (
+        "https://cdn.example.com", 600, False)
+    with pytest.raises(ConfigError):
+        Settings.from_env({"CONFORM_PRESIGN_S": "ten minutes"})
