@@ -281,10 +281,18 @@ class JobSource:
         if spec == "-":
             self._label = "<stdin>"
             self._path = self._spool_dir(settings) / "stdin.jsonl"
-            with self._path.open("wb") as out:
-                shutil.copyfileobj(stdin or sys.stdin.buffer, out)
+            try:
+                with self._path.open("wb") as out:
+                    shutil.copyfileobj(stdin or sys.stdin.buffer, out)
+            except BaseException:
+                self.close()
+                raise
         elif spec.lower().startswith("s3://"):
-            self._path = self._download(spec, settings)
+            try:
+                self._path = self._download(spec, settings)
+            except BaseException:
+                self.close()
+                raise
         elif "://" in spec:
             raise ConfigError(f"batch source must be a file, a folder, - or s3://, got {spec!r}")
         else:
@@ -513,6 +521,9 @@ def process_batch(
                 # the pool's queue, so --fail-fast and Ctrl-C never find work half-scheduled.
                 while len(inflight) >= workers:
                     _collect(inflight, finish, block=True)
+                if stopping:  # a job that finished while we waited failed (--fail-fast)
+                    not_started += 1
+                    continue
                 inflight[pool.submit(run_one, entry, entry.job)] = entry
             while inflight:
                 _collect(inflight, finish, block=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.httpserver", "tests.support.s3server", "tests.support.media"]
+pytest_plugins = ["tests.support.httpserver", "tests.support.s3server", "tests.support.media",
+                  "tests.support.jobkit"]
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
