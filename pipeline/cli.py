@@ -277,6 +277,8 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) ->
     from .batch import current_job_id
     from .runner import process
 
+    token = current_job_id.set(None)  # log lines carry the job id until the command ends
+    ctx.call_on_close(lambda: current_job_id.reset(token))
     with handle_errors(ctx):
         settings = _settings(ctx, **flags)
         job = job or os.environ.get("CONFORM_JOB_URI") or None
