@@ -336,3 +336,18 @@ def test_failed_fetch_leaves_no_partial_file(http_server: LocalHTTPServer, tmp_p
     with pytest.raises(DownloadFailed):
         _fetch(MediaRef("url", http_server.url("/err")), tmp_path, settings)
     assert list((tmp_path / "src").iterdir()) == []
+
+
+def test_stream_cap_aborts_the_moment_it_is_passed(tmp_path: Path) -> None:
+    """A source that grows past the cap while read (no trustworthy size up front)."""
+    pulled = []
+
+    def endless() -> Any:
+        while True:
+            pulled.append(1)
+            yield b"\0" * 1000
+
+    with pytest.raises(TooLarge):
+        ingest._write_hashed(MediaRef("library", "grows"), endless(), tmp_path / "dest", 10_500)
+    assert len(pulled) == 11  # stopped at the first chunk over the cap, not later
+    assert list(tmp_path.iterdir()) == []  # no partial file
