@@ -783,8 +783,8 @@ def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
         try:
             summary = w.run()
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         ctx.exit(ExitStatus.INTERRUPTED if summary.interrupted_job else ExitStatus.OK)
 
 
