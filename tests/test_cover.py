@@ -341,6 +341,34 @@ def test_tiktok_cover_is_the_delivered_frame_after_rotation_and_padding(
 
 
 @pytest.mark.ffmpeg
+@pytest.mark.s3
+def test_reused_video_is_fetched_back_from_s3_for_a_new_cover(
+        tmp_path: Path, turned_clip: Path, s3_server: Any, s3_bucket: str) -> None:
+    settings = settings_for(tmp_path, turned_clip.parent, dest=f"s3://{s3_bucket}/conform")
+    coloured = _coloured_half(turned_clip, tmp_path)
+    client = s3_server.client()
+
+    def download(uri: str) -> Path:
+        prefix = f"s3://{s3_bucket}/"
+        assert uri.startswith(prefix)
+        local = tmp_path / uri.rsplit("/", 2)[-2] / uri.rsplit("/", 1)[-1]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(s3_bucket, uri[len(prefix):], str(local))
+        return local
+
+    for at_ms, reused in ((600, False), (2900, True)):
+        m = run_job(settings, [{"media": ["turned.mp4"],
+                                "cover_image": {"video_cover_timestamp_ms": at_ms}}],
+                    [{"id": "tt", "platform": "tiktok"}])
+        tt = account(m, "tt")
+        assert tt["status"] == "ok", tt["errors"]
+        assert ("reused" in tt["media"][0]["actions"]) == reused
+        video = {**tt["media"][0], "uri": "file://" + str(download(tt["media"][0]["uri"]))}
+        cov = {**tt["cover"], "uri": "file://" + str(download(tt["cover"]["uri"]))}
+        _assert_cover_is_delivered_frame(cov, video, at_ms, coloured)
+
+
+@pytest.mark.ffmpeg
 def test_black_cover_frame_warns_in_the_manifest(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     lib.mkdir()
@@ -421,7 +449,9 @@ def _upright_rgb(src: Path) -> Image.Image:
         if icc and upright.mode == "RGB":
             srgb = ImageCms.createProfile("sRGB")
             src_profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            upright = ImageCms.profileToProfile(upright, src_profile, srgb)
+            converted = ImageCms.profileToProfile(upright, src_profile, srgb)
+            assert converted is not None
+            upright = converted
         if upright.mode in ("RGBA", "LA", "P", "PA", "I;16"):
             upright = upright.convert("RGBA")
             flat = Image.new("RGB", upright.size, WHITE)

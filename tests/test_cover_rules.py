@@ -123,9 +123,9 @@ def test_both_fields_each_account_takes_its_own(tmp_path: Path, library: Path) -
 
 
 def test_cover_on_a_later_content_item_is_ignored(tmp_path: Path, library: Path) -> None:
-    content = [{"media": ["clip.mp4"]},
-               {"text": "second", "cover_image": {"thumbnail": "thumb.jpg",
-                                                  "video_cover_timestamp_ms": 1000}}]
+    later = {"thumbnail": "thumb.jpg", "video_cover_timestamp_ms": 1000}
+    content: list[dict[str, Any]] = [{"media": ["clip.mp4"]},
+                                     {"text": "second", "cover_image": later}]
     m = run_job(settings_for(tmp_path, library), content, [TT, YT])
     for account_id in ("tt", "yt"):
         a = account(m, account_id)
