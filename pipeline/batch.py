@@ -76,8 +76,12 @@ class BatchEntry:
 
     @property
     def shard_key(self) -> str:
-        """What decides the shard: the job id, or the location of an unusable entry."""
-        return self.job.id if self.job is not None else self.where
+        """What decides the shard: the job id, or the position of an unusable entry.
+
+        The position, not ``where``: every pod of a cluster job must agree, even when they
+        spell the source's path differently.
+        """
+        return self.job.id if self.job is not None else f"entry:{self.index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,11 @@ class JobOutcome:
 
 @dataclass(frozen=True, slots=True)
 class BatchSummary:
-    """Counts for a whole batch, and the outcomes that failed."""
+    """Counts for a whole batch, and the outcomes that failed.
+
+    ``total`` counts the entries of this shard that were read: all of them, unless the batch
+    was interrupted. ``not_started`` are those that never ran (``--fail-fast``, interrupt).
+    """
 
     total: int
     succeeded: int = 0
