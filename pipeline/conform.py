@@ -10,7 +10,7 @@ from fractions import Fraction
 
 from .errors import ProcessingFailed
 from .models import MediaInfo
-from .plan import START_TOLERANCE_S, ImageTarget, VideoTarget
+from .plan import ImageTarget, VideoTarget, is_srgb_profile, start_tolerance_s
 from .presets import ImageSpec, VideoSpec
 
 ASPECT_TOLERANCE = 0.01  # rounding to whole (even) pixels moves the ratio a little
@@ -88,7 +88,7 @@ def check_image(info: MediaInfo, spec: ImageSpec, target: ImageTarget) -> list[s
         problems.append(f"{facts.bits} bits per channel")
     if facts.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA", "1"):
         problems.append(f"pixel mode {facts.mode} (not sRGB)")
-    if facts.icc_profile and "srgb" not in facts.icc_profile.lower():
+    if facts.icc_profile and not is_srgb_profile(facts.icc_profile):
         problems.append(f"ICC profile {facts.icc_profile!r} is not sRGB")
     return problems
 
@@ -175,7 +175,7 @@ def check_video(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
         problems.append("location metadata left in the output")
     if target.action != "passthrough" and info.extra_streams:
         problems.append(f"{info.extra_streams} extra stream(s) (data, subtitles)")
-    if abs(info.start_time_s) > START_TOLERANCE_S:
+    if abs(info.start_time_s) > start_tolerance_s(v.fps):
         problems.append(f"starts at {info.start_time_s:.3f} s")
     a = info.audio
     if a is not None:
@@ -194,8 +194,9 @@ def check_video(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
     elif target.audio.action not in ("none",):
         problems.append("the audio track was lost")
     expected = min(source_duration_s, target.trim_s or source_duration_s)
-    # One frame of slack each way (the last frame's duration), at least a quarter second.
-    slack = max(0.25, expected * 0.02, 2 / float(v.fps or 30))
+    # Two frames of slack (the last frame's duration, rounding), at least a quarter second,
+    # plus the B-frame delay a file without an edit list starts with.
+    slack = max(0.25, expected * 0.02, 2 / float(v.fps or 30)) + start_tolerance_s(v.fps)
     if info.duration_s is not None and abs(info.duration_s - expected) > slack:
         problems.append(f"duration {info.duration_s:.2f} s, expected {expected:.2f} s")
     if spec.max_duration_s is not None and (info.duration_s or 0) > spec.max_duration_s + 0.5:

@@ -95,7 +95,7 @@ class VideoStream:
     frame_count: int | None
     has_b_frames: int = 0
     # Longest gap between keyframes (and from the last one to the end), from the packet
-    # index; None when not measured (codecs no preset keeps are never scanned).
+    # index; None when not measured.
     max_keyframe_interval_s: float | None = None
 
 

@@ -315,11 +315,22 @@ PNG_BUDGET_SHARE = 0.8
 _FIT_ACTION = {"crop": "cropped", "pad": "padded", "blur": "blurred"}
 
 
+def is_srgb_profile(description: str) -> bool:
+    """Whether an ICC profile, by its description, is sRGB itself.
+
+    Only a name that *starts* with sRGB counts ("sRGB IEC61966-2.1", "sRGB built-in",
+    "sRGB2014"): Samsung's "DCI-P3 D65 Gamut with sRGB Transfer" mentions sRGB but has P3
+    primaries. An unknown name is converted, which is never wrong, only not a pass-through.
+    """
+    name = description.strip().lower()
+    return name.startswith("srgb") and "p3" not in name
+
+
 def needs_srgb(facts: ImageFacts) -> bool:
     """The pixels must be colour-converted to sRGB (a non-sRGB ICC profile, or CMYK/YCbCr/LAB)."""
     if facts.mode in ("CMYK", "YCbCr", "LAB"):
         return True
-    return bool(facts.icc_profile and "srgb" not in facts.icc_profile.lower())
+    return bool(facts.icc_profile) and not is_srgb_profile(facts.icc_profile or "")
 
 
 def wanted_aspect(aspect: Fraction, spec: ImageSpec) -> Fraction | None:
@@ -547,9 +558,21 @@ def _force_size(g: Geometry, size: tuple[int, int]) -> Geometry:
 # Bump when a video target would now produce different bytes (filters, encoder settings).
 VIDEO_ENCODER_VERSION = "2"
 # A first frame this close to 0 s needs no remux: without an edit list (Instagram and Threads
-# refuse them) B-frame reordering delays the first frame by one or two frame times, so every
-# conformant encode starts there.
+# refuse them) B-frame reordering delays the first frame by up to two frame times (x264's
+# B-pyramid), so every conformant encode starts there. Three frames, at least 0.1 s.
 START_TOLERANCE_S = 0.1
+START_TOLERANCE_FRAMES = 3
+
+
+def start_tolerance_s(fps: Fraction | None) -> float:
+    """How far from 0 s a file's first frame may be and still count as starting at 0.
+
+    Raises:
+        Nothing.
+    """
+    if not fps or fps <= 0:
+        return START_TOLERANCE_S
+    return max(START_TOLERANCE_S, START_TOLERANCE_FRAMES / float(fps))
 # A source rate within 1 % of a standard rate is that rate with timing jitter (a phone's
 # "29.87 fps" average is 30 fps that dropped a frame).
 SNAP_TOLERANCE = 0.01
@@ -660,10 +683,21 @@ def h264_level(width: int, height: int, fps: Fraction, maxrate_kbps: int) -> str
     return H264_LEVELS[-1][0]
 
 
-def _budget_kbps(max_bytes: int, duration_s: float, audio_kbps: int) -> int:
-    """Video kbps that keeps a file of ``duration_s`` under ``max_bytes`` with the audio."""
-    usable_bits = max_bytes * (1 - CONTAINER_OVERHEAD) * 8 - 64_000 * 8
-    return max(100, int(usable_bits / max(duration_s, 0.1) / 1000) - audio_kbps)
+# The MP4 index (moov) grows with the number of samples; 16 KB covers a short clip's, the
+# 2 % of CONTAINER_OVERHEAD a long one's.
+CONTAINER_FIXED_BYTES = 16_000
+
+
+def budget_kbps(max_bytes: int, duration_s: float, audio_kbps: int) -> int:
+    """Video kbps that keeps a file of ``duration_s`` under ``max_bytes`` with its audio.
+
+    May be zero or negative: the audio alone does not fit, and no video bitrate will.
+
+    Raises:
+        Nothing.
+    """
+    usable_bits = (max_bytes * (1 - CONTAINER_OVERHEAD) - CONTAINER_FIXED_BYTES) * 8
+    return int(usable_bits / max(duration_s, 0.1) / 1000) - audio_kbps
 
 
 def video_streams_conform(info: MediaInfo, spec: VideoSpec, max_bytes: int) -> list[str]:
@@ -751,7 +785,9 @@ def _container_ok(info: MediaInfo, spec: VideoSpec) -> bool:
     """The file itself can be delivered: an allowed MP4/MOV, moov first, nothing extra."""
     return (info.format_name in spec.containers and info.format_name in ("mp4", "mov")
             and (bool(info.moov_first) or not spec.faststart) and not info.edit_list
-            and not info.has_location and abs(info.start_time_s) <= START_TOLERANCE_S
+            and not info.has_location
+            and abs(info.start_time_s) <= start_tolerance_s(info.video.fps if info.video
+                                                            else None)
             and info.extra_streams == 0)
 
 
@@ -809,7 +845,10 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     )
     pixels_per_s = geometry.width * geometry.height * float(fps)
     ceiling = max(MIN_CEILING_KBPS, int(pixels_per_s * BITS_PER_PIXEL_CEILING / 1000))
-    budget = _budget_kbps(max_bytes, duration, audio.bitrate_kbps if audio.action != "none" else 0)
+    # The planned cap never goes below 100 kbps: a budget under that is the byte-budget
+    # retries' to judge (smaller pictures, or too_large).
+    budget = max(100, budget_kbps(max_bytes, duration,
+                                  audio.bitrate_kbps if audio.action != "none" else 0))
     maxrate = max(1, min(budget, ceiling, spec.max_bitrate_kbps or budget))
 
     action: Literal["passthrough", "remux", "audio_only", "transcode"]
@@ -875,6 +914,21 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         source_codec=v.codec if v is not None and not transcode else "",
     )
     return target, actions, warnings
+
+
+def merge_video_targets(a: VideoTarget, b: VideoTarget) -> VideoTarget:
+    """One output for two uses with the same key: it must meet the stricter of each cap.
+
+    The byte cap and the preset's bitrate cap are not part of the key (they change the
+    bytes only when they bind), so the shared target takes the smallest of each, and the
+    retries and the verification hold the output to them.
+
+    Raises:
+        Nothing.
+    """
+    caps = [c for c in (a.spec_max_bitrate_kbps, b.spec_max_bitrate_kbps) if c]
+    return replace(a, max_bytes=min(a.max_bytes, b.max_bytes),
+                   spec_max_bitrate_kbps=min(caps) if caps else None)
 
 
 def shared_decodes(renditions: Iterable[Rendition]) -> tuple[tuple[str, ...], ...]:
@@ -1046,9 +1100,7 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             else:
                 shared_target = existing.target
                 if isinstance(shared_target, VideoTarget) and isinstance(target, VideoTarget):
-                    shared_target = replace(shared_target,
-                                            max_bytes=min(shared_target.max_bytes,
-                                                          target.max_bytes))
+                    shared_target = merge_video_targets(shared_target, target)
                 renditions[key] = replace(existing, target=shared_target,
                                           uses=(*existing.uses, use))
             media.append((sel, key))

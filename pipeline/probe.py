@@ -311,6 +311,10 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> Me
             bits = 16
         _check_decodable(im, fmt)
         disp_w, disp_h = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        if fmt == "tiff" and orientation in (5, 6, 7, 8):
+            # Pillow's TIFF plugin reports the size already upright (it applies the
+            # orientation itself when it loads the picture).
+            disp_w, disp_h, width, height = width, height, height, width
         facts = ImageFacts(
             mode=im.mode, bits=bits, has_alpha=has_alpha,
             icc_profile=_icc_name(icc) if icc else None,
@@ -461,16 +465,16 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
             raise UnsupportedMedia("the file has audio but no video stream")
         raise CorruptMedia("no video stream found")
     video = _video_stream(vstreams[0])
-    if video.codec in SCANNED_CODECS:
-        video = _with_packet_facts(video, _scan_packets(path, fmt, timeout_s=timeout_s))
+    packets = _scan_packets(path, fmt, timeout_s=timeout_s)
+    video = _with_packet_facts(video, packets)
     audio = _audio_stream(astreams[0]) if astreams else None
     duration = _float(fmt_info.get("duration")) or _float(vstreams[0].get("duration"))
     start = _float(fmt_info.get("start_time")) or 0.0
-    vstart = _float(vstreams[0].get("start_time"))
-    vdur = _float(vstreams[0].get("duration"))
-    if vdur and duration and vstart is not None and vstart > 0.5 and vdur < duration:
-        # An offset first PTS (e.g. 10 s) makes the container look longer than the video.
-        duration = vdur
+    length = packets.end_s - packets.start_s
+    if duration and packets.start_s > 0.5 and 0 < length < duration - 0.05:
+        # An offset first PTS (10 s) in an MP4/MKV whose declared duration is the end time:
+        # the container looks 10 s longer than the video really is.
+        duration = length
     if not duration or duration <= 0:
         raise CorruptMedia("the video has no duration")
     moov_first = _moov_first(path) if fmt in ("mp4", "mov") else None
@@ -485,9 +489,6 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
     )
 
 
-# Codecs some preset may keep untouched (pass-through or remux): only their packets are
-# scanned for keyframe spacing and frame timing; anything else is re-encoded anyway.
-SCANNED_CODECS = frozenset({"h264", "hevc", "vp9", "av1"})
 # A frame interval this far from the typical one is irregular (a dropped or held frame)...
 _IRREGULAR_INTERVAL = 0.25
 # ...and a stream with more than this share of irregular intervals is variable frame rate.
@@ -502,13 +503,17 @@ class PacketFacts:
     packets: int
     max_keyframe_interval_s: float
     irregular: bool
+    start_s: float
+    end_s: float
 
 
 def _scan_packets(path: Path, fmt: str, *, timeout_s: float) -> PacketFacts:
     """Read the video packet index (times and key flags, no decoding) with ffprobe.
 
     The longest keyframe gap includes the stretch from the last keyframe to the end, so a
-    clip with one keyframe at 0 s reports its whole length.
+    clip with one keyframe at 0 s reports its whole length. Every video is scanned (it reads
+    the file once, without decoding): the keyframe spacing decides whether a stream can be
+    kept, and the first and last timestamps give the real length of an offset stream.
 
     Raises:
         CorruptMedia: ffprobe cannot read the packets.
@@ -556,7 +561,7 @@ def _scan_packets(path: Path, fmt: str, *, timeout_s: float) -> PacketFacts:
         typical = sorted(deltas)[len(deltas) // 2]
         off = sum(1 for d in deltas if abs(d - typical) > typical * _IRREGULAR_INTERVAL)
         irregular = off > max(1, len(deltas) * _VFR_SHARE)
-    return PacketFacts(len(times), round(gap, 6), irregular)
+    return PacketFacts(len(times), round(gap, 6), irregular, start, end)
 
 
 def _with_packet_facts(v: VideoStream, facts: PacketFacts) -> VideoStream:

@@ -35,9 +35,9 @@ from .plan import (
     LOUDNORM_TP,
     Geometry,
     VideoTarget,
-    _budget_kbps,
+    budget_kbps,
 )
-from .probe import DEMUXERS
+from .probe import DEMUXERS, probe_video
 
 log = logging.getLogger(__name__)
 
@@ -231,9 +231,13 @@ def _x264_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int,
 
 def _mp4_opts() -> dict[str, Any]:
     # moov first (+faststart), no edit list (Instagram/Threads refuse them), no source
-    # metadata (GPS, device) and no chapters.
+    # metadata (GPS, device) and no chapters. Without an edit list a track cannot start
+    # late, so the muxer folds any start offset into the first sample's duration: with the
+    # default (auto) an AAC encoder's priming shifts a copied video track and its first frame
+    # lasts 55 ms instead of 33 (variable frame rate); make_non_negative shifts every stream
+    # together instead.
     return {"f": "mp4", "movflags": "+faststart", "use_editlist": 0, "map_metadata": -1,
-            "map_chapters": -1}
+            "map_chapters": -1, "avoid_negative_ts": "make_non_negative"}
 
 
 def _output_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int, passlog: Path | None,
@@ -521,7 +525,7 @@ class _Work:
                                f"{t.max_bytes}-byte cap")
             return VideoResult(self.out, (), ())
         audio_kbps = t.audio.bitrate_kbps if t.audio.action != "none" else 0
-        budget = _budget_kbps(t.max_bytes, self.duration_s, audio_kbps)
+        budget = budget_kbps(t.max_bytes, self.duration_s, audio_kbps)
         if budget < _floor_kbps(t.geometry, t):
             # The cap cannot hold this picture at a watchable bitrate: skip the doomed
             # constant-quality pass and go straight to smaller two-pass encodes.
@@ -533,12 +537,25 @@ class _Work:
         elif first_pass != self.out:
             first_pass.replace(self.out)
         size = self.out.stat().st_size
-        if size <= t.max_bytes:
+        over_rate = self._over_bitrate_cap()
+        if size <= t.max_bytes and over_rate is None:
             return VideoResult(self.out, (), ())
-        log.info("%s is %d bytes, over the %d-byte cap: two-pass retries", self.out.name,
-                 size, t.max_bytes)
-        return self._fit_budget(min(budget, int(t.maxrate_kbps * t.max_bytes / size
-                                                * BUDGET_MARGIN)))
+        log.info("%s is %d bytes (cap %d), %s kbps video (cap %s): two-pass retries",
+                 self.out.name, size, t.max_bytes, over_rate, t.spec_max_bitrate_kbps)
+        rate = min(budget, int(t.maxrate_kbps * t.max_bytes / size * BUDGET_MARGIN))
+        if over_rate is not None and t.spec_max_bitrate_kbps:
+            # The VBV bounds peaks, not the average of a short clip: aim under the cap.
+            rate = min(rate, int(t.spec_max_bitrate_kbps * BUDGET_MARGIN))
+        return self._fit_budget(rate)
+
+    def _over_bitrate_cap(self) -> int | None:
+        """The output's video kbps when it is over the preset's bitrate cap, else None."""
+        cap = self.t.spec_max_bitrate_kbps
+        if not cap:
+            return None
+        out = probe_video(self.out, "mp4", timeout_s=self.timeout_s)
+        kbps = (out.video.bitrate_kbps if out.video else None) or out.bitrate_kbps or 0
+        return kbps if kbps > cap else None
 
     def _fit_budget(self, rate: int) -> VideoResult:
         """Two-pass average-bitrate retries, then smaller pictures, until the file fits."""
@@ -566,9 +583,13 @@ class _Work:
                                     geometry=geometry, two_pass=2, passlog=self.passlog,
                                     loudness=self.loudness, duration_s=self.duration_s), None)
             size = self.out.stat().st_size
-            if size <= t.max_bytes:
+            over_rate = self._over_bitrate_cap()
+            if size <= t.max_bytes and over_rate is None:
                 return VideoResult(self.out, tuple(extra), ("reencoded_for_byte_budget",))
-            rate = int(rate * t.max_bytes / size * BUDGET_MARGIN)
+            shrink = t.max_bytes / size
+            if over_rate is not None and t.spec_max_bitrate_kbps:
+                shrink = min(shrink, t.spec_max_bitrate_kbps / over_rate)
+            rate = int(rate * shrink * BUDGET_MARGIN)
         raise TooLarge(f"cannot fit the video under {t.max_bytes} bytes after "
                        f"{MAX_BUDGET_ATTEMPTS} attempts")
 

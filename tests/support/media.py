@@ -51,7 +51,7 @@ _LAYOUTS = {"mono": "mono", "stereo": "stereo", "5.1": "5.1"}
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run(args, capture_output=True, check=False)  # noqa: S603 - test helper argv
+    proc = subprocess.run(args, capture_output=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)}\n{proc.stderr.decode(errors='replace')[-2000:]}")
     return proc
@@ -80,7 +80,8 @@ def build_clip(out: Path, *, width: int = 320, height: int = 180, seconds: float
                sar: tuple[int, int] | None = None, interlaced: bool = False,
                vfr: bool = False, faststart: bool = True, gop: int | None = None,
                rotate: int = 0, mirror: bool = False, centre_only_audio: bool = False,
-               video_bitrate: str | None = None, start_s: float = 0.0) -> Path:
+               video_bitrate: str | None = None, start_s: float = 0.0,
+               edit_list: bool = True) -> Path:
     """Write one clip to ``out`` (see :func:`make_clip` for the meaning of each parameter)."""
     fps = str(fps)
     chain = [_pattern(pattern, width, height, fps, seconds)]
@@ -142,6 +143,8 @@ def build_clip(out: Path, *, width: int = 320, height: int = 180, seconds: float
         args += ["-output_ts_offset", str(start_s)]
     if container in ("mp4", "mov") and faststart:
         args += ["-movflags", "+faststart"]
+    if container in ("mp4", "mov") and not edit_list:
+        args += ["-use_editlist", "0"]
     fmt = {"mp4": "mp4", "mov": "mov", "webm": "webm", "avi": "avi", "mkv": "matroska",
            "gif": "gif", "ts": "mpegts"}[container]
     args += ["-f", fmt, str(out)]
@@ -162,7 +165,8 @@ def make_clip(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     with real HDR pixels and tags); ``sar`` (num, den); ``interlaced``; ``vfr``; ``faststart``
     (moov first); ``gop`` (keyframe interval in frames); ``rotate`` (clockwise display
     rotation, 0/90/180/270) and ``mirror`` (a display matrix patched into the tkhd);
-    ``video_bitrate``; ``start_s`` (first timestamp).
+    ``video_bitrate``; ``start_s`` (first timestamp); ``edit_list`` (ffmpeg writes one for
+    the B-frame delay by default; False leaves it out, as platforms want).
     """
     folder = tmp_path_factory.mktemp("clips")
     made: dict[str, Path] = {}
