@@ -48,6 +48,10 @@ SHRINK_MIN, SHRINK_MAX = 0.5, 0.92
 MAX_SHRINK_ROUNDS = 12
 # The smallest picture a byte budget may shrink to, besides the variant's minimum size.
 MIN_SIDE_PX = 16
+# JPEGs up to this many pixels keep full-resolution colour (4:4:4).
+FULL_CHROMA_MAX_PIXELS = 1_000_000
+# Pictures up to this many pixels get the slower, smaller progressive/optimised encoding.
+POLISH_MAX_PIXELS = 16_000_000
 # EXIF orientation → the Image.Transpose that makes the stored pixels upright (1: none).
 _TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
               6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
@@ -98,9 +102,10 @@ def render_image(src: Path, src_format: str, target: ImageTarget, out: Path) -> 
                            f"{target.max_bytes}-byte cap")
         if target.animated:
             return _render_animated(src, src_format, target, out)
+        if src_format == "heif":
+            return render_decoded(decode_heif_buffer(src), target, out)
         im, geometry, warnings = decode_image(src, src_format, target)
-        result = save_within_budget(apply_geometry(im, geometry, target.background), target, out)
-        return replace(result, warnings=(*warnings, *result.warnings))
+        return _finish(im, geometry, warnings, target, out)
     except PipelineError:
         raise
     except MemoryError as err:
@@ -109,6 +114,28 @@ def render_image(src: Path, src_format: str, target: ImageTarget, out: Path) -> 
         if _is_bomb(err):
             raise TooLarge(f"the image is too large to decode safely: {err}") from err
         raise CorruptMedia(f"cannot decode the {src_format} image: {err}") from err
+
+
+def render_decoded(buf: DecodedBuffer, target: ImageTarget, out: Path) -> ImageResult:
+    """Produce ``out`` from an already decoded HEIF picture (:func:`decode_heif_buffer`).
+
+    Decoding is the expensive part of a phone photo (about 10 s for 200 MP), so a caller making
+    several targets of one HEIC can decode it once and call this for each.
+
+    Raises:
+        TooLarge: it cannot be brought under the byte cap (see :func:`save_within_budget`).
+        ValueError: Pillow refuses the buffer (mapped to ``corrupt_media`` by render_image).
+    """
+    im, geometry = scale_buffer(buf, target.geometry)
+    warnings: list[str] = []
+    im = _to_srgb_8bit(im, target, warnings)
+    return _finish(im, geometry, tuple(warnings), target, out)
+
+
+def _finish(im: Any, geometry: Geometry, warnings: tuple[str, ...], target: ImageTarget,
+            out: Path) -> ImageResult:
+    result = save_within_budget(apply_geometry(im, geometry, target.background), target, out)
+    return replace(result, warnings=(*warnings, *result.warnings))
 
 
 def _is_bomb(err: BaseException) -> bool:
@@ -167,7 +194,7 @@ def _decode_pillow(src: Path, fmt: str, target: ImageTarget) -> Any:
     # Needed size of the whole picture, in stored orientation (EXIF 5-8 swap the axes).
     need_w = max(1, math.ceil(g.source_width * scale))
     need_h = max(1, math.ceil(g.source_height * scale))
-    if target.orientation in (5, 6, 7, 8):
+    if target.orientation in (5, 6, 7, 8) and fmt != "tiff":  # Pillow's TIFF is upright
         need_w, need_h = need_h, need_w
     if fmt == "jpeg" and im.mode in ("RGB", "L", "CMYK") and scale <= 0.5:
         # libjpeg scales by 1/2, 1/4 or 1/8 inside the IDCT, never below the size asked for.
@@ -180,7 +207,12 @@ def _decode_pillow(src: Path, fmt: str, target: ImageTarget) -> Any:
     factor = int(min(im.size[0] / need_w, im.size[1] / need_h) / REDUCING_GAP)
     if factor >= 2 and im.mode in _REDUCIBLE:
         im = im.reduce(factor)
-    method = _TRANSPOSE.get(target.orientation)
+    orientation = target.orientation
+    if fmt == "tiff":
+        # Pillow's TIFF loader turns the picture upright itself when it loads it, and drops
+        # the tag: apply only what is left (nothing, with this Pillow).
+        orientation = int(im.getexif().get(0x0112, 1) or 1)
+    method = _TRANSPOSE.get(orientation)
     if method is not None:
         im = im.transpose(Image.Transpose[method])  # keeps im.info (the ICC profile)
     return im
@@ -397,8 +429,20 @@ def _encode(im: Any, fmt: str, quality: int, *, final: bool) -> bytes:
     if fmt == "jpeg":
         if im.mode not in ("RGB", "L"):
             im = im.convert("RGB")
-        im.save(buf, "JPEG", quality=quality, subsampling="4:2:0",
-                optimize=final, progressive=final)
+        # Full-resolution colour for small pictures (graphics, text: red on black bleeds at
+        # 4:2:0), where it costs few bytes; camera-style 4:2:0 above a megapixel.
+        subsampling = "4:4:4" if im.size[0] * im.size[1] <= FULL_CHROMA_MAX_PIXELS else "4:2:0"
+        try:
+            im.save(buf, "JPEG", quality=quality, subsampling=subsampling,
+                    optimize=final, progressive=final)
+        except OSError:
+            if not final:
+                raise
+            # Pillow sizes the buffer of an optimised encode at one byte per pixel, which very
+            # noisy pictures overflow ("broken data stream"); the streaming baseline encoder has
+            # no such limit.
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=quality, subsampling=subsampling)
     elif fmt == "webp":
         im.save(buf, "WEBP", quality=quality, method=4 if final else 2)
     elif fmt == "png":
@@ -467,10 +511,13 @@ def _best_quality(im: Any, fmt: str, hi: int, lo: int, cap: int
     Returns:
         ``(data, quality, bytes_at_lowest_tried)``; ``data`` is None when nothing fits.
     """
+    # Progressive, optimised encoding saves a few percent and doubles the encode time; on a
+    # picture the size of a 50 MP Facebook photo that is seconds per encode for little gain.
+    polish = im.size[0] * im.size[1] <= POLISH_MAX_PIXELS
     if fmt not in ("jpeg", "webp"):
-        data = _encode(im, fmt, 100, final=True)
+        data = _encode(im, fmt, 100, final=polish)
         return (data if len(data) <= cap else None), None, len(data)
-    final = _encode(im, fmt, hi, final=True)
+    final = _encode(im, fmt, hi, final=polish)
     if len(final) <= cap:
         return final, hi, len(final)
     # Binary search with the fast encoder; the final encode of the winner is smaller still,
@@ -490,6 +537,8 @@ def _best_quality(im: Any, fmt: str, hi: int, lo: int, cap: int
     if best is None:
         return None, None, smallest
     data, quality = best
+    if not polish:
+        return data, quality, smallest
     polished = _encode(im, fmt, quality, final=True)
     return (polished if len(polished) <= len(data) else data), quality, smallest
 
