@@ -154,7 +154,8 @@ def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef,
         """
         if info.kind == "video":
             return True
-        if not info.animated or mode.video is None:
+        # A JPEG's extra pictures (MPO stereo pairs, gain maps) are not an animation.
+        if not info.animated or info.format_name == "jpeg" or mode.video is None:
             return False
         single = mode.image if len(infos) == 1 or not mode.carousel else mode.carousel
         img_variant = preset.variants.get(single or "")
@@ -177,8 +178,8 @@ def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef,
                                f"{preset.label} ({account.mode}) takes no {wanted}", ci, mi))
             continue
         variant = preset.variants[name]
-        still_only = (info.animated and not as_video and variant.image is not None
-                      and not animation_fits(info, variant.image))
+        still_only = (info.animated and info.format_name != "jpeg" and not as_video
+                      and variant.image is not None and not animation_fits(info, variant.image))
         trim_to = None
         if variant.video is not None:
             duration = info.duration_s or 0.0

@@ -746,6 +746,23 @@ def test_animated_gif_routing(corpus: Path) -> None:
     assert sel.as_video
 
 
+def test_mpo_stereo_jpeg_is_a_photo_not_an_animation(tmp_path: Path) -> None:
+    """Instagram refuses extended JPEG (MPO): the first picture goes out as a plain JPEG."""
+    src = tmp_path / "stereo.mpo"
+    left, right = Image.new("RGB", (300, 200), RED), Image.new("RGB", (300, 200), BLUE)
+    left.save(src, "MPO", save_all=True, append_images=[right])
+    info = probe.probe(src)
+    assert info.format_name == "jpeg" and info.animated  # Pillow counts both pictures
+    (sel,) = route("bluesky", {"m": info})
+    assert sel.variant.kind == "image" and not sel.as_video
+    _, target, actions, _, out = conform_file(src, "instagram-feed-image", tmp_path)
+    assert not target.passthrough and "first_frame" in actions
+    data = out.read_bytes()
+    assert data.count(b"\xff\xd8\xff") == 1 and b"MPF" not in data
+    with Image.open(out) as im:
+        assert im.format == "JPEG" and close(im.getpixel((150, 100)), RED, 8)  # type: ignore[arg-type]
+
+
 def test_animation_kept_only_when_planned(corpus: Path, tmp_path: Path) -> None:
     src = corpus / "images" / "iss634.gif"
     _, target, actions, _, out = conform_file(src, "instagram-feed-image", tmp_path)
