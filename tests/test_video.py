@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import itertools
+import json
 import math
 import shutil
 import stat
@@ -116,11 +117,12 @@ def platform_checks(path: Path, *, duration_s: float, encoded: bool = True,
     assert top.index(b"moov") < top.index(b"mdat")
     assert b"elst" not in raw[raw.index(b"moov"):raw.index(b"mdat")]
     # constant frame rate and keyframes at most gop_max_s apart (to the end of the stream)
-    times = frame_times(path)
+    packets = video_packets(path, hashes=False)
+    times = sorted(float(p["pts_time"]) for p in packets)
     deltas = [b - a for a, b in itertools.pairwise(times)]
     if deltas:
         assert max(deltas) - min(deltas) < 0.002, "variable frame rate"
-    keys = keyframe_times(path)
+    keys = sorted(float(p["pts_time"]) for p in packets if "K" in p["flags"])
     end = times[-1] + (deltas[0] if deltas else 0)
     marks = [*keys, end]
     assert keys[0] == times[0]
@@ -728,13 +730,13 @@ def _corpus_videos() -> list[str]:
 def test_corpus_clip_through_every_video_preset(corpus: Path, tmp_path: Path, name: str) -> None:
     """Every decodable corpus clip conforms for every video variant of every platform.
 
-    Clips longer than 1.5 s are trimmed to 1 s (the trim path is part of the engine) to keep
-    the matrix fast; identical targets are rendered once and checked against every variant
-    that shares them, as the runner does.
+    Clips longer than 1.1 s are trimmed to 0.5 s (the trim path is part of the engine) to
+    keep the matrix fast; identical targets are rendered once, from one decode, and checked
+    against every variant that shares them, as the runner does.
     """
     src = corpus / "videos" / name
     info = probe(src)
-    trim = 1.0 if (info.duration_s or 0) > 1.5 else None
+    trim = 0.5 if (info.duration_s or 0) > 1.1 else None
     planned: dict[str, list[tuple[str, VideoTarget, list[str]]]] = {}
     for variant in VIDEO_VARIANTS:
         preset, v = PRESETS.find_variant(variant)  # type: ignore[misc]
@@ -760,11 +762,14 @@ def test_corpus_clip_through_every_video_preset(corpus: Path, tmp_path: Path, na
                               first_pass=outs[key] if len(encodes) > 1 else None)
         out_info = probe(result.path)
         for variant, _, actions in uses:
-            spec = spec_of(variant)
-            problems = conform.check_video(out_info, spec, target, info.duration_s or 0)
+            problems = conform.check_video(out_info, spec_of(variant), target,
+                                           info.duration_s or 0)
             assert problems == [], (variant, actions, problems)
-            platform_checks(result.path, duration_s=expected, spec=spec,
-                            encoded=target.action == "transcode", gop_max_s=spec.gop_max_s)
+        # one file, checked once: every variant sharing it has the same stream rules here
+        spec = spec_of(uses[0][0])
+        platform_checks(result.path, duration_s=expected, spec=spec,
+                        encoded=target.action == "transcode",
+                        gop_max_s=min(spec_of(v).gop_max_s for v, _, _ in uses))
     if info.video is not None and info.video.hdr:
         assert any(t.tonemap for t in targets.values())
 
@@ -772,3 +777,49 @@ def test_corpus_clip_through_every_video_preset(corpus: Path, tmp_path: Path, na
 def test_environment_has_the_encoders_we_use() -> None:
     assert {"libx264", "aac"} <= ffmpeg.encoders()
     assert {"zscale", "tonemap", "bwdif", "loudnorm", "boxblur", "tpad"} <= ffmpeg.filters()
+
+
+def test_conform_plan_shows_the_shared_decode(make_clip: Any, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    src = make_clip(width=320, height=180, seconds=0.5, codec="vp9", container="webm")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copyfile(src, lib / "clip.webm")
+    job = {"workspace_id": "w", "content": [{"media": ["clip.webm"]}],
+           "accounts": [{"id": "tt", "platform": "tiktok"}, {"id": "x", "platform": "x"}]}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    args = ["plan", str(tmp_path / "job.json"), "--library", f"file://{lib}/{{id}}"]
+    # (TikTok refuses a 0.5 s clip, so only X plans; with 4 s both would share the decode)
+    result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+    data = json.loads(result.stdout)
+    assert data["encodes"] == 1 and data["decodes"] == 1
+    long = make_clip(width=320, height=180, seconds=3.0, fps=10, codec="vp9", container="webm")
+    shutil.copyfile(long, lib / "clip.webm")
+    data = json.loads(CliRunner().invoke(main, [*args, "--json"]).stdout)
+    encodes = [o for o in data["outputs"] if o["action"] == "transcode"]
+    assert len(encodes) == 2 and {o["shared_decode"] for o in encodes} == {1}
+    assert (data["encodes"], data["decodes"]) == (2, 1)
+    table = CliRunner().invoke(main, args).stdout
+    assert "2 encode(s) from 1 decode(s)" in table and table.count("[decode #1, shared]") == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hdr", ["hlg", "pq"])
+def test_4k60_hevc_10bit_hdr_phone_clip(make_clip: Any, tmp_path: Path, hdr: str) -> None:
+    """The phone case of the issue: 4K60 HEVC Main 10 HLG/PQ, to a 9:16 platform."""
+    src = make_clip(width=3840, height=2160, seconds=0.1, fps=60, audio="stereo",
+                    codec="hevc", pix_fmt="yuv420p10le", hdr=hdr, pattern="quadrants")
+    info = probe(src)
+    assert info.video is not None and info.video.hdr and info.video.fps == 60
+    d = deliver(src, "instagram-reels", tmp_path)
+    assert (d.info.width, d.info.height) == (1080, 1920) and "tone_mapped" in d.actions
+    assert d.target.level == "4.2"  # 1080x1920 at 60 fps
+    data = platform_checks(d.path, duration_s=0.1)
+    v = next(s for s in data["streams"] if s["codec_type"] == "video")
+    assert v["r_frame_rate"] == "60/1" and v["level"] == 42
+    # the picture sits in the middle third of the 9:16 frame: its colours survived
+    got = quadrant_colours(d.path, content=(0.0, 0.35, 1.0, 0.65))
+    assert all(close(got[q], QUADRANTS[q], 35) for q in QUADRANTS), got

@@ -84,7 +84,13 @@ def build_clip(out: Path, *, width: int = 320, height: int = 180, seconds: float
                edit_list: bool = True) -> Path:
     """Write one clip to ``out`` (see :func:`make_clip` for the meaning of each parameter)."""
     fps = str(fps)
-    chain = [_pattern(pattern, width, height, fps, seconds)]
+    if container == "webm" and audio_codec == "aac":
+        audio_codec = "opus"  # WebM holds Opus or Vorbis only
+    # Big pictures are drawn small and scaled up: geq per pixel at 4K is slow.
+    small = (width > 960 and pattern == "quadrants")
+    chain = [_pattern(pattern, 480 if small else width, 270 if small else height, fps, seconds)]
+    if small:
+        chain.append(f"scale={width}:{height}:flags=neighbor")
     if vfr:
         # drop every 3rd and 4th of 5 frames: timestamps keep their gaps (variable rate)
         chain.append("select='lt(mod(n\\,5)\\,3)'")
@@ -263,23 +269,27 @@ def ffprobe_json(path: Path, *extra: str) -> dict[str, Any]:
     return data
 
 
-def video_packets(path: Path) -> list[dict[str, Any]]:
-    """Video packets with pts_time, flags and a data hash, in decode order."""
-    data = json.loads(_run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_packets",
-                            "-show_data_hash", "md5", "-print_format", "json",
-                            str(path)]).stdout)
+def video_packets(path: Path, *, hashes: bool = True) -> list[dict[str, Any]]:
+    """Video packets with pts_time, flags and (``hashes``) an MD5 of their data, in decode
+    order. Equal hashes prove a stream was copied, not re-encoded."""
+    args = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+            "packet=pts_time,dts_time,flags,size" + (",data_hash" if hashes else "")]
+    if hashes:
+        args += ["-show_data_hash", "md5"]
+    data = json.loads(_run([*args, "-print_format", "json", str(path)]).stdout)
     packets: list[dict[str, Any]] = data.get("packets", [])
     return packets
 
 
 def keyframe_times(path: Path) -> list[float]:
     """Presentation times of the video keyframes (from packet flags)."""
-    return sorted(float(p["pts_time"]) for p in video_packets(path) if "K" in p.get("flags", ""))
+    return sorted(float(p["pts_time"]) for p in video_packets(path, hashes=False)
+                  if "K" in p.get("flags", ""))
 
 
 def frame_times(path: Path) -> list[float]:
     """Presentation times of every video packet, sorted."""
-    return sorted(float(p["pts_time"]) for p in video_packets(path))
+    return sorted(float(p["pts_time"]) for p in video_packets(path, hashes=False))
 
 
 def frame_rgb(path: Path, at_s: float = 0.0) -> tuple[int, int, bytes]:
