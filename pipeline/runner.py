@@ -402,18 +402,24 @@ def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
             outs.append((r.target, out_dir / r.name))
         names = "+".join(r.name for r in todo)
         emit("render", "start", None, f"{names} (one decode)")
+
+        def progress(fraction: float, names: str = names) -> None:
+            emit("encode", "progress", fraction, names)
+
         try:
             render_shared(src.path, info.format_name, outs, duration_s=info.duration_s or 0.0,
                           timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()),
-                          on_progress=lambda f, n=names: emit("encode", "progress", f, n))
+                          on_progress=progress)
         except (Interrupted, DeadlineExceeded):
             raise
         except (CorruptMedia, FFmpegTimeout) as err:
             made.update({r.key: err for r in todo})
             continue
-        except PipelineError as err:
+        except (PipelineError, ValueError) as err:
+            # ValueError: targets the graph builder will not put behind one split (a planning
+            # slip); encoding them one by one is always possible.
             log.warning("job %s: shared decode of %s failed, encoding each on its own: %s",
-                        job.id, names, err.message)
+                        job.id, names, getattr(err, "message", err))
             continue
         made.update({r.key: path for r, (_, path) in zip(todo, outs, strict=True)})
     return made
