@@ -39,6 +39,18 @@ class ProcRun:
     peak_rss_kb: int | None = None
     peak_child_rss_kb: int | None = None
     child_peaks: dict[str, int] = field(default_factory=dict)
+    machine_busy: float | None = None  # share of all cores busy (anyone's work) meanwhile
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def _read_hwm_kb(pid: int) -> int | None:
@@ -131,6 +143,7 @@ def run_process(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     Raises:
         BenchError: the command failed (``check``) or timed out.
     """
+    ticks_before = _cpu_ticks()
     with tempfile.TemporaryFile() as out_fh, tempfile.TemporaryFile() as err_fh:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -162,12 +175,20 @@ def run_process(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
         peak_child_rss_kb=(max((kb for _n, kb in sampler.child_kb.values()), default=0) or None)
         if sampler else None,
         child_peaks=_peaks_by_name(sampler) if sampler else {},
+        machine_busy=_busy_since(ticks_before),
     )
     if check and run.returncode != 0:
         last = [line for line in tail.splitlines() if line.strip()][-1:] or ["(no output)"]
         raise BenchError(f"{Path(argv[0]).name} {' '.join(argv[1:3])} ... exited "
                          f"{run.returncode}: {last[0].strip()[:300]}")
     return run
+
+
+def _busy_since(before: tuple[int, int] | None) -> float | None:
+    after = _cpu_ticks()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def _peaks_by_name(sampler: _RssSampler) -> dict[str, int]:

@@ -25,11 +25,12 @@ def _ff(*args: str) -> None:
 
 def clip(path: Path, *, width: int, height: int, seconds: float, fps: int = 30,
          gop_s: float = 2.0, audio: bool = True, preset: str = "veryfast", crf: int = 20,
-         container: str = "mp4") -> Path:
+         container: str = "mp4", pix_fmt: str = "yuv420p") -> Path:
     """A testsrc2 + sine clip: H.264 High yuv420p CFR, closed GOP, AAC-LC 48 kHz stereo.
 
     With ``container="mp4"`` it is the shape every platform accepts as it is (moov first, no
-    edit list, start at 0); ``"mov"`` puts the same streams in QuickTime.
+    edit list, start at 0); ``"mov"`` puts the same streams in QuickTime. ``pix_fmt="yuv422p"``
+    makes the 4:2:2 picture of a pro camera or a screen recorder, which no platform takes.
     """
     if path.exists():
         return path
@@ -38,8 +39,9 @@ def clip(path: Path, *, width: int, height: int, seconds: float, fps: int = 30,
         args += ["-f", "lavfi", "-i", f"sine=f=440:r=48000:d={seconds}", "-ac", "2",
                  "-c:a", "aac", "-b:a", "128k"]
     gop = max(1, int(fps * gop_s))
-    args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-profile:v", "high",
-             "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
+    profile = "high" if pix_fmt == "yuv420p" else "high422"
+    args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-profile:v", profile,
+             "-pix_fmt", pix_fmt, "-g", str(gop), "-keyint_min", str(gop),
              "-x264-params", "open-gop=0:scenecut=0", "-color_primaries", "bt709",
              "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv",
              "-map_metadata", "-1", "-shortest", "-use_editlist", "0"]
@@ -134,20 +136,28 @@ def camera_photo(path: Path, *, width: int, height: int, orientation: int = 6,
     return path
 
 
-def small_photos(folder: Path, count: int, *, width: int = 1280, height: int = 960) -> list[Path]:
-    """``count`` distinct small JPEGs (distinct bytes, so no output is shared or reused)."""
+def small_photos(folder: Path, count: int, *, width: int = 2400, height: int = 1800
+                 ) -> list[Path]:
+    """``count`` distinct 4 MP phone-like JPEGs shot in portrait (EXIF orientation 6), so every
+    platform has real work to do (rotate, crop, resize, re-encode); distinct bytes, so no output
+    is shared between jobs or reused."""
     from PIL import Image, ImageDraw
 
     folder.mkdir(parents=True, exist_ok=True)
     base = Image.radial_gradient("L").resize((width, height)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
     paths = []
     for i in range(count):
         p = folder / f"p{i:04d}.jpg"
         if not p.exists():
             im = base.copy()
-            ImageDraw.Draw(im).rectangle((i % width, 10, i % width + 40, 60),
-                                         fill=(i % 256, 80, 160))
-            im.save(p, "JPEG", quality=90)
+            draw = ImageDraw.Draw(im)
+            for k in range(12):
+                x = (i * 37 + k * 191) % (width - 200)
+                y = (i * 53 + k * 149) % (height - 200)
+                draw.ellipse((x, y, x + 180, y + 180), fill=((i * 7 + k * 40) % 256, 90, 160))
+            im.save(p, "JPEG", quality=90, exif=exif.tobytes())
         paths.append(p)
     return paths
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .measure import BenchError
-from .scenarios import FULL, QUICK, SCENARIOS, Ctx, Row
+from .scenarios import FULL, QUICK, SCENARIOS, Ctx, Profile, Row
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO / "bench" / "out" / "results.json"
@@ -137,6 +137,25 @@ def render_markdown(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def _write_report(path: Path, profile: Profile, started: float, machine: dict[str, Any],
+                  rows: list[Row], errors: dict[str, str]) -> dict[str, Any]:
+    report = {
+        "schema": 1,
+        "profile": profile.name,
+        "runs": {"encodes": profile.runs, "fanout": profile.fanout_runs,
+                 "images": profile.image_runs, "covers": profile.cover_runs},
+        "started": dt.datetime.fromtimestamp(time.time() - (time.monotonic() - started),
+                                             dt.UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - started, 1),
+        "machine": {**machine, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "results": [r.to_dict() for r in rows],
+        "errors": errors,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line flags."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
@@ -197,22 +216,12 @@ def main(argv: list[str] | None = None) -> int:
                 first = (str(err).splitlines() or [""])[0][:200]
                 rows.append(Row(name, "error", f"could not run: {first}", None, "", "", None))
             _log(f"{name} done in {time.monotonic() - t0:.0f} s")
+            # Written after every scenario, so a run stopped half-way keeps what it measured.
+            _write_report(args.json, profile, started, info, rows, errors)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    report = {
-        "schema": 1,
-        "profile": profile.name,
-        "runs": profile.runs,
-        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "duration_s": round(time.monotonic() - started, 1),
-        "machine": info,
-        "results": [r.to_dict() for r in rows],
-        "errors": errors,
-    }
-    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    report = _write_report(args.json, profile, started, info, rows, errors)
     print(render_table(rows))
     if args.markdown:
         print()
