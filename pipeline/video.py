@@ -161,7 +161,8 @@ def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float) -
     v = _colour_chain(v.filter("scale", g.content_width, g.content_height, **scale_opts), t)
     if (g.width, g.height) != (g.content_width, g.content_height):
         if g.fit == "blur":
-            fg, bg = (v.filter_multi_output("split")[i] for i in (0, 1))
+            split = v.filter_multi_output("split")
+            fg, bg = split[0], split[1]
             small_w = max(BLUR_MIN_SIDE, _even(g.width / BLUR_DOWNSCALE))
             small_h = max(BLUR_MIN_SIDE, _even(g.height / BLUR_DOWNSCALE))
             # boxblur needs radius <= a quarter of the smaller side (the 4:2:0 chroma plane)
