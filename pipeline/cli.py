@@ -214,7 +214,8 @@ def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Where media-library IDs live: file:///dir/{id}, s3://bucket/{id}, "
                           "https://host/{workspace_id}/{id} (default: $CONFORM_LIBRARY)."),
         click.option("--presets", "presets_dir", type=click.Path(file_okay=False), default=None,
-                     help="A folder of preset TOML files that add to or override the bundled ones."),
+                     help="A folder of preset TOML files that add to or override the bundled "
+                          "ones."),
         click.option("--allow-network", multiple=True, metavar="CIDR",
                      help="Allow URL sources in this private network (repeatable; "
                           "also $CONFORM_ALLOW_NETWORK)."),
@@ -306,7 +307,7 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) ->
 @_common_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable plan.")
 @click.pass_context
-def plan(ctx: click.Context, job: str, as_json: bool, **flags: Any) -> None:
+def plan(ctx: click.Context, /, job: str, as_json: bool, **flags: Any) -> None:
     """Show what `run` would do for JOB (fetches and probes, writes nothing)."""
     from . import runner
 
@@ -506,7 +507,7 @@ def presets_show(ctx: click.Context, name: str, presets_dir: str | None) -> None
                 click.echo(f"error: no platform or variant {name!r} "
                            f"(try: conform presets list)", err=True)
                 ctx.exit(ExitStatus.USAGE)
-            data = _jsonable(asdict(found[1]))  # type: ignore[index]
+            data = _jsonable(asdict(found[1]))
         click.echo(json.dumps(data, indent=2, default=str))
 
 

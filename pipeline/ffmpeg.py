@@ -184,7 +184,7 @@ def run(
     started = time.monotonic()
     timed_out = threading.Event()
     with tempfile.TemporaryFile() as err_fh, tempfile.TemporaryFile() as out_fh:
-        proc = subprocess.Popen(  # noqa: S603 - argv list built by our own code, never a shell
+        proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if on_progress else out_fh,

@@ -287,7 +287,8 @@ class _Reader:
             return None
         parsed = parse_ratio(value)
         if parsed is None:
-            self.problems.append(f"{self._where(key)}: expected a ratio like \"9:16\", got {value!r}")
+            self.problems.append(
+                f"{self._where(key)}: expected a ratio like \"9:16\", got {value!r}")
         return parsed
 
     def ratios(self, key: str) -> tuple[Fraction, ...]:
@@ -430,7 +431,8 @@ def _video(r: _Reader) -> VideoSpec:
     _check_order(r, "aspect_min", spec.aspect_min, "aspect_max", spec.aspect_max)
     _check_order(r, "fps_min", spec.fps_min, "fps_max", spec.fps_max)
     if spec.max_duration_s is not None:
-        _check_order(r, "min_duration_s", spec.min_duration_s, "max_duration_s", spec.max_duration_s)
+        _check_order(r, "min_duration_s", spec.min_duration_s,
+                     "max_duration_s", spec.max_duration_s)
     return spec
 
 
@@ -500,7 +502,8 @@ def parse_preset(data: Mapping[str, Any], *, origin: str, stem: str | None = Non
     aliases = r.strs("aliases")
     sources = r.strs("sources")
     checked_raw = r._get("checked", False)
-    checked = checked_raw.isoformat() if isinstance(checked_raw, dt.date) else str(checked_raw or "")
+    checked = (checked_raw.isoformat() if isinstance(checked_raw, dt.date)
+               else str(checked_raw or ""))
 
     lt = r.table("limits", required=True)
     limits = Limits(0, 0, False, None, None, True, False)
@@ -543,7 +546,8 @@ def parse_preset(data: Mapping[str, Any], *, origin: str, stem: str | None = Non
                 if ref is not None and ref not in variants:
                     problems.append(f"modes.{name}.{want}: no variant {ref!r}")
                 elif ref is not None and variants[ref].kind != want:
-                    problems.append(f"modes.{name}.{want}: variant {ref!r} is not an {want} variant")
+                    problems.append(
+                        f"modes.{name}.{want}: variant {ref!r} is not an {want} variant")
             modes[name] = mode
         mt.finish()
         if modes and default_mode not in modes:

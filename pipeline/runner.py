@@ -7,6 +7,7 @@ One failing medium or account never stops the others; the manifest says what hap
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -26,11 +27,10 @@ from .errors import (
     FFmpegTimeout,
     Interrupted,
     PipelineError,
-    ProcessingFailed,
     StorageError,
     StorageNotFound,
 )
-from .image import MIME, render_image
+from .image import render_image
 from .models import ErrorInfo, Job, JobEvent, LocalMedia, MediaInfo, MediaRef
 from .plan import ENCODER_VERSION, CoverPlan, JobPlan, Rendition, VideoTarget, plan_job
 from .presets import PresetRegistry, Variant, load_presets
@@ -342,10 +342,10 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
         deadline.check("render")
         emit("render", "start", done / max(total, 1), rendition.name)
         outputs[rendition.key] = _guard(
-            lambda r=rendition: _make_rendition(r, sources, probed, job=job, settings=settings,
-                                                presets=presets, storage=storage, workdir=workdir,
-                                                deadline=deadline, delivered=delivered,
-                                                emit=emit, prerendered=prerendered),
+            functools.partial(_make_rendition, rendition, sources, probed, job=job,
+                              settings=settings, presets=presets, storage=storage,
+                              workdir=workdir, deadline=deadline, delivered=delivered,
+                              emit=emit, prerendered=prerendered),
             job.id, rendition.name)
         done += 1
     for cplan in jobplan.covers:
@@ -360,9 +360,10 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
                 failed.http_status, retryable=failed.retryable))
         else:
             outputs[cplan.key] = _guard(
-                lambda c=cplan: _make_cover(c, sources, thumbs, jobplan, settings=settings,
-                                            storage=storage, workdir=workdir, deadline=deadline,
-                                            delivered=delivered, job=job, presets=presets),
+                functools.partial(_make_cover, cplan, sources, thumbs, jobplan,
+                                  settings=settings, storage=storage, workdir=workdir,
+                                  deadline=deadline, delivered=delivered, job=job,
+                                  presets=presets),
                 job.id, "cover")
         done += 1
     emit("render", "done", 1.0)
@@ -436,7 +437,7 @@ def _guard(make: Callable[[], dict[str, Any]], job_id: str, what: str) -> _Outpu
     except PipelineError as err:
         log.warning("job %s: %s failed: %s", job_id, what, err.message)
         return _Output(error=error_info(err))
-    except Exception as err:  # noqa: BLE001 - recorded as an internal error, batch goes on
+    except Exception as err:
         log.exception("job %s: unexpected error producing %s", job_id, what)
         return _Output(error=ErrorInfo("internal", f"internal error: {type(err).__name__}: {err}",
                                        500))

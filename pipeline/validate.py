@@ -97,7 +97,8 @@ def check_account(job: Job, account: Account, preset: Preset,
     indices = range(len(job.content)) if limits.thread else range(1)
     if not limits.thread and any(item.media for item in job.content[1:]):
         warnings.append(
-            f"{preset.label} publishes content[0] only: media of later content items is not processed"
+            f"{preset.label} publishes content[0] only: media of later content items is not "
+            "processed"
         )
 
     for ci in indices:
