@@ -30,7 +30,7 @@ from .errors import (
     StorageError,
     StorageNotFound,
 )
-from .image import render_image
+from .image import HeifCache, render_image
 from .models import ErrorInfo, Job, JobEvent, LocalMedia, MediaInfo, MediaRef
 from .plan import ENCODER_VERSION, CoverPlan, JobPlan, Rendition, VideoTarget, plan_job
 from .presets import PresetRegistry, Variant, load_presets
@@ -338,16 +338,25 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
     prerendered = _render_shared_decodes(jobplan, sources, probed, job=job, settings=settings,
                                          storage=storage, workdir=workdir, deadline=deadline,
                                          emit=emit)
-    for rendition in jobplan.renditions:
+    heif_cache = HeifCache()
+    # Outputs of one source are made one after the other, so a decoded HEIC is held only while
+    # its own outputs are made (and decoded once for all of them).
+    first_seen = {ref: i for i, ref in reversed(list(enumerate(
+        r.ref_text for r in jobplan.renditions)))}
+    ordered = sorted(jobplan.renditions, key=lambda r: first_seen[r.ref_text])
+    for index, rendition in enumerate(ordered):
+        if index and ordered[index - 1].ref_text != rendition.ref_text:
+            heif_cache.clear()
         deadline.check("render")
         emit("render", "start", done / max(total, 1), rendition.name)
         outputs[rendition.key] = _guard(
             functools.partial(_make_rendition, rendition, sources, probed, job=job,
                               settings=settings, presets=presets, storage=storage,
                               workdir=workdir, deadline=deadline, delivered=delivered,
-                              emit=emit, prerendered=prerendered),
+                              emit=emit, prerendered=prerendered, heif_cache=heif_cache),
             job.id, rendition.name)
         done += 1
+    heif_cache.clear()
     for cplan in jobplan.covers:
         deadline.check("cover")
         emit("cover", "start", done / max(total, 1))
@@ -510,8 +519,8 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
                     workdir: Path, deadline: Deadline,
                     delivered: dict[str, tuple[Path, MediaInfo]],
                     emit: Callable[..., None],
-                    prerendered: dict[str, Path | PipelineError] | None = None
-                    ) -> dict[str, Any]:
+                    prerendered: dict[str, Path | PipelineError] | None = None,
+                    heif_cache: HeifCache | None = None) -> dict[str, Any]:
     if not settings.force:
         meta = _load_meta(storage, r.key, workdir, max_bytes=r.target.max_bytes)
         if meta is not None:
@@ -547,7 +556,7 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
                                                 info.duration_s or 0.0), r.name)
         mime = "video/quicktime" if out_info.format_name == "mov" else "video/mp4"
     else:
-        iresult = render_image(src.path, info.format_name, target, out)
+        iresult = render_image(src.path, info.format_name, target, out, heif_cache=heif_cache)
         extra_actions, extra_warnings = iresult.extra_actions, iresult.warnings
         out = iresult.path
         out_info = probe.probe(out, max_pixels=settings.max_image_pixels)
