@@ -99,6 +99,26 @@ def handle_errors(ctx: click.Context) -> Iterator[None]:
         click.echo(_error_line(err.message, code=err.code) if _log_format(ctx) == "json"
                    else f"error: [{err.code}] {err.message}", err=True)
         ctx.exit(ExitStatus.TEMPFAIL if err.retryable else err.exit_code)
+    except OSError as err:
+        # The machine, not the input: a full disk or an unwritable work folder. Worth a retry.
+        if debug:
+            raise
+        message = f"{err.strerror or err} ({err.filename})" if err.filename else str(err)
+        click.echo(_error_line(message, code="io_error") if _log_format(ctx) == "json"
+                   else f"error: [io_error] {message}", err=True)
+        ctx.exit(ExitStatus.TEMPFAIL)
+    except click.exceptions.Exit:
+        raise
+    except Exception as err:
+        # A bug of ours: one line for the user, the traceback in the log (and with --debug).
+        if debug:
+            raise
+        log.error("internal error", exc_info=True)
+        click.echo(_error_line(f"internal error: {type(err).__name__}: {err}", code="internal")
+                   if _log_format(ctx) == "json" else
+                   f"error: [internal] {type(err).__name__}: {err} (run with --debug for the "
+                   "traceback)", err=True)
+        ctx.exit(ExitStatus.JOB_FAILED)
 
 
 def _error_line(message: str, **fields: Any) -> str:

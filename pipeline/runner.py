@@ -41,8 +41,6 @@ from .validate import AccountCheck, Probed, check_account, error_info
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[JobEvent], None]
-MANIFEST_SCHEMA = 1
-_IMMUTABLE = IMMUTABLE  # assets never change: their keys are content addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,7 +628,7 @@ def _store_output(storage: Storage, path: Path, key: str, content_key: str,
     Raises:
         StorageError: either write failed; without the meta a re-run makes the output again.
     """
-    stored = storage.put_file(path, key, content_type=mime, cache_control=_IMMUTABLE,
+    stored = storage.put_file(path, key, content_type=mime, cache_control=IMMUTABLE,
                               metadata=origin)
     # no-cache: unlike the asset, the meta is rewritten by --force or after a damaged upload
     storage.put_bytes(json.dumps({**entry, "origin": origin}).encode(), _meta_key(content_key),
