@@ -1,0 +1,261 @@
+"""Image planning: format, shape, size and least work for one image and one variant."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from ..models import ImageFacts, MediaInfo
+from ..presets import ImageSpec
+from .geometry import clamp_aspect, fit_geometry, nearest_ratio
+from .targets import Geometry, ImageTarget
+
+# Formats the engine writes. HEIF, AVIF, TIFF and BMP inputs are always converted: no preset
+# delivers HEIF/AVIF, and TIFF/BMP could only be kept by re-encoding them anyway.
+_WRITABLE = ("jpeg", "png", "webp", "gif")
+# Formats whose metadata `image.strip_metadata` removes without re-encoding: only these can
+# pass through.
+_STRIPPABLE = ("jpeg", "png", "webp", "gif")
+# A photo-like PNG (no alpha) that must be re-encoded is predicted to keep about its source's
+# bytes per pixel; over this share of the byte cap it is delivered as JPEG instead, because a
+# PNG has no quality knob and could only be shrunk to fit.
+PNG_BUDGET_SHARE = 0.8
+_FIT_ACTION = {"crop": "cropped", "pad": "padded", "blur": "blurred"}
+
+
+def is_srgb_profile(description: str) -> bool:
+    """Whether an ICC profile, by its description, is sRGB itself.
+
+    Only a name that *starts* with sRGB counts ("sRGB IEC61966-2.1", "sRGB built-in",
+    "sRGB2014"): Samsung's "DCI-P3 D65 Gamut with sRGB Transfer" mentions sRGB but has P3
+    primaries. An unknown name is converted, which is never wrong, only not a pass-through.
+    """
+    name = description.strip().lower()
+    return name.startswith("srgb") and "p3" not in name
+
+
+def needs_srgb(facts: ImageFacts) -> bool:
+    """The pixels must be colour-converted to sRGB (a non-sRGB ICC profile, or CMYK/YCbCr/LAB)."""
+    if facts.mode in ("CMYK", "YCbCr", "LAB"):
+        return True
+    return bool(facts.icc_profile) and not is_srgb_profile(facts.icc_profile or "")
+
+
+def wanted_aspect(aspect: Fraction, spec: ImageSpec) -> Fraction | None:
+    """The output shape a variant asks for, or None to keep the source's.
+
+    Outside the variant's range the shape becomes the nearest listed crop ratio (Instagram's own
+    auto-crop: 4:5, 1:1 or 1.91:1) or else the nearest end of the range. A ``same_size``
+    carousel with crop ratios (Pinterest: 2:3 or 1:1) always takes the nearest of them.
+    """
+    in_range = ((spec.aspect_min is None or aspect >= spec.aspect_min)
+                and (spec.aspect_max is None or aspect <= spec.aspect_max))
+    if spec.carousel == "same_size" and spec.crop_ratios:
+        return nearest_ratio(aspect, spec.crop_ratios)
+    if in_range:
+        return None
+    if spec.fit == "crop" and spec.crop_ratios:
+        return nearest_ratio(aspect, spec.crop_ratios)
+    return clamp_aspect(aspect, spec.aspect_min, spec.aspect_max)
+
+
+def _image_geometry(info: MediaInfo, spec: ImageSpec, aspect: Fraction | None) -> Geometry:
+    return fit_geometry(
+        info.width, info.height, aspect=aspect, fit=spec.fit if aspect else "none",
+        max_width=spec.max_width, max_height=spec.max_height,
+        min_width=max(spec.min_width, spec.min_upscale_width or 1), min_height=spec.min_height,
+        max_pixels=spec.max_pixels, max_side_sum=spec.max_side_sum,
+        max_short_side=spec.max_short_side,
+    )
+
+
+def carousel_frame(infos: list[MediaInfo], spec: ImageSpec
+                   ) -> tuple[Fraction, tuple[int, int] | None]:
+    """The shape (and, for ``same_size`` carousels, the size) every item of a carousel takes.
+
+    The first item decides the shape, as Instagram does. A ``same_size`` carousel (Pinterest)
+    also needs one size: the largest that no item has to be upscaled to reach.
+
+    Args:
+        infos: the carousel's images, in order (at least one).
+        spec: the carousel variant.
+
+    Returns:
+        ``(aspect, size)``; ``size`` is None unless the variant is ``same_size``.
+
+    Raises:
+        Nothing.
+    """
+    first = infos[0]
+    aspect = wanted_aspect(first.aspect, spec) or first.aspect
+    if spec.carousel != "same_size":
+        return aspect, None
+    sizes = [_image_geometry(i, spec, aspect if i.aspect != aspect else None) for i in infos]
+    smallest = _inside_aspect_range(min(sizes, key=lambda g: g.width), spec)
+    return aspect, (smallest.width, smallest.height)
+
+
+def plan_image(info: MediaInfo, spec: ImageSpec, *, max_bytes: int,
+               forced_aspect: Fraction | None = None,
+               forced_size: tuple[int, int] | None = None,
+               keep_animation: bool = False) -> tuple[ImageTarget, list[str], list[str]]:
+    """Target, planned actions and warnings for one image and one image variant.
+
+    Args:
+        info: the probed image (displayed size, EXIF orientation already resolved).
+        spec: the image variant.
+        max_bytes: the byte cap (the stricter of the variant's and the post's).
+        forced_aspect: a carousel's shape (see :func:`carousel_frame`).
+        forced_size: a ``same_size`` carousel's exact size.
+        keep_animation: validation kept this animated image as an image (not a still frame).
+
+    Returns:
+        ``(target, actions, warnings)``; actions use the manifest's vocabulary: ``rotated``,
+        ``converted_colour``, ``flattened_alpha``, ``cropped``/``padded``/``blurred``,
+        ``resized``, ``converted_format``, ``first_frame``, ``recompressed``,
+        ``stripped_metadata``, ``passed_through``.
+
+    Raises:
+        Nothing: ``info`` must be a probed image.
+    """
+    assert info.image is not None
+    facts = info.image
+    animated = keep_animation and info.animated and animation_fits(info, spec)
+    if animated and spec.max_animated_bytes:
+        # The preset's animation cap replaces the photo cap (X: GIF 15 MB, photo 5 MB).
+        max_bytes = spec.max_animated_bytes
+    aspect = forced_aspect if forced_aspect is not None else wanted_aspect(info.aspect, spec)
+    if aspect == info.aspect:
+        aspect = None
+    geometry = _image_geometry(info, spec, aspect)
+    if forced_size is not None and (geometry.width, geometry.height) != forced_size:
+        geometry = force_size(geometry, forced_size)
+    elif forced_size is None:
+        geometry = _inside_aspect_range(geometry, spec)
+    to_srgb = needs_srgb(facts)
+    changed = (facts.exif_orientation != 1 or to_srgb or geometry.fit != "none"
+               or geometry.resized or facts.bits != 8)
+    takes_format = info.format_name in (spec.animated_formats if animated else spec.formats)
+    keep_format = takes_format and info.format_name in _STRIPPABLE
+    passthrough = (keep_format and not changed and info.size_bytes <= max_bytes
+                   and (animated or not info.animated))
+    out_format = (info.format_name if passthrough or animated
+                  else _encode_format(info, spec, geometry, max_bytes))
+    actions: list[str] = []
+    warnings: list[str] = []
+    if passthrough:
+        actions.append("passed_through")
+    else:
+        if facts.exif_orientation != 1:
+            actions.append("rotated")
+        if to_srgb or facts.bits != 8:
+            actions.append("converted_colour")
+        if facts.has_alpha and out_format == "jpeg":
+            actions.append("flattened_alpha")
+        if geometry.fit != "none":
+            actions.append(_FIT_ACTION[geometry.fit])
+        if geometry.resized:
+            actions.append("resized")
+        if out_format != info.format_name:
+            actions.append("converted_format")
+        if info.animated and not animated:
+            actions.append("first_frame")
+        actions.append("recompressed")
+    if facts.has_exif or facts.has_xmp or facts.has_gps:
+        actions.append("stripped_metadata")
+    if geometry.upscaled:
+        warnings.append("upscaled")
+    target = ImageTarget(
+        format=out_format, geometry=geometry, background=spec.background, max_bytes=max_bytes,
+        quality=spec.quality, quality_floor=spec.quality_floor, animated=animated,
+        passthrough=passthrough, orientation=facts.exif_orientation, to_srgb=to_srgb,
+        min_width=spec.min_width, min_height=spec.min_height,
+    )
+    return target, actions, warnings
+
+
+def animation_fits(info: MediaInfo, spec: ImageSpec) -> bool:
+    """Whether a variant can take this animated image as an animation, within its caps.
+
+    The format must be one the variant animates (GIF), the frame count within its cap, and the
+    bytes within its animation cap, predicted from the source's bytes per pixel when the frames
+    must be scaled down. ``width x height x frames`` is held to X's 300 million (the most
+    generous published GIF limit), which also bounds the engine's memory.
+
+    Raises:
+        Nothing.
+    """
+    facts = info.image
+    if facts is None or info.format_name not in spec.animated_formats:
+        return False
+    if spec.max_animated_frames is not None and facts.frames > spec.max_animated_frames:
+        return False
+    g = _image_geometry(info, spec, wanted_aspect(info.aspect, spec))
+    if g.width * g.height * facts.frames > ANIMATION_PIXEL_BUDGET:
+        return False
+    shrink = min(1.0, (g.content_width * g.content_height) / max(1, info.width * info.height))
+    cap = spec.max_animated_bytes or spec.max_bytes
+    return info.size_bytes * shrink <= cap
+
+
+# X's published GIF limit (platform-specs.md section 1): width x height x frames <= 300 million.
+ANIMATION_PIXEL_BUDGET = 300_000_000
+
+
+def _encode_format(info: MediaInfo, spec: ImageSpec, geometry: Geometry, max_bytes: int) -> str:
+    """The format to re-encode to: the source's when the variant takes it, else JPEG or PNG."""
+    assert info.image is not None
+    src = info.format_name
+    alpha = info.image.has_alpha
+    allowed = [f for f in spec.formats if f in _WRITABLE]
+    if src in ("jpeg", "webp") and src in allowed:
+        return src
+    lossless_source = src in ("png", "gif", "bmp", "tiff")
+    if "png" in allowed and (alpha or (lossless_source and "jpeg" not in allowed)):
+        return "png"
+    if "png" in allowed and src in ("png", "gif") and "jpeg" in allowed:
+        # Graphics stay lossless unless the PNG would not fit the budget (a photo saved as PNG).
+        out_px = geometry.width * geometry.height
+        src_px = max(1, info.width * info.height)
+        if info.size_bytes * out_px / src_px <= max_bytes * PNG_BUDGET_SHARE:
+            return "png"
+    if "jpeg" in allowed:
+        return "jpeg"
+    return allowed[0] if allowed else "jpeg"
+
+
+def _inside_aspect_range(g: Geometry, spec: ImageSpec) -> Geometry:
+    """Take the pixel lost to rounding back, so a hard range (Instagram's 4:5) is never missed.
+
+    Only a range with two different ends can be met exactly; a single ratio (a 9:16 story)
+    is met to within rounding.
+    """
+    lo, hi = spec.aspect_min, spec.aspect_max
+    if lo is None or hi is None or lo == hi:
+        return g
+    w, h = g.width, g.height
+    if Fraction(w, h) < lo and h > 1:
+        h = max(1, math.floor(w / lo))
+    elif Fraction(w, h) > hi and w > 1:
+        w = max(1, math.floor(h * hi))
+    if (w, h) == (g.width, g.height):
+        return g
+    return force_size(g, (w, h))
+
+
+def force_size(g: Geometry, size: tuple[int, int]) -> Geometry:
+    """The same picture at an exact canvas size (carousel items of one size; cover boxes).
+
+    Padding and blurred fills scale their content with the canvas; a crop fills it.
+    """
+    w, h = size
+    if g.fit in ("pad", "blur"):
+        content_w = min(w, max(1, round(g.content_width * w / g.width)))
+        content_h = min(h, max(1, round(g.content_height * h / g.height)))
+    else:
+        content_w, content_h = w, h
+    grown = content_w > g.crop_width or content_h > g.crop_height
+    return Geometry(width=w, height=h, content_width=content_w, content_height=content_h,
+                    crop_x=g.crop_x, crop_y=g.crop_y, crop_width=g.crop_width,
+                    crop_height=g.crop_height, fit=g.fit, source_width=g.source_width,
+                    source_height=g.source_height, upscaled=g.upscaled or grown)

@@ -1,0 +1,190 @@
+"""Targets: what each output must be, and the content address derived from it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+# Bump when the same target would now produce different bytes (encoder settings, filters).
+ENCODER_VERSION = "1"
+# The same for images: part of every image output's content address (``ImageTarget.engine``),
+# so a re-run never reuses an output an older image engine made.
+IMAGE_ENGINE = "image-2"
+# Bump when a video target would now produce different bytes (filters, encoder settings).
+VIDEO_ENCODER_VERSION = "2"
+
+FitMode = Literal["none", "crop", "pad", "blur"]
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """How the displayed picture becomes the output frame.
+
+    ``crop_*`` is a rectangle of the displayed (upright) source; the content is scaled to
+    ``content_*`` and placed centred on a ``width`` x ``height`` canvas (pad or blur fill).
+    """
+
+    width: int
+    height: int
+    content_width: int
+    content_height: int
+    crop_x: int
+    crop_y: int
+    crop_width: int
+    crop_height: int
+    fit: FitMode
+    source_width: int
+    source_height: int
+    upscaled: bool = False
+
+    @property
+    def resized(self) -> bool:
+        """The content changed size."""
+        return (self.content_width, self.content_height) != (self.crop_width, self.crop_height)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageTarget:
+    """What one image output must be."""
+
+    format: str
+    geometry: Geometry
+    background: str
+    max_bytes: int
+    quality: int
+    quality_floor: int
+    animated: bool
+    passthrough: bool
+    orientation: int
+    to_srgb: bool
+    min_width: int = 1
+    min_height: int = 1
+    engine: str = IMAGE_ENGINE
+    kind: Literal["image"] = "image"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioTarget:
+    """What the output's audio track must be."""
+
+    action: Literal["copy", "encode", "none", "silent"]
+    codec: str = "aac"
+    sample_rate_hz: int = 48000
+    channels: int = 2
+    bitrate_kbps: int = 128
+    loudnorm: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VideoTarget:
+    """What one video output must be, and whether we pass, remux or encode to get there."""
+
+    action: Literal["passthrough", "remux", "audio_only", "transcode"]
+    geometry: Geometry
+    pad_color: str
+    fps: Fraction | None
+    gop_frames: int
+    tonemap: bool
+    deinterlace: bool
+    full_to_limited: bool
+    max_bytes: int
+    maxrate_kbps: int
+    trim_s: float | None
+    audio: AudioTarget
+    from_image: bool
+    x264_preset: str
+    spec_max_bitrate_kbps: int | None = None
+    square_pixels: bool = False       # SAR != 1: scale to the displayed size first
+    in_matrix: str = "bt709"          # the source's YUV matrix (swscale name)
+    in_transfer: str | None = None    # tone-map from: smpte2084 (PQ) or arib-std-b67 (HLG)
+    in_primaries: str = "bt709"
+    level: str = ""                   # H.264 level, from size, rate and maxrate
+    min_width: int = 2                # byte-budget retries never shrink below the preset's
+    min_height: int = 2               # minimum size
+    source_codec: str = ""            # what a stream copy keeps (remux, pass-through)
+    kind: Literal["video"] = "video"
+
+
+@dataclass(frozen=True, slots=True)
+class CoverTarget:
+    """A cover: a frame of the delivered video, or a conformed custom thumbnail."""
+
+    source: Literal["frame", "image"]
+    at_ms: int | None
+    format: str
+    width: int
+    height: int
+    fit: FitMode
+    max_bytes: int
+    min_width: int
+
+
+Target = ImageTarget | VideoTarget
+
+
+@dataclass(frozen=True, slots=True)
+class Use:
+    """One account's use of an output."""
+
+    account_id: str
+    platform: str
+    variant_id: str
+    content_index: int
+    media_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """One output to produce (shared by every account whose target is identical)."""
+
+    key: str
+    source_sha256: str
+    ref_text: str
+    target: Target
+    actions: tuple[str, ...]
+    warnings: tuple[str, ...]
+    name: str
+    uses: tuple[Use, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class CoverPlan:
+    """One cover output; for frames it is made from the rendition it names."""
+
+    key: str
+    target: CoverTarget
+    rendition_key: str
+    thumbnail_sha256: str | None
+    accounts: tuple[str, ...]
+    thumbnail_ref: str | None = None   # the job's reference text of the thumbnail (image covers)
+
+
+def target_key(source_sha256: str, target: Target | CoverTarget, extra: str = "") -> str:
+    """Content address of an output: source bytes + every parameter that changes the bytes +
+    encoder version. Caps that do not change the bytes (a byte cap far above what the encode
+    makes) are left out, so platforms with different caps share one output."""
+    blob = json.dumps({"src": source_sha256, "target": _key_view(target), "enc": ENCODER_VERSION,
+                       "extra": extra}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _key_view(target: Target | CoverTarget) -> dict[str, object]:
+    view = asdict(target)
+    if isinstance(target, VideoTarget):
+        # The byte cap reaches the bytes only through maxrate_kbps (derived from it); the
+        # rendition is verified against the smallest cap of everyone sharing it.
+        view.pop("max_bytes")
+        view.pop("spec_max_bitrate_kbps")
+        view.pop("min_width")   # the floor of budget retries: the cap decides if it is reached
+        view.pop("min_height")
+        view["video_encoder"] = VIDEO_ENCODER_VERSION
+        if target.action != "transcode":
+            # Stream copy: only the container and the audio track are made by us.
+            for name in ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",
+                         "tonemap", "deinterlace", "full_to_limited", "square_pixels",
+                         "in_matrix", "in_transfer", "in_primaries", "level"):
+                view.pop(name)
+    return view
