@@ -232,7 +232,7 @@ def _planned_video_argv(ctx: Ctx, job: Path, library: Path, src: Path, out: Path
     type to do the same encode by hand), without the progress pipe."""
     from pipeline import probe, runner
     from pipeline.job import parse_job_text
-    from pipeline.plan import BITS_PER_PIXEL_CEILING
+    from pipeline.plan import BITS_PER_PIXEL_CEILING, VideoTarget
     from pipeline.presets import load_presets
     from pipeline.video import build_args
 
@@ -245,6 +245,8 @@ def _planned_video_argv(ctx: Ctx, job: Path, library: Path, src: Path, out: Path
     if len(jobplan.renditions) != 1:
         raise BenchError(f"expected one rendition, the plan has {len(jobplan.renditions)}")
     target = jobplan.renditions[0].target
+    if not isinstance(target, VideoTarget):
+        raise BenchError("the job's only rendition is not a video")
     info = probe.probe(src)
     if force_transcode and target.action != "transcode":
         # What a pipeline without pass-through/remux does: encode anyway, with our settings.
@@ -434,7 +436,7 @@ def fanout(ctx: Ctx) -> list[Row]:
     notes = _quick_note(ctx) + [f"failed: {f}" for f in failures]
     if ctx.profile.fanout_accounts is not None:
         notes.append(f"quick mode: {len(accounts)} of {len(ALL_VIDEO_ACCOUNTS)} variants")
-    shares = {}
+    shares: dict[str, list[str]] = {}
     for a in manifest["accounts"]:
         for m in a["media"]:
             shares.setdefault(m["uri"].rsplit("/", 1)[-1], []).append(a["account_id"])
