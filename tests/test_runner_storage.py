@@ -33,7 +33,6 @@ from botocore.exceptions import ConnectionClosedError
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from pipeline import storage as storage_mod
 from pipeline.cli import main
 from pipeline.errors import ConfigError, StorageError
 from pipeline.job import parse_job_text
@@ -50,6 +49,8 @@ from pipeline.storage import (
     open_storage,
     s3_client,
 )
+from pipeline.storage import local as storage_local
+from pipeline.storage import s3 as storage_s3
 from tests.support import s3server
 from tests.support.s3server import S3Server, count_puts, error_response
 
@@ -291,7 +292,7 @@ def failing_asset_writes(dest: Dest, monkeypatch: pytest.MonkeyPatch,
         def put_file(self: Any, src: Path, key: str, **kwargs: Any) -> Any:
             if victim.strip("/") in key:
                 with monkeypatch.context() as mp:
-                    mp.setattr(storage_mod, "_copy", _half_copy)
+                    mp.setattr(storage_local, "_copy", _half_copy)
                     return original(self, src, key, **kwargs)
             return original(self, src, key, **kwargs)
 
@@ -325,9 +326,9 @@ def failing_manifest_write(dest: Dest, monkeypatch: pytest.MonkeyPatch,
             if key.startswith("manifests/"):
                 with monkeypatch.context() as mp:
                     if retryable:
-                        mp.setattr(storage_mod, "_write_all", _disk_full)
+                        mp.setattr(storage_local, "_write_all", _disk_full)
                     else:
-                        mp.setattr(storage_mod.tempfile, "mkstemp", denied)
+                        mp.setattr(storage_local.tempfile, "mkstemp", denied)
                     return original(self, data, key, **kwargs)
             return original(self, data, key, **kwargs)
 
@@ -816,7 +817,7 @@ def test_conform_run_no_credentials(
     s3_server: S3Server, s3_bucket: str, tmp_path: Path, library: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(storage_mod, "_clients", {})  # a fresh client resolves credentials
+    monkeypatch.setattr(storage_s3, "_clients", {})  # a fresh client resolves credentials
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     result = cli(run_args(tmp_path, library, f"s3://{s3_bucket}/p"))

@@ -26,7 +26,6 @@ from botocore.exceptions import (
     ProxyConnectionError,
 )
 
-from pipeline import storage as storage_mod
 from pipeline.errors import (
     ConfigError,
     StorageError,
@@ -45,6 +44,7 @@ from pipeline.storage import (
     s3_client,
     translate_client_error,
 )
+from pipeline.storage import local as storage_local
 from tests.support import s3server
 from tests.support.s3server import S3Server, count_puts, error_response
 
@@ -142,8 +142,8 @@ def writes_fail(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
             raise OSError(errno.ENOSPC, "No space left on device")
 
         with monkeypatch.context() as mp:
-            mp.setattr(storage_mod, "_copy", half_copy)
-            mp.setattr(storage_mod, "_write_all", half_copy)
+            mp.setattr(storage_local, "_copy", half_copy)
+            mp.setattr(storage_local, "_write_all", half_copy)
             yield
         return
     from botocore.retries import standard
@@ -610,7 +610,7 @@ def test_local_temp_write_failure_leaves_no_file(
     def fail_replace(src: Any, dst: Any) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(storage_mod.os, "replace", fail_replace)
+    monkeypatch.setattr(storage_local.os, "replace", fail_replace)
     with pytest.raises(StorageError) as info:
         store.put_file(write(tmp_path / "f", b"x" * 5000), "a/b.bin", content_type="x/y")
     assert info.value.retryable
@@ -624,7 +624,7 @@ def test_local_permission_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     def denied(*_: Any, **__: Any) -> Any:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(storage_mod.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(storage_local.tempfile, "mkstemp", denied)
     with pytest.raises(StoragePermissionError):
         store.put_bytes(b"x", "k", content_type="x/y")
 

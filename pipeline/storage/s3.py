@@ -1,4 +1,5 @@
-"""Where finished renditions go: one Storage protocol, a local-folder and an S3 backend."""
+"""The S3 backend (AWS, MinIO, R2, moto) through one shared boto3 client; botocore errors
+become typed, retry-aware storage errors here and nowhere else."""
 
 from __future__ import annotations
 
@@ -6,16 +7,13 @@ import base64
 import contextlib
 import hashlib
 import logging
-import mimetypes
 import os
 import re
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final, Protocol, runtime_checkable
-from urllib.parse import quote, unquote, urlsplit
+from typing import Any, Final
 
 import boto3
 import botocore.exceptions as botoexc
@@ -25,29 +23,24 @@ from botocore.config import Config
 from s3transfer import exceptions as s3t_exc
 from s3transfer.utils import ChunksizeAdjuster
 
-from .errors import ConfigError, StorageError, StorageNotFound, StoragePermissionError
-
-__all__ = [
-    "CONTENT_SHA256_KEY",
-    "IMMUTABLE",
-    "TRANSFER_CONFIG",
-    "LocalStorage",
-    "S3Storage",
-    "Storage",
-    "StorageRejected",
-    "StoredObject",
-    "make_s3_client",
-    "open_storage",
-    "s3_client",
-    "translate_client_error",
-]
+from ..errors import ConfigError, StorageError, StorageNotFound, StoragePermissionError
+from .base import (
+    _MAX_KEY_BYTES,
+    CONTENT_SHA256_KEY,
+    IMMUTABLE,
+    StorageRejected,
+    StoredObject,
+    _check_key,
+    _check_prefix,
+    _check_presign,
+    _clean_metadata,
+    _join_url,
+    _MiB,
+    _public_base,
+)
+from .local import _COPY_BLOCK_BYTES, _translate_os_error
 
 log = logging.getLogger(__name__)
-
-#: Cache-Control for renditions: keys are content-addressed, so an object never changes.
-IMMUTABLE: Final = "public, max-age=31536000, immutable"
-
-_MiB: Final = 1024 * 1024
 
 # S3 allows at most 10,000 parts per upload, so 64 MiB parts cover 640 GB, far above the
 # largest platform cap (4 GB), while a 4 GB video is still only 64 parts. Four parts in flight
@@ -63,186 +56,6 @@ TRANSFER_CONFIG: Final = TransferConfig(
 )
 
 _RETRY_MAX_ATTEMPTS: Final = 5
-# SigV4 presigned URLs are valid for at most seven days.
-_PRESIGN_MAX_S: Final = 7 * 24 * 3600
-# S3's limits: 1024 bytes of UTF-8 per key, 2 KB of user metadata per object.
-_MAX_KEY_BYTES: Final = 1024
-_MAX_METADATA_BYTES: Final = 2048
-_TMP_PREFIX: Final = ".conform-tmp-"
-_COPY_BLOCK_BYTES: Final = 1 * _MiB
-_METADATA_KEY_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-# Printable ASCII except '%', which we use to escape everything else in metadata values.
-_METADATA_SAFE: Final = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
-#: Metadata key holding the hex sha256 of the stored bytes; written by put_file on S3.
-CONTENT_SHA256_KEY: Final = "sha256"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredObject:
-    """An object as stored: its key relative to the storage root, where it is, how big."""
-
-    key: str
-    uri: str
-    size_bytes: int
-    content_type: str | None
-    etag: str | None = None
-    #: hex sha256 of the bytes as recorded when they were stored (S3 ``sha256`` metadata);
-    #: ``None`` where the store keeps no such record (a local folder, foreign objects).
-    sha256: str | None = None
-
-
-@runtime_checkable
-class Storage(Protocol):
-    """Put, look up, fetch and list objects under one root (a folder or an S3 prefix).
-
-    Keys are relative, ``/``-separated paths. Writes are whole or nothing: a reader either
-    sees the complete object or no object at all.
-    """
-
-    def put_file(
-        self,
-        src: Path,
-        key: str,
-        *,
-        content_type: str,
-        metadata: Mapping[str, str] | None = None,
-        cache_control: str | None = IMMUTABLE,
-    ) -> StoredObject:
-        """Store ``src`` under ``key``, replacing any object already there."""
-        ...
-
-    def put_bytes(
-        self, data: bytes, key: str, *, content_type: str, cache_control: str | None = None
-    ) -> StoredObject:
-        """Store a small document (a manifest) under ``key``; not immutable by default."""
-        ...
-
-    def head(self, key: str) -> StoredObject | None:
-        """Describe the object at ``key``, or ``None`` when there is none."""
-        ...
-
-    def exists(self, key: str) -> bool:
-        """Whether an object is stored at ``key``."""
-        ...
-
-    def get_file(self, key: str, dest: Path) -> Path:
-        """Copy the object at ``key`` to ``dest`` and return ``dest``."""
-        ...
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys under ``prefix``, relative to the storage root."""
-        ...
-
-    def uri(self, key: str) -> str:
-        """``file:///abs/path`` or ``s3://bucket/prefix/key`` for ``key``."""
-        ...
-
-    def public_url(self, key: str, *, base_url: str | None, presign_s: int | None) -> str | None:
-        """An http(s) URL for ``key``, when one can be given."""
-        ...
-
-    def check(self) -> None:
-        """Fail fast, before any work, when the destination can't be written at all."""
-        ...
-
-
-class StorageRejected(StorageError):
-    """The store refused the request for a reason a retry won't fix (no such bucket, bad argument).
-
-    Lives here rather than in errors.py until that module grows a non-retryable
-    ``StorageError`` leaf; the ``code`` is the same ``storage_failed``.
-    """
-
-    retryable = False
-
-
-# --- key and argument checks ------------------------------------------------------------------
-
-
-def _check_key(key: str) -> str:
-    """Refuse keys that could escape the root or mean different things on different stores.
-
-    Raises:
-        ConfigError: the key is empty, absolute, has ``..``/``.``/empty segments, backslashes
-            or control characters, or is longer than S3 allows.
-    """
-    if not isinstance(key, str) or not key:
-        raise ConfigError(f"storage key must be a non-empty string, got {key!r}")
-    if key.startswith("/"):
-        raise ConfigError(f"storage key must be relative: {key!r}")
-    if "\\" in key:
-        raise ConfigError(f"storage key must use '/' separators, not backslashes: {key!r}")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
-        raise ConfigError(f"storage key contains control characters: {key!r}")
-    for part in key.split("/"):
-        if part in ("", ".", ".."):
-            raise ConfigError(f"storage key has an empty, '.' or '..' segment: {key!r}")
-    if len(key.encode("utf-8")) > _MAX_KEY_BYTES:
-        raise ConfigError(f"storage key is longer than {_MAX_KEY_BYTES} bytes: {key[:80]!r}…")
-    return key
-
-
-def _check_prefix(prefix: str) -> str:
-    """A listing prefix is a plain string prefix of keys (like S3's), so it may be partial.
-
-    Raises:
-        ConfigError: the prefix is absolute or has backslashes or control characters.
-    """
-    if prefix.startswith("/") or "\\" in prefix:
-        raise ConfigError(f"storage list prefix must be relative and '/'-separated: {prefix!r}")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in prefix):
-        raise ConfigError(f"storage list prefix contains control characters: {prefix!r}")
-    return prefix
-
-
-def _clean_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    """Lowercase ASCII keys and ASCII-safe values, as every S3-compatible store accepts them.
-
-    Values that are not printable ASCII are percent-encoded (UTF-8), the same encoding
-    ``urllib.parse.unquote`` reverses.
-
-    Raises:
-        ConfigError: a key is not ``[a-z0-9][a-z0-9._-]*`` or the total exceeds S3's 2 KB.
-    """
-    out: dict[str, str] = {}
-    for raw_key, raw_value in (metadata or {}).items():
-        name = str(raw_key).lower()
-        if not _METADATA_KEY_RE.match(name):
-            raise ConfigError(f"metadata key must be lowercase ASCII [a-z0-9._-]: {raw_key!r}")
-        value = str(raw_value)
-        if not (value.isascii() and value.isprintable()) or "%" in value:
-            value = quote(value, safe=_METADATA_SAFE)
-        out[name] = value
-    if sum(len(k) + len(v) for k, v in out.items()) > _MAX_METADATA_BYTES:
-        raise ConfigError(f"object metadata exceeds {_MAX_METADATA_BYTES} bytes")
-    return out
-
-
-def _public_base(base_url: str) -> str:
-    """Validate ``--public-base-url`` and return it without a trailing slash.
-
-    Raises:
-        ConfigError: not an http(s) URL, or it carries credentials, a query or a fragment.
-    """
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"public base URL must be an https:// URL: {base_url!r}")
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError("public base URL must not contain credentials")
-    if parts.query or parts.fragment:
-        raise ConfigError("public base URL must not have a query string or fragment")
-    return base_url.rstrip("/")
-
-
-def _check_presign(presign_s: int) -> int:
-    """Raises: ConfigError: outside 1 s … 7 days (SigV4's limit)."""
-    if isinstance(presign_s, bool) or not 1 <= presign_s <= _PRESIGN_MAX_S:
-        raise ConfigError(f"presign seconds must be between 1 and {_PRESIGN_MAX_S}: {presign_s}")
-    return presign_s
-
-
-def _join_url(base: str, key: str) -> str:
-    return f"{base}/{quote(key, safe='/')}"
 
 
 # --- error translation ------------------------------------------------------------------------
@@ -427,276 +240,6 @@ def translate_client_error(err: Exception, *, op: str, key: str) -> StorageError
     return StorageError(_redact(f"storage {op} {key} failed: {cause}"), details=details)
 
 
-# --- local folder -----------------------------------------------------------------------------
-
-
-def _translate_os_error(err: OSError, *, op: str, key: str) -> StorageError:
-    details: dict[str, object] = {"op": op, "key": key, "errno": err.errno}
-    message = f"storage {op} {key} failed: {err.strerror or err}"
-    if isinstance(err, FileNotFoundError):
-        return StorageNotFound(message, details=details)
-    if isinstance(err, PermissionError):
-        return StoragePermissionError(message, details=details)
-    return StorageError(message, details=details)  # ENOSPC, EIO …: may pass on a retry
-
-
-def _fsync_dir(path: Path) -> None:
-    """Persist a rename; best effort where directories can't be opened (Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(dest: Path, write: Callable[[IO[bytes]], None]) -> int:
-    """Write through a temp file in ``dest``'s folder, fsync, then rename over ``dest``.
-
-    A crash or a failed copy leaves the old object (or none) and no partial file.
-
-    Returns:
-        the number of bytes written.
-
-    Raises:
-        OSError: anything the filesystem raised; the temp file is already removed.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-            size = out.tell()
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; stored objects are meant to be read
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(dest.parent)
-    return size
-
-
-class LocalStorage:
-    """A folder on disk (``--dest ./conform-out`` or ``file:///abs``), for development and tests.
-
-    Metadata and cache-control have nowhere to live on a plain filesystem and are validated
-    but not kept; ``head`` guesses the content type from the key's extension.
-
-    Args:
-        root: the folder; created on the first write.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root).expanduser().resolve()
-
-    def __repr__(self) -> str:
-        return f"LocalStorage({str(self.root)!r})"
-
-    def _path(self, key: str) -> Path:
-        return self.root.joinpath(*_check_key(key).split("/"))
-
-    def uri(self, key: str) -> str:
-        """``file:///abs/path/key``.
-
-        Raises:
-            ConfigError: the key is invalid.
-        """
-        return self._path(key).as_uri()
-
-    def _stored(
-        self, key: str, path: Path, size: int, content_type: str | None = None
-    ) -> StoredObject:
-        if content_type is None:  # a folder keeps no content type; the extension is all we have
-            content_type, _ = mimetypes.guess_type(key, strict=False)
-        return StoredObject(key=key, uri=path.as_uri(), size_bytes=size, content_type=content_type)
-
-    def put_file(
-        self,
-        src: Path,
-        key: str,
-        *,
-        content_type: str,
-        metadata: Mapping[str, str] | None = None,
-        cache_control: str | None = IMMUTABLE,
-    ) -> StoredObject:
-        """Copy ``src`` into the folder through a temp name and an atomic rename.
-
-        Raises:
-            ConfigError: invalid key or metadata.
-            StorageNotFound: ``src`` does not exist.
-            StoragePermissionError: the folder is not writable.
-            StorageError: any other filesystem failure (full disk …); nothing partial remains.
-        """
-        dest = self._path(key)
-        _clean_metadata(metadata)
-        try:
-            with open(src, "rb") as fin:
-                expected = os.fstat(fin.fileno()).st_size
-                size = _atomic_write(dest, lambda out: _copy(fin, out))
-        except OSError as err:
-            raise _translate_os_error(err, op="put_file", key=self.uri(key)) from err
-        if size != expected:
-            with contextlib.suppress(OSError):
-                dest.unlink()
-            raise StorageError(
-                f"storage put_file {self.uri(key)} failed: copied {size} of {expected} bytes "
-                "(source changed while copying)",
-                details={"op": "put_file", "key": key},
-            )
-        return self._stored(key, dest, size, content_type)
-
-    def put_bytes(
-        self, data: bytes, key: str, *, content_type: str, cache_control: str | None = None
-    ) -> StoredObject:
-        """Write ``data`` through a temp name and an atomic rename.
-
-        Raises:
-            ConfigError: invalid key.
-            StoragePermissionError: the folder is not writable.
-            StorageError: any other filesystem failure; nothing partial remains.
-        """
-        dest = self._path(key)
-        try:
-            size = _atomic_write(dest, lambda out: _write_all(out, data))
-        except OSError as err:
-            raise _translate_os_error(err, op="put_bytes", key=self.uri(key)) from err
-        return self._stored(key, dest, size, content_type)
-
-    def head(self, key: str) -> StoredObject | None:
-        """Describe the file at ``key``, or ``None`` when there is none.
-
-        Raises:
-            ConfigError: invalid key.
-            StorageError: the file exists but can't be inspected.
-        """
-        path = self._path(key)
-        try:
-            st = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as err:
-            raise _translate_os_error(err, op="head", key=self.uri(key)) from err
-        if not path.is_file():
-            return None
-        return self._stored(key, path, st.st_size)
-
-    def exists(self, key: str) -> bool:
-        """Whether a file is stored at ``key``.
-
-        Raises:
-            ConfigError: invalid key.
-            StorageError: the file can't be inspected.
-        """
-        return self.head(key) is not None
-
-    def get_file(self, key: str, dest: Path) -> Path:
-        """Copy the file at ``key`` to ``dest`` (temp name + rename) and return ``dest``.
-
-        Raises:
-            ConfigError: invalid key.
-            StorageNotFound: nothing is stored at ``key``.
-            StorageError: the copy failed; ``dest`` is untouched.
-        """
-        path = self._path(key)
-        if not path.is_file():
-            raise StorageNotFound(
-                f"storage get_file {self.uri(key)} failed: no such object",
-                details={"op": "get_file", "key": key},
-            )
-        try:
-            with open(path, "rb") as fin:
-                _atomic_write(Path(dest), lambda out: _copy(fin, out))
-        except OSError as err:
-            raise _translate_os_error(err, op="get_file", key=self.uri(key)) from err
-        return Path(dest)
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys under ``prefix`` (a plain string prefix, like S3's), sorted.
-
-        Raises:
-            ConfigError: the prefix would escape the root.
-            StorageError: the folder can't be read.
-        """
-        _check_prefix(prefix)
-        return self._list(prefix)
-
-    def _list(self, prefix: str) -> Iterator[str]:
-        keys: list[str] = []
-
-        def _raise(err: OSError) -> None:
-            raise err
-
-        try:
-            for dirpath, _dirs, files in os.walk(self.root, onerror=_raise):
-                rel_dir = Path(dirpath).relative_to(self.root).as_posix()
-                for name in files:
-                    if name.startswith(_TMP_PREFIX):
-                        continue  # a write in progress (or one killed mid-way)
-                    key = name if rel_dir == "." else f"{rel_dir}/{name}"
-                    if key.startswith(prefix):
-                        keys.append(key)
-        except FileNotFoundError:
-            return iter(())  # nothing written yet
-        except OSError as err:
-            raise _translate_os_error(err, op="list", key=self.root.as_uri()) from err
-        return iter(sorted(keys))
-
-    def public_url(self, key: str, *, base_url: str | None, presign_s: int | None) -> str | None:
-        """``base_url/key`` when a public base URL maps onto this folder; otherwise ``None``.
-
-        A local file can't be presigned, so ``presign_s`` alone gives ``None``.
-
-        Raises:
-            ConfigError: invalid key, base URL or presign duration.
-        """
-        _check_key(key)
-        if presign_s is not None:
-            _check_presign(presign_s)
-        if base_url:
-            return _join_url(_public_base(base_url), key)
-        return None
-
-    def check(self) -> None:
-        """Create the folder if needed and make sure we may write into it.
-
-        Raises:
-            StorageRejected: the destination exists but is not a folder.
-            StoragePermissionError: the folder can't be created or written.
-            StorageError: any other filesystem failure.
-        """
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as err:
-            raise StorageRejected(
-                f"storage destination {self.root} is not a folder",
-                details={"op": "check", "key": str(self.root)},
-            ) from err
-        except OSError as err:
-            raise _translate_os_error(err, op="check", key=self.root.as_uri()) from err
-        # os.access answers for the real uid, which is what writes will use here; a probe
-        # file would leave litter behind when the process is killed.
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise StoragePermissionError(
-                f"storage destination {self.root} is not writable",
-                details={"op": "check", "key": str(self.root)},
-            )
-
-
-def _write_all(out: IO[bytes], data: bytes) -> None:
-    out.write(data)
-
-
-def _copy(fin: IO[bytes], out: IO[bytes]) -> None:
-    while block := fin.read(_COPY_BLOCK_BYTES):
-        out.write(block)
 
 
 # --- S3 ---------------------------------------------------------------------------------------
@@ -1191,66 +734,3 @@ def s3_client(*, endpoint_url: str | None = None, max_pool_connections: int = 16
             )
             _clients[cache_key] = client
         return client
-
-
-def _open_s3(url: str, endpoint_url: str | None) -> Storage:
-    parts = urlsplit(url)
-    if "@" in parts.netloc or parts.username is not None or parts.password is not None:
-        raise ConfigError("storage URL must not contain credentials; use the AWS configuration")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"storage URL must not have a query string or fragment: {url!r}")
-    bucket = parts.netloc
-    if not bucket:
-        raise ConfigError(f"storage URL has no bucket: {url!r}")
-    prefix = unquote(parts.path).strip("/")
-    if prefix:
-        _check_key(prefix)
-    return S3Storage(bucket, prefix, s3_client(endpoint_url=endpoint_url))
-
-
-def _open_file(url: str, endpoint_url: str | None) -> Storage:
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise ConfigError("storage URL must not contain credentials")
-    if parts.netloc not in ("", "localhost"):
-        raise ConfigError(f"file:// storage URL must be local (file:///abs/path): {url!r}")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"storage URL must not have a query string or fragment: {url!r}")
-    path = unquote(parts.path)
-    if not path.startswith("/"):
-        raise ConfigError(f"file:// storage URL needs an absolute path: {url!r}")
-    return LocalStorage(Path(path))
-
-
-_SCHEMES: Final[Mapping[str, Callable[[str, str | None], Storage]]] = {
-    "s3": _open_s3,
-    "file": _open_file,
-}
-
-
-def open_storage(url: str, *, endpoint_url: str | None = None) -> Storage:
-    """Open ``--dest``: ``s3://bucket/prefix``, ``file:///abs/path`` or a plain local path.
-
-    Args:
-        url: the storage location.
-        endpoint_url: ``--endpoint-url`` for S3-compatible stores.
-
-    Returns:
-        an ``S3Storage`` or a ``LocalStorage``.
-
-    Raises:
-        ConfigError: empty URL, unknown scheme, credentials or a query in the URL, an empty
-            bucket, or a prefix that would escape the bucket.
-    """
-    if not url or not url.strip():
-        raise ConfigError("storage destination is empty")
-    if "://" not in url:
-        return LocalStorage(Path(url))
-    scheme = url.split("://", 1)[0].lower()
-    opener = _SCHEMES.get(scheme)
-    if opener is None:
-        raise ConfigError(
-            f"unsupported storage URL scheme {scheme!r} in {_redact(url)!r}; "
-            f"use s3://bucket/prefix, file:///path or a local path"
-        )
-    return opener(url, endpoint_url)
