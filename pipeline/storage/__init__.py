@@ -9,20 +9,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError
-from .base import CONTENT_SHA256_KEY, IMMUTABLE, Storage, StorageRejected, StoredObject, _check_key
-from .local import LocalStorage
-from .s3 import (
-    TRANSFER_CONFIG,
-    S3Storage,
+from .base import (
+    CONTENT_SHA256_KEY,
+    IMMUTABLE,
+    Storage,
+    StorageRejected,
+    StoredObject,
+    _check_key,
     _redact,
-    make_s3_client,
-    s3_client,
-    translate_client_error,
 )
+from .local import LocalStorage
+
+if TYPE_CHECKING:
+    from .s3 import TRANSFER_CONFIG, S3Storage, make_s3_client, s3_client, translate_client_error
+
+# boto3 takes about 0.13 s to import: a run with a local destination and no S3 library never
+# pays for it. These names load the S3 backend on first use.
+_S3_NAMES = frozenset({"TRANSFER_CONFIG", "S3Storage", "make_s3_client", "s3_client",
+                       "translate_client_error"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _S3_NAMES:
+        from . import s3
+
+        return getattr(s3, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "CONTENT_SHA256_KEY",
@@ -52,6 +68,8 @@ def _open_s3(url: str, endpoint_url: str | None) -> Storage:
     prefix = unquote(parts.path).strip("/")
     if prefix:
         _check_key(prefix)
+    from .s3 import S3Storage, s3_client
+
     return S3Storage(bucket, prefix, s3_client(endpoint_url=endpoint_url))
 
 

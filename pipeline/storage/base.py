@@ -193,3 +193,13 @@ def _check_presign(presign_s: int) -> int:
 
 def _join_url(base: str, key: str) -> str:
     return f"{base}/{quote(key, safe='/')}"
+
+
+_URL_SECRETS_RE: Final = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s\"]*@")
+_URL_QUERY_RE: Final = re.compile(r"(?P<url>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"?]*)\?[^\s\"]*")
+
+
+def _redact(text: str) -> str:
+    """Drop credentials and query strings (presigned signatures) from URLs in a message."""
+    text = _URL_SECRETS_RE.sub(r"\g<scheme>", text)
+    return _URL_QUERY_RE.sub(r"\g<url>", text)

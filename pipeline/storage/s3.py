@@ -8,7 +8,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from .base import (
     _join_url,
     _MiB,
     _public_base,
+    _redact,
 )
 from .local import _COPY_BLOCK_BYTES, _translate_os_error
 
@@ -134,8 +134,6 @@ _BOTOCORE_KINDS: Final[tuple[tuple[type[Exception], str, str], ...]] = (
     (botoexc.NoRegionError, _REJECT, "no AWS region configured"),
 )
 
-_URL_SECRETS_RE: Final = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s\"]*@")
-_URL_QUERY_RE: Final = re.compile(r"(?P<url>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"?]*)\?[^\s\"]*")
 
 
 # Everything boto3, botocore and s3transfer raise on purpose. Caught before OSError: some
@@ -149,12 +147,6 @@ _BOTO_ERRORS: Final[tuple[type[Exception], ...]] = (
     s3t_exc.RetriesExceededError,
     s3t_exc.CancelledError,
 )
-
-
-def _redact(text: str) -> str:
-    """Drop credentials and query strings (presigned signatures) from URLs in a message."""
-    text = _URL_SECRETS_RE.sub(r"\g<scheme>", text)
-    return _URL_QUERY_RE.sub(r"\g<url>", text)
 
 
 def _root_cause(err: BaseException) -> BaseException:
