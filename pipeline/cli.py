@@ -309,7 +309,7 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) ->
         presets = _load(ctx, settings)
         parsed = parse_job_text(_read_job_text(job, settings), presets)
         current_job_id.set(parsed.id)
-        ffmpeg.require_capabilities()
+        ffmpeg.require_tools()  # encoders are checked before the first encode
         manifest = process(parsed, settings=settings, presets=presets,
                            on_event=_progress_printer(progress, _log_format(ctx)))
         click.echo(json.dumps(manifest.to_dict(), indent=2))
@@ -335,7 +335,7 @@ def plan(ctx: click.Context, /, job: str, as_json: bool, **flags: Any) -> None:
         settings = _settings(ctx, **flags)
         presets = _load(ctx, settings)
         parsed = parse_job_text(_read_job_text(job), presets)
-        ffmpeg.require_capabilities()
+        ffmpeg.require_tools()
         jobplan = runner.plan(parsed, settings=settings, presets=presets)
         data = _plan_data(jobplan)
         if as_json:

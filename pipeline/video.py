@@ -608,6 +608,7 @@ class _Work:
 def _run_encode(args: list[str], src: Path, src_format: str, *, timeout_s: float,
                 on_progress: Callable[[float], None] | None, duration_s: float) -> None:
     """Run an encode; a failure on a source that does not decode is ``corrupt_media``."""
+    ffmpeg.require_capabilities()  # once per process, before the first encode
     try:
         ffmpeg.run(args, timeout_s=timeout_s, on_progress=on_progress, duration_s=duration_s)
     except FFmpegTimeout:
