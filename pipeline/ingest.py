@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from . import netguard
 from .errors import (
     ConfigError,
     DownloadFailed,
@@ -164,6 +163,8 @@ def fetch_local_path(path: Path, dest_dir: Path, *, settings: Settings) -> Local
 
 
 def _fetch_url(ref: MediaRef, url: str, dest: Path, settings: Settings) -> LocalMedia:
+    from . import netguard  # urllib3 + certifi load only when a URL is fetched (~35 ms)
+
     got = netguard.download(
         url, dest, max_bytes=settings.max_source_bytes, allow_networks=settings.allow_networks,
         connect_timeout_s=settings.http_connect_timeout_s,
