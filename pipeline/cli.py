@@ -25,7 +25,7 @@ from . import __version__, ffmpeg
 from .errors import ExitStatus, Interrupted, JobInvalid, PipelineError
 from .job import parse_job_text
 from .models import JobEvent
-from .presets import PresetRegistry, load_presets
+from .presets import load_presets
 from .settings import Settings, parse_networks
 
 log = logging.getLogger("pipeline")
@@ -249,10 +249,6 @@ def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _load(ctx: click.Context, settings: Settings) -> PresetRegistry:
-    return load_presets(settings.presets_dir)
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -306,7 +302,7 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) ->
         if job is None:
             raise JobInvalid([("", "no job: give JOB (a file, - for stdin, or s3://...) "
                                    "or set CONFORM_JOB_URI")])
-        presets = _load(ctx, settings)
+        presets = load_presets(settings.presets_dir)
         parsed = parse_job_text(_read_job_text(job, settings), presets)
         current_job_id.set(parsed.id)
         ffmpeg.require_tools()  # encoders are checked before the first encode
@@ -333,7 +329,7 @@ def plan(ctx: click.Context, /, job: str, as_json: bool, **flags: Any) -> None:
 
     with handle_errors(ctx):
         settings = _settings(ctx, **flags)
-        presets = _load(ctx, settings)
+        presets = load_presets(settings.presets_dir)
         parsed = parse_job_text(_read_job_text(job), presets)
         ffmpeg.require_tools()
         jobplan = runner.plan(parsed, settings=settings, presets=presets)
@@ -703,7 +699,7 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
 
     with handle_errors(ctx):
         settings = _settings(ctx, **flags)
-        presets = _load(ctx, settings)
+        presets = load_presets(settings.presets_dir)
         shard = shard_from_env(shard_index, shard_count)
         ffmpeg.require_capabilities()
         with JobSource(source, presets=presets, settings=settings) as src:
@@ -781,7 +777,7 @@ def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
 
     with handle_errors(ctx):
         settings = _settings(ctx, **flags)
-        presets = _load(ctx, settings)
+        presets = load_presets(settings.presets_dir)
         ffmpeg.require_capabilities()
         w = Worker(queue_url, settings=settings, presets=presets,
                    sqs_endpoint_url=sqs_endpoint_url, results_queue_url=results_queue_url,
