@@ -28,9 +28,6 @@ _TMP_PREFIX: Final = ".conform-tmp-"
 _COPY_BLOCK_BYTES: Final = 1 * _MiB
 
 
-# --- local folder -----------------------------------------------------------------------------
-
-
 def _translate_os_error(err: OSError, *, op: str, key: str) -> StorageError:
     details: dict[str, object] = {"op": op, "key": key, "errno": err.errno}
     message = f"storage {op} {key} failed: {err.strerror or err}"
