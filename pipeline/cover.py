@@ -157,10 +157,15 @@ def extract_frame(video: Path, info: MediaInfo, at_ms: int, out: Path, *,
     lookbacks = [2 * frame_ms + 1]
     if lookbacks[0] < WIDE_LOOKBACK_MS:
         lookbacks.append(WIDE_LOOKBACK_MS)
+    # The player's clock: an MP4/MOV's timeline starts at 0 (its edit list, if any, already
+    # applied by the demuxer), even when the first frame comes later (a B-frame delay
+    # without an edit list, or audio first): at_ms is measured from 0, not from the first
+    # frame. Other containers count from their first timestamp.
+    origin_s = 0.0 if info.format_name in ("mp4", "mov") else info.start_time_s
     for lookback in lookbacks:
         out.unlink(missing_ok=True)
         ffmpeg.run(frame_args(video, out, at_ms=at_ms, lookback_ms=lookback,
-                              frame_ms=max(frame_ms, 1.0), start_time_s=info.start_time_s,
+                              frame_ms=max(frame_ms, 1.0), start_time_s=origin_s,
                               demuxer=demuxer, scale_to=scale_to), timeout_s=timeout_s)
         if out.exists() and out.stat().st_size > 0:
             return out

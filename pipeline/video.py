@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,6 +59,8 @@ BUDGET_MARGIN = 0.94
 # keeps the fill from costing more than the picture itself.
 BLUR_DOWNSCALE = 8
 BLUR_MIN_SIDE = 16
+# ffmpeg's AAC encoder puts 1024 samples of priming (its MDCT delay) before the sound.
+AAC_PRIMING_SAMPLES = 1024
 # Two-pass average-bitrate encodes may peak this much above the average (VBV maxrate), never
 # above the preset's bitrate cap.
 PEAK_OVER_AVERAGE = 1.5
@@ -150,7 +153,9 @@ def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float) -
         v = v.filter("tpad", stop_mode="clone", stop_duration=f"{duration_s:.3f}")
     if t.fps is not None:
         # Constant frame rate first: a 120 -> 60 fps output then filters half the frames.
-        v = v.filter("fps", fps=f"{t.fps.numerator}/{t.fps.denominator}")
+        # start_time=0: a picture that starts after the sound holds its first frame from 0,
+        # as a player shows it, so the frames keep their time against the audio.
+        v = v.filter("fps", fps=f"{t.fps.numerator}/{t.fps.denominator}", start_time=0)
     if (g.crop_width, g.crop_height) != (g.source_width, g.source_height):
         v = v.filter("crop", g.crop_width, g.crop_height, g.crop_x, g.crop_y)
     scale_opts: dict[str, Any] = {"flags": "lanczos"}
@@ -177,9 +182,13 @@ def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float) -
     return v.filter("setsar", 1).filter("format", "yuv420p")
 
 
-def _audio(inp: Any, t: VideoTarget, *, loudness: Loudness | None,
-           duration_s: float) -> tuple[list[Any], dict[str, Any]]:
-    """Audio streams and options for one output (nothing when the output has no audio)."""
+def _audio(inp: Any, t: VideoTarget, *, loudness: Loudness | None, duration_s: float,
+           source: Any = None) -> tuple[list[Any], dict[str, Any]]:
+    """Audio streams and options for one output (nothing when the output has no audio).
+
+    ``source``: this output's branch of the decoded audio (a shared decode splits it), else
+    the input's first audio stream.
+    """
     a = t.audio
     if a.action == "none":
         return [], {}
@@ -191,7 +200,7 @@ def _audio(inp: Any, t: VideoTarget, *, loudness: Loudness | None,
                             f="lavfi")
         stream = silence["a"]
     else:
-        stream = inp["a:0"]
+        stream = _aligned_audio(inp["a:0"] if source is None else source, a.sample_rate_hz)
         if a.loudnorm and loudness is not None:
             stream = stream.filter(
                 "loudnorm", I=LOUDNORM_I, TP=LOUDNORM_TP, LRA=LOUDNORM_LRA,
@@ -204,6 +213,21 @@ def _audio(inp: Any, t: VideoTarget, *, loudness: Loudness | None,
                       "ac": a.channels, "profile:a": "aac_low"}
 
 
+def _aligned_audio(stream: Any, sample_rate_hz: int) -> Any:
+    """The source's audio on the delivered file's timeline, ahead by the AAC encoder delay.
+
+    An MP4 without an edit list starts every track at 0 and cannot hide the 1024 samples of
+    priming an AAC encoder puts first, so players play them: the sound would come 21 ms late.
+    The encoder is fed the audio from its 1024th sample on, and the priming takes the place
+    of the samples cut: decoded sample n is the source's sample n again. ``first_pts=0`` pads
+    (or trims) the start with silence first, so audio that starts after the picture keeps
+    its offset to it.
+    """
+    return (stream.filter("aresample", sample_rate_hz, first_pts=0)
+            .filter("atrim", start_sample=AAC_PRIMING_SAMPLES)
+            .filter("asetpts", "PTS-STARTPTS"))
+
+
 def _x264_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int,
                passlog: Path | None) -> dict[str, Any]:
     opts: dict[str, Any] = {
@@ -211,7 +235,10 @@ def _x264_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int,
         "pix_fmt": "yuv420p", "g": t.gop_frames, "keyint_min": min(t.gop_frames, 25),
         # Closed GOP (X, Instagram, Threads, Facebook Reels); 8x8 transforms keep the
         # stream High profile even with the fastest presets (ultrafast turns them off).
-        "x264-params": "open-gop=0:8x8dct=1",
+        # force-cfr: the SPS's VUI says fixed_frame_rate_flag=1 (time_scale = 2 x fps), which
+        # is what a checker reading the bitstream takes for constant frame rate; the frames
+        # are already constant-rate (the fps filter, and -fps_mode cfr).
+        "x264-params": "open-gop=0:8x8dct=1:force-cfr=1", "fps_mode": "cfr",
         "color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709",
         "color_range": "tv",
     }
@@ -237,8 +264,12 @@ def _mp4_opts() -> dict[str, Any]:
     # default (auto) an AAC encoder's priming shifts a copied video track and its first frame
     # lasts 55 ms instead of 33 (variable frame rate); make_non_negative shifts every stream
     # together instead.
-    return {"f": "mp4", "movflags": "+faststart", "use_editlist": 0, "map_metadata": -1,
-            "map_chapters": -1, "avoid_negative_ts": "make_non_negative"}
+    # Negative composition offsets (ctts version 1, brand iso4): the first frame is shown at
+    # 0, not after the B-frame reorder delay (two frames), so the picture does not lag the
+    # sound; every player we target (Chromium, Firefox, Safari/AVFoundation, ExoPlayer,
+    # ffmpeg) reads them.
+    return {"f": "mp4", "movflags": "+faststart+negative_cts_offsets", "use_editlist": 0,
+            "map_metadata": -1, "map_chapters": -1, "avoid_negative_ts": "make_non_negative"}
 
 
 def _output_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int, passlog: Path | None,
@@ -355,13 +386,19 @@ def build_shared_args(src: Path, src_format: str, outputs: Sequence[tuple[VideoT
     inp = _input(src, src_format)
     pre = _pre_chain(inp["v:0"], first, first.geometry)
     parts = pre.filter_multi_output("split", len(outputs))
+    # Each encoded audio gets its own branch: identical filter chains on one input would be
+    # merged into one node by the graph builder, which cannot feed two outputs.
+    encoded = [i for i, (t, _) in enumerate(outputs) if t.audio.action == "encode"]
+    sounds = (inp["a:0"].filter_multi_output("asplit", len(encoded)) if len(encoded) > 1
+              else None)
     nodes = []
     for i, (t, out) in enumerate(outputs):
         length = _length(t, duration_s)
         v = _branch_chain(parts[i], t, t.geometry, length)
         opts = _output_opts(t, rate_kbps=t.maxrate_kbps, two_pass=0, passlog=None,
                             duration_s=length)
-        audio, audio_opts = _audio(inp, t, loudness=None, duration_s=length)
+        branch = sounds[encoded.index(i)] if sounds is not None and i in encoded else None
+        audio, audio_opts = _audio(inp, t, loudness=None, duration_s=length, source=branch)
         nodes.append(ffg.output(v, *audio, str(out), **opts, **audio_opts, **_mp4_opts()))
     return _head(progress) + _args(ffg.merge_outputs(*nodes))
 
@@ -428,12 +465,61 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
     duration = min(duration_s, t.trim_s or math.inf)
     work = _Work(src, src_format, t, out, duration_s=duration, timeout_s=timeout_s)
     try:
-        return work.run(on_progress, first_pass)
+        result = work.run(on_progress, first_pass)
+        describe_brands(result.path)
+        return result
     except BaseException:
         out.unlink(missing_ok=True)
         raise
     finally:
         work.cleanup()
+
+
+# ftyp brands that describe what we write: ISO base media (iso4 with negative composition
+# offsets), MP4 v1/v2 and the codecs of a stream copy. ffmpeg 5.1 adds 'dby1' (Dolby Vision)
+# whenever the source stream had a Dolby Vision configuration, even when the output is
+# tone-mapped SDR H.264 or a copy without the configuration box.
+OWN_BRANDS = frozenset({b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42",
+                        b"avc1", b"av01"})
+
+
+def own_brands(ftyp_body: bytes) -> bytes:
+    """An ``ftyp`` payload with every brand that does not describe our output replaced.
+
+    The payload keeps its length (so no offset in the file moves): a foreign major brand
+    becomes ``isom``, a foreign compatible brand ``mp42`` (or the major brand when ``mp42``
+    is already listed).
+
+    Raises:
+        Nothing.
+    """
+    if len(ftyp_body) < 8 or len(ftyp_body) % 4:
+        return ftyp_body
+    major = ftyp_body[:4] if ftyp_body[:4] in OWN_BRANDS else b"isom"
+    compatible = [ftyp_body[i:i + 4] for i in range(8, len(ftyp_body), 4)]
+    filler = b"mp42" if b"mp42" not in compatible else major
+    return major + ftyp_body[4:8] + b"".join(
+        b if b in OWN_BRANDS else filler for b in compatible)
+
+
+def describe_brands(path: Path) -> None:
+    """Rewrite, in place, the ``ftyp`` brands of an MP4 we wrote so they describe it.
+
+    Raises:
+        OSError: the file cannot be read or written.
+    """
+    with path.open("r+b") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return
+        size, kind = struct.unpack(">I4s", head)
+        if kind != b"ftyp" or not 16 <= size <= 4096:
+            return
+        body = fh.read(size - 8)
+        fixed = own_brands(body)
+        if fixed != body:
+            fh.seek(8)
+            fh.write(fixed)
 
 
 def _decodable(src: Path, src_format: str, folder: Path) -> tuple[Path, str]:

@@ -123,7 +123,8 @@ def test_container_problems_are_remuxed(change: dict[str, Any], why: str) -> Non
     args = build_args(SRC, "mp4", t, OUT)
     assert opt(args, "-vcodec") == "copy" and opt(args, "-acodec") == "copy"
     assert "-filter_complex" not in args and "libx264" not in args
-    assert opt(args, "-movflags") == "+faststart" and opt(args, "-use_editlist") == "0"
+    assert opt(args, "-movflags") == "+faststart+negative_cts_offsets"
+    assert opt(args, "-use_editlist") == "0"
     assert opt(args, "-map_metadata") == "-1"
 
 
@@ -244,9 +245,11 @@ def test_transcode_argv_is_the_safe_master() -> None:
                                                            "-protocol_whitelist", "file"]
     assert opt(args, "-i") == "file:" + str(SRC)
     expected = {"-vcodec": "libx264", "-profile:v": "high", "-pix_fmt": "yuv420p",
-                "-x264-params": "open-gop=0:8x8dct=1", "-color_primaries": "bt709",
+                "-x264-params": "open-gop=0:8x8dct=1:force-cfr=1", "-fps_mode": "cfr",
+                "-color_primaries": "bt709",
                 "-color_trc": "bt709", "-colorspace": "bt709", "-color_range": "tv",
-                "-movflags": "+faststart", "-use_editlist": "0", "-map_metadata": "-1",
+                "-movflags": "+faststart+negative_cts_offsets", "-use_editlist": "0",
+                "-map_metadata": "-1",
                 "-map_chapters": "-1", "-f": "mp4", "-level:v": "3.1", "-crf": "20",
                 "-acodec": "aac", "-ar": "48000", "-ac": "2", "-b:a": "128k"}
     assert {k: opt(args, k) for k in expected} == expected
