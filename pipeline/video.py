@@ -266,8 +266,7 @@ def _mp4_opts() -> dict[str, Any]:
     # together instead.
     # Negative composition offsets (ctts version 1, brand iso4): the first frame is shown at
     # 0, not after the B-frame reorder delay (two frames), so the picture does not lag the
-    # sound; every player we target (Chromium, Firefox, Safari/AVFoundation, ExoPlayer,
-    # ffmpeg) reads them.
+    # sound (checked with ffmpeg and Chromium: each frame is shown at its source time).
     return {"f": "mp4", "movflags": "+faststart+negative_cts_offsets", "use_editlist": 0,
             "map_metadata": -1, "map_chapters": -1, "avoid_negative_ts": "make_non_negative"}
 
