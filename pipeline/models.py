@@ -109,6 +109,9 @@ class AudioStream:
     channels: int
     channel_layout: str | None
     bitrate_kbps: int | None
+    # Encoder delay (AAC priming) the source hides with an edit list: a copy into a file
+    # without one plays it, so the sound comes this much later than in the source.
+    priming_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -566,6 +566,9 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
     packets = _scan_packets(path, fmt, timeout_s=timeout_s)
     video = _with_packet_facts(video, packets)
     audio = _audio_stream(astreams[0]) if astreams else None
+    if audio is not None and fmt in ("mp4", "mov"):
+        audio = replace(audio, priming_s=_hidden_priming_s(path, fmt, astreams[0],
+                                                           timeout_s=timeout_s))
     duration = _float(fmt_info.get("duration")) or _float(vstreams[0].get("duration"))
     start = _float(fmt_info.get("start_time")) or 0.0
     length = packets.end_s - packets.start_s
@@ -753,6 +756,31 @@ def _parse_matrix(text: str) -> tuple[int, ...] | None:
         parts = line.split(":", 1)[-1].split()
         numbers += [int(p) for p in parts if p.lstrip("-").isdigit()]
     return tuple(numbers) if len(numbers) == 9 else None
+
+
+def _hidden_priming_s(path: Path, fmt: str, stream: dict[str, Any], *,
+                      timeout_s: float) -> float:
+    """How much of the first audio track's start an edit list hides (the encoder's priming:
+    1024 samples from ffmpeg, 2112 from Apple's AAC encoder): the first packet's time before
+    the stream's start.
+
+    Raises:
+        CorruptMedia: ffprobe cannot read the packet.
+        FFmpegTimeout: ffprobe ran past ``timeout_s``.
+    """
+    args = [ffmpeg.ffprobe_exe(), "-hide_banner", "-v", "error", "-select_streams", "a:0",
+            "-read_intervals", "%+#1", "-show_entries", "packet=pts_time",
+            "-print_format", "csv=p=0", *ffmpeg.safe_input(path, DEMUXERS.get(fmt))]
+    try:
+        out = ffmpeg.run([a for a in args if a != "-i"], timeout_s=timeout_s).stdout
+    except FFmpegTimeout:
+        raise
+    except FFmpegError as err:
+        raise CorruptMedia(f"cannot read the audio packets: {err.stderr_tail.strip()[-300:]}",
+                           details={"stderr": err.stderr_tail}) from err
+    first = _float(out.decode("ascii", "replace").strip().split(",")[0] if out else None)
+    start = _float(stream.get("start_time")) or 0.0
+    return max(0.0, start - first) if first is not None else 0.0
 
 
 def _audio_stream(s: dict[str, Any]) -> AudioStream:

@@ -184,6 +184,51 @@ def test_remux_shows_the_first_frame_at_zero(tmp_path: Path) -> None:
     assert start_times(out)["video"] == pytest.approx(0, abs=1e-3)
 
 
+def _render_plan(src: Path, variant: str, out: Path) -> tuple[str, str, Path]:
+    found = PRESETS.find_variant(variant)
+    assert found is not None and found[1].video is not None
+    spec = found[1].video
+    info = probe(src)
+    target, _, _ = plan_video(info, spec, max_bytes=spec.max_bytes, trim_s=None,
+                              from_image=False, x264_preset="veryfast")
+    result = render_video(src, info.format_name, target, out, duration_s=info.duration_s or 0,
+                          timeout_s=120)
+    return target.action, target.audio.action, result.path
+
+
+@pytest.mark.ffmpeg
+@pytest.mark.parametrize(("variant", "action"), [("tiktok-video", "transcode"),
+                                                 ("twitter-video", "audio_only")])
+def test_aac_priming_over_a_frame_is_not_copied(tmp_path: Path, variant: str,
+                                                action: str) -> None:
+    # 60 fps: the 1024 priming samples the edit list hid (21.3 ms) are more than a frame, so
+    # the audio is encoded (aligned) rather than copied, in an encode and in a remux.
+    args = ("-preset", "veryfast", "-profile:v", "high", "-g", "60")
+    if action == "audio_only":
+        args = (*args, "-bf", "0")  # a stream X keeps: only the file needs remuxing
+    src = sync_clip(tmp_path / "src.mp4", fps=60, audio_codec="aac", extra=args)
+    assert probe(src).audio.priming_s == pytest.approx(1024 / 48000, abs=1e-4)  # type: ignore[union-attr]
+    got_action, audio_action, out = _render_plan(src, variant, tmp_path / "out.mp4")
+    assert (got_action, audio_action) == (action, "encode")
+    assert_in_sync(src, out, 60)
+
+
+@pytest.mark.ffmpeg
+def test_apple_length_priming_is_not_copied_at_30fps(tmp_path: Path) -> None:
+    # Apple's AAC encoder primes 2112 samples (48 ms at 44.1 kHz), hidden by the edit list:
+    # made here by shifting an AAC track 26 ms earlier on a stream copy (the edit list then
+    # hides 1024 samples plus 26 ms).
+    plain = sync_clip(tmp_path / "plain.mp4", audio_codec="aac",
+                      extra=("-preset", "veryfast", "-profile:v", "high"))
+    src = tmp_path / "src.mp4"
+    _ffmpeg("-i", str(plain), "-itsoffset", "-0.026", "-i", str(plain), "-map", "0:v",
+            "-map", "1:a", "-c", "copy", str(src))
+    assert probe(src).audio.priming_s > 1 / 30  # type: ignore[union-attr]
+    _, audio_action, out = _render_plan(src, "tiktok-video", tmp_path / "out.mp4")
+    assert audio_action == "encode"
+    assert_in_sync(src, out, 30)
+
+
 @pytest.mark.ffmpeg
 def test_copied_aac_stays_within_a_frame_at_30fps(tmp_path: Path) -> None:
     # AAC copied from an MP4 whose edit list hid the encoder priming: without an edit list

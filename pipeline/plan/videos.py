@@ -220,7 +220,8 @@ def audio_target(info: MediaInfo, spec: VideoSpec, *, reencode_all: bool) -> Aud
     """Keep conforming audio, encode the rest, add silence only when the preset requires it.
 
     Encoded audio is AAC-LC at the source's rate when the preset allows it (44.1 kHz stays
-    44.1 kHz), else 48 kHz; more channels than allowed are downmixed to stereo.
+    44.1 kHz), else 48 kHz; more channels than allowed are downmixed to stereo. Audio whose
+    hidden priming would come a frame late or more once copied is encoded too.
 
     Raises:
         Nothing.
@@ -238,10 +239,15 @@ def audio_target(info: MediaInfo, spec: VideoSpec, *, reencode_all: bool) -> Aud
     channels = min(max(1, a.channels), aspec.max_channels)
     if a.channels > aspec.max_channels:
         channels = min(2, aspec.max_channels)  # 5.1 -> stereo, never 5.1 -> 4.0
+    # A copy plays the priming the source's edit list hid (we write none): keep it only while
+    # that moves the sound by less than a frame (48 kHz AAC from ffmpeg at 30 fps), else the
+    # encode puts the sound back where it was (an iPhone's 2112 samples are 48 ms).
+    frame_s = 1 / float(info.video.fps) if info.video and info.video.fps else 1 / 30
     conforms = (a.codec in aspec.codecs and (a.codec != "aac" or (a.profile or "LC") == "LC")
                 and 1 <= a.channels <= aspec.max_channels
                 and a.sample_rate_hz in aspec.sample_rates_hz
-                and (a.bitrate_kbps or kbps) >= aspec.min_bitrate_kbps and not aspec.loudnorm)
+                and (a.bitrate_kbps or kbps) >= aspec.min_bitrate_kbps and not aspec.loudnorm
+                and a.priming_s < frame_s)
     if conforms and not reencode_all:
         return AudioTarget("copy", codec=a.codec, sample_rate_hz=a.sample_rate_hz,
                            channels=a.channels, bitrate_kbps=a.bitrate_kbps or kbps)
