@@ -106,6 +106,7 @@ class VideoTarget:
     min_height: int = 2               # minimum size
     source_codec: str = ""            # what a stream copy keeps (remux, pass-through)
     kind: Literal["video"] = "video"
+    loops: int = 1                    # an endless animation played this many whole times
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,8 @@ def _key_view(target: Target | CoverTarget) -> dict[str, object]:
         view.pop("min_width")   # the floor of budget retries: the cap decides if it is reached
         view.pop("min_height")
         view["video_encoder"] = VIDEO_ENCODER_VERSION
+        if target.loops == 1:
+            view.pop("loops")  # keys of everything that is not looped stay what they were
         if target.action != "transcode":
             # Stream copy: only the container and the audio track are made by us.
             for name in ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",
