@@ -45,6 +45,9 @@ class Limits:
     allow_mixed: bool
     thread: bool
     min_carousel: int = 2
+    # Images and videos together in one post (a mixed carousel or media group); None: the
+    # per-kind counts are the only limit (platforms that never mix kinds).
+    max_items: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +520,7 @@ def parse_preset(data: Mapping[str, Any], *, origin: str, stem: str | None = Non
             allow_mixed=lt.bool_("allow_mixed", True),
             thread=lt.bool_("thread"),
             min_carousel=lt.int_("min_carousel", 2, lo=1) or 2,
+            max_items=lt.int_("max_items", None, lo=1),
         )
         lt.finish()
 

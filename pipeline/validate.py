@@ -270,6 +270,12 @@ def _check_counts(ci: int, chosen: list[Selected], preset: Preset) -> list[Error
     if videos > limits.max_videos:
         errors.append(_err("too_many_videos", f"{preset.label} takes at most "
                            f"{limits.max_videos} video(s) per post; got {videos}", ci))
+    if not errors and limits.max_items is not None and images + videos > limits.max_items:
+        # Checked after the per-kind counts, so 11 images are one error, not two.
+        errors.append(_err("too_many_items",
+                           f"{preset.label} takes at most {limits.max_items} items (images and "
+                           f"videos together) per post; got {images + videos} ({images} "
+                           f"image(s), {videos} video(s))", ci))
     if images and videos and not limits.allow_mixed:
         errors.append(_err("mixed_media_not_allowed",
                            f"{preset.label} does not mix images and videos in one post", ci))

@@ -123,6 +123,36 @@ def test_photo_and_video_in_one_item_judged_per_account(tmp_path: Path) -> None:
 
 
 @pytest.mark.ffmpeg
+def test_carousel_over_the_total_is_refused_whole(tmp_path: Path) -> None:
+    # 10 photos + 1 video: each kind within its count, 11 items over Instagram's 10 (error
+    # 2207028) and a Telegram media group's 10.
+    def run(photos: int, job_id: str) -> Any:
+        job = {"workspace_id": "w", "id": job_id,
+               "content": [{"media": ["photo.jpg"] * photos + ["clip.mp4"]}],
+               "accounts": [{"id": p, "platform": p} for p in ("instagram", "telegram")]}
+        job_file = tmp_path / f"{job_id}.json"
+        job_file.write_text(json.dumps(job))
+        return run_cli(["run", str(job_file), "--library",
+                        f"file://{EXAMPLES / 'media'}/{{id}}", "--dest", str(tmp_path / job_id),
+                        "--no-progress"])
+
+    result = run(10, "eleven")
+    assert result.exit_code == 1
+    m = json.loads(result.stdout)
+    check_manifest_contract(m)
+    assert m["status"] == "failed"
+    assert {a["platform"]: [e["code"] for e in a["errors"]] for a in m["accounts"]} == {
+        "instagram": ["too_many_items"], "telegram": ["too_many_items"]}
+    assert not (tmp_path / "eleven" / "assets").exists()  # nothing was made for a refused post
+    result = run(9, "ten")
+    assert result.exit_code == 0, result.stdout
+    m = json.loads(result.stdout)
+    check_manifest_contract(m)
+    for account in m["accounts"]:
+        assert [x["kind"] for x in account["media"]] == ["image"] * 9 + ["video"]
+
+
+@pytest.mark.ffmpeg
 def test_missing_library_item_fails_only_that_account(tmp_path: Path) -> None:
     job = {"workspace_id": "w", "content": [{"media": ["nope.jpg"]}, {"media": ["photo.jpg"]}],
            "accounts": [{"id": "x", "platform": "x"}, {"id": "fb", "platform": "facebook"}]}

@@ -57,6 +57,31 @@ def test_image_counts(platform: str, n: int, code: str) -> None:
     assert ok.ok, ok.errors
 
 
+@pytest.mark.parametrize(("platform", "images", "videos"),
+                         [("instagram", 10, 1), ("threads", 6, 5), ("threads", 1, 10),
+                          ("telegram", 10, 1), ("telegram", 5, 6)])
+def test_mixed_posts_over_the_total_are_refused(platform: str, images: int,
+                                                videos: int) -> None:
+    # Instagram takes 2-10 carousel items in total (error 2207028), Threads 10, a Telegram
+    # media group 10: within each kind's count but over the total.
+    probed: dict[str, Probed] = {**{f"i{k}": IMG for k in range(images)},
+                                 **{f"v{k}": VID for k in range(videos)}}
+    check = run_check([{"media": list(probed)}], platform, probed)
+    assert codes(check) == ["too_many_items"]
+    assert check.errors[0].content_index == 0 and check.errors[0].http_status == 422
+    fewer = dict(list(probed.items())[1:])  # one image less: exactly the total
+    assert run_check([{"media": list(fewer)}], platform, fewer).ok
+
+
+def test_total_is_checked_per_post_of_a_thread() -> None:
+    # Threads: each content item is one post, each with its own total of 10.
+    probed: dict[str, Probed] = {**{f"i{k}": IMG for k in range(6)},
+                                 **{f"v{k}": VID for k in range(5)}}
+    content = [{"media": ["i0", "v0"]}, {"media": list(probed)}]
+    check = run_check(content, "threads", probed)
+    assert codes(check) == ["too_many_items"] and check.errors[0].content_index == 1
+
+
 def test_youtube_takes_exactly_one_video() -> None:
     images = run_check([{"media": ["i"]}], "youtube", {"i": IMG})
     assert codes(images) == ["media_type_not_supported"]
