@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from . import ffmpeg
-from .errors import CorruptMedia, FFmpegError, FFmpegTimeout, TooLarge, UnsupportedMedia
+from .errors import (
+    CorruptMedia,
+    FFmpegError,
+    FFmpegTimeout,
+    PipelineError,
+    TooLarge,
+    UnsupportedMedia,
+)
 from .models import AudioStream, ImageFacts, MediaInfo, VideoStream
 
 log = logging.getLogger(__name__)
@@ -274,6 +281,9 @@ def open_image(path: Path, fmt: str) -> Any:
 def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> MediaInfo:
     """Read image facts from the header (no full decode, except a cheap truncation check).
 
+    An error says the file is an image (``details["media_kind"]``), so an account that fails
+    on it is labelled with its image variant.
+
     Args:
         path: a local file we wrote.
         fmt: the sniffed format; only its Pillow decoder is allowed to open the file.
@@ -288,6 +298,14 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> Me
         CorruptMedia: unreadable or truncated.
         TooLarge: over the pixel or frame limit.
     """
+    try:
+        return _probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames)
+    except PipelineError as err:
+        err.details = {**err.details, "media_kind": "image"}
+        raise
+
+
+def _probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> MediaInfo:
     im = open_image(path, fmt)
     with im:
         width, height = im.size

@@ -62,6 +62,9 @@ class AccountCheck:
     cover: CoverChoice | None
     warnings: tuple[str, ...]
     errors: tuple[ErrorInfo, ...]
+    # The variants the post's media would go to, for the manifest's label of an account that
+    # failed before any medium was placed (a corrupt image is still an image post).
+    intended_variants: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -140,7 +143,28 @@ def check_account(job: Job, account: Account, preset: Preset,
                             f"image delivered as a still (first frame): {preset.label} cannot "
                             "take it as an animation or a video in this post")
     return AccountCheck(account=account, preset=preset, items=tuple(items), cover=cover,
-                        warnings=tuple(warnings), errors=tuple(errors))
+                        warnings=tuple(warnings), errors=tuple(errors),
+                        intended_variants=() if items else _intended_variants(
+                            [ref for ci in indices for ref in job.content[ci].media], probed,
+                            preset, mode))
+
+
+def _intended_variants(refs: list[MediaRef], probed: Mapping[MediaRef, Probed], preset: Preset,
+                       mode: Mode) -> tuple[str, ...]:
+    """Variant ids by the kind of each medium, where probing (or its error) tells the kind."""
+    kinds: list[str] = []
+    for ref in refs:
+        found = probed.get(ref)
+        kind = (found.kind if isinstance(found, MediaInfo)
+                else found.details.get("media_kind") if isinstance(found, PipelineError)
+                else None)
+        if isinstance(kind, str):
+            kinds.append(kind)
+    images = kinds.count("image")
+    names = [mode.carousel if mode.carousel and images >= 2 else mode.image] if images else []
+    if "video" in kinds:
+        names.append(mode.video)
+    return tuple(dict.fromkeys(preset.variants[n].id for n in names if n))
 
 
 def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef, Probed],

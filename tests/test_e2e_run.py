@@ -152,6 +152,30 @@ def test_carousel_over_the_total_is_refused_whole(tmp_path: Path) -> None:
         assert [x["kind"] for x in account["media"]] == ["image"] * 9 + ["video"]
 
 
+def test_failed_image_post_is_labelled_with_its_image_variant(tmp_path: Path) -> None:
+    # A photo cut in half (no end-of-image marker) next to a good one: every account fails
+    # on it, and the manifest still names the image variant the post was for, not the video.
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    Image.new("RGB", (320, 240), (200, 40, 40)).save(lib / "good.jpg", quality=90)
+    whole = (lib / "good.jpg").read_bytes()
+    (lib / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    platforms = ("instagram", "facebook", "tiktok", "pinterest")
+    job = {"workspace_id": "w", "id": "cut", "content": [{"media": ["cut.jpg", "good.jpg"]}],
+           "accounts": [{"id": p, "platform": p} for p in platforms]}
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps(job))
+    result = run_cli(["run", str(job_file), "--library", f"file://{lib}/{{id}}", "--dest",
+                      str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 1
+    m = json.loads(result.stdout)
+    check_manifest_contract(m)
+    assert {a["platform"]: a["variant"] for a in m["accounts"]} == {
+        "instagram": "instagram-feed-image", "facebook": "facebook-feed-image",
+        "tiktok": "tiktok-photo", "pinterest": "pinterest-carousel"}
+    assert all([e["code"] for e in a["errors"]] == ["corrupt_media"] for a in m["accounts"])
+
+
 @pytest.mark.ffmpeg
 def test_missing_library_item_fails_only_that_account(tmp_path: Path) -> None:
     job = {"workspace_id": "w", "content": [{"media": ["nope.jpg"]}, {"media": ["photo.jpg"]}],
