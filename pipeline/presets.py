@@ -119,6 +119,9 @@ class VideoSpec:
     target_width: int | None = None
     target_height: int | None = None
     audio: AudioSpec = field(default_factory=AudioSpec)
+    # The platform classes a square or vertical video this long or shorter as a short-form
+    # video (YouTube: a Short, whose custom thumbnail it ignores) whatever was asked for.
+    classed_short_max_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +430,7 @@ def _video(r: _Reader) -> VideoSpec:
         target_width=r.int_("target_width", None, lo=2),
         target_height=r.int_("target_height", None, lo=2),
         audio=_audio(r.table("audio")),
+        classed_short_max_s=r.float_("classed_short_max_s", None),
     )
     r.finish()
     _check_order(r, "min_width", spec.min_width, "max_width", spec.max_width)

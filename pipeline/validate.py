@@ -126,6 +126,7 @@ def check_account(job: Job, account: Account, preset: Preset,
     cover, cover_warnings, cover_errors = _check_cover(job, account, preset, mode, items, probed)
     warnings += cover_warnings
     errors += cover_errors
+    warnings += _classed_short(items, preset, cover)
     for sel in items:
         if sel.trim_to_s is not None:
             warnings.append(f"content[{sel.content_index}].media[{sel.media_index}]: trimmed to "
@@ -280,6 +281,30 @@ def loops_needed(info: MediaInfo, spec: VideoSpec) -> int | None:
     if spec.max_duration_s is not None and loops * duration > spec.max_duration_s + 1e-3:
         return None
     return loops
+
+
+def _classed_short(items: list[Selected], preset: Preset,
+                   cover: CoverChoice | None) -> list[str]:
+    """Warn where the platform will class a video as short-form whatever mode was asked for.
+
+    YouTube makes every square or vertical upload of 3 min or less a Short and then ignores
+    its custom thumbnail. The thumbnail is still conformed and delivered: it costs little,
+    and it is used if YouTube classes the video otherwise.
+    """
+    warnings: list[str] = []
+    for sel in items:
+        spec = sel.variant.video
+        if (spec is None or spec.classed_short_max_s is None or sel.info.width > sel.info.height
+                or sel.delivered_s > spec.classed_short_max_s + 1e-3):
+            continue
+        thumb = (" and ignores its custom thumbnail (still delivered)"
+                 if cover is not None and cover.video is sel and cover.thumbnail is not None
+                 else "")
+        warnings.append(f"{preset.platform}_will_treat_as_short: content[{sel.content_index}]."
+                        f"media[{sel.media_index}]: a square or vertical video of "
+                        f"{spec.classed_short_max_s:g} s or less is classed by {preset.label} "
+                        f"as a Short{thumb}, although {sel.variant.label} was asked for")
+    return warnings
 
 
 def _check_counts(ci: int, chosen: list[Selected], preset: Preset) -> list[ErrorInfo]:

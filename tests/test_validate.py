@@ -194,3 +194,31 @@ def test_animated_gif_routing() -> None:
     # Instagram POST with a GIF: routed to the Reels video variant
     ig = run_check([{"media": ["g"]}], "instagram", {"g": gif})
     assert ig.items[0].variant.kind == "video"
+
+
+def short_warnings(check: AccountCheck) -> list[str]:
+    return [w for w in check.warnings if w.startswith("youtube_will_treat_as_short")]
+
+
+@pytest.mark.parametrize(("width", "height", "duration_s", "warned"), [
+    (1080, 1920, 60.0, True),      # vertical, 1 min
+    (1080, 1080, 180.0, True),     # square, exactly 3 min
+    (1080, 1920, 181.0, False),    # vertical but over 3 min: a regular video
+    (1920, 1080, 60.0, False),     # landscape: a regular video
+])
+def test_youtube_video_that_youtube_will_class_as_a_short(width: int, height: int,
+                                                          duration_s: float,
+                                                          warned: bool) -> None:
+    probed: dict[str, Probed] = {"v": video_info(width, height, duration_s=duration_s),
+                                 "t": image_info(1280, 720)}
+    check = run_check([{"media": ["v"], "cover_image": {"thumbnail": "t"}}], "youtube", probed,
+                      {"video_type": "video"})
+    assert check.ok and check.items[0].variant.id == "youtube-video"
+    assert check.cover is not None and check.cover.thumbnail is not None  # still conformed
+    found = short_warnings(check)
+    assert len(found) == int(warned)
+    if warned:
+        assert "thumbnail" in found[0]
+    # Asked for as a Short, it is one: no surprise to warn about.
+    short = run_check([{"media": ["v"]}], "youtube", probed, {"video_type": "short"})
+    assert short_warnings(short) == []
