@@ -435,8 +435,14 @@ def shown_delay_ms(delay_ms: float) -> float:
     return float(BROWSER_DEFAULT_DELAY_MS) if delay_ms <= BROWSER_MIN_DELAY_MS else delay_ms
 
 
+def first_animation_frame(im: Any, fmt: str) -> int:
+    """1 for an APNG whose default image is not part of the animation (Pillow's frame 0,
+    which players and ffmpeg's demuxer skip), else 0."""
+    return 1 if fmt == "png" and im.info.get("default_image") else 0
+
+
 def frame_delays_ms(im: Any, fmt: str, path: Path) -> list[float]:
-    """Every frame's display time in ms, as browsers show it, in frame order.
+    """Every animation frame's display time in ms, as browsers show it, in frame order.
 
     WebP delays come from the ANMF chunks: Pillow sets a WebP frame's ``duration`` only when
     the frame is decoded, and decoding every frame here would cost a full decode.
@@ -445,12 +451,13 @@ def frame_delays_ms(im: Any, fmt: str, path: Path) -> list[float]:
         CorruptMedia: the animation cannot be read.
     """
     raw: list[float] = []
+    first = first_animation_frame(im, fmt)
     try:
         if fmt == "webp":
             raw = [float(d) for d in _webp_frame_delays_ms(path)]
         if len(raw) != im.n_frames:
             raw = []
-            for i in range(im.n_frames):
+            for i in range(first, im.n_frames):
                 im.seek(i)
                 raw.append(float(im.info.get("duration") or 0))
             im.seek(0)

@@ -42,6 +42,7 @@ from .probe import (
     BROWSER_MIN_DELAY_MS,
     DEMUXERS,
     PIL_FORMATS,
+    first_animation_frame,
     frame_delays_ms,
     probe_video,
 )
@@ -478,7 +479,8 @@ def _decodable(src: Path, src_format: str, folder: Path, loops: int = 1) -> tupl
         with Image.open(src, formats=PIL_FORMATS[src_format]) as im:
             # Whole milliseconds: APNG stores each delay as n/1000 s (Pillow writes it so).
             durations = [round(d) for d in frame_delays_ms(im, src_format, src)]
-            frames = [frame.convert("RGBA") for frame in ImageSequence.Iterator(im)]
+            frames = [frame.convert("RGBA") for frame in ImageSequence.Iterator(im)][
+                first_animation_frame(im, src_format):]
             frames[0].save(out, format="PNG", save_all=True,
                            append_images=frames[1:] + frames * (loops - 1),
                            duration=durations * loops, loop=0, default_image=False,

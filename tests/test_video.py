@@ -34,6 +34,7 @@ from pipeline.runner import process
 from pipeline.settings import Settings
 from pipeline.video import loudness_args, parse_loudness, render_shared, render_video
 from tests.support.media import (
+    FRAME_COLOURS,
     GREY,
     QUADRANTS,
     _boxes,
@@ -593,6 +594,25 @@ def test_tiny_frame_delays_are_shown_as_browsers_show_them(tmp_path: Path, ext: 
     assert probe(src).duration_s == pytest.approx(sum(shown) / 1000)
     d = deliver(src, "bluesky-video", tmp_path)
     assert_frames_shown_for(d.path, shown)
+
+
+def test_apng_default_image_is_not_a_frame(tmp_path: Path) -> None:
+    # An APNG whose default image (what a plain PNG decoder shows) is not part of the
+    # animation: players skip it, so the video never shows it, and it adds no time.
+    from PIL import Image
+
+    frames = [Image.new("RGB", (64, 48), FRAME_COLOURS[i]) for i in (7, 0, 1, 2)]
+    src = tmp_path / "default.png"
+    # Pillow gives the animation frames the first three delays
+    frames[0].save(src, save_all=True, append_images=frames[1:], default_image=True,
+                   duration=[300, 500, 400, 400], loop=0)
+    assert probe(src).duration_s == pytest.approx(1.2)
+    d = deliver(src, "bluesky-video", tmp_path)
+    assert_frames_shown_for(d.path, [300, 500, 400])
+    m = run_job(tmp_path, {"default.png": src},
+                [{"id": "ig", "platform": "instagram", "settings": {"post_type": "REELS"}}])
+    (entry,) = media_of(m, "ig")  # loops forever: 3 whole loops reach the Reel's 3 s
+    assert_frames_shown_for(file_of(entry), [300, 500, 400], loops=3)
 
 
 LOOP_MS = [300, 500, 400, 600, 200]  # 2.0 s: under a Reel's 3 s minimum
