@@ -193,7 +193,8 @@ def check_video(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
         problems.append("no audio track")
     elif target.audio.action not in ("none",):
         problems.append("the audio track was lost")
-    expected = min(source_duration_s, target.trim_s or source_duration_s)
+    looped_s = source_duration_s * target.loops
+    expected = min(looped_s, target.trim_s or looped_s)
     # Two frames of slack (the last frame's duration, rounding), at least a quarter second,
     # plus the B-frame delay a file without an edit list starts with.
     slack = max(0.25, expected * 0.02, 2 / float(v.fps or 30)) + start_tolerance_s(v.fps)

@@ -130,6 +130,9 @@ class ImageFacts:
     # As stored, before EXIF orientation (MediaInfo.width/height are as displayed).
     stored_width: int | None = None
     stored_height: int | None = None
+    # An animation whose loop count is "forever" (GIF NETSCAPE 0, APNG num_plays 0, WebP
+    # loop 0); no loop extension, or a finite count, is False.
+    loops_forever: bool = False
 
 
 @dataclass(frozen=True, slots=True)

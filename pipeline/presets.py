@@ -45,6 +45,9 @@ class Limits:
     allow_mixed: bool
     thread: bool
     min_carousel: int = 2
+    # Images and videos together in one post (a mixed carousel or media group); None: the
+    # per-kind counts are the only limit (platforms that never mix kinds).
+    max_items: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,9 @@ class VideoSpec:
     target_width: int | None = None
     target_height: int | None = None
     audio: AudioSpec = field(default_factory=AudioSpec)
+    # The platform classes a square or vertical video this long or shorter as a short-form
+    # video (YouTube: a Short, whose custom thumbnail it ignores) whatever was asked for.
+    classed_short_max_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +430,7 @@ def _video(r: _Reader) -> VideoSpec:
         target_width=r.int_("target_width", None, lo=2),
         target_height=r.int_("target_height", None, lo=2),
         audio=_audio(r.table("audio")),
+        classed_short_max_s=r.float_("classed_short_max_s", None),
     )
     r.finish()
     _check_order(r, "min_width", spec.min_width, "max_width", spec.max_width)
@@ -517,6 +524,7 @@ def parse_preset(data: Mapping[str, Any], *, origin: str, stem: str | None = Non
             allow_mixed=lt.bool_("allow_mixed", True),
             thread=lt.bool_("thread"),
             min_carousel=lt.int_("min_carousel", 2, lo=1) or 2,
+            max_items=lt.int_("max_items", None, lo=1),
         )
         lt.finish()
 

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from . import ffmpeg
-from .errors import CorruptMedia, FFmpegError, FFmpegTimeout, TooLarge, UnsupportedMedia
+from .errors import (
+    CorruptMedia,
+    FFmpegError,
+    FFmpegTimeout,
+    PipelineError,
+    TooLarge,
+    UnsupportedMedia,
+)
 from .models import AudioStream, ImageFacts, MediaInfo, VideoStream
 
 log = logging.getLogger(__name__)
@@ -352,6 +359,9 @@ def open_image(path: Path, fmt: str) -> Any:
 def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> MediaInfo:
     """Read image facts from the header (no full decode, except a cheap truncation check).
 
+    An error says the file is an image (``details["media_kind"]``), so an account that fails
+    on it is labelled with its image variant.
+
     Args:
         path: a local file we wrote.
         fmt: the sniffed format; only its Pillow decoder is allowed to open the file.
@@ -366,6 +376,14 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> Me
         CorruptMedia: unreadable or truncated.
         TooLarge: over the pixel or frame limit.
     """
+    try:
+        return _probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames)
+    except PipelineError as err:
+        err.details = {**err.details, "media_kind": "image"}
+        raise
+
+
+def _probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> MediaInfo:
     im = open_image(path, fmt)
     with im:
         width, height = im.size
@@ -404,7 +422,8 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> Me
         )
         duration = None
         if frames > 1:
-            duration = _animation_duration_s(im)
+            duration = sum(frame_delays_ms(im, fmt, path)) / 1000.0
+            facts = replace(facts, loops_forever=im.info.get("loop") == 0)
     return MediaInfo(
         kind="image", format_name=fmt, size_bytes=path.stat().st_size,
         width=disp_w, height=disp_h, duration_s=duration, bitrate_kbps=None,
@@ -481,16 +500,68 @@ def _icc_name(icc: bytes) -> str:
         return "embedded"
 
 
-def _animation_duration_s(im: Any) -> float:
-    total_ms = 0
+# Browsers (Chromium, Firefox, Safari) show a frame whose delay is 10 ms or less for 100 ms:
+# old GIFs and ads set 0 or 1 cs to mean "as fast as possible", which would otherwise flash.
+# GIF, APNG and WebP alike; ffmpeg's GIF demuxer does the same (min_delay 2 cs ->
+# default_delay 10 cs), and the APNG input is told to (see video.APNG_INPUT).
+BROWSER_MIN_DELAY_MS = 10
+BROWSER_DEFAULT_DELAY_MS = 100
+
+
+def shown_delay_ms(delay_ms: float) -> float:
+    """How long a viewer shows a frame with this stored delay (the browsers' rule)."""
+    return float(BROWSER_DEFAULT_DELAY_MS) if delay_ms <= BROWSER_MIN_DELAY_MS else delay_ms
+
+
+def first_animation_frame(im: Any, fmt: str) -> int:
+    """1 for an APNG whose default image is not part of the animation (Pillow's frame 0,
+    which players and ffmpeg's demuxer skip), else 0."""
+    return 1 if fmt == "png" and im.info.get("default_image") else 0
+
+
+def frame_delays_ms(im: Any, fmt: str, path: Path) -> list[float]:
+    """Every animation frame's display time in ms, as browsers show it, in frame order.
+
+    WebP delays come from the ANMF chunks: Pillow sets a WebP frame's ``duration`` only when
+    the frame is decoded, and decoding every frame here would cost a full decode.
+
+    Raises:
+        CorruptMedia: the animation cannot be read.
+    """
+    raw: list[float] = []
+    first = first_animation_frame(im, fmt)
     try:
-        for i in range(im.n_frames):
-            im.seek(i)
-            total_ms += int(im.info.get("duration", 100) or 100)
-        im.seek(0)
+        if fmt == "webp":
+            raw = [float(d) for d in _webp_frame_delays_ms(path)]
+        if len(raw) != im.n_frames:
+            raw = []
+            for i in range(first, im.n_frames):
+                im.seek(i)
+                raw.append(float(im.info.get("duration") or 0))
+            im.seek(0)
     except _PIL_READ_ERRORS as err:
         raise CorruptMedia(f"corrupt or truncated animation: {err}") from err
-    return total_ms / 1000.0
+    return [shown_delay_ms(d) for d in raw]
+
+
+def _webp_frame_delays_ms(path: Path) -> list[int]:
+    """The duration field (24-bit little-endian ms) of each ANMF chunk of an animated WebP."""
+    delays: list[int] = []
+    with path.open("rb") as fh:
+        head = fh.read(12)
+        end = min(path.stat().st_size, 8 + struct.unpack("<I", head[4:8])[0]) if len(
+            head) == 12 else 0
+        pos = 12
+        while pos + 8 <= end:
+            fh.seek(pos)
+            kind, size = struct.unpack("<4sI", fh.read(8))
+            if kind == b"ANMF":
+                body = fh.read(16)
+                if len(body) < 16:
+                    break
+                delays.append(int.from_bytes(body[12:15], "little"))
+            pos += 8 + size + (size & 1)
+    return delays
 
 
 # --------------------------------------------------------------------------- video

@@ -753,7 +753,8 @@ def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> dict[str, Any]:
 
 def _variant_label(check: AccountCheck) -> str:
     """The account's variant: the one its media use (e.g. ``instagram-reels``)."""
-    names = list(dict.fromkeys(s.variant.id for s in check.items))
+    names = list(dict.fromkeys(s.variant.id for s in check.items)) or list(
+        check.intended_variants)
     if names:
         return "+".join(names)
     mode = check.preset.modes[check.account.mode]

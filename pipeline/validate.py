@@ -6,13 +6,14 @@ says which variant every medium goes to and which cover the account takes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from .errors import PipelineError, ThumbnailInvalid
 from .models import Account, ErrorInfo, Job, MediaInfo, MediaRef
-from .presets import CoverSpec, Mode, Preset, Variant
+from .presets import CoverSpec, Mode, Preset, Variant, VideoSpec
 
 Probed = MediaInfo | PipelineError
 
@@ -30,6 +31,13 @@ class Selected:
     still_only: bool        # an animated image that must become a still (first frame)
     carousel_size: int      # images in this content item that go to the same variant
     trim_to_s: float | None = None
+    loops: int = 1          # an endless animation played this many whole times (a minimum)
+
+    @property
+    def delivered_s(self) -> float:
+        """How long the delivered medium plays: loops and trim applied."""
+        length = (self.info.duration_s or 0.0) * self.loops
+        return length if self.trim_to_s is None else min(length, self.trim_to_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,9 @@ class AccountCheck:
     cover: CoverChoice | None
     warnings: tuple[str, ...]
     errors: tuple[ErrorInfo, ...]
+    # The variants the post's media would go to, for the manifest's label of an account that
+    # failed before any medium was placed (a corrupt image is still an image post).
+    intended_variants: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -115,16 +126,46 @@ def check_account(job: Job, account: Account, preset: Preset,
     cover, cover_warnings, cover_errors = _check_cover(job, account, preset, mode, items, probed)
     warnings += cover_warnings
     errors += cover_errors
+    warnings += _classed_short(items, preset, cover)
     for sel in items:
         if sel.trim_to_s is not None:
             warnings.append(f"content[{sel.content_index}].media[{sel.media_index}]: trimmed to "
                             f"{sel.trim_to_s:g} s (duration policy 'trim')")
+        if sel.loops > 1:
+            spec = sel.variant.video
+            assert spec is not None
+            warnings.append(f"looped_to_minimum: content[{sel.content_index}].media["
+                            f"{sel.media_index}]: the animation loops forever and lasts "
+                            f"{sel.info.duration_s or 0.0:.2f} s; delivered as {sel.loops} whole "
+                            f"loops ({sel.delivered_s:.2f} s) to reach {sel.variant.label}'s "
+                            f"{spec.min_duration_s:g} s minimum")
         if sel.still_only:
             warnings.append(f"content[{sel.content_index}].media[{sel.media_index}]: animated "
                             f"image delivered as a still (first frame): {preset.label} cannot "
                             "take it as an animation or a video in this post")
     return AccountCheck(account=account, preset=preset, items=tuple(items), cover=cover,
-                        warnings=tuple(warnings), errors=tuple(errors))
+                        warnings=tuple(warnings), errors=tuple(errors),
+                        intended_variants=() if items else _intended_variants(
+                            [ref for ci in indices for ref in job.content[ci].media], probed,
+                            preset, mode))
+
+
+def _intended_variants(refs: list[MediaRef], probed: Mapping[MediaRef, Probed], preset: Preset,
+                       mode: Mode) -> tuple[str, ...]:
+    """Variant ids by the kind of each medium, where probing (or its error) tells the kind."""
+    kinds: list[str] = []
+    for ref in refs:
+        found = probed.get(ref)
+        kind = (found.kind if isinstance(found, MediaInfo)
+                else found.details.get("media_kind") if isinstance(found, PipelineError)
+                else None)
+        if isinstance(kind, str):
+            kinds.append(kind)
+    images = kinds.count("image")
+    names = [mode.carousel if mode.carousel and images >= 2 else mode.image] if images else []
+    if "video" in kinds:
+        names.append(mode.video)
+    return tuple(dict.fromkeys(preset.variants[n].id for n in names if n))
 
 
 def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef, Probed],
@@ -150,8 +191,9 @@ def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef,
         Kept when the image variant animates it within its caps (GIF on X, Facebook, LinkedIn,
         Telegram). Otherwise a GIF *on its own* becomes a video (Bluesky's own rule, and
         Instagram Reels), but only when it is at least as long as the platform's shortest
-        video; in a post with other media, or when too short, it is delivered as its first
-        frame, so a photo post stays a photo post (Instagram shows GIFs as stills anyway).
+        video, or loops forever (then whole loops reach it: :func:`loops_needed`); in a post
+        with other media, or when too short, it is delivered as its first frame, so a photo
+        post stays a photo post (Instagram shows GIFs as stills anyway).
         """
         if info.kind == "video":
             return True
@@ -165,7 +207,7 @@ def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef,
         if animation_fits(info, img_variant.image) or len(infos) > 1:
             return False
         vspec = preset.variants[mode.video].video
-        return vspec is not None and (info.duration_s or 0.0) >= vspec.min_duration_s
+        return vspec is not None and (loops_needed(info, vspec) is not None)
 
     image_count = sum(1 for _, _, info in infos if not routes_to_video(info))
     image_variant_name = mode.carousel if (mode.carousel and image_count >= 2) else mode.image
@@ -182,14 +224,22 @@ def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef,
         still_only = (info.animated and info.format_name != "jpeg" and not as_video
                       and variant.image is not None and not animation_fits(info, variant.image))
         trim_to = None
+        loops = 1
         if variant.video is not None:
             duration = info.duration_s or 0.0
             spec = variant.video
-            if duration < spec.min_duration_s:
+            needed = loops_needed(info, spec)
+            if needed is None:
+                endless = info.image is not None and info.image.loops_forever
                 errors.append(_err("duration_out_of_range",
                                    f"video is {duration:.2f} s; {variant.label} needs at least "
-                                   f"{spec.min_duration_s:g} s", ci, mi))
+                                   f"{spec.min_duration_s:g} s" + (
+                                       " (whole loops of this animation would pass the "
+                                       f"{spec.max_duration_s:g} s maximum)" if endless
+                                       and spec.max_duration_s is not None else ""), ci, mi))
                 continue
+            loops = needed
+            duration *= loops
             if spec.max_duration_s is not None and duration > spec.max_duration_s + 1e-3:
                 if job.duration_policy != "trim":
                     errors.append(_err("duration_out_of_range",
@@ -200,14 +250,61 @@ def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef,
                 trim_to = spec.max_duration_s
         chosen.append(Selected(content_index=ci, media_index=mi, ref=ref, info=info,
                                variant=variant, as_video=as_video and info.kind == "image",
-                               still_only=still_only, carousel_size=0, trim_to_s=trim_to))
+                               still_only=still_only, carousel_size=0, trim_to_s=trim_to,
+                               loops=loops))
     images = [s for s in chosen if s.variant.kind == "image"]
     chosen = [
         Selected(s.content_index, s.media_index, s.ref, s.info, s.variant, s.as_video,
-                 s.still_only, len(images) if s.variant.kind == "image" else 0, s.trim_to_s)
+                 s.still_only, len(images) if s.variant.kind == "image" else 0, s.trim_to_s,
+                 s.loops)
         for s in chosen
     ]
     return chosen, errors
+
+
+def loops_needed(info: MediaInfo, spec: VideoSpec) -> int | None:
+    """How many whole plays of the medium a video variant takes: 1, more, or None (refused).
+
+    Only an animation whose loop count says "forever" (GIF NETSCAPE 0, APNG num_plays 0, WebP
+    loop 0) is played again to reach the minimum duration: to its author it is an endless
+    clip. N = ceil(minimum / loop), never a cut loop; N loops over the maximum are refused. An
+    animation that plays once, or a finite number of times, is taken at its own length:
+    viewers disagree on what a finite GIF count means (k or k + 1 plays), so no length is
+    made up for it.
+    """
+    duration = info.duration_s or 0.0
+    if duration >= spec.min_duration_s:
+        return 1
+    if info.image is None or not info.image.loops_forever or duration <= 0:
+        return None
+    loops = math.ceil(spec.min_duration_s / duration - 1e-9)
+    if spec.max_duration_s is not None and loops * duration > spec.max_duration_s + 1e-3:
+        return None
+    return loops
+
+
+def _classed_short(items: list[Selected], preset: Preset,
+                   cover: CoverChoice | None) -> list[str]:
+    """Warn where the platform will class a video as short-form whatever mode was asked for.
+
+    YouTube makes every square or vertical upload of 3 min or less a Short and then ignores
+    its custom thumbnail. The thumbnail is still conformed and delivered: it costs little,
+    and it is used if YouTube classes the video otherwise.
+    """
+    warnings: list[str] = []
+    for sel in items:
+        spec = sel.variant.video
+        if (spec is None or spec.classed_short_max_s is None or sel.info.width > sel.info.height
+                or sel.delivered_s > spec.classed_short_max_s + 1e-3):
+            continue
+        thumb = (" and ignores its custom thumbnail (still delivered)"
+                 if cover is not None and cover.video is sel and cover.thumbnail is not None
+                 else "")
+        warnings.append(f"{preset.platform}_will_treat_as_short: content[{sel.content_index}]."
+                        f"media[{sel.media_index}]: a square or vertical video of "
+                        f"{spec.classed_short_max_s:g} s or less is classed by {preset.label} "
+                        f"as a Short{thumb}, although {sel.variant.label} was asked for")
+    return warnings
 
 
 def _check_counts(ci: int, chosen: list[Selected], preset: Preset) -> list[ErrorInfo]:
@@ -222,6 +319,12 @@ def _check_counts(ci: int, chosen: list[Selected], preset: Preset) -> list[Error
     if videos > limits.max_videos:
         errors.append(_err("too_many_videos", f"{preset.label} takes at most "
                            f"{limits.max_videos} video(s) per post; got {videos}", ci))
+    if not errors and limits.max_items is not None and images + videos > limits.max_items:
+        # Checked after the per-kind counts, so 11 images are one error, not two.
+        errors.append(_err("too_many_items",
+                           f"{preset.label} takes at most {limits.max_items} items (images and "
+                           f"videos together) per post; got {images + videos} ({images} "
+                           f"image(s), {videos} video(s))", ci))
     if images and videos and not limits.allow_mixed:
         errors.append(_err("mixed_media_not_allowed",
                            f"{preset.label} does not mix images and videos in one post", ci))
@@ -261,9 +364,7 @@ def _check_cover(job: Job, account: Account, preset: Preset, mode: Mode,
         return None, warnings, errors
     ts = request.timestamp_ms if request else None
     thumb = request.thumbnail if request else None
-    duration_ms = video.info.duration_ms or 0
-    if video.trim_to_s is not None:
-        duration_ms = min(duration_ms, round(video.trim_to_s * 1000))
+    duration_ms = round(video.delivered_s * 1000)
 
     if spec.source == "frame":
         if ts is None:

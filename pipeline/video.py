@@ -38,7 +38,15 @@ from .plan import (
     VideoTarget,
     budget_kbps,
 )
-from .probe import DEMUXERS, probe_video
+from .probe import (
+    BROWSER_DEFAULT_DELAY_MS,
+    BROWSER_MIN_DELAY_MS,
+    DEMUXERS,
+    PIL_FORMATS,
+    first_animation_frame,
+    frame_delays_ms,
+    probe_video,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +106,18 @@ def _even(n: float) -> int:
 # --------------------------------------------------------------------------- argv building
 
 
+# APNG frame delays as browsers show them (probe.shown_delay_ms): the demuxer replaces a delay
+# whose rate (den // num, an integer division) is over max_fps, i.e. one of 10 ms or less, and a
+# zero delay by 1/default_fps = 100 ms. Its defaults (no limit, 1/15 s) differ from viewers.
+APNG_INPUT = {"max_fps": 1000 // BROWSER_MIN_DELAY_MS - 1,
+              "default_fps": 1000 // BROWSER_DEFAULT_DELAY_MS}
+
+
 def _input(src: Path, src_format: str) -> Any:
     """The source as an ffmpeg-python input: our own file, forced demuxer, file protocol only."""
+    opts: dict[str, Any] = dict(APNG_INPUT) if src_format == "png" else {}
     return ffg.input("file:" + str(src.resolve()), f=DEMUXERS.get(src_format),
-                     protocol_whitelist="file")
+                     protocol_whitelist="file", **opts)
 
 
 def _pre_chain(stream: Any, t: VideoTarget, g: Geometry) -> Any:
@@ -280,7 +296,8 @@ def _output_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int, passlog: Path
 
 
 def _length(t: VideoTarget, duration_s: float) -> float:
-    """The output's duration: the source's, or the trim's when shorter."""
+    """The output's duration: the source's (times its loops), or the trim's when shorter."""
+    duration_s *= t.loops
     return min(duration_s, t.trim_s) if t.trim_s is not None and duration_s > 0 else duration_s
 
 
@@ -314,7 +331,8 @@ def build_args(src: Path, src_format: str, t: VideoTarget, out: Path, *,
         progress: add ``-progress pipe:1`` for progress events.
         loudness: the first-pass loudness measurement, when the target normalises loudness.
         duration_s: the source's duration: an encode lasts exactly this long (or the
-            trim), holding the last frame if the picture ends early.
+            trim), holding the last frame if the picture ends early. A looped target lasts
+            ``t.loops`` times this, ``src`` then being the looped frames from ``_decodable``.
 
     Returns:
         argv, ``argv[0]`` being the ffmpeg binary.
@@ -377,8 +395,8 @@ def build_shared_args(src: Path, src_format: str, outputs: Sequence[tuple[VideoT
     if len(outputs) < 2:
         raise ValueError("a shared decode needs at least two outputs")
     first = outputs[0][0]
-    shared = {(t.deinterlace, t.from_image, t.square_pixels, t.full_to_limited, t.action)
-              for t, _ in outputs}
+    shared = {(t.deinterlace, t.from_image, t.square_pixels, t.full_to_limited, t.action,
+               t.loops) for t, _ in outputs}
     if len(shared) != 1 or first.action != "transcode" or any(
             t.audio.loudnorm for t, _ in outputs):
         raise ValueError("these targets cannot share one decode")
@@ -461,8 +479,7 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
     """
     if t.action == "passthrough":
         return VideoResult(src, (), ())  # the source itself is the output: no copy
-    duration = min(duration_s, t.trim_s or math.inf)
-    work = _Work(src, src_format, t, out, duration_s=duration, timeout_s=timeout_s)
+    work = _Work(src, src_format, t, out, duration_s=duration_s, timeout_s=timeout_s)
     try:
         result = work.run(on_progress, first_pass)
         describe_brands(result.path)
@@ -521,32 +538,41 @@ def describe_brands(path: Path) -> None:
             fh.write(fixed)
 
 
-def _decodable(src: Path, src_format: str, folder: Path) -> tuple[Path, str]:
-    """The source as ffmpeg can read it: animated WebP becomes a lossless APNG first.
+def _decodable(src: Path, src_format: str, folder: Path, loops: int = 1) -> tuple[Path, str]:
+    """The source as ffmpeg can read it: animated WebP, and any looped animation, become a
+    lossless APNG first.
 
     ffmpeg 5.1's WebP decoder reads no animation (ANIM/ANMF chunks); Pillow does, and gives
-    every frame already composited, with its delay.
+    every frame already composited. Each frame keeps its own delay, as the probe measured it
+    (browsers' rule for delays of 10 ms or less): a WebP frame's ``info["duration"]`` is only
+    set once the frame is decoded, so it is not read from Pillow.
+
+    ``loops`` > 1 writes the frames that many times over. ``-stream_loop`` cannot be used: it
+    restarts each loop one *average* frame after the last frame's start, not after that
+    frame's own delay, so uneven delays shift every loop and the last one gets cut. Looping
+    happens only to animations shorter than a platform's minimum (a few seconds).
 
     Raises:
         CorruptMedia: Pillow cannot read the animation.
     """
-    if src_format != "webp":
+    if src_format != "webp" and loops <= 1:
         return src, src_format
-    from PIL import Image
+    from PIL import Image, ImageSequence
 
     out = folder / (src.stem + "-frames.apng")
     try:
-        with Image.open(src, formats=["WEBP"]) as im:
-            durations = []
-            for i in range(getattr(im, "n_frames", 1)):
-                im.seek(i)
-                durations.append(max(1, int(im.info.get("duration") or 100)))
-            im.seek(0)
-            im.save(out, format="PNG", save_all=True, duration=durations, loop=0,
-                    default_image=False, compress_level=1)
+        with Image.open(src, formats=PIL_FORMATS[src_format]) as im:
+            # Whole milliseconds: APNG stores each delay as n/1000 s (Pillow writes it so).
+            durations = [round(d) for d in frame_delays_ms(im, src_format, src)]
+            frames = [frame.convert("RGBA") for frame in ImageSequence.Iterator(im)][
+                first_animation_frame(im, src_format):]
+            frames[0].save(out, format="PNG", save_all=True,
+                           append_images=frames[1:] + frames * (loops - 1),
+                           duration=durations * loops, loop=0, default_image=False,
+                           compress_level=1)
     except (OSError, ValueError, EOFError) as err:
         out.unlink(missing_ok=True)
-        raise CorruptMedia(f"cannot read the animated WebP: {err}") from err
+        raise CorruptMedia(f"cannot read the animation: {err}") from err
     return out, "png"
 
 
@@ -567,10 +593,10 @@ def render_shared(src: Path, src_format: str, outputs: Sequence[tuple[VideoTarge
     # trims and loudness normalisation are encoded one by one.
     if any(t.audio.loudnorm for t, _ in outputs):
         raise ValueError("loudness-normalised targets are encoded on their own")
-    readable, fmt = _decodable(src, src_format, outputs[0][1].parent)
+    readable, fmt = _decodable(src, src_format, outputs[0][1].parent, outputs[0][0].loops)
     args = build_shared_args(readable, fmt, outputs, progress=on_progress is not None,
                              duration_s=duration_s)
-    longest = max(min(duration_s, t.trim_s or math.inf) for t, _ in outputs)
+    longest = max(_length(t, duration_s) for t, _ in outputs)
     try:
         _run_encode(args, readable, fmt, timeout_s=timeout_s, on_progress=on_progress,
                     duration_s=longest)
@@ -590,14 +616,15 @@ class _Work:
                  duration_s: float, timeout_s: float) -> None:
         self.original = src
         self.src, self.fmt, self.t, self.out = src, src_format, t, out
-        self.duration_s, self.timeout_s = duration_s, timeout_s
+        self.duration_s, self.timeout_s = duration_s, timeout_s  # the source's duration
+        self.length_s = _length(t, duration_s)  # the output's: loops and trim applied
         self.passlog = out.with_name(out.stem + "-passlog")
         self.loudness: Loudness | None = None
 
     def run(self, on_progress: Callable[[float], None] | None,
             first_pass: Path | None) -> VideoResult:
         t = self.t
-        self.src, self.fmt = _decodable(self.src, self.fmt, self.out.parent)
+        self.src, self.fmt = _decodable(self.src, self.fmt, self.out.parent, t.loops)
         if t.audio.loudnorm and t.audio.action == "encode":
             self.loudness = _measure_loudness(self.src, self.fmt, trim_s=t.trim_s,
                                               timeout_s=self.timeout_s)
@@ -611,7 +638,7 @@ class _Work:
                                f"{t.max_bytes}-byte cap")
             return VideoResult(self.out, (), ())
         audio_kbps = t.audio.bitrate_kbps if t.audio.action != "none" else 0
-        budget = budget_kbps(t.max_bytes, self.duration_s, audio_kbps)
+        budget = budget_kbps(t.max_bytes, self.length_s, audio_kbps)
         if budget < _floor_kbps(t.geometry, t):
             # The cap cannot hold this picture at a watchable bitrate: skip the doomed
             # constant-quality pass and go straight to smaller two-pass encodes.
@@ -681,13 +708,13 @@ class _Work:
 
     def _encode(self, args: list[str], on_progress: Callable[[float], None] | None) -> None:
         _run_encode(args, self.src, self.fmt, timeout_s=self.timeout_s, on_progress=on_progress,
-                    duration_s=self.duration_s)
+                    duration_s=self.length_s)
 
     def cleanup(self) -> None:
         for p in self.passlog.parent.glob(self.passlog.name + "*"):
             p.unlink(missing_ok=True)
         if self.src != self.original:
-            self.src.unlink(missing_ok=True)  # the APNG made from an animated WebP
+            self.src.unlink(missing_ok=True)  # the APNG made from a WebP or looped animation
 
 
 def _run_encode(args: list[str], src: Path, src_format: str, *, timeout_s: float,

@@ -123,6 +123,60 @@ def test_photo_and_video_in_one_item_judged_per_account(tmp_path: Path) -> None:
 
 
 @pytest.mark.ffmpeg
+def test_carousel_over_the_total_is_refused_whole(tmp_path: Path) -> None:
+    # 10 photos + 1 video: each kind within its count, 11 items over Instagram's 10 (error
+    # 2207028) and a Telegram media group's 10.
+    def run(photos: int, job_id: str) -> Any:
+        job = {"workspace_id": "w", "id": job_id,
+               "content": [{"media": ["photo.jpg"] * photos + ["clip.mp4"]}],
+               "accounts": [{"id": p, "platform": p} for p in ("instagram", "telegram")]}
+        job_file = tmp_path / f"{job_id}.json"
+        job_file.write_text(json.dumps(job))
+        return run_cli(["run", str(job_file), "--library",
+                        f"file://{EXAMPLES / 'media'}/{{id}}", "--dest", str(tmp_path / job_id),
+                        "--no-progress"])
+
+    result = run(10, "eleven")
+    assert result.exit_code == 1
+    m = json.loads(result.stdout)
+    check_manifest_contract(m)
+    assert m["status"] == "failed"
+    assert {a["platform"]: [e["code"] for e in a["errors"]] for a in m["accounts"]} == {
+        "instagram": ["too_many_items"], "telegram": ["too_many_items"]}
+    assert not (tmp_path / "eleven" / "assets").exists()  # nothing was made for a refused post
+    result = run(9, "ten")
+    assert result.exit_code == 0, result.stdout
+    m = json.loads(result.stdout)
+    check_manifest_contract(m)
+    for account in m["accounts"]:
+        assert [x["kind"] for x in account["media"]] == ["image"] * 9 + ["video"]
+
+
+def test_failed_image_post_is_labelled_with_its_image_variant(tmp_path: Path) -> None:
+    # A photo cut in half (no end-of-image marker) next to a good one: every account fails
+    # on it, and the manifest still names the image variant the post was for, not the video.
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    Image.new("RGB", (320, 240), (200, 40, 40)).save(lib / "good.jpg", quality=90)
+    whole = (lib / "good.jpg").read_bytes()
+    (lib / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    platforms = ("instagram", "facebook", "tiktok", "pinterest")
+    job = {"workspace_id": "w", "id": "cut", "content": [{"media": ["cut.jpg", "good.jpg"]}],
+           "accounts": [{"id": p, "platform": p} for p in platforms]}
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps(job))
+    result = run_cli(["run", str(job_file), "--library", f"file://{lib}/{{id}}", "--dest",
+                      str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 1
+    m = json.loads(result.stdout)
+    check_manifest_contract(m)
+    assert {a["platform"]: a["variant"] for a in m["accounts"]} == {
+        "instagram": "instagram-feed-image", "facebook": "facebook-feed-image",
+        "tiktok": "tiktok-photo", "pinterest": "pinterest-carousel"}
+    assert all([e["code"] for e in a["errors"]] == ["corrupt_media"] for a in m["accounts"])
+
+
+@pytest.mark.ffmpeg
 def test_missing_library_item_fails_only_that_account(tmp_path: Path) -> None:
     job = {"workspace_id": "w", "content": [{"media": ["nope.jpg"]}, {"media": ["photo.jpg"]}],
            "accounts": [{"id": "x", "platform": "x"}, {"id": "fb", "platform": "facebook"}]}

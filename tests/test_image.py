@@ -726,7 +726,14 @@ def test_animated_gif_routing(corpus: Path) -> None:
         assert sel.variant.kind == "image" and not sel.still_only, platform  # kept as a GIF
     (sel,) = route("bluesky", {"g": gif})
     assert sel.as_video and sel.variant.id == "bluesky-video"  # a GIF on its own: a video
-    (sel,) = route("instagram", {"g": gif})  # shorter than a Reel's 3 s: the first frame
+    # Shorter than a Reel's 3 s but looping forever: an endless clip, delivered as whole loops
+    assert gif.image is not None and gif.image.loops_forever
+    (sel,) = route("instagram", {"g": gif})
+    assert sel.variant.id == "instagram-reels" and sel.as_video and sel.loops == 2
+    # The same length played once: too short for a Reel, so the first frame
+    assert gif.image is not None
+    once = replace(gif, image=replace(gif.image, loops_forever=False))
+    (sel,) = route("instagram", {"g": once})
     assert sel.variant.id == "instagram-feed-image" and sel.still_only
     long_gif = image_info(fmt="gif", frames=50)  # 5 s
     (sel,) = route("instagram", {"g": long_gif})

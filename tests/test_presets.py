@@ -60,6 +60,11 @@ def test_known_platform_facts() -> None:
     tiktok_photo = r.get("tiktok").variant("photo").image  # type: ignore[union-attr]
     assert "png" not in tiktok_photo.formats  # type: ignore[union-attr]
     assert r.get("tiktok").variant("video").cover.source == "frame"  # type: ignore[union-attr]
+    # a total over images and videos together where a post mixes them (platform-specs 3a,
+    # 8, 9); none where kinds never mix
+    assert {p.platform: p.limits.max_items for p in r if p.limits.max_items} == {
+        "instagram": 10, "threads": 10, "telegram": 10}
+    assert all(p.limits.allow_mixed for p in r if p.limits.max_items)
 
 
 def test_digest_is_stable_and_changes_with_content(tmp_path: Path) -> None:
@@ -105,6 +110,7 @@ def test_bad_preset_lists_every_problem_with_file_and_key(tmp_path: Path) -> Non
         (('max_bytes = 1_000_000', 'max_bytes = "1MB"'), "expected an integer"),
         (('kind = "video"', 'kind = "audio"'), "unknown value 'audio'"),
         (('aspect_min = "1:3"', 'aspect_min = "wide"'), "expected a ratio"),
+        (('allow_mixed = false', 'allow_mixed = false\nmax_items = 0'), "max_items: must be >= 1"),
     ],
 )
 def test_each_kind_of_mistake_is_reported(tmp_path: Path, change: tuple[str, str],

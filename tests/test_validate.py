@@ -57,6 +57,31 @@ def test_image_counts(platform: str, n: int, code: str) -> None:
     assert ok.ok, ok.errors
 
 
+@pytest.mark.parametrize(("platform", "images", "videos"),
+                         [("instagram", 10, 1), ("threads", 6, 5), ("threads", 1, 10),
+                          ("telegram", 10, 1), ("telegram", 5, 6)])
+def test_mixed_posts_over_the_total_are_refused(platform: str, images: int,
+                                                videos: int) -> None:
+    # Instagram takes 2-10 carousel items in total (error 2207028), Threads 10, a Telegram
+    # media group 10: within each kind's count but over the total.
+    probed: dict[str, Probed] = {**{f"i{k}": IMG for k in range(images)},
+                                 **{f"v{k}": VID for k in range(videos)}}
+    check = run_check([{"media": list(probed)}], platform, probed)
+    assert codes(check) == ["too_many_items"]
+    assert check.errors[0].content_index == 0 and check.errors[0].http_status == 422
+    fewer = dict(list(probed.items())[1:])  # one image less: exactly the total
+    assert run_check([{"media": list(fewer)}], platform, fewer).ok
+
+
+def test_total_is_checked_per_post_of_a_thread() -> None:
+    # Threads: each content item is one post, each with its own total of 10.
+    probed: dict[str, Probed] = {**{f"i{k}": IMG for k in range(6)},
+                                 **{f"v{k}": VID for k in range(5)}}
+    content = [{"media": ["i0", "v0"]}, {"media": list(probed)}]
+    check = run_check(content, "threads", probed)
+    assert codes(check) == ["too_many_items"] and check.errors[0].content_index == 1
+
+
 def test_youtube_takes_exactly_one_video() -> None:
     images = run_check([{"media": ["i"]}], "youtube", {"i": IMG})
     assert codes(images) == ["media_type_not_supported"]
@@ -169,3 +194,31 @@ def test_animated_gif_routing() -> None:
     # Instagram POST with a GIF: routed to the Reels video variant
     ig = run_check([{"media": ["g"]}], "instagram", {"g": gif})
     assert ig.items[0].variant.kind == "video"
+
+
+def short_warnings(check: AccountCheck) -> list[str]:
+    return [w for w in check.warnings if w.startswith("youtube_will_treat_as_short")]
+
+
+@pytest.mark.parametrize(("width", "height", "duration_s", "warned"), [
+    (1080, 1920, 60.0, True),      # vertical, 1 min
+    (1080, 1080, 180.0, True),     # square, exactly 3 min
+    (1080, 1920, 181.0, False),    # vertical but over 3 min: a regular video
+    (1920, 1080, 60.0, False),     # landscape: a regular video
+])
+def test_youtube_video_that_youtube_will_class_as_a_short(width: int, height: int,
+                                                          duration_s: float,
+                                                          warned: bool) -> None:
+    probed: dict[str, Probed] = {"v": video_info(width, height, duration_s=duration_s),
+                                 "t": image_info(1280, 720)}
+    check = run_check([{"media": ["v"], "cover_image": {"thumbnail": "t"}}], "youtube", probed,
+                      {"video_type": "video"})
+    assert check.ok and check.items[0].variant.id == "youtube-video"
+    assert check.cover is not None and check.cover.thumbnail is not None  # still conformed
+    found = short_warnings(check)
+    assert len(found) == int(warned)
+    if warned:
+        assert "thumbnail" in found[0]
+    # Asked for as a Short, it is one: no surprise to warn about.
+    short = run_check([{"media": ["v"]}], "youtube", probed, {"video_type": "short"})
+    assert short_warnings(short) == []

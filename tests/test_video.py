@@ -34,15 +34,18 @@ from pipeline.runner import process
 from pipeline.settings import Settings
 from pipeline.video import loudness_args, parse_loudness, render_shared, render_video
 from tests.support.media import (
+    FRAME_COLOURS,
     GREY,
     QUADRANTS,
     _boxes,
     close,
+    colour_runs,
     display_matrix,
     displayed_quadrants,
     ffprobe_json,
     frame_times,
     keyframe_times,
+    make_animation,
     quadrant_colours,
     video_packets,
 )
@@ -554,6 +557,107 @@ def test_animated_webp_and_apng_become_mp4(corpus: Path, tmp_path: Path) -> None
         assert d.target.from_image
         platform_checks(d.path, duration_s=d.source.duration_s or 0)
     assert list(tmp_path.glob("*.apng")) == []  # the WebP's intermediate frames are gone
+
+
+def assert_frames_shown_for(path: Path, delays_ms: list[int], loops: int = 1) -> None:
+    """Decoded from the output: frame i of the animation is on screen for its own delay
+    (within one output frame), in order, for ``loops`` whole loops, and nothing else."""
+    fps, runs = colour_runs(path)
+    expected = [(i, d) for _ in range(loops) for i, d in enumerate(delays_ms)]
+    assert [i for i, _ in runs] == [i for i, _ in expected], runs
+    for (i, shown), (_, want_ms) in zip(runs, expected, strict=True):
+        assert abs(shown / fps * 1000 - want_ms) <= 1000 / fps + 1, (i, shown, want_ms, runs)
+    total_s = sum(n for _, n in runs) / fps
+    assert abs(total_s - loops * sum(delays_ms) / 1000) <= 1 / fps + 1e-3, (total_s, runs)
+    duration = float(ffprobe_json(path)["format"]["duration"])
+    assert abs(duration - loops * sum(delays_ms) / 1000) <= 1 / fps + 0.01
+
+
+# Uneven delays, each a few output frames long (an output frame is 33 ms at 30 fps).
+UNEVEN_MS = [60, 70, 100, 230, 130, 60, 300]
+
+
+@pytest.mark.parametrize("ext", [".gif", ".png", ".webp"])
+def test_animation_frames_keep_their_own_delays(tmp_path: Path, ext: str) -> None:
+    src = make_animation(tmp_path / f"uneven{ext}", UNEVEN_MS)
+    assert probe(src).duration_s == pytest.approx(sum(UNEVEN_MS) / 1000)
+    d = deliver(src, "bluesky-video", tmp_path)
+    assert d.target.from_image
+    platform_checks(d.path, duration_s=sum(UNEVEN_MS) / 1000)
+    assert_frames_shown_for(d.path, UNEVEN_MS)
+
+
+@pytest.mark.parametrize("ext", [".gif", ".png", ".webp"])
+def test_tiny_frame_delays_are_shown_as_browsers_show_them(tmp_path: Path, ext: str) -> None:
+    # Chromium and Firefox show a delay of 10 ms or less (0 included) for 100 ms.
+    src = make_animation(tmp_path / f"tiny{ext}", [0, 10, 150, 60, 200])
+    shown = [100, 100, 150, 60, 200]
+    assert probe(src).duration_s == pytest.approx(sum(shown) / 1000)
+    d = deliver(src, "bluesky-video", tmp_path)
+    assert_frames_shown_for(d.path, shown)
+
+
+def test_apng_default_image_is_not_a_frame(tmp_path: Path) -> None:
+    # An APNG whose default image (what a plain PNG decoder shows) is not part of the
+    # animation: players skip it, so the video never shows it, and it adds no time.
+    from PIL import Image
+
+    frames = [Image.new("RGB", (64, 48), FRAME_COLOURS[i]) for i in (7, 0, 1, 2)]
+    src = tmp_path / "default.png"
+    # Pillow gives the animation frames the first three delays
+    frames[0].save(src, save_all=True, append_images=frames[1:], default_image=True,
+                   duration=[300, 500, 400, 400], loop=0)
+    assert probe(src).duration_s == pytest.approx(1.2)
+    d = deliver(src, "bluesky-video", tmp_path)
+    assert_frames_shown_for(d.path, [300, 500, 400])
+    m = run_job(tmp_path, {"default.png": src},
+                [{"id": "ig", "platform": "instagram", "settings": {"post_type": "REELS"}}])
+    (entry,) = media_of(m, "ig")  # loops forever: 3 whole loops reach the Reel's 3 s
+    assert_frames_shown_for(file_of(entry), [300, 500, 400], loops=3)
+
+
+LOOP_MS = [300, 500, 400, 600, 200]  # 2.0 s: under a Reel's 3 s minimum
+
+
+@pytest.mark.parametrize("ext", [".gif", ".png", ".webp"])
+def test_endless_animation_delivered_as_whole_loops(tmp_path: Path, ext: str) -> None:
+    src = make_animation(tmp_path / f"loop{ext}", LOOP_MS, loop=0)
+    m = run_job(tmp_path, {f"loop{ext}": src},
+                [{"id": "ig", "platform": "instagram", "settings": {"post_type": "REELS"}}])
+    (entry,) = media_of(m, "ig")
+    platform_checks(file_of(entry), duration_s=4.0)
+    assert_frames_shown_for(file_of(entry), LOOP_MS, loops=2)  # ceil(3 / 2) whole loops
+    (account,) = m["accounts"]
+    assert any(w.startswith("looped_to_minimum") for w in account["warnings"])
+
+
+@pytest.mark.parametrize(("ext", "loop"), [(".gif", None), (".png", 1), (".webp", 1),
+                                           (".png", 2)])
+def test_animation_that_does_not_loop_forever_is_still_too_short(tmp_path: Path, ext: str,
+                                                                  loop: int) -> None:
+    # Plays once (a GIF without a loop extension, a count of 1), or a finite count: its own
+    # length, 2 s, is under a Reel's 3 s.
+    src = make_animation(tmp_path / f"once{ext}", LOOP_MS, loop=loop)
+    m = run_job(tmp_path, {f"once{ext}": src},
+                [{"id": "ig", "platform": "instagram", "settings": {"post_type": "REELS"}}])
+    (account,) = m["accounts"]
+    assert account["status"] == "failed"
+    assert [e["code"] for e in account["errors"]] == ["duration_out_of_range"]
+    assert not list((tmp_path / "out").rglob("*.mp4"))
+
+
+def test_webp_length_is_its_real_one_for_the_duration_rules(tmp_path: Path) -> None:
+    # 30 frames of 60/70/100 ms: 2.3 s, under a Reel's 3 s (read as 30 x 100 ms = 3.0 s, it
+    # used to pass and be delivered 3 s long).
+    src = make_animation(tmp_path / "short.webp", [60, 70, 100] * 10, loop=1)
+    m = run_job(tmp_path, {"short.webp": src},
+                [{"id": "ig", "platform": "instagram", "settings": {"post_type": "REELS"}},
+                 {"id": "bs", "platform": "bluesky"}])
+    ig = next(a for a in m["accounts"] if a["account_id"] == "ig")
+    assert [e["code"] for e in ig["errors"]] == ["duration_out_of_range"]
+    (entry,) = media_of(m, "bs")
+    assert float(ffprobe_json(file_of(entry))["format"]["duration"]) == pytest.approx(2.3,
+                                                                                      abs=0.04)
 
 
 # --------------------------------------------------------------------------- duration policy

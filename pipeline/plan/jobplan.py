@@ -78,7 +78,7 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
                 max_bytes = min(vspec.max_bytes, limits.max_video_bytes or vspec.max_bytes)
                 target, acts, warns = plan_video(sel.info, vspec, max_bytes=max_bytes,
                                                  trim_s=sel.trim_to_s, from_image=sel.as_video,
-                                                 x264_preset=x264_preset)
+                                                 x264_preset=x264_preset, loops=sel.loops)
                 video_geometry[(sel.content_index, sel.media_index)] = target.geometry
             key = target_key(sha, target)
             use = Use(check.account.id, check.preset.platform, sel.variant.id,

@@ -15,6 +15,9 @@ ENCODER_VERSION = "1"
 IMAGE_ENGINE = "image-2"
 # Bump when a video target would now produce different bytes (filters, encoder settings).
 VIDEO_ENCODER_VERSION = "2"
+# The same for videos made from animations only (frame timing): "2" keeps every frame's own
+# delay (WebP used to get 100 ms per frame), so no earlier output of one is ever reused.
+ANIMATION_TIMING_VERSION = "2"
 
 FitMode = Literal["none", "crop", "pad", "blur"]
 
@@ -106,6 +109,7 @@ class VideoTarget:
     min_height: int = 2               # minimum size
     source_codec: str = ""            # what a stream copy keeps (remux, pass-through)
     kind: Literal["video"] = "video"
+    loops: int = 1                    # an endless animation played this many whole times
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,10 @@ def _key_view(target: Target | CoverTarget) -> dict[str, object]:
         view.pop("min_width")   # the floor of budget retries: the cap decides if it is reached
         view.pop("min_height")
         view["video_encoder"] = VIDEO_ENCODER_VERSION
+        if target.loops == 1:
+            view.pop("loops")  # keys of everything that is not looped stay what they were
+        if target.from_image:
+            view["animation_timing"] = ANIMATION_TIMING_VERSION
         if target.action != "transcode":
             # Stream copy: only the container and the audio track are made by us.
             for name in ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",

@@ -281,12 +281,14 @@ def _colour_in(info: MediaInfo) -> tuple[str, str | None, str]:
 
 
 def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: float | None,
-               from_image: bool, x264_preset: str) -> tuple[VideoTarget, list[str], list[str]]:
+               from_image: bool, x264_preset: str,
+               loops: int = 1) -> tuple[VideoTarget, list[str], list[str]]:
     """Target, planned actions and warnings for one video (or animation) and one video variant.
 
     The least work wins: untouched (``passthrough``) when stream and container conform,
     stream copy into a new MP4 (``remux``) when only the container does not, a new audio
-    track only (``audio_only``), else a full encode (``transcode``).
+    track only (``audio_only``), else a full encode (``transcode``). ``loops`` > 1 (an endless
+    animation under the variant's minimum, see validation) plays it that many whole times.
 
     Raises:
         Nothing: validation has already checked durations and counts.
@@ -295,7 +297,7 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     actions: list[str] = []
     warnings: list[str] = []
     from_image = from_image or v is None
-    duration = min(info.duration_s or 1.0, trim_s or math.inf)
+    duration = min((info.duration_s or 1.0) * loops, trim_s or math.inf)
     stream_problems = (["animated image"] if from_image
                        else video_streams_conform(info, spec, max_bytes))
     if trim_s is not None:
@@ -360,6 +362,8 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
             actions.append("deinterlaced")
         if trim_s is not None:
             actions.append("trimmed")
+        if loops > 1:
+            actions.append("looped")
     if action in ("audio_only", "transcode"):
         if audio.action == "encode":
             actions.append("audio_encoded")
@@ -386,6 +390,7 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         level=h264_level(geometry.width, geometry.height, fps, maxrate) if transcode else "",
         min_width=spec.min_width, min_height=spec.min_height,
         source_codec=v.codec if v is not None and not transcode else "",
+        loops=loops,
     )
     return target, actions, warnings
 
@@ -419,7 +424,7 @@ def shared_decodes(renditions: Iterable[Rendition]) -> tuple[tuple[str, ...], ..
         t = r.target
         if isinstance(t, VideoTarget) and t.action == "transcode" and not t.audio.loudnorm:
             key = (r.source_sha256, t.deinterlace, t.from_image, t.square_pixels,
-                   t.full_to_limited)
+                   t.full_to_limited, t.loops)
             groups.setdefault(key, []).append(r.key)
     out: list[tuple[str, ...]] = []
     for keys in groups.values():

@@ -345,3 +345,55 @@ def copy_clip(src: Path, dest_dir: Path, name: str | None = None) -> Path:
     dest = dest_dir / (name or src.name)
     shutil.copyfile(src, dest)
     return dest
+
+
+# Flat colours far apart in RGB (and after x264's 4:2:0): one per animation frame, so a decoded
+# frame says which source frame it shows.
+FRAME_COLOURS = ((230, 20, 20), (20, 200, 20), (20, 20, 230), (230, 230, 20), (20, 220, 220),
+                 (220, 20, 220), (245, 245, 245), (10, 10, 10))
+
+
+def make_animation(path: Path, delays_ms: list[int], *, loop: int | None = 0,
+                   size: tuple[int, int] = (64, 48)) -> Path:
+    """An animated GIF, APNG (``.png``) or WebP by Pillow, frame i a flat FRAME_COLOURS[i % 8].
+
+    ``loop`` is the file's loop count (0: forever; None: no loop extension, i.e. a GIF that
+    plays once).
+    """
+    from PIL import Image
+
+    frames = [Image.new("RGB", size, FRAME_COLOURS[i % len(FRAME_COLOURS)])
+              for i in range(len(delays_ms))]
+    fmt = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}[path.suffix]
+    extra: dict[str, Any] = {"lossless": True} if fmt == "WEBP" else {}
+    if loop is not None:
+        extra["loop"] = loop
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:],
+                   duration=delays_ms, **extra)
+    return path
+
+
+def colour_runs(path: Path) -> tuple[float, list[tuple[int, int]]]:
+    """Decode every frame of a video, as a player shows it, into (fps, runs).
+
+    ``runs`` are (index into FRAME_COLOURS of the picture's centre, frames shown in a row).
+    """
+    info = ffprobe_json(path)
+    v = next(s for s in info["streams"] if s["codec_type"] == "video")
+    num, den = (int(x) for x in v["avg_frame_rate"].split("/"))
+    w, h = int(v["width"]), int(v["height"])
+    raw = _run(["ffmpeg", "-v", "error", "-i", str(path), "-vsync", "passthrough",
+                "-vf", f"crop={w // 8}:{h // 8}", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                "-"]).stdout
+    size = (w // 8) * (h // 8) * 3
+    runs: list[tuple[int, int]] = []
+    for i in range(len(raw) // size):
+        frame = raw[i * size:(i + 1) * size]
+        centre = frame[len(frame) // 2 // 3 * 3:len(frame) // 2 // 3 * 3 + 3]
+        nearest = min(range(len(FRAME_COLOURS)), key=lambda k: sum(
+            (a - b) ** 2 for a, b in zip(centre, FRAME_COLOURS[k], strict=True)))
+        if runs and runs[-1][0] == nearest:
+            runs[-1] = (nearest, runs[-1][1] + 1)
+        else:
+            runs.append((nearest, 1))
+    return num / den, runs
