@@ -23,6 +23,7 @@ from pipeline.cli import main
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from pipeline.worker import Worker, _region_from_queue_url
+from tests.support.httpserver import LOOPBACK, LocalHTTPServer, status
 from tests.support.jobkit import (
     conform_cmd,
     fake_ffmpeg,
@@ -33,7 +34,6 @@ from tests.support.jobkit import (
     video_job,
     wait_for,
 )
-from tests.support.httpserver import LOOPBACK, LocalHTTPServer, status
 from tests.support.s3server import count_puts
 
 pytestmark = [pytest.mark.s3, pytest.mark.ffmpeg]
