@@ -147,6 +147,39 @@ def test_happy_path_inline_and_s3_jobs(tmp_path: Path, library: Path, s3_server:
     assert _workdir_clean(tmp_path)
 
 
+def test_tenants_with_the_same_job_id_and_the_pinned_workspace(tmp_path: Path, library: Path,
+                                                               s3_server: Any, s3_bucket: str,
+                                                               queues: Queues) -> None:
+    # B's post-43 is done first; A's post-43 must still run, and write its own manifest.
+    queues.send({**image_job("post-43", "photo-4.jpg"), "workspace_id": "ws-b"})
+    queues.send({**image_job("post-43", "photo-5.jpg"), "workspace_id": "ws-a"})
+    worker = _worker(tmp_path, library, s3_bucket, queues)
+    first, second = worker.poll_once(), worker.poll_once()
+    assert first is not None and second is not None
+    assert (first.outcome, second.outcome) == ("succeeded", "succeeded")
+    client = s3_server.client()
+    for ws in ("ws-a", "ws-b"):
+        stored = json.loads(client.get_object(Bucket=s3_bucket, Key=f"out/manifests/{ws}/post-43"
+                                              ".json")["Body"].read())
+        assert stored["workspace_id"] == ws
+    a_media = json.loads(client.get_object(Bucket=s3_bucket, Key="out/manifests/ws-a/post-43"
+                                           ".json")["Body"].read())["accounts"][0]["media"][0]
+    b_media = json.loads(client.get_object(Bucket=s3_bucket, Key="out/manifests/ws-b/post-43"
+                                           ".json")["Body"].read())["accounts"][0]["media"][0]
+    assert a_media["sha256"] != b_media["sha256"]  # two pictures, not one job skipped
+
+    # Pinned to ws-a: a message naming ws-b is an invalid job, dropped without running.
+    pinned = _worker(tmp_path, library, s3_bucket, queues,
+                     settings=_settings(tmp_path, library, s3_bucket, workspace="ws-a"))
+    queues.send({**image_job("post-44", "photo-4.jpg"), "workspace_id": "ws-b"})
+    result = pinned.poll_once()
+    assert result is not None and result.outcome == "invalid" and result.deleted
+    assert result.error is not None and result.error.code == "invalid_job"
+    missing = client.list_objects_v2(Bucket=s3_bucket, Prefix="out/manifests/ws-b/post-44")
+    assert missing.get("KeyCount", 0) == 0
+    assert _workdir_clean(tmp_path)
+
+
 def test_a_message_delivered_twice_does_the_work_once(tmp_path: Path, library: Path,
                                                       s3_server: Any, s3_bucket: str,
                                                       queues: Queues) -> None:
