@@ -118,9 +118,12 @@ def _meta_key(key: str) -> str:
 def manifest_key(workspace_id: str, job_id: str) -> str:
     """Storage key of a job's manifest: scoped by workspace, so tenants never share one.
 
-    Job ids are chosen by the client: ``post-42`` of two workspaces are two jobs.
+    Job ids are chosen by the client: ``post-42`` of two workspaces are two jobs. A job
+    without a workspace (a :class:`Job` a library caller built with ``workspace_id=""``;
+    parsed jobs always have one) keeps the unscoped key of earlier versions.
     """
-    return f"manifests/{workspace_id}/{job_id}.json"
+    return f"manifests/{workspace_id}/{job_id}.json" if workspace_id else \
+        f"manifests/{job_id}.json"
 
 
 def _check_workspace(job: Job, settings: Settings) -> None:

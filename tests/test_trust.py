@@ -132,6 +132,14 @@ def test_another_workspaces_manifest_does_not_make_a_batch_skip(tmp_path: Path, 
     assert again.skipped == 2
 
 
+def test_manifest_keys_are_scoped_by_workspace() -> None:
+    from pipeline.runner import manifest_key
+
+    assert manifest_key("ws-a", "post-42") != manifest_key("ws-b", "post-42")
+    assert manifest_key("ws-a", "post-42") == "manifests/ws-a/post-42.json"
+    assert manifest_key("", "post-42") == "manifests/post-42.json"  # no workspace: as before
+
+
 # ----------------------------------------------------------------- 2: the pinned workspace
 
 
