@@ -33,11 +33,12 @@ from .errors import (
     JobInvalid,
     PipelineError,
     StorageNotFound,
+    public_message,
 )
 from .job import parse_job_text
 from .models import ErrorInfo, Job
 from .presets import PresetRegistry, load_presets
-from .runner import EventCallback, Manifest, process
+from .runner import EventCallback, Manifest, manifest_key, process
 from .settings import Settings
 from .storage import Storage, open_storage
 
@@ -284,6 +285,7 @@ class JobSource:
         """
         self.spec = spec
         self.presets = presets
+        self.workspace = settings.workspace
         self._spool: Path | None = None
         self._label = spec
         if spec == "-":
@@ -400,7 +402,8 @@ class JobSource:
 
     def _entry(self, index: int, where: str, text: bytes) -> BatchEntry:
         try:
-            return BatchEntry(index, where, job=parse_job_text(text, self.presets))
+            return BatchEntry(index, where, job=parse_job_text(text, self.presets,
+                                                               workspace=self.workspace))
         except JobInvalid as err:
             return BatchEntry(index, where, error=err)
 
@@ -408,13 +411,19 @@ class JobSource:
 # --------------------------------------------------------------------------- running
 
 
-def read_manifest(storage: Storage, job_id: str, workdir: Path) -> dict[str, Any] | None:
-    """The stored manifest of ``job_id``, or ``None`` when there is none (or it is unreadable).
+def read_manifest(storage: Storage, job: Job, workdir: Path) -> dict[str, Any] | None:
+    """The stored manifest of ``job``, or ``None`` when there is none (or it is unreadable).
+
+    Only the job's own workspace is looked in (``manifests/<workspace_id>/<id>.json``): the
+    same id in another workspace is another job. A manifest of an older version, stored
+    without the workspace (``manifests/<id>.json``), is not read: see README, "Trust
+    boundaries", for the migration.
 
     Raises:
         StorageError: the store could not be asked.
     """
-    key = f"manifests/{job_id}.json"
+    job_id = job.id
+    key = manifest_key(job.workspace_id, job.id)
     if not storage.exists(key):
         return None
     workdir.mkdir(parents=True, exist_ok=True)
@@ -488,7 +497,7 @@ def process_batch(
     shard = shard or Shard()
     started = time.monotonic()
     counts = _Counts()
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     stopping = interrupted = False
     not_started = 0
 
@@ -519,12 +528,14 @@ def process_batch(
                 if entry.job is None:
                     finish(_invalid(entry))
                     continue
-                first = seen.get(entry.job.id)
+                # By workspace and id: two tenants' "post-42" are two jobs.
+                job_key = (entry.job.workspace_id, entry.job.id)
+                first = seen.get(job_key)
                 if first is not None:
                     finish(JobOutcome(entry.index, entry.where, entry.job.id, "skipped",
                                       note=f"same job as {first}"))
                     continue
-                seen[entry.job.id] = entry.where
+                seen[job_key] = entry.where
                 # At most `workers` jobs submitted: all of them are running, none waits in
                 # the pool's queue, so --fail-fast and Ctrl-C never find work half-scheduled.
                 while len(inflight) >= workers:
@@ -609,7 +620,7 @@ def _run_one(entry: BatchEntry, job: Job, *, settings: Settings, presets: Preset
 
     try:
         if not settings.force:
-            stored = read_manifest(storage, job.id, settings.workdir)
+            stored = read_manifest(storage, job, settings.workdir)
             if stored is not None and not (retry_failed and stored.get("status") != "succeeded"):
                 return outcome("skipped", note="manifest exists")
         manifest = process(job, settings=settings, presets=presets, storage=storage,
@@ -621,8 +632,8 @@ def _run_one(entry: BatchEntry, job: Job, *, settings: Settings, presets: Preset
         return outcome("interrupted")
     except PipelineError as err:
         log.warning("job %s failed: %s", job.id, err.message, extra={"job_id": job.id})
-        return outcome("error", error=ErrorInfo(err.code, err.message, err.http_status,
-                                                retryable=err.retryable))
+        return outcome("error", error=ErrorInfo(err.code, public_message(err.message),
+                                                err.http_status, retryable=err.retryable))
     except Exception as err:  # one job's bug must not stop the batch
         log.exception("job %s: unexpected error", job.id, extra={"job_id": job.id})
         return outcome("error", error=ErrorInfo("internal", f"internal error: "

@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -249,6 +250,31 @@ def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _job_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """What the operator pins for every job: the tenant, and how long a job may take."""
+    options = [
+        click.option("--workspace", default=None, metavar="ID",
+                     help="Serve only this workspace: a job with another workspace_id is "
+                          "refused as invalid (default: $CONFORM_WORKSPACE). Set it when "
+                          "jobs come from more than one tenant."),
+        click.option("--job-deadline", "job_deadline_s", type=click.FloatRange(min=0,
+                     min_open=True), default=None, metavar="SECONDS",
+                     help="Wall-clock limit for one job, downloads and encodes included; "
+                          "outputs not made by then fail with deadline_exceeded (default: "
+                          "$CONFORM_JOB_DEADLINE_S or 14400)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _start(settings: Settings) -> None:
+    """Start-up chores of the commands that run jobs: remove work folders of killed runs."""
+    from . import workdir
+
+    workdir.clean_stale(settings.workdir)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -274,6 +300,7 @@ def main(ctx: click.Context, verbose: int, log_format: str, debug: bool) -> None
 @click.option("--dest", default=None, help="Output folder or s3://bucket/prefix "
               "(default: $CONFORM_DEST or ./conform-out).")
 @_common_options
+@_job_options
 @click.option("--force", is_flag=True,
               help="Re-make and re-upload outputs even when they already exist.")
 @click.option("--public-base-url", default=None, metavar="URL",
@@ -289,7 +316,8 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) ->
 
     JOB is a JSON file, - for stdin, or an s3:// URI; without JOB the job is read from the
     s3:// URI in $CONFORM_JOB_URI (the container's input). Exit codes: 0 done, 1 an account
-    failed for good (don't retry), 75 temporary failure (retry), 2 invalid job.
+    failed for good, a timeout included (don't retry), 75 temporary failure (retry), 2
+    invalid job.
     """
     from .batch import current_job_id
     from .runner import process
@@ -303,9 +331,11 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) ->
             raise JobInvalid([("", "no job: give JOB (a file, - for stdin, or s3://...) "
                                    "or set CONFORM_JOB_URI")])
         presets = load_presets(settings.presets_dir)
-        parsed = parse_job_text(_read_job_text(job, settings), presets)
+        parsed = parse_job_text(_read_job_text(job, settings), presets,
+                                workspace=settings.workspace)
         current_job_id.set(parsed.id)
         ffmpeg.require_tools()  # encoders are checked before the first encode
+        _start(settings)
         manifest = process(parsed, settings=settings, presets=presets,
                            on_event=_progress_printer(progress, _log_format(ctx)))
         click.echo(json.dumps(manifest.to_dict(), indent=2))
@@ -321,6 +351,7 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) ->
 @main.command()
 @click.argument("job", metavar="JOB")
 @_common_options
+@_job_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable plan.")
 @click.pass_context
 def plan(ctx: click.Context, /, job: str, as_json: bool, **flags: Any) -> None:
@@ -330,8 +361,9 @@ def plan(ctx: click.Context, /, job: str, as_json: bool, **flags: Any) -> None:
     with handle_errors(ctx):
         settings = _settings(ctx, **flags)
         presets = load_presets(settings.presets_dir)
-        parsed = parse_job_text(_read_job_text(job), presets)
+        parsed = parse_job_text(_read_job_text(job), presets, workspace=settings.workspace)
         ffmpeg.require_tools()
+        _start(settings)
         jobplan = runner.plan(parsed, settings=settings, presets=presets)
         data = _plan_data(jobplan)
         if as_json:
@@ -395,7 +427,16 @@ def _plan_table(data: dict[str, Any]) -> str:
                      f"{'ok' if a['ok'] else 'FAILED':<8} {details}")
         for w in a["warnings"]:
             lines.append(f"{'':<36} warning: {w}")
-    return "\n".join(lines)
+    # Account ids, sources and messages come from the job: a terminal must not obey them.
+    return "\n".join(_printable(line) for line in lines)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (ESC, CR, BEL ...) shown as ``\\xNN`` escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 @main.command("probe")
@@ -669,6 +710,7 @@ class _BatchView:
 @click.option("--dest", default=None, help="Output folder or s3://bucket/prefix "
               "(default: $CONFORM_DEST or ./conform-out).")
 @_common_options
+@_job_options
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Jobs run at the same time (default: the CPU count).")
 @click.option("--fail-fast", is_flag=True, help="Stop scheduling jobs after the first failure.")
@@ -702,6 +744,7 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
         presets = load_presets(settings.presets_dir)
         shard = shard_from_env(shard_index, shard_count)
         ffmpeg.require_capabilities()
+        _start(settings)
         with JobSource(source, presets=presets, settings=settings) as src:
             total = sum(1 for entry in src.entries() if shard.owns(entry.shard_key))
             mode = ("json" if _log_format(ctx) == "json" else
@@ -722,6 +765,7 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
 @click.option("--dest", default=None, help="Output folder or s3://bucket/prefix "
               "(default: $CONFORM_DEST or ./conform-out).")
 @_common_options
+@_job_options
 @click.option("--results-queue-url", envvar="CONFORM_RESULTS_QUEUE_URL", default=None,
               help="Send a completion message per finished job to this queue.")
 @click.option("--sqs-endpoint-url", default=None,
@@ -779,6 +823,7 @@ def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
         settings = _settings(ctx, **flags)
         presets = load_presets(settings.presets_dir)
         ffmpeg.require_capabilities()
+        _start(settings)
         w = Worker(queue_url, settings=settings, presets=presets,
                    sqs_endpoint_url=sqs_endpoint_url, results_queue_url=results_queue_url,
                    wait_time_s=wait_time_s, visibility_timeout_s=visibility_timeout_s,

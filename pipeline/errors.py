@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from typing import ClassVar
+
+# A file: URI, or an absolute path standing on its own (after a space, a quote, "(" or "="):
+# not the path of an http(s) URL, whose first "/" follows a ":" or a host name.
+_SERVER_PATH = re.compile(
+    r"(?:\bfile:(?://)?|(?<![^\s'\"(=\[]))(/(?:[^\s'\"(),;:\]]+/)*)([^\s'\"(),;:/\]]*)")
+
+
+def public_message(message: str) -> str:
+    """``message`` without the server's paths, for what goes back to the API caller.
+
+    Error messages name files (a work folder, the destination's root, a file:// library);
+    the manifest is returned to the client, so every absolute path is cut to its last part:
+    ``file:///srv/out/manifests/ws/a.json`` becomes ``.../a.json``.
+    """
+    return _SERVER_PATH.sub(lambda m: f".../{m.group(2)}" if m.group(2) else "...", message)
 
 
 class ExitStatus(enum.IntEnum):
@@ -191,8 +207,13 @@ class FFmpegError(PipelineError):
 
 
 class FFmpegTimeout(FFmpegError):
+    """ffmpeg ran past its time (``ffmpeg_timeout_s`` or what the job deadline left).
+
+    Not retryable: the same source, preset and limits take as long again, so a retry would
+    time out forever; a bigger limit (``--job-deadline``) is the operator's call.
+    """
+
     code = "processing_timeout"
-    retryable = True
 
 
 class ProcessingFailed(PipelineError):
@@ -229,7 +250,10 @@ class StoragePermissionError(StorageError):
 
 
 class DeadlineExceeded(PipelineError):
-    """The job ran past its overall deadline; running it again may succeed."""
+    """The job ran past its overall deadline (``job_deadline_s``).
+
+    Not retryable, for the reason given at :class:`FFmpegTimeout`; the runner reports it in
+    the manifest for every output not made in time.
+    """
 
     code = "deadline_exceeded"
-    retryable = True

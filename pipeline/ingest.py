@@ -6,6 +6,7 @@ and hashed while it is read, under a byte cap. URLs go through :mod:`pipeline.ne
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -108,7 +109,8 @@ def check_template(template: str) -> str:
     return template
 
 
-def fetch(ref: MediaRef, dest_dir: Path, *, settings: Settings, workspace_id: str) -> LocalMedia:
+def fetch(ref: MediaRef, dest_dir: Path, *, settings: Settings, workspace_id: str,
+          deadline_s: float | None = None) -> LocalMedia:
     """Bring one medium into ``dest_dir``, hashed while read and size-capped.
 
     Args:
@@ -116,6 +118,8 @@ def fetch(ref: MediaRef, dest_dir: Path, *, settings: Settings, workspace_id: st
         dest_dir: the job's source folder (created if missing).
         settings: library template, byte cap, timeouts and the network allow-list.
         workspace_id: the job's workspace, for ``{workspace_id}`` in the template.
+        deadline_s: what is left of the job's time; a download gets the smaller of this and
+            ``settings.download_deadline_s``.
 
     Returns:
         The local copy with its size and SHA-256.
@@ -130,6 +134,8 @@ def fetch(ref: MediaRef, dest_dir: Path, *, settings: Settings, workspace_id: st
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / ("src-" + hashlib.sha256(str(ref).encode()).hexdigest()[:16])
+    if deadline_s is not None and deadline_s < settings.download_deadline_s:
+        settings = dataclasses.replace(settings, download_deadline_s=deadline_s)
     if ref.kind == "url":
         return _fetch_url(ref, ref.value, dest, settings)
     if _URL_SCHEME.match(ref.value):

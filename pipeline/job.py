@@ -16,33 +16,66 @@ _HTTP_RE = re.compile(r"^https?://", re.IGNORECASE)
 DURATION_POLICIES = ("refuse", "trim")
 
 
-def parse_job_text(text: str | bytes, presets: PresetRegistry) -> Job:
+def parse_job_text(text: str | bytes, presets: PresetRegistry, *,
+                   workspace: str | None = None) -> Job:
     """Parse JSON text into a job.
+
+    This is the border for untrusted text: whatever the document holds, the only error that
+    leaves is :class:`JobInvalid` (never a ``RecursionError`` from deep nesting or the
+    ``ValueError`` of Python's 4300-digit limit on integers).
+
+    Args:
+        text: the job's JSON.
+        presets: the platforms a job may name.
+        workspace: the operator's pinned workspace (``--workspace``); a job naming another
+            one is invalid.
 
     Raises:
         JobInvalid: malformed JSON or any schema problem (all listed, each with its JSON path).
     """
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise JobInvalid([("", f"malformed JSON: {err}")]) from err
-    return parse_job(data, presets)
+    except RecursionError as err:
+        raise JobInvalid([("", "malformed JSON: nested too deeply")]) from err
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
+        raise JobInvalid([("", f"malformed JSON: {_one_line(str(err))}")]) from err
+    return parse_job(data, presets, workspace=workspace)
 
 
-def parse_job(data: Any, presets: PresetRegistry) -> Job:
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
+
+
+def parse_job(data: Any, presets: PresetRegistry, *, workspace: str | None = None) -> Job:
     """Validate a decoded Create-Post request.
 
     Fields of the API that are not about media (labels, schedule, repeat, texts, settings
     that do not pick a media variant) are accepted and ignored.
 
+    Args:
+        data: the decoded JSON.
+        presets: the platforms a job may name.
+        workspace: the operator's pinned workspace; a job naming another one is invalid.
+
     Raises:
         JobInvalid: every problem found, each with its JSON path.
     """
+    try:
+        return _parse_job(data, presets, workspace)
+    except RecursionError as err:  # a deep structure in a field we copy or hash
+        raise JobInvalid([("", "nested too deeply")]) from err
+
+
+def _parse_job(data: Any, presets: PresetRegistry, workspace: str | None) -> Job:
     problems: list[tuple[str, str]] = []
     if not isinstance(data, dict):
         raise JobInvalid([("", "the job must be a JSON object")])
 
     workspace_id = _id_field(data, "workspace_id", problems, required=True)
+    if workspace_id is not None and workspace is not None and workspace_id != workspace:
+        # The API in front sets workspace_id from the caller's credentials; a job that names
+        # another workspace would read that tenant's library and write into its manifests.
+        problems.append(("workspace_id", "not the workspace this conform serves"))
     job_id = _id_field(data, "id", problems, required=False)
     content = _content(data.get("content"), problems)
     accounts = _accounts(data.get("accounts"), presets, problems)
@@ -74,7 +107,7 @@ def derive_job_id(data: Mapping[str, Any]) -> str:
     return "job-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
 
 
 def _id_field(data: Mapping[str, Any], key: str, problems: list[tuple[str, str]],
@@ -87,9 +120,14 @@ def _id_field(data: Mapping[str, Any], key: str, problems: list[tuple[str, str]]
     if isinstance(value, bool) or not isinstance(value, str | int):
         problems.append((key, "must be a string or an integer"))
         return None
-    text = str(value)
-    if key == "id" and not _SAFE_ID.match(text):
-        # The job id names the manifest file/object: keep it a safe single path segment.
+    try:
+        text = str(value)
+    except ValueError:  # an integer over Python's 4300-digit conversion limit
+        problems.append((key, "must be 1-128 letters, digits, '.', '_' or '-'"))
+        return None
+    if not _SAFE_ID.fullmatch(text):
+        # The workspace and job ids name the manifest (manifests/<workspace_id>/<id>.json):
+        # each must be a safe single path segment. fullmatch: "$" would let a final "\n" in.
         problems.append((key, "must be 1-128 letters, digits, '.', '_' or '-'"))
         return None
     if not text:

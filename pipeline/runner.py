@@ -11,24 +11,24 @@ import functools
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, conform, cover, ingest, probe
+from . import __version__, conform, cover, ingest, probe, workdir
 from .errors import (
     ConfigError,
     CorruptMedia,
     DeadlineExceeded,
     FFmpegTimeout,
     Interrupted,
+    JobInvalid,
     PipelineError,
     StorageError,
     StorageNotFound,
+    public_message,
 )
 from .image import HeifCache, render_image
 from .models import ErrorInfo, Job, JobEvent, LocalMedia, MediaInfo, MediaRef
@@ -52,6 +52,7 @@ class Manifest:
     presets_version: str
     accounts: tuple[dict[str, Any], ...]
     uri: str | None = None
+    workspace_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -69,7 +70,7 @@ class Manifest:
         """The manifest as JSON-ready data."""
         accounts = [{**a, "errors": [{k: v for k, v in e.items() if k != "retryable"}
                                      for e in a["errors"]]} for a in self.accounts]
-        return {"job_id": self.job_id, "status": self.status,
+        return {"job_id": self.job_id, "workspace_id": self.workspace_id, "status": self.status,
                 "presets_version": self.presets_version, "accounts": accounts, **self.extra}
 
 
@@ -83,13 +84,17 @@ class Deadline:
         """Seconds left (never below one, so a tool call always gets a chance to fail cleanly)."""
         return max(1.0, self.expires_at - time.monotonic())
 
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        return time.monotonic() > self.expires_at
+
     def check(self, stage: str) -> None:
         """Raise when the deadline has passed.
 
         Raises:
             DeadlineExceeded: past the deadline.
         """
-        if time.monotonic() > self.expires_at:
+        if self.expired():
             raise DeadlineExceeded(f"job deadline passed before {stage}")
 
 
@@ -110,11 +115,28 @@ def _meta_key(key: str) -> str:
     return f"assets/{key[:2]}/{key[2:]}/meta.json"
 
 
-def _manifest_key(job_id: str) -> str:
-    return f"manifests/{job_id}.json"
+def manifest_key(workspace_id: str, job_id: str) -> str:
+    """Storage key of a job's manifest: scoped by workspace, so tenants never share one.
+
+    Job ids are chosen by the client: ``post-42`` of two workspaces are two jobs. A job
+    without a workspace (a :class:`Job` a library caller built with ``workspace_id=""``;
+    parsed jobs always have one) keeps the unscoped key of earlier versions.
+    """
+    return f"manifests/{workspace_id}/{job_id}.json" if workspace_id else \
+        f"manifests/{job_id}.json"
 
 
-def _check_destination(storage: Storage, settings: Settings, job_id: str) -> None:
+def _check_workspace(job: Job, settings: Settings) -> None:
+    """Refuse a job of another workspace than the pinned one (a library caller's Job too).
+
+    Raises:
+        JobInvalid: the job names another workspace than ``settings.workspace``.
+    """
+    if settings.workspace is not None and job.workspace_id != settings.workspace:
+        raise JobInvalid([("workspace_id", "not the workspace this conform serves")])
+
+
+def _check_destination(storage: Storage, settings: Settings, job: Job) -> None:
     """Fail before any work when nothing could be stored, or the asked-for URLs can't be made.
 
     Raises:
@@ -124,7 +146,7 @@ def _check_destination(storage: Storage, settings: Settings, job_id: str) -> Non
         StoragePermissionError: access denied, bad or missing credentials.
         StorageError: the store can't be reached (retryable).
     """
-    key = _manifest_key(job_id)
+    key = manifest_key(job.workspace_id, job.id)
     storage.uri(key)  # validates the key
     if settings.public_base_url is not None or settings.presign_s is not None:
         url = storage.public_url(key, base_url=settings.public_base_url,
@@ -146,7 +168,7 @@ def _object_metadata(job: Job, presets: PresetRegistry, source_sha256: str,
     platforms = list(dict.fromkeys(p for p, _ in uses))
     versions = [f"{p}={preset.version}" for p in platforms
                 if (preset := presets.get(p)) is not None]
-    return {"source-sha256": source_sha256, "job-id": job.id,
+    return {"source-sha256": source_sha256, "workspace-id": job.workspace_id, "job-id": job.id,
             "preset-id": ",".join(platforms), "preset-version": ",".join(versions),
             "variant": ",".join(dict.fromkeys(v for _, v in uses)),
             "encoder-version": ENCODER_VERSION, "pipeline-version": __version__}
@@ -175,7 +197,7 @@ def _store_manifest(manifest: Manifest, storage: Storage) -> StoredObject:
     body = json.dumps(manifest.to_dict(), indent=2, sort_keys=False).encode() + b"\n"
     try:
         # no-cache: unlike the assets, a manifest is rewritten by every run of the job
-        return storage.put_bytes(body, _manifest_key(manifest.job_id),
+        return storage.put_bytes(body, manifest_key(manifest.workspace_id, manifest.job_id),
                                  content_type="application/json", cache_control="no-cache")
     except StorageError as err:
         raise type(err)(f"the manifest was not written, so no output of job {manifest.job_id} "
@@ -197,9 +219,13 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
         on_event: progress callback.
 
     Returns:
-        The manifest (also stored at ``manifests/<job_id>.json``).
+        The manifest (also stored at ``manifests/<workspace_id>/<job_id>.json``). A job that
+        runs out of ``settings.job_deadline_s`` still gets one: the outputs not made by then
+        fail their accounts with ``deadline_exceeded`` (not retryable: the same job would
+        run out again).
 
     Raises:
+        JobInvalid: the job names another workspace than the pinned ``settings.workspace``.
         ConfigError: ffmpeg missing or unusable settings (destination, ``public_base_url``,
             ``presign_s``).
         StorageError: the destination is unusable (checked before any work: no such bucket,
@@ -209,23 +235,23 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
     """
     settings = settings or Settings.from_env()
     presets = presets or load_presets(settings.presets_dir)
+    _check_workspace(job, settings)
     storage = storage or open_storage(settings.dest, endpoint_url=settings.endpoint_url)
-    _check_destination(storage, settings, job.id)
+    _check_destination(storage, settings, job)
     probe.setup_pillow(settings.max_image_pixels)
     deadline = Deadline(settings.job_deadline_s)
     emit = _emitter(job.id, on_event)
-    settings.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f"conform-{job.id[:40]}-", dir=settings.workdir))
-    try:
+    with workdir.run_folder(settings.workdir, f"{job.workspace_id[:20]}-{job.id[:40]}-"
+                            ) as folder:
         emit("ingest", "start")
-        sources, probed, thumbs = _ingest_all(job, presets, settings, workdir, deadline)
+        sources, probed, thumbs = _ingest_all(job, presets, settings, folder, deadline)
         emit("ingest", "done")
         checks = [check_account(job, acc, presets.get(acc.platform), probed)  # type: ignore[arg-type]
                   for acc in job.accounts]
         jobplan = plan_job(checks, sha_of={k: v.sha256 for k, v in sources.items()},
                            thumb_infos=thumbs, x264_preset=settings.x264_preset)
         outputs = _produce(jobplan, sources, probed, thumbs, job=job, settings=settings,
-                           presets=presets, storage=storage, workdir=workdir, deadline=deadline,
+                           presets=presets, storage=storage, workdir=folder, deadline=deadline,
                            emit=emit)
         _add_urls(outputs, storage, settings)
         manifest = _manifest(job, jobplan, outputs, presets)
@@ -233,8 +259,6 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
         stored = _store_manifest(manifest, storage)
         emit("manifest", "done")
         return dataclasses.replace(manifest, uri=stored.uri)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def plan(job: Job, *, settings: Settings | None = None,
@@ -244,23 +268,21 @@ def plan(job: Job, *, settings: Settings | None = None,
     Nothing is written to the destination: this is what ``conform plan`` shows.
 
     Raises:
+        JobInvalid: the job names another workspace than the pinned ``settings.workspace``.
         ConfigError: ffmpeg missing or unusable settings.
         Interrupted: stopped by a signal.
     """
     settings = settings or Settings.from_env()
+    _check_workspace(job, settings)
     presets = presets or load_presets(settings.presets_dir)
     probe.setup_pillow(settings.max_image_pixels)
     deadline = Deadline(settings.job_deadline_s)
-    settings.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f"conform-plan-{job.id[:40]}-", dir=settings.workdir))
-    try:
-        sources, probed, thumbs = _ingest_all(job, presets, settings, workdir, deadline)
+    with workdir.run_folder(settings.workdir, f"plan-{job.id[:40]}-") as folder:
+        sources, probed, thumbs = _ingest_all(job, presets, settings, folder, deadline)
         checks = [check_account(job, acc, presets.get(acc.platform), probed)  # type: ignore[arg-type]
                   for acc in job.accounts]
         return plan_job(checks, sha_of={k: v.sha256 for k, v in sources.items()},
                         thumb_infos=thumbs, x264_preset=settings.x264_preset)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _emitter(job_id: str, on_event: EventCallback | None) -> Callable[..., None]:
@@ -299,10 +321,13 @@ def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, workdir: 
     for ref in [*refs, *([thumb] if thumb else [])]:
         if ref in probed:
             continue
-        deadline.check("ingest")
         try:
+            # Inside the try: a medium the deadline left no time for fails its accounts in
+            # the manifest, like any other source problem.
+            deadline.check("ingest")
             local = ingest.fetch(ref, workdir / "src", settings=settings,
-                                 workspace_id=job.workspace_id)
+                                 workspace_id=job.workspace_id,
+                                 deadline_s=deadline.remaining())
             sources[str(ref)] = local
             if local.sha256 in by_sha:  # the same bytes under another name: probe once
                 probed[ref] = by_sha[local.sha256]
@@ -345,18 +370,16 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
     for index, rendition in enumerate(ordered):
         if index and ordered[index - 1].ref_text != rendition.ref_text:
             heif_cache.clear()
-        deadline.check("render")
         emit("render", "start", done / max(total, 1), rendition.name)
         outputs[rendition.key] = _guard(
             functools.partial(_make_rendition, rendition, sources, probed, job=job,
                               settings=settings, presets=presets, storage=storage,
                               workdir=workdir, deadline=deadline, delivered=delivered,
                               emit=emit, prerendered=prerendered, heif_cache=heif_cache),
-            job.id, rendition.name)
+            job.id, rendition.name, deadline=deadline, stage="render")
         done += 1
     heif_cache.clear()
     for cplan in jobplan.covers:
-        deadline.check("cover")
         emit("cover", "start", done / max(total, 1))
         failed = outputs.get(cplan.rendition_key, _Output()).error
         if cplan.target.source == "frame" and failed is not None:
@@ -371,7 +394,7 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
                                   settings=settings, storage=storage, workdir=workdir,
                                   deadline=deadline, delivered=delivered, job=job,
                                   presets=presets),
-                job.id, "cover")
+                job.id, "cover", deadline=deadline, stage="cover")
         done += 1
     emit("render", "done", 1.0)
     return outputs
@@ -398,7 +421,8 @@ def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
             storage, k, workdir, max_bytes=by_key[k].target.max_bytes) is None]
         if len(todo) < 2:
             continue
-        deadline.check("render")
+        if deadline.expired():
+            break  # each output then fails on its own with deadline_exceeded
         src = sources[todo[0].ref_text]
         info = next(v for k, v in probed.items() if str(k) == todo[0].ref_text)
         assert isinstance(info, MediaInfo)
@@ -418,9 +442,9 @@ def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
             render_shared(src.path, info.format_name, outs, duration_s=info.duration_s or 0.0,
                           timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()),
                           on_progress=progress)
-        except (Interrupted, DeadlineExceeded):
+        except Interrupted:
             raise
-        except (CorruptMedia, FFmpegTimeout) as err:
+        except (CorruptMedia, FFmpegTimeout, DeadlineExceeded) as err:
             made.update({r.key: err for r in todo})
             continue
         except (PipelineError, ValueError) as err:
@@ -433,13 +457,17 @@ def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
     return made
 
 
-def _guard(make: Callable[[], dict[str, Any]], job_id: str, what: str) -> _Output:
-    """Run one output's production; errors become the manifest's, never a traceback."""
+def _guard(make: Callable[[], dict[str, Any]], job_id: str, what: str, *,
+           deadline: Deadline, stage: str) -> _Output:
+    """Run one output's production; errors become the manifest's, never a traceback.
+
+    The deadline is checked first: past it, the output fails with ``deadline_exceeded``
+    and the manifest is still written, so a caller sees a permanent failure, not a crash.
+    """
     try:
+        deadline.check(stage)
         return _Output(entry=make())
     except Interrupted:
-        raise
-    except DeadlineExceeded:
         raise
     except PipelineError as err:
         log.warning("job %s: %s failed: %s", job_id, what, err.message)
@@ -714,6 +742,8 @@ def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
                               | {"retryable": err.retryable})
             else:
                 cover_entry = _cover_entry(out.entry, check)
+        for e in errors:  # the manifest goes back to the API caller: no server paths
+            e["message"] = public_message(str(e["message"]))
         ok = not errors
         warnings = list(check.warnings) + ([w for w in (cover_entry or {}).pop("warnings", [])]
                                            if cover_entry else [])
@@ -726,8 +756,8 @@ def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
     statuses = {a["status"] for a in accounts}
     status = ("succeeded" if statuses == {"ok"} else "failed" if "ok" not in statuses
               else "partial")
-    return Manifest(job_id=job.id, status=status, presets_version=presets.version(),
-                    accounts=tuple(accounts),
+    return Manifest(job_id=job.id, workspace_id=job.workspace_id, status=status,
+                    presets_version=presets.version(), accounts=tuple(accounts),
                     extra={"pipeline_version": __version__})
 
 

@@ -24,6 +24,19 @@ def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}: expected an integer, got {raw!r}") from err
 
 
+def _env_seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from err
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}: must be a positive number of seconds, got {raw!r}")
+    return value
+
+
 def parse_networks(values: list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]:
     """Parse CIDR strings for the SSRF allow-list.
 
@@ -50,6 +63,9 @@ class Settings:
     workdir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")))
     presets_dir: Path | None = None
     library: str | None = None
+    # The one workspace this process serves (--workspace / CONFORM_WORKSPACE); a job naming
+    # another is invalid. None: the job's workspace_id is trusted (single-tenant set-ups).
+    workspace: str | None = None
     dest: str = "./conform-out"
     endpoint_url: str | None = None
     max_source_bytes: int = 4 * 1024**3 + 256 * 1024**2  # largest platform cap (4 GB) + slack
@@ -61,7 +77,7 @@ class Settings:
     allow_networks: tuple[IPNetwork, ...] = ()
     ffmpeg_timeout_s: float = 3600.0
     probe_timeout_s: float = 60.0
-    job_deadline_s: float = 4 * 3600.0
+    job_deadline_s: float = 4 * 3600.0  # --job-deadline / CONFORM_JOB_DEADLINE_S
     max_image_pixels: int = 400_000_000  # 2x the largest phone sensor (200 MP); a bomb beyond
     max_animation_frames: int = 2000
     x264_preset: str = "medium"
@@ -87,6 +103,8 @@ class Settings:
             values["presets_dir"] = Path(env["CONFORM_PRESETS_DIR"])
         if env.get("CONFORM_LIBRARY"):
             values["library"] = env["CONFORM_LIBRARY"]
+        if env.get("CONFORM_WORKSPACE"):
+            values["workspace"] = env["CONFORM_WORKSPACE"]
         if env.get("CONFORM_DEST"):
             values["dest"] = env["CONFORM_DEST"]
         if env.get("AWS_ENDPOINT_URL"):
@@ -102,6 +120,8 @@ class Settings:
         values["ffmpeg_timeout_s"] = float(
             _env_int(env, "CONFORM_FFMPEG_TIMEOUT_S", int(base.ffmpeg_timeout_s))
         )
+        values["job_deadline_s"] = _env_seconds(env, "CONFORM_JOB_DEADLINE_S",
+                                                base.job_deadline_s)
         if env.get("CONFORM_X264_PRESET"):
             values["x264_preset"] = env["CONFORM_X264_PRESET"]
         return dataclasses.replace(base, **values)  # type: ignore[arg-type]

@@ -28,11 +28,11 @@ from botocore.config import Config
 
 from . import ffmpeg
 from .batch import current_job_id, read_job_uri, read_manifest
-from .errors import ConfigError, Interrupted, JobInvalid, PipelineError
+from .errors import ConfigError, Interrupted, JobInvalid, PipelineError, public_message
 from .job import parse_job_text
 from .models import ErrorInfo, Job
 from .presets import PresetRegistry, load_presets
-from .runner import EventCallback, Manifest, process
+from .runner import EventCallback, Manifest, manifest_key, process
 from .settings import Settings
 from .storage import Storage, open_storage
 
@@ -409,10 +409,10 @@ class Worker:
             self._job_id = job.id
             current_job_id.set(job.id)
             if not self.settings.force:
-                stored = read_manifest(self.storage, job.id, self.settings.workdir)
+                stored = read_manifest(self.storage, job, self.settings.workdir)
                 if stored is not None and stored.get("status") == "succeeded":
                     return ("skipped", job, None,
-                            self.storage.uri(f"manifests/{job.id}.json"), None)
+                            self.storage.uri(manifest_key(job.workspace_id, job.id)), None)
             manifest = process(job, settings=self.settings, presets=self.presets,
                                storage=self.storage, on_event=self.on_event)
         except JobInvalid as err:
@@ -423,7 +423,8 @@ class Worker:
             ffmpeg.stop_all()
             return "released", job, None, None, None
         except PipelineError as err:
-            info = ErrorInfo(err.code, err.message, err.http_status, retryable=err.retryable)
+            info = ErrorInfo(err.code, public_message(err.message), err.http_status,
+                             retryable=err.retryable)
             log.warning("job %s failed: %s", job.id if job else "?", err.message)
             return ("retry" if err.retryable else "failed"), job, None, None, info
         except Exception as err:  # a bug: retried, then dead-lettered by the queue
@@ -443,7 +444,7 @@ class Worker:
             raise JobInvalid([("", "empty message")])
         if text.lower().startswith("s3://"):
             text = read_job_uri(text, settings=self.settings)
-        return parse_job_text(text, self.presets)
+        return parse_job_text(text, self.presets, workspace=self.settings.workspace)
 
     def _settle(self, result: MessageResult, receipt: str) -> MessageResult:
         """Delete, hide for a retry, or release the message, according to the outcome."""

@@ -152,7 +152,7 @@ def test_bad_entries_are_isolated_and_reported_with_their_line(tmp_path: Path,
     for job_id in ("ok-1", "ok-2"):
         manifest = by_key[job_id]
         assert manifest["status"] == "succeeded"
-        stored = json.loads((tmp_path / "out" / "manifests" / f"{job_id}.json").read_text())
+        stored = json.loads((tmp_path / "out" / "manifests" / "ws" / f"{job_id}.json").read_text())
         assert stored == manifest
         media = manifest["accounts"][0]["media"][0]
         with Image.open(media["uri"].removeprefix("file://")) as img:
@@ -195,7 +195,7 @@ def test_s3_sources(tmp_path: Path, library: Path, s3_server: Any, s3_bucket: st
     result = _cli(tmp_path, library, f"s3://{s3_bucket}/in/folder", "--dest", dest)
     assert result.exit_code == 0, result.stderr
     assert [line["job_id"] for line in _lines(result.stdout)] == ["s3-x"]
-    stored = client.get_object(Bucket=s3_bucket, Key="out/manifests/s3-x.json")["Body"].read()
+    stored = client.get_object(Bucket=s3_bucket, Key="out/manifests/ws/s3-x.json")["Body"].read()
     assert json.loads(stored)["status"] == "succeeded"
     result = _cli(tmp_path, library, f"s3://{s3_bucket}/nothing-here", "--dest", dest)
     assert result.exit_code == 2
@@ -266,7 +266,7 @@ def test_fail_fast_stops_scheduling(tmp_path: Path, library: Path, presets: Any)
                             workers=1, fail_fast=True)
     assert (summary.failed, summary.succeeded, summary.not_started) == (1, 0, 3)
     assert summary.exit_status == 1
-    assert not (tmp_path / "out" / "manifests" / "g-2.json").exists()
+    assert not (tmp_path / "out" / "manifests" / "ws" / "g-2.json").exists()
     summary = process_batch(entries, settings=_settings(tmp_path, library), presets=presets,
                             workers=1)
     # Without --fail-fast everything runs; the failed job's manifest exists, so it is skipped.
@@ -314,7 +314,7 @@ def test_resume_after_a_kill_processes_no_job_twice(tmp_path: Path, library: Pat
     first = [json.loads(proc.stdout.readline()) for _ in range(2)]
     proc.kill()  # SIGKILL: no cleanup at all, the worst case
     proc.wait()
-    manifests = tmp_path / "out" / "manifests"
+    manifests = tmp_path / "out" / "manifests" / "ws"
     done_before = {p.stem: p.stat().st_mtime_ns for p in manifests.glob("*.json")}
     assert {m["job_id"] for m in first} <= set(done_before)
     assert len(done_before) < n, "the batch finished before it could be killed"
@@ -350,7 +350,7 @@ def test_sigterm_kills_ffmpeg_cleans_up_and_exits_130(tmp_path: Path, library: P
     assert out == b""  # no job finished
     assert not any(pid_alive(pid) for pid in pids)
     assert _workdir_clean(tmp_path)
-    assert not list((tmp_path / "out").glob("manifests/*.json"))
+    assert not list((tmp_path / "out").glob("manifests/**/*.json"))
     assert len(marker.read_text().split()) == 2  # nothing was scheduled after the signal
 
 

@@ -51,11 +51,11 @@ def test_job_from_conform_job_uri_with_json_logs(tmp_path: Path, library: Path, 
     assert result.exit_code == 0, result.stderr
     manifest = json.loads(result.stdout)
     assert manifest["job_id"] == "c-1" and manifest["status"] == "succeeded"
-    stored = client.get_object(Bucket=s3_bucket, Key="out/manifests/c-1.json")["Body"].read()
+    stored = client.get_object(Bucket=s3_bucket, Key="out/manifests/ws/c-1.json")["Body"].read()
     assert json.loads(stored) == manifest
     records = _ours(result.stderr)
     assert records and all(r["job_id"] == "c-1" for r in records)
-    assert records[-1]["uri"] == f"{dest}/manifests/c-1.json"
+    assert records[-1]["uri"] == f"{dest}/manifests/ws/c-1.json"
 
     # The same job as an argument: an s3:// URI works where a file name does.
     again = _run(tmp_path, library, f"s3://{s3_bucket}/jobs/c-1.json", "--dest", dest)

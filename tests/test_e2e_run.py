@@ -62,7 +62,7 @@ def test_sample_post_to_all_ten_platforms(tmp_path: Path) -> None:
     check_manifest_contract(m)
     assert m["status"] == "succeeded"
     assert sorted(a["platform"] for a in m["accounts"]) == sorted(ALL_PLATFORMS)
-    stored = json.loads((dest / "manifests" / "sample-post.json").read_text())
+    stored = json.loads((dest / "manifests" / "demo" / "sample-post.json").read_text())
     assert stored["accounts"] == m["accounts"]
 
     for account in m["accounts"]:

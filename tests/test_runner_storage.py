@@ -246,7 +246,7 @@ def check_stored(dest: Dest, manifest: dict[str, Any], tmp: Path) -> None:
 
 
 def stored_manifest(dest: Dest, job_id: str, tmp: Path) -> dict[str, Any]:
-    got = dest.store.get_file(f"manifests/{job_id}.json", tmp / f"manifest-{uuid.uuid4().hex}")
+    got = dest.store.get_file(f"manifests/ws/{job_id}.json", tmp / f"manifest-{uuid.uuid4().hex}")
     data: dict[str, Any] = json.loads(got.read_text())
     return data
 
@@ -358,9 +358,9 @@ def test_outputs_stored_whole_and_manifest_last(
     manifest = run(dest)
     data = manifest.to_dict()
     assert manifest.ok, data
-    assert manifest.uri == dest.store.uri("manifests/store-1.json")
+    assert manifest.uri == dest.store.uri("manifests/ws/store-1.json")
     # the manifest is the last write, every asset is followed by its meta.json
-    assert writes[-1] == "manifests/store-1.json"
+    assert writes[-1] == "manifests/ws/store-1.json"
     assets = [k for k in writes if not k.endswith("meta.json") and k.startswith("assets/")]
     assert len(assets) == 3  # one shared video, X's thread image, YouTube's cover
     for key in assets:
@@ -403,7 +403,7 @@ def test_outputs_stored_whole_and_manifest_last(
         assert chead["ContentType"] == "image/jpeg" and chead["CacheControl"] == IMMUTABLE
         assert chead["Metadata"]["source-sha256"] == sha256_of(library / "photo.jpg")
         assert chead["Metadata"]["preset-id"] == "youtube"
-        mhead = dest.raw.head_object(Bucket=dest.bucket, Key="conform/manifests/store-1.json")
+        mhead = dest.raw.head_object(Bucket=dest.bucket, Key="conform/manifests/ws/store-1.json")
         assert mhead["ContentType"] == "application/json"
         assert mhead["CacheControl"] == "no-cache"  # rewritten by every run: never immutable
 
@@ -419,7 +419,7 @@ def test_identical_targets_stored_once_across_jobs(
              "accounts": [{"id": "tg-9", "platform": "telegram"}, {"id": "x-9", "platform": "x"}]}
     writes.clear()
     second = run(dest, doc=other).to_dict()
-    assert writes == ["manifests/store-2.json"]
+    assert writes == ["manifests/ws-2/store-2.json"]
     assert sorted(dest.assets()) == assets_before
     first_uris = {e["uri"] for e in entries(first)}
     assert {e["uri"] for e in entries(second)} <= first_uris
@@ -451,7 +451,7 @@ def test_crash_damage_and_loss_make_outputs_again(
     assert sorted(writes[:-1]) == sorted(
         [key for asset in (video_key, image_key, cover_key)
          for key in (asset, asset.rsplit("/", 1)[0] + "/meta.json")])
-    assert writes[-1] == "manifests/store-1.json"
+    assert writes[-1] == "manifests/ws/store-1.json"
     assert [e["uri"] for e in entries(second)] == [e["uri"] for e in entries(first)]
     assert not any("reused" in m["actions"] for a in second["accounts"] for m in a["media"])
     check_stored(dest, second, tmp_path)
@@ -469,7 +469,7 @@ def test_frame_cover_made_from_a_reused_video(
     second = run(dest, doc=FRAME_JOB).to_dict()
     # the video is reused (fetched back to take the frame), only the cover is stored again
     assert writes == [cover_key, cover_key.rsplit("/", 1)[0] + "/meta.json",
-                      "manifests/store-frame.json"]
+                      "manifests/ws/store-frame.json"]
     again = by_account(second)["p-1"]
     assert again["media"][0]["actions"][0] == "reused"
     assert again["cover"]["uri"] == pin["cover"]["uri"]
@@ -536,7 +536,7 @@ def test_manifest_not_written_is_an_error(
     err = info.value
     assert err.code == "storage_failed" and err.retryable is retryable
     assert "manifest was not written" in err.message
-    assert not dest.store.exists("manifests/store-1.json")
+    assert not dest.store.exists("manifests/ws/store-1.json")
     assert dest.leftovers() == []
     # the outputs are stored whole and a re-run publishes them without making them again
     assert len(dest.assets()) == 3
@@ -706,7 +706,7 @@ def test_conform_run_rerun_and_force(
         second = cli(args)
     assert second.exit_code == 0, second.stderr
     again = json.loads(second.stdout)
-    assert writes == ["manifests/store-1.json"]
+    assert writes == ["manifests/ws/store-1.json"]
     if requests is not None:  # on the server: one PUT, the manifest; no multipart at all
         assert requests.writes == 1 and requests.operations["PutObject"] == 1
         assert requests.operations["CreateMultipartUpload"] == 0
@@ -773,7 +773,7 @@ def test_conform_run_refuses_unusable_url_options(
     if dest.name == "local":
         result = cli([*args, "--presign", "60"])
         assert result.exit_code == 2 and "presign" in result.stderr
-    assert not dest.store.exists("manifests/store-1.json")
+    assert not dest.store.exists("manifests/ws/store-1.json")
 
 
 def test_conform_run_destination_not_a_folder(tmp_path: Path, library: Path) -> None:

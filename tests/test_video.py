@@ -781,7 +781,7 @@ def test_ffmpeg_timeout_is_processing_timeout(make_clip: Any, tmp_path: Path,
     with pytest.raises(FFmpegTimeout) as caught:
         render_video(src, info.format_name, target, out_dir / "o.mp4", duration_s=0.5,
                      timeout_s=1)
-    assert caught.value.code == "processing_timeout" and caught.value.retryable
+    assert caught.value.code == "processing_timeout" and not caught.value.retryable
     assert "encoding frame 1" in caught.value.message
     assert list(out_dir.iterdir()) == []
 

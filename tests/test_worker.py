@@ -23,6 +23,7 @@ from pipeline.cli import main
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from pipeline.worker import Worker, _region_from_queue_url
+from tests.support.httpserver import LOOPBACK, LocalHTTPServer, status
 from tests.support.jobkit import (
     conform_cmd,
     fake_ffmpeg,
@@ -105,7 +106,7 @@ def _worker(tmp: Path, library: Path, bucket: str, q: Queues, **kw: Any) -> Work
 
 
 def _manifest(s3_server: Any, bucket: str, job_id: str) -> dict[str, Any]:
-    body = s3_server.client().get_object(Bucket=bucket, Key=f"out/manifests/{job_id}.json")
+    body = s3_server.client().get_object(Bucket=bucket, Key=f"out/manifests/ws/{job_id}.json")
     return json.loads(body["Body"].read())
 
 
@@ -141,8 +142,41 @@ def test_happy_path_inline_and_s3_jobs(tmp_path: Path, library: Path, s3_server:
     done = sorted(queues.drain(queues.results), key=lambda m: m["job_id"])
     assert [(m["job_id"], m["status"]) for m in done] == [("w-1", "succeeded"),
                                                           ("w-2", "succeeded")]
-    assert done[0]["manifest_uri"] == f"s3://{s3_bucket}/out/manifests/w-1.json"
+    assert done[0]["manifest_uri"] == f"s3://{s3_bucket}/out/manifests/ws/w-1.json"
     assert done[0]["manifest"]["status"] == "succeeded"
+    assert _workdir_clean(tmp_path)
+
+
+def test_tenants_with_the_same_job_id_and_the_pinned_workspace(tmp_path: Path, library: Path,
+                                                               s3_server: Any, s3_bucket: str,
+                                                               queues: Queues) -> None:
+    # B's post-43 is done first; A's post-43 must still run, and write its own manifest.
+    queues.send({**image_job("post-43", "photo-4.jpg"), "workspace_id": "ws-b"})
+    queues.send({**image_job("post-43", "photo-5.jpg"), "workspace_id": "ws-a"})
+    worker = _worker(tmp_path, library, s3_bucket, queues)
+    first, second = worker.poll_once(), worker.poll_once()
+    assert first is not None and second is not None
+    assert (first.outcome, second.outcome) == ("succeeded", "succeeded")
+    client = s3_server.client()
+    for ws in ("ws-a", "ws-b"):
+        stored = json.loads(client.get_object(Bucket=s3_bucket, Key=f"out/manifests/{ws}/post-43"
+                                              ".json")["Body"].read())
+        assert stored["workspace_id"] == ws
+    a_media = json.loads(client.get_object(Bucket=s3_bucket, Key="out/manifests/ws-a/post-43"
+                                           ".json")["Body"].read())["accounts"][0]["media"][0]
+    b_media = json.loads(client.get_object(Bucket=s3_bucket, Key="out/manifests/ws-b/post-43"
+                                           ".json")["Body"].read())["accounts"][0]["media"][0]
+    assert a_media["sha256"] != b_media["sha256"]  # two pictures, not one job skipped
+
+    # Pinned to ws-a: a message naming ws-b is an invalid job, dropped without running.
+    pinned = _worker(tmp_path, library, s3_bucket, queues,
+                     settings=_settings(tmp_path, library, s3_bucket, workspace="ws-a"))
+    queues.send({**image_job("post-44", "photo-4.jpg"), "workspace_id": "ws-b"})
+    result = pinned.poll_once()
+    assert result is not None and result.outcome == "invalid" and result.deleted
+    assert result.error is not None and result.error.code == "invalid_job"
+    missing = client.list_objects_v2(Bucket=s3_bucket, Prefix="out/manifests/ws-b/post-44")
+    assert missing.get("KeyCount", 0) == 0
     assert _workdir_clean(tmp_path)
 
 
@@ -214,22 +248,45 @@ def test_visibility_is_extended_while_a_slow_job_runs(tmp_path: Path, library: P
 
 def test_retryable_failures_are_redelivered_then_dead_lettered(tmp_path: Path, library: Path,
                                                                s3_server: Any, s3_bucket: str,
-                                                               use_ffmpeg: Any) -> None:
+                                                               http_server: LocalHTTPServer
+                                                               ) -> None:
     q = make_queues(s3_server, visibility_s=30, max_receives=2)
-    use_ffmpeg(fake_ffmpeg(tmp_path, mode="hang"))
-    q.send(video_job("poison"))
-    settings = _settings(tmp_path, library, s3_bucket, ffmpeg_timeout_s=1.0)
+    http_server.route("/busy.jpg", status(503))  # a source server that is down: may pass
+    job = {"workspace_id": "ws", "id": "poison",
+           "content": [{"media": [http_server.url("/busy.jpg")]}],
+           "accounts": [{"id": "a1", "platform": "telegram"}]}
+    q.send(job)
+    settings = _settings(tmp_path, library, s3_bucket, allow_networks=LOOPBACK, http_retries=0)
     worker = _worker(tmp_path, library, s3_bucket, q, settings=settings, retry_delay_s=0)
     first, second = worker.poll_once(), worker.poll_once()
     for n, result in enumerate((first, second), start=1):
         assert result is not None and result.outcome == "retry" and not result.deleted
         assert result.receive_count == n
     assert _manifest(s3_server, s3_bucket, "poison")["accounts"][0]["errors"][0]["code"] == \
-        "processing_timeout"
+        "download_failed"
     assert worker.poll_once() is None  # the queue moved it to its dead-letter queue
     dead = q.sqs.receive_message(QueueUrl=q.dlq, WaitTimeSeconds=0)["Messages"]
     assert json.loads(dead[0]["Body"])["id"] == "poison"
     assert q.drain(q.results) == []  # no completion for a job that never completed
+    assert _workdir_clean(tmp_path)
+
+
+def test_a_timeout_is_permanent_not_redelivered_forever(tmp_path: Path, library: Path,
+                                                        s3_server: Any, s3_bucket: str,
+                                                        use_ffmpeg: Any) -> None:
+    # The same encode under the same limit times out every time: retrying never ends.
+    q = make_queues(s3_server, visibility_s=30, max_receives=5)
+    use_ffmpeg(fake_ffmpeg(tmp_path, mode="hang"))
+    q.send(video_job("too-slow"))
+    settings = _settings(tmp_path, library, s3_bucket, ffmpeg_timeout_s=1.0)
+    worker = _worker(tmp_path, library, s3_bucket, q, settings=settings, retry_delay_s=0)
+    result = worker.poll_once()
+    assert result is not None and result.outcome == "failed" and result.deleted
+    errors = _manifest(s3_server, s3_bucket, "too-slow")["accounts"][0]["errors"]
+    assert [e["code"] for e in errors] == ["processing_timeout"]
+    assert worker.poll_once() is None  # not redelivered
+    assert q.counts(q.jobs) == (0, 0)
+    assert [m["status"] for m in q.drain(q.results)] == ["failed"]
     assert _workdir_clean(tmp_path)
 
 

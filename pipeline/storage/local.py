@@ -6,6 +6,7 @@ import contextlib
 import mimetypes
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Final
@@ -25,6 +26,9 @@ from .base import (
 )
 
 _TMP_PREFIX: Final = ".conform-tmp-"
+#: A temp file untouched this long belongs to a killed write: a live one grows block by block
+#: (1 MiB copies) and is renamed right after its fsync.
+STALE_TMP_S: Final = 3600.0
 _COPY_BLOCK_BYTES: Final = 1 * _MiB
 
 
@@ -52,6 +56,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _remove_stale_tmp(folder: Path) -> None:
+    """Remove temp files that a killed write left in ``folder`` (the next write there).
+
+    A rerun after a kill writes the same keys, so the litter goes with the next run that
+    stores into the same folder. Only files older than :data:`STALE_TMP_S` are removed: a
+    younger one may be a concurrent run's write in progress.
+    """
+    cutoff = time.time() - STALE_TMP_S
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_TMP_PREFIX):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False) and \
+                    entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+
+
 def _atomic_write(dest: Path, write: Callable[[IO[bytes]], None]) -> int:
     """Write through a temp file in ``dest``'s folder, fsync, then rename over ``dest``.
 
@@ -64,6 +89,7 @@ def _atomic_write(dest: Path, write: Callable[[IO[bytes]], None]) -> int:
         OSError: anything the filesystem raised; the temp file is already removed.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(dest.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=dest.parent)
     tmp = Path(tmp_name)
     try:
