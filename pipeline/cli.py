@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,8 +25,11 @@ from . import __version__, ffmpeg
 from .errors import ExitStatus, Interrupted, JobInvalid, PipelineError
 from .job import parse_job_text
 from .models import JobEvent
-from .presets import load_presets
+from .presets import PresetRegistry, load_presets
 from .settings import Settings, parse_networks
+
+if TYPE_CHECKING:
+    from .report import Report
 
 log = logging.getLogger("pipeline")
 
@@ -283,8 +286,11 @@ def main(ctx: click.Context, verbose: int, log_format: str, debug: bool) -> None
               help="Add a presigned GET 'url' valid for SECONDS, at most 7 days "
                    "(s3:// destinations only; --public-base-url wins when both are given).")
 @click.option("--progress/--no-progress", default=True, help="Progress lines on stderr.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              metavar="DIR", help="Also write the preview sheet (DIR/index.html) of the manifest.")
 @click.pass_context
-def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) -> None:
+def run(ctx: click.Context, /, job: str | None, progress: bool, report_dir: str | None,
+        **flags: Any) -> None:
     """Conform the media of one post and print the manifest.
 
     JOB is a JSON file, - for stdin, or an s3:// URI; without JOB the job is read from the
@@ -309,6 +315,9 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) ->
         manifest = process(parsed, settings=settings, presets=presets,
                            on_event=_progress_printer(progress, _log_format(ctx)))
         click.echo(json.dumps(manifest.to_dict(), indent=2))
+        if report_dir is not None:
+            _write_report(manifest.uri or "", Path(report_dir), presets=presets,
+                          endpoint_url=settings.endpoint_url, manifest=manifest.to_dict())
         if manifest.uri:
             click.echo(_json_line("manifest written", job_id=parsed.id, uri=manifest.uri,
                                   status=manifest.status) if _log_format(ctx) == "json"
@@ -525,6 +534,46 @@ def presets_show(ctx: click.Context, name: str, presets_dir: str | None) -> None
                 ctx.exit(ExitStatus.USAGE)
             data = _jsonable(asdict(found[1]))
         click.echo(json.dumps(data, indent=2, default=str))
+
+
+@main.command("report")
+@click.argument("manifest", metavar="MANIFEST")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
+              help="Folder for index.html and its pictures (created).")
+@click.option("--png", is_flag=True, help="Also write DIR/sheet.png, a PNG contact sheet.")
+@click.option("--presets", "presets_dir", type=click.Path(file_okay=False), default=None,
+              help="A folder of preset TOML files that add to or override the bundled ones.")
+@click.option("--endpoint-url", default=None,
+              help="S3 endpoint (MinIO, R2, moto); default: the AWS configuration.")
+@click.pass_context
+def report_cmd(ctx: click.Context, manifest: str, out_dir: str, png: bool,
+               presets_dir: str | None, endpoint_url: str | None) -> None:
+    """Write a preview sheet of a manifest: DIR/index.html, one self-contained page.
+
+    MANIFEST is a local path or an s3:// URI. Every account with its status, errors and
+    warnings; every output with a picture (a poster and a filmstrip for videos), size, bytes,
+    duration and actions; the platform's UI zones drawn over vertical outputs. Prints the
+    page's path on stdout.
+    """
+    with handle_errors(ctx):
+        presets = load_presets(Path(presets_dir) if presets_dir else None)
+        ffmpeg.require_tools()
+        written = _write_report(manifest, Path(out_dir), presets=presets, png=png,
+                                endpoint_url=endpoint_url)
+        click.echo(str(written.index_html))
+        if written.sheet_png is not None:
+            click.echo(str(written.sheet_png))
+
+
+def _write_report(source: str, out_dir: Path, *, presets: PresetRegistry, png: bool = False,
+                  endpoint_url: str | None = None,
+                  manifest: dict[str, Any] | None = None) -> Report:
+    from .report import make_report
+
+    written = make_report(source, out_dir, presets=presets, png=png, endpoint_url=endpoint_url,
+                          manifest=manifest)
+    click.echo(f"preview: {written.index_html}", err=True)
+    return written
 
 
 # --------------------------------------------------------------------------- batch and worker
