@@ -14,6 +14,8 @@ from . import ffmpeg
 from .errors import CorruptMedia
 from .models import MediaInfo
 
+LONG_CLIP_S = 20.0  # above this, frames are taken by seeking rather than one full decode
+
 
 def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """``width`` x ``height`` scaled to fit ``max_side`` (never up), both sides even and >= 2."""
@@ -46,11 +48,21 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
     width, height = fit_size(info.width, info.height, max_side)
     duration_s = max(info.duration_s or 0.0, 0.04)
     step_s = duration_s / count
-    args = [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
-            "-ss", f"{step_s / 2:.3f}", *ffmpeg.safe_input(path, None),
-            "-vf", f"fps={count}/{duration_s:.3f},scale={width}:{height}:flags=area,setsar=1",
-            "-frames:v", str(count), "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    data = ffmpeg.run(args, timeout_s=timeout_s).stdout
+    scale = f"scale={width}:{height}:flags=area,setsar=1"
+    if duration_s <= LONG_CLIP_S:
+        # One decode of the whole (short) clip, keeping one frame per slice.
+        runs = [["-ss", f"{step_s / 2:.3f}", *ffmpeg.safe_input(path, None),
+                 "-vf", f"fps={count}/{duration_s:.3f},{scale}", "-frames:v", str(count)]]
+    else:
+        # A long clip: seek to each slice (decoding from the keyframe before it) instead of
+        # decoding minutes of video for a handful of frames.
+        runs = [["-ss", f"{step_s * (i + 0.5):.3f}", *ffmpeg.safe_input(path, None),
+                 "-vf", scale, "-frames:v", "1"] for i in range(count)]
+    data = b"".join(
+        ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+                    *run, "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+                   timeout_s=timeout_s).stdout
+        for run in runs)
     size = width * height * 3
     frames = [Image.frombytes("RGB", (width, height), data[i:i + size])
               for i in range(0, len(data) - size + 1, size)]
