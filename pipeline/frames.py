@@ -13,7 +13,10 @@ from PIL import Image, ImageOps
 from . import ffmpeg
 from .errors import CorruptMedia
 from .models import MediaInfo
+from .probe import DEMUXERS
 
+# What a delivered image or cover can be (the presets' formats): no other decoder is tried.
+OUTPUT_IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
 LONG_CLIP_S = 20.0  # above this, frames are taken by seeking rather than one full decode
 
 
@@ -49,14 +52,15 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
     duration_s = max(info.duration_s or 0.0, 0.04)
     step_s = duration_s / count
     scale = f"scale={width}:{height}:flags=area,setsar=1"
+    demuxer = DEMUXERS.get(info.format_name)  # as probed: ffmpeg never guesses the format
     if duration_s <= LONG_CLIP_S:
         # One decode of the whole (short) clip, keeping one frame per slice.
-        runs = [["-ss", f"{step_s / 2:.3f}", *ffmpeg.safe_input(path, None),
+        runs = [["-ss", f"{step_s / 2:.3f}", *ffmpeg.safe_input(path, demuxer),
                  "-vf", f"fps={count}/{duration_s:.3f},{scale}", "-frames:v", str(count)]]
     else:
         # A long clip: seek to each slice (decoding from the keyframe before it) instead of
         # decoding minutes of video for a handful of frames.
-        runs = [["-ss", f"{step_s * (i + 0.5):.3f}", *ffmpeg.safe_input(path, None),
+        runs = [["-ss", f"{step_s * (i + 0.5):.3f}", *ffmpeg.safe_input(path, demuxer),
                  "-vf", scale, "-frames:v", "1"] for i in range(count)]
     data = b"".join(
         ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
@@ -78,7 +82,7 @@ def still(path: Path, *, max_side: int) -> Image.Image:
         CorruptMedia: Pillow cannot read it.
     """
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=OUTPUT_IMAGE_FORMATS) as img:
             img.seek(0)
             upright = ImageOps.exif_transpose(img) or img
             rgb = upright.convert("RGB")

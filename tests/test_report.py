@@ -126,9 +126,7 @@ def test_chromium_renders_every_account_with_overlays_on_vertical_outputs(
 
 @pytest.mark.ffmpeg
 def test_report_command_with_png_sheet(ran: dict[str, Any], tmp_path: Path) -> None:
-    manifest = Path(ran["manifest"]["accounts"][0]["media"][0]["uri"][len("file://"):])
     manifest_path = ran["tmp"] / "out" / "manifests" / "preview-job.json"
-    assert manifest.is_file() and manifest_path.is_file()
     result = run_cli(["report", str(manifest_path), "--out", str(tmp_path / "r"), "--png"])
     assert result.exit_code == 0, result.stderr
     assert result.stdout.split() == [str(tmp_path / "r" / "index.html"),
@@ -163,6 +161,27 @@ def test_page_escapes_manifest_strings_and_shows_errors(tmp_path: Path) -> None:
     assert "&lt;script&gt;bad()&lt;/script&gt;" in html
     assert "too_large" in html and "content[0].media[0]" in html
     assert html.count('<section class="account"') == 2
+
+
+def test_an_unreadable_output_is_shown_as_such_and_the_rest_still_shown(tmp_path: Path) -> None:
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (64, 48), (10, 10, 200)).save(photo)
+    bogus = tmp_path / "not-an-image.jpg"
+    bogus.write_text("hello")
+    media = [{"content_index": 0, "media_index": i, "kind": "image", "uri": p.as_uri(),
+              "bytes": 5, "width": 64, "height": 48, "actions": [], "warnings": []}
+             for i, p in enumerate((bogus, photo))]
+    manifest = {"job_id": "j", "status": "succeeded", "accounts": [
+        {"account_id": "a", "platform": "telegram", "variant": "telegram-image",
+         "status": "ok", "warnings": [], "errors": [], "cover": None, "media": media}]}
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    result = run_cli(["report", str(tmp_path / "m.json"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "no picture: corrupt_media" in html
+    (still,) = re.findall(r'<img src="([^"]+)"', html)
+    with Image.open(tmp_path / "r" / still) as img:
+        assert ImageStat.Stat(img.convert("RGB")).mean[2] > 150  # the blue photo
 
 
 def test_report_of_a_missing_manifest_is_a_clear_error(tmp_path: Path) -> None:

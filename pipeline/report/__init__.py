@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 from PIL import Image
 
 from .. import frames, probe
-from ..errors import ConfigError, JobInvalid, PipelineError
+from ..errors import ConfigError, Interrupted, JobInvalid, PipelineError
 from ..presets import PresetRegistry, UiZone
 from ..storage import open_storage
 
@@ -135,6 +135,8 @@ def _picture(uri: str, kind: str, out_dir: Path, tmp: Path, *,
             strip = []
         poster.save(pics / f"{name}.jpg", quality=85)
         return Picture(still=f"pictures/{name}.jpg", strip=tuple(strip))
+    except Interrupted:
+        raise
     except PipelineError as err:
         # One unreadable output must not hide the others: the page says what went wrong.
         log.warning("no picture for %s: %s", uri, err.message)
