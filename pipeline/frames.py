@@ -16,7 +16,7 @@ from .models import MediaInfo
 from .probe import DEMUXERS
 
 # What a delivered image or cover can be (the presets' formats): no other decoder is tried.
-OUTPUT_IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
+OUTPUT_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
 LONG_CLIP_S = 20.0  # above this, frames are taken by seeking rather than one full decode
 
 
@@ -81,6 +81,7 @@ def still(path: Path, *, max_side: int) -> Image.Image:
     Raises:
         CorruptMedia: Pillow cannot read it.
     """
+    Image.init()  # registers every plugin: ``formats`` names some that load lazily (WebP)
     try:
         with Image.open(path, formats=OUTPUT_IMAGE_FORMATS) as img:
             img.seek(0)
