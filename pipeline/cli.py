@@ -789,16 +789,20 @@ def _human_line(outcome: Any, done: int, total: int, page: str | None) -> str:
 
 def _batch_reporter(report_dir: str | None, presets: PresetRegistry,
                     endpoint_url: str | None) -> Callable[[Any], str | None] | None:
-    """``--report DIR``: each job's preview sheet in DIR/<job id>/index.html."""
+    """``--report DIR``: each job's sheet in DIR/<workspace id>/<job id>/index.html.
+
+    Scoped by workspace like the manifests: two tenants' ``post-42`` are two sheets.
+    """
     if report_dir is None:
         return None
 
     def write(outcome: Any) -> str | None:
         if outcome.manifest is None or outcome.job_id is None:
             return None
-        # a job id is one safe path segment, but may be "." or ".."
-        folder = Path(report_dir) / (outcome.job_id if not outcome.job_id.startswith(".")
-                                     else "_" + outcome.job_id)
+        # ids are safe path segments, but may be "." or ".."
+        parts = [outcome.manifest.workspace_id, outcome.job_id]
+        folder = Path(report_dir).joinpath(
+            *(p if not p.startswith(".") else "_" + p for p in parts if p))
         from .report import make_report
 
         try:
@@ -837,7 +841,8 @@ def _batch_reporter(report_dir: str | None, presets: PresetRegistry,
               help="Manifests as JSON lines on stdout even on a terminal (the default when "
                    "stdout is not a terminal).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
-              metavar="DIR", help="Write each job's preview sheet to DIR/<job id>/index.html.")
+              metavar="DIR",
+              help="Write each job's preview sheet to DIR/<workspace id>/<job id>/index.html.")
 @click.pass_context
 def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bool,
           retry_failed: bool, shard_index: int | None, shard_count: int | None,

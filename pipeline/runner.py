@@ -734,7 +734,7 @@ def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
                     "mime": entry["mime"], "bytes": entry["bytes"], "sha256": entry["sha256"],
                     "width": entry["width"], "height": entry["height"],
                     "duration_ms": entry["duration_ms"], "actions": entry["actions"],
-                    "warnings": entry["warnings"],
+                    "warnings": _own_surface_warnings(entry["warnings"], sel.variant.id),
                 })
         cover_entry = None
         if check.ok and ap.cover_key is not None:
@@ -763,6 +763,17 @@ def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
     return Manifest(job_id=job.id, workspace_id=job.workspace_id, status=status,
                     presets_version=presets.version(), accounts=tuple(accounts),
                     extra={"pipeline_version": __version__})
+
+
+def _own_surface_warnings(warnings: list[str], variant_id: str) -> list[str]:
+    """An output's warnings as one account sees them.
+
+    A shared output carries a ``subject_under_ui`` warning per surface that uses it, each
+    naming its variant (``... (tiktok-video)``); an X account sharing the TikTok file is not
+    told about TikTok's buttons.
+    """
+    return [w for w in warnings
+            if not w.startswith("subject_under_ui:") or w.endswith(f"({variant_id})")]
 
 
 def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> dict[str, Any]:

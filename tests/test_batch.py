@@ -447,11 +447,11 @@ def test_batch_on_a_terminal_prints_one_readable_line_per_job(tmp_path: Path,
     manifests = tmp_path / "tty" / "manifests"
     (one,) = [line for line in lines if " t-1" in line]
     assert one.startswith("[") and "succeeded t-1: 1 account(s) ok, 0 failed" in one
-    assert f"manifest {(manifests / 't-1.json').as_uri()}" in one
-    assert f"report {tmp_path / 'pages' / 't-1' / 'index.html'}" in one
+    assert f"manifest {(manifests / 'ws' / 't-1.json').as_uri()}" in one
+    assert f"report {tmp_path / 'pages' / 'ws' / 't-1' / 'index.html'}" in one
     (two,) = [line for line in lines if " t-2" in line]
     assert "1 account(s) ok, 1 failed" in two and "PARTIAL t-2" in two
-    assert (tmp_path / "pages" / "t-2" / "index.html").is_file()
+    assert (tmp_path / "pages" / "ws" / "t-2" / "index.html").is_file()
     (bad,) = [line for line in lines if "INVALID" in line]
     assert f"{source}:3" in bad
     assert lines[-1].startswith("batch done: 3 job(s)")

@@ -209,7 +209,7 @@ def test_report_of_a_manifest_and_outputs_on_s3(s3_server: s3server.S3Server, s3
     assert result.exit_code == 0, result.stderr
     uri = json.loads(result.stdout)["accounts"][0]["media"][0]["uri"]
     assert uri.startswith("s3://")
-    result = run_cli(["report", f"{dest}/manifests/s3-job.json", "--out", str(tmp_path / "r")])
+    result = run_cli(["report", f"{dest}/manifests/ws/s3-job.json", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.stderr
     html = (tmp_path / "r" / "index.html").read_text()
     assert "no picture" not in html

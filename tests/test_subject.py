@@ -81,8 +81,12 @@ VERTICAL_ACCOUNTS = [{"id": "tt", "platform": "tiktok"},
 @pytest.mark.ffmpeg
 def test_face_in_the_caption_band_warns_for_tiktok_and_reels(face: Path, tmp_path: Path) -> None:
     face_clip(face, CAPTION_Y, tmp_path / "clip.mp4")
-    manifest = run_job(tmp_path, "clip.mp4", VERTICAL_ACCOUNTS)
+    manifest = run_job(tmp_path, "clip.mp4", [*VERTICAL_ACCOUNTS, {"id": "x", "platform": "x"}])
     assert manifest["status"] == "succeeded"
+    # X takes the very file TikTok gets, but has no UI over it: not its warning
+    uris = {a["account_id"]: a["media"][0]["uri"] for a in manifest["accounts"]}
+    assert uris["x"] == uris["tt"]
+    assert subject_warnings(manifest, "x") == []
     assert "subject_under_ui: bottom: caption, name, music (tiktok-video)" in subject_warnings(
         manifest, "tt")
     assert "subject_under_ui: bottom: caption, name, audio (instagram-reels)" in (
