@@ -126,7 +126,7 @@ def test_chromium_renders_every_account_with_overlays_on_vertical_outputs(
 
 @pytest.mark.ffmpeg
 def test_report_command_with_png_sheet(ran: dict[str, Any], tmp_path: Path) -> None:
-    manifest_path = ran["tmp"] / "out" / "manifests" / "preview-job.json"
+    manifest_path = ran["tmp"] / "out" / "manifests" / "ws" / "preview-job.json"
     result = run_cli(["report", str(manifest_path), "--out", str(tmp_path / "r"), "--png"])
     assert result.exit_code == 0, result.stderr
     assert result.stdout.split() == [str(tmp_path / "r" / "index.html"),
