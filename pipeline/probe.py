@@ -207,14 +207,23 @@ def _iso_bmff_kind(head: bytes) -> str:
 # --------------------------------------------------------------------------- probing
 
 
+# The largest video frame any platform takes: YouTube's 8K (7680x4320), DCI 8K (8192x4320)
+# for the longest side. Anything bigger is refused from the stream header, before ffmpeg
+# decodes a frame (a 16000x16000 frame costs 2.5 GB per ffmpeg process).
+MAX_VIDEO_SIDE_PX = 8192
+MAX_VIDEO_PIXELS = 8192 * 4320
+
+
 def probe(path: Path, *, timeout_s: float = 60.0, max_pixels: int = 400_000_000,
-          max_frames: int = 2000) -> MediaInfo:
+          max_frames: int = 2000, max_video_side_px: int = MAX_VIDEO_SIDE_PX,
+          max_video_pixels: int = MAX_VIDEO_PIXELS) -> MediaInfo:
     """Probe a local file we wrote.
 
     Raises:
         UnsupportedMedia: unknown format, no video stream, or an unknown codec.
         CorruptMedia: undecodable or truncated.
-        TooLarge: an image header claims more pixels or frames than any camera makes.
+        TooLarge: an image header claims more pixels or frames than any camera makes, or a
+            video frame is larger than any platform takes.
     """
     fmt = sniff(path)
     if fmt in IMAGE_FORMATS:
@@ -223,7 +232,8 @@ def probe(path: Path, *, timeout_s: float = 60.0, max_pixels: int = 400_000_000,
         return probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames)
     if fmt in ("mp4", "mov"):
         check_bmff_complete(path)
-    return probe_video(path, fmt, timeout_s=timeout_s)
+    return probe_video(path, fmt, timeout_s=timeout_s, max_side_px=max_video_side_px,
+                       max_pixels=max_video_pixels)
 
 
 # Top-level boxes that hold the movie itself; one that runs past the end of the file means the
@@ -467,12 +477,16 @@ def ffprobe_json(path: Path, fmt: str, *, timeout_s: float) -> dict[str, Any]:
     return data
 
 
-def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
+def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0,
+                max_side_px: int = MAX_VIDEO_SIDE_PX,
+                max_pixels: int = MAX_VIDEO_PIXELS) -> MediaInfo:
     """Probe a video file into :class:`MediaInfo`.
 
     Raises:
         UnsupportedMedia: no video stream (audio-only), or a codec this ffmpeg cannot decode.
         CorruptMedia: ffprobe fails or reports nonsense.
+        TooLarge: the coded or displayed frame is over ``max_side_px`` on a side or over
+            ``max_pixels`` (checked from the headers, before anything is decoded).
     """
     data = ffprobe_json(path, fmt, timeout_s=timeout_s)
     streams = data.get("streams") or []
@@ -485,6 +499,7 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
             raise UnsupportedMedia("the file has audio but no video stream")
         raise CorruptMedia("no video stream found")
     video = _video_stream(vstreams[0])
+    check_frame_size(video, max_side_px=max_side_px, max_pixels=max_pixels)
     packets = _scan_packets(path, fmt, timeout_s=timeout_s)
     video = _with_packet_facts(video, packets)
     audio = _audio_stream(astreams[0]) if astreams else None
@@ -507,6 +522,23 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
         has_location=_has_location(fmt_info, streams),
         extra_streams=len(streams) - 1 - (1 if astreams else 0),
     )
+
+
+def check_frame_size(video: VideoStream, *, max_side_px: int, max_pixels: int) -> None:
+    """Refuse a frame larger than any platform takes, coded or as displayed (SAR applied).
+
+    Raises:
+        TooLarge: a side over ``max_side_px`` or an area over ``max_pixels``.
+    """
+    for width, height in ((video.width, video.height),
+                          (video.display_width, video.display_height)):
+        if max(width, height) > max_side_px or width * height > max_pixels:
+            raise TooLarge(
+                f"video frame {width}x{height} is larger than any platform takes "
+                f"(at most {max_side_px} px a side and {max_pixels} pixels)",
+                details={"width": width, "height": height, "max_side_px": max_side_px,
+                         "max_pixels": max_pixels},
+            )
 
 
 # A frame interval this far from the typical one is irregular (a dropped or held frame)...

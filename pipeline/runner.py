@@ -310,7 +310,9 @@ def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, workdir: 
             info = probe.probe(local.path, timeout_s=min(settings.probe_timeout_s,
                                                          deadline.remaining()),
                                max_pixels=settings.max_image_pixels,
-                               max_frames=settings.max_animation_frames)
+                               max_frames=settings.max_animation_frames,
+                               max_video_side_px=settings.max_video_side_px,
+                               max_video_pixels=settings.max_video_pixels)
             probed[ref] = by_sha[local.sha256] = info
         except Interrupted:
             raise
