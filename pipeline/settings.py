@@ -64,6 +64,9 @@ class Settings:
     job_deadline_s: float = 4 * 3600.0
     max_image_pixels: int = 400_000_000  # 2x the largest phone sensor (200 MP); a bomb beyond
     max_animation_frames: int = 2000
+    # Estimated peak memory of one image decode, and of all image decodes in flight in the
+    # process at once (pipeline.budget): keeps any image job well under 1.5 GB.
+    max_decode_bytes: int = 1_250_000_000
     # The largest video frame any platform takes (YouTube 8K; DCI 8K is 8192 wide): refused
     # from the headers, before a decode.
     max_video_side_px: int = 8192
@@ -106,6 +109,8 @@ class Settings:
         values["ffmpeg_timeout_s"] = float(
             _env_int(env, "CONFORM_FFMPEG_TIMEOUT_S", int(base.ffmpeg_timeout_s))
         )
+        values["max_decode_bytes"] = _env_int(env, "CONFORM_MAX_DECODE_BYTES",
+                                              base.max_decode_bytes)
         values["max_video_side_px"] = _env_int(env, "CONFORM_MAX_VIDEO_SIDE_PX",
                                                base.max_video_side_px)
         values["max_video_pixels"] = _env_int(env, "CONFORM_MAX_VIDEO_PIXELS",
