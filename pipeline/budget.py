@@ -14,8 +14,8 @@ threads (``batch``, ``worker``) wait for each other instead of adding up past th
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import ctypes.util
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -165,11 +165,10 @@ def return_freed_memory() -> None:
     if _malloc_tuned:
         return
     _malloc_tuned = True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
-    except (OSError, AttributeError):  # not glibc: its own allocator decides
-        pass
+    # The symbols already loaded into this process (libc's among them): no library search,
+    # which would run ldconfig in a subprocess. Not glibc: its own allocator decides.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
 
 __all__ = ["BUDGET", "MAX_DECODE_BYTES", "DecodeBudget", "decode_cost_bytes",
            "return_freed_memory", "too_large"]
