@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .budget import BUDGET, decode_cost_bytes, too_large
 from .errors import CorruptMedia, PipelineError, TooLarge
 from .plan import ANIMATION_PIXEL_BUDGET, Geometry, ImageTarget
 from .probe import open_image
@@ -103,13 +104,20 @@ def render_image(src: Path, src_format: str, target: ImageTarget, out: Path, *,
                 return ImageResult(out, MIME[src_format], g.width, g.height, (), ())
             raise TooLarge(f"the image is {len(data)} bytes without its metadata, over the "
                            f"{target.max_bytes}-byte cap")
-        if target.animated:
-            return _render_animated(src, src_format, target, out)
-        if src_format == "heif":
-            buf = heif_cache.get(src) if heif_cache is not None else decode_heif_buffer(src)
-            return render_decoded(buf, target, out)
-        im, geometry, warnings = decode_image(src, src_format, target)
-        return _finish(im, geometry, warnings, target, out)
+        if src_format == "heif" and heif_cache is not None:
+            return render_decoded(heif_cache.get(src), target, out)  # the cache holds the cost
+        draft, cost, reduced = _decode_plan(src, src_format, target)
+        # Every decode draws on one budget for the whole process: jobs on other threads wait
+        # rather than decode at the same time past the machine's memory.
+        with BUDGET.reserve(cost, f"the {src_format} image"):
+            if target.animated:
+                return _render_animated(src, src_format, target, out)
+            if src_format == "heif":
+                return render_decoded(decode_heif_buffer(src), target, out)
+            im, geometry, warnings = decode_image(src, src_format, target, min_draft=draft)
+            if reduced:
+                warnings = (*warnings, "downscaled_for_memory")
+            return _finish(im, geometry, warnings, target, out)
     except PipelineError:
         raise
     except MemoryError as err:
@@ -151,7 +159,7 @@ def _is_bomb(err: BaseException) -> bool:
 # --------------------------------------------------------------------------- decode
 
 
-def decode_image(src: Path, fmt: str, target: ImageTarget
+def decode_image(src: Path, fmt: str, target: ImageTarget, *, min_draft: int = 1
                  ) -> tuple[Any, Geometry, tuple[str, ...]]:
     """The upright picture in 8-bit sRGB, decoded no larger than ``target`` needs.
 
@@ -159,6 +167,8 @@ def decode_image(src: Path, fmt: str, target: ImageTarget
         src: the source file.
         fmt: its sniffed format.
         target: the planned target (its geometry says how many pixels are needed).
+        min_draft: decode a JPEG at 1/``min_draft`` scale at least (2, 4 or 8), even when the
+            output needs more pixels: what the memory budget allows (:func:`_decode_plan`).
 
     Returns:
         ``(image, geometry, warnings)``: a Pillow image in ``RGB``, ``RGBA`` or ``L`` mode, and
@@ -175,7 +185,7 @@ def decode_image(src: Path, fmt: str, target: ImageTarget
         im, geometry = scale_buffer(buf, target.geometry)
         del buf  # the full-size buffer goes as soon as the scaled copy exists
     else:
-        im = _decode_pillow(src, fmt, target)
+        im = _decode_pillow(src, fmt, target, min_draft=min_draft)
         geometry = target.geometry
     warnings: list[str] = []
     im = _to_srgb_8bit(im, target, warnings)
@@ -189,19 +199,78 @@ def _scale_needed(g: Geometry) -> float:
     return min(1.0, max(g.content_width / g.crop_width, g.content_height / g.crop_height))
 
 
-def _decode_pillow(src: Path, fmt: str, target: ImageTarget) -> Any:
-    from PIL import Image
-
-    im = open_image(src, fmt)
+def _needed_size(target: ImageTarget, fmt: str) -> tuple[int, int, float]:
+    """(width, height) of the whole picture the output needs, in stored orientation, and the
+    scale that is of the source."""
     g = target.geometry
     scale = _scale_needed(g)
-    # Needed size of the whole picture, in stored orientation (EXIF 5-8 swap the axes).
     need_w = max(1, math.ceil(g.source_width * scale))
     need_h = max(1, math.ceil(g.source_height * scale))
     if target.orientation in (5, 6, 7, 8) and fmt != "tiff":  # Pillow's TIFF is upright
-        need_w, need_h = need_h, need_w
-    if fmt == "jpeg" and im.mode in ("RGB", "L", "CMYK") and scale <= 0.5:
-        # libjpeg scales by 1/2, 1/4 or 1/8 inside the IDCT, never below the size asked for.
+        need_w, need_h = need_h, need_w  # EXIF 5-8 swap the axes
+    return need_w, need_h, scale
+
+
+_DRAFT_MODES = ("RGB", "L", "CMYK")
+_DRAFT_STEPS = (1, 2, 4, 8)  # libjpeg's IDCT scales
+
+
+def _decode_plan(src: Path, fmt: str, target: ImageTarget) -> tuple[int, int, bool]:
+    """(JPEG draft reduction, estimated bytes, reduced below what the output needs) of the
+    decode :func:`render_image` is about to do, from the header alone.
+
+    A JPEG whose decode at the size the output needs is over the budget is decoded at the
+    next 1/2, 1/4 or 1/8 scale that fits instead (a 200 MP photo for a 6144x8192 output is
+    decoded at half size and scaled up by 0.4 %).
+
+    Raises:
+        TooLarge: even the smallest decode is over the budget.
+        CorruptMedia: the header cannot be read.
+    """
+    limit = BUDGET.total_bytes
+    with open_image(src, fmt) as im:
+        width, height = im.size
+        mode = im.mode
+    bits = 16 if mode.startswith("I;16") or mode in ("I", "F") or _png_bits(src, fmt) == 16 else 8
+    natural = 1
+    if fmt == "jpeg" and mode in _DRAFT_MODES:
+        need_w, need_h, scale = _needed_size(target, fmt)
+        if scale <= 0.5:
+            fits = min(width // need_w, height // need_h)
+            natural = max(s for s in _DRAFT_STEPS if s <= max(1, fits))
+        steps = [s for s in _DRAFT_STEPS if s >= natural]
+    else:
+        steps = [1]
+    cost = 0
+    for step in steps:
+        cost = decode_cost_bytes(-(-width // step), -(-height // step), fmt=fmt, mode=mode,
+                                 bits=bits)
+        if cost <= limit:
+            return step, cost, step > natural
+    raise too_large(f"the {width}x{height} {fmt} image", cost, limit, width=width,
+                    height=height, mode=mode, bits=bits)
+
+
+def _png_bits(src: Path, fmt: str) -> int:
+    """Bit depth from a PNG's IHDR (Pillow reports 16-bit RGB as 8-bit ``RGB``)."""
+    if fmt != "png":
+        return 8
+    with src.open("rb") as fh:
+        head = fh.read(25)
+    return head[24] if len(head) >= 25 else 8
+
+
+def _decode_pillow(src: Path, fmt: str, target: ImageTarget, *, min_draft: int = 1) -> Any:
+    from PIL import Image
+
+    im = open_image(src, fmt)
+    need_w, need_h, scale = _needed_size(target, fmt)
+    if fmt == "jpeg" and im.mode in _DRAFT_MODES and (scale <= 0.5 or min_draft > 1):
+        # libjpeg scales by 1/2, 1/4 or 1/8 inside the IDCT, never below the size asked for
+        # (unless the memory budget asks for a coarser step: min_draft).
+        if min_draft > 1:
+            need_w = min(need_w, max(1, im.size[0] // min_draft))
+            need_h = min(need_h, max(1, im.size[1] // min_draft))
         im.draft(im.mode, (need_w, need_h))
     if getattr(im, "n_frames", 1) > 1:
         im.seek(0)
@@ -268,6 +337,7 @@ class HeifCache:
     def __init__(self) -> None:
         self._src: Path | None = None
         self._buf: DecodedBuffer | None = None
+        self._cost = 0
 
     def get(self, src: Path) -> DecodedBuffer:
         """The decoded picture of ``src``, decoding it only if it is not the one held.
@@ -277,13 +347,39 @@ class HeifCache:
         """
         if self._src != src or self._buf is None:
             self.clear()
-            self._buf = decode_heif_buffer(src)
-            self._src = src
+            cost = _heif_cost(src)
+            BUDGET.acquire(cost, "the heif image")
+            try:
+                self._buf = decode_heif_buffer(src)
+            except BaseException:
+                BUDGET.release(cost)
+                raise
+            self._src, self._cost = src, cost
         return self._buf
 
     def clear(self) -> None:
-        """Let the held picture go."""
+        """Let the held picture go (and its share of the decode budget)."""
         self._src, self._buf = None, None
+        if self._cost:
+            BUDGET.release(self._cost)
+            self._cost = 0
+
+
+def _heif_cost(src: Path) -> int:
+    """Estimated bytes to decode a HEIF (from its header).
+
+    Raises:
+        TooLarge: over the decode budget.
+        CorruptMedia: the header cannot be read.
+    """
+    with open_image(src, "heif") as im:
+        width, height = im.size
+        mode = im.mode
+    cost = decode_cost_bytes(width, height, fmt="heif", mode=mode)
+    if cost > BUDGET.total_bytes:
+        raise too_large(f"the {width}x{height} heif image", cost, BUDGET.total_bytes,
+                        width=width, height=height, mode=mode)
+    return cost
 
 
 def scale_buffer(buf: DecodedBuffer, g: Geometry) -> tuple[Any, Geometry]:

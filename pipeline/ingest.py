@@ -7,9 +7,11 @@ and hashed while it is read, under a byte cap. URLs go through :mod:`pipeline.ne
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
 import re
+import stat
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -162,7 +164,9 @@ def fetch_local_path(path: Path, dest_dir: Path, *, settings: Settings) -> Local
     """
     ref = MediaRef("library", str(path))
     dest_dir.mkdir(parents=True, exist_ok=True)
-    return _copy_hashed(ref, path, dest_dir / "src-local", settings.max_source_bytes)
+    # The operator's own path: links are followed on purpose (the copy opens the target).
+    return _copy_hashed(ref, Path(os.path.realpath(path)), dest_dir / "src-local",
+                        settings.max_source_bytes)
 
 
 # --------------------------------------------------------------------------- backends
@@ -185,22 +189,67 @@ def _from_file(ref: MediaRef, location: str, dest: Path, settings: Settings) -> 
     if parts.netloc not in ("", "localhost"):
         raise ConfigError("file:// library templates must name a local path")
     path = Path(urllib.parse.unquote(parts.path))
-    return _copy_hashed(ref, path, dest, settings.max_source_bytes)
+    root = library_root(settings.library or location)
+    # Symlinks are resolved before anything is opened: a link in the library (to a file, to a
+    # directory, to /proc/self/environ) must not carry a job outside the library root. The
+    # message is the one a missing file gets, so it says nothing about what lies outside.
+    resolved = Path(os.path.realpath(path))
+    if root is None or not resolved.is_relative_to(root) or resolved == root:
+        raise SourceNotFound(f"media {ref.value!r} not found in the library")
+    return _copy_hashed(ref, resolved, dest, settings.max_source_bytes)
+
+
+def library_root(template: str) -> Path | None:
+    """The resolved folder a ``file://`` library template can never leave.
+
+    It is the template's fixed path up to its first placeholder (``file:///srv/media/{id}``
+    -> ``/srv/media``; ``file:///srv/m-{id}`` -> ``/srv``), with symlinks resolved: the
+    operator chose it.
+
+    Args:
+        template: a ``file://`` library template (or a location filled from one).
+
+    Returns:
+        The root, or None when the template has no absolute local path.
+
+    Raises:
+        Nothing.
+    """
+    path = urllib.parse.unquote(urllib.parse.urlsplit(template).path)
+    fixed = path.split("{", 1)[0]
+    if not fixed.startswith("/"):
+        return None
+    folder = fixed if fixed.endswith("/") else os.path.dirname(fixed)
+    return Path(os.path.realpath(folder))
 
 
 def _copy_hashed(ref: MediaRef, path: Path, dest: Path, max_bytes: int) -> LocalMedia:
-    """Copy a regular file (never a FIFO or device: they could block or never end)."""
-    if not path.is_file():
-        raise SourceNotFound(f"media {ref.value!r} not found in the library")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise TooLarge(f"media {ref.value!r} is {size} bytes, over the {max_bytes}-byte cap")
+    """Copy a regular file (never a FIFO or device: they could block or never end).
+
+    The file is opened without following a final symlink and checked on the open descriptor,
+    so it cannot be swapped for a link or a FIFO between the check and the read.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        src = path.open("rb")
-    except FileNotFoundError as err:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
         raise SourceNotFound(f"media {ref.value!r} not found in the library") from err
     except OSError as err:
+        if err.errno == errno.ELOOP:  # the last component is a symlink
+            raise SourceNotFound(f"media {ref.value!r} not found in the library") from err
         raise DownloadRefused(f"media {ref.value!r} cannot be read: {err.strerror}") from err
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceNotFound(f"media {ref.value!r} not found in the library")
+        if st.st_size > max_bytes:
+            raise TooLarge(f"media {ref.value!r} is {st.st_size} bytes, over the "
+                           f"{max_bytes}-byte cap")
+        os.set_blocking(fd, True)
+        src = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
     with src:
         return _write_hashed(ref, _chunks(src), dest, max_bytes)
 
@@ -289,4 +338,7 @@ _LIBRARY_BACKENDS: dict[str, Callable[[MediaRef, str, Path, Settings], LocalMedi
     "http": _from_https,
 }
 
-__all__ = ["check_library_id", "check_template", "fetch", "fetch_local_path", "library_location"]
+__all__ = [
+    "check_library_id", "check_template", "fetch", "fetch_local_path", "library_location",
+    "library_root",
+]

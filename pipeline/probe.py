@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ffmpeg
+from .budget import BUDGET, MAX_DECODE_BYTES, decode_cost_bytes, return_freed_memory, too_large
 from .errors import (
     CorruptMedia,
     FFmpegError,
@@ -62,17 +63,20 @@ _PIL_READ_ERRORS = (OSError, SyntaxError, ValueError, struct.error, EOFError, In
 _pillow_ready = False
 
 
-def setup_pillow(max_pixels: int) -> None:
+def setup_pillow(max_pixels: int, max_decode_bytes: int = MAX_DECODE_BYTES) -> None:
     """Register the HEIF opener and make decompression bombs an error, not a warning.
 
     Pillow warns above ``MAX_IMAGE_PIXELS`` and raises only above twice that; the warning is
     turned into an error so the limit is ``max_pixels`` itself. :func:`probe_image` checks the
     same limit explicitly, so it holds even where a warnings filter was reset (threads, tests).
+    ``max_decode_bytes`` sizes the process-wide decode budget (:mod:`pipeline.budget`).
     """
     global _pillow_ready
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = max_pixels
+    BUDGET.resize(max_decode_bytes)
+    return_freed_memory()
     warnings.simplefilter("error", Image.DecompressionBombWarning)
     if not _pillow_ready:
         try:
@@ -214,25 +218,38 @@ def _iso_bmff_kind(head: bytes) -> str:
 # --------------------------------------------------------------------------- probing
 
 
+# The largest video frame any platform takes: YouTube's 8K (7680x4320), DCI 8K (8192x4320)
+# for the longest side. Anything bigger is refused from the stream header, before ffmpeg
+# decodes a frame (a 16000x16000 frame costs 2.5 GB per ffmpeg process).
+MAX_VIDEO_SIDE_PX = 8192
+MAX_VIDEO_PIXELS = 8192 * 4320
+
+
 def probe(path: Path, *, timeout_s: float = 60.0, max_pixels: int = 400_000_000,
-          max_frames: int = 2000) -> MediaInfo:
+          max_frames: int = 2000, max_video_side_px: int = MAX_VIDEO_SIDE_PX,
+          max_video_pixels: int = MAX_VIDEO_PIXELS,
+          max_decode_bytes: int = MAX_DECODE_BYTES) -> MediaInfo:
     """Probe a local file we wrote.
 
     Raises:
         UnsupportedMedia: unknown format, no video stream, or an unknown codec.
         CorruptMedia: undecodable or truncated.
-        TooLarge: an image header claims more pixels or frames than any camera makes.
+        TooLarge: an image header claims more pixels or frames than any camera makes, or more
+            decode memory than ``max_decode_bytes``, or a video frame is larger than any
+            platform takes.
     """
     fmt = sniff(path)
     if fmt in IMAGE_FORMATS:
         if not _pillow_ready:  # library use without runner/CLI: HEIF opener and bomb limit
-            setup_pillow(max_pixels)
-        return probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames)
+            setup_pillow(max_pixels, max_decode_bytes)
+        return probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames,
+                           max_decode_bytes=max_decode_bytes)
     if fmt in ("mp4", "mov"):
         check_bmff_complete(path)
     elif fmt in ("webm", "matroska"):
         check_matroska_complete(path)
-    return probe_video(path, fmt, timeout_s=timeout_s)
+    return probe_video(path, fmt, timeout_s=timeout_s, max_side_px=max_video_side_px,
+                       max_pixels=max_video_pixels)
 
 
 # Top-level boxes that hold the movie itself; one that runs past the end of the file means the
@@ -356,7 +373,8 @@ def open_image(path: Path, fmt: str) -> Any:
         raise CorruptMedia(f"unreadable {fmt} image: {err}") from err
 
 
-def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> MediaInfo:
+def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int,
+                max_decode_bytes: int = MAX_DECODE_BYTES) -> MediaInfo:
     """Read image facts from the header (no full decode, except a cheap truncation check).
 
     An error says the file is an image (``details["media_kind"]``), so an account that fails
@@ -367,6 +385,9 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> Me
         fmt: the sniffed format; only its Pillow decoder is allowed to open the file.
         max_pixels: the largest width x height accepted (a decompression bomb beyond).
         max_frames: the most frames an animation may have.
+        max_decode_bytes: the most memory one decode may take, estimated from the header
+            (size, mode, bit depth): :func:`pipeline.budget.decode_cost_bytes`. A JPEG counts
+            at 1/8 scale, the smallest libjpeg can decode it at.
 
     Returns:
         Facts with ``width``/``height`` as displayed (EXIF orientation applied) and the stored
@@ -374,16 +395,18 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> Me
 
     Raises:
         CorruptMedia: unreadable or truncated.
-        TooLarge: over the pixel or frame limit.
+        TooLarge: over the pixel, frame or decode-memory limit.
     """
     try:
-        return _probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames)
+        return _probe_image(path, fmt, max_pixels=max_pixels, max_frames=max_frames,
+                            max_decode_bytes=max_decode_bytes)
     except PipelineError as err:
         err.details = {**err.details, "media_kind": "image"}
         raise
 
 
-def _probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> MediaInfo:
+def _probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int,
+                 max_decode_bytes: int) -> MediaInfo:
     im = open_image(path, fmt)
     with im:
         width, height = im.size
@@ -392,38 +415,52 @@ def _probe_image(path: Path, fmt: str, *, max_pixels: int, max_frames: int) -> M
         if width * height > max_pixels:
             raise TooLarge(f"image has {width}x{height} pixels, over the {max_pixels} limit",
                            details={"width": width, "height": height, "max_pixels": max_pixels})
-        try:
-            frames = int(getattr(im, "n_frames", 1) or 1)
-        except _PIL_READ_ERRORS as err:
-            raise CorruptMedia(f"corrupt or truncated {fmt} animation: {err}") from err
-        if frames > max_frames:
-            raise TooLarge(f"animation has {frames} frames, over the {max_frames} limit",
-                           details={"frames": frames, "max_frames": max_frames})
-        orientation, has_gps, has_exif = _exif_facts(im)
-        icc = im.info.get("icc_profile")
-        has_alpha = im.mode in ("RGBA", "LA", "PA") or (
-            im.mode == "P" and "transparency" in im.info
-        ) or "transparency" in im.info
         bits = 16 if im.mode in ("I;16", "I;16B", "I;16L", "I") else 8
         if fmt == "png" and _png_bit_depth(path) == 16:
             bits = 16
-        _check_decodable(im, fmt)
-        disp_w, disp_h = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-        if fmt == "tiff" and orientation in (5, 6, 7, 8):
-            # Pillow's TIFF plugin reports the size already upright (it applies the
-            # orientation itself when it loads the picture).
-            disp_w, disp_h, width, height = width, height, height, width
-        facts = ImageFacts(
-            mode=im.mode, bits=bits, has_alpha=has_alpha,
-            icc_profile=_icc_name(icc) if icc else None,
-            exif_orientation=orientation, has_gps=has_gps, has_exif=has_exif,
-            has_xmp=bool(im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")),
-            frames=frames, stored_width=width, stored_height=height,
-        )
-        duration = None
-        if frames > 1:
-            duration = sum(frame_delays_ms(im, fmt, path)) / 1000.0
-            facts = replace(facts, loops_forever=im.info.get("loop") == 0)
+        # Decode memory from the header, before anything can decode (Pillow's PNG getexif()
+        # below loads the whole picture): a 19999x19999 16-bit PNG is under the pixel cap but
+        # took 3.8 GB. A JPEG counts at 1/8 scale, the smallest libjpeg decodes it at.
+        step = 8 if fmt == "jpeg" and im.mode in ("RGB", "L", "CMYK") else 1
+        cost = decode_cost_bytes(-(-width // step), -(-height // step), fmt=fmt, mode=im.mode,
+                                 bits=bits)
+        if cost > max_decode_bytes:
+            raise too_large(f"the {width}x{height} {fmt} image", cost, max_decode_bytes,
+                            width=width, height=height, mode=im.mode, bits=bits)
+        # Probing may decode (Pillow's PNG getexif(), GIF frame seeks, the truncation check):
+        # that draws on the process-wide decode budget. A JPEG is never decoded here.
+        hold = 0 if fmt == "jpeg" else decode_cost_bytes(width, height, fmt=fmt, mode=im.mode,
+                                                         bits=bits)
+        with BUDGET.reserve(hold, f"the {fmt} image"):
+            try:
+                frames = int(getattr(im, "n_frames", 1) or 1)
+            except _PIL_READ_ERRORS as err:
+                raise CorruptMedia(f"corrupt or truncated {fmt} animation: {err}") from err
+            if frames > max_frames:
+                raise TooLarge(f"animation has {frames} frames, over the {max_frames} limit",
+                               details={"frames": frames, "max_frames": max_frames})
+            orientation, has_gps, has_exif = _exif_facts(im)
+            icc = im.info.get("icc_profile")
+            has_alpha = im.mode in ("RGBA", "LA", "PA") or (
+                im.mode == "P" and "transparency" in im.info
+            ) or "transparency" in im.info
+            _check_decodable(im, fmt)
+            disp_w, disp_h = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+            if fmt == "tiff" and orientation in (5, 6, 7, 8):
+                # Pillow's TIFF plugin reports the size already upright (it applies the
+                # orientation itself when it loads the picture).
+                disp_w, disp_h, width, height = width, height, height, width
+            facts = ImageFacts(
+                mode=im.mode, bits=bits, has_alpha=has_alpha,
+                icc_profile=_icc_name(icc) if icc else None,
+                exif_orientation=orientation, has_gps=has_gps, has_exif=has_exif,
+                has_xmp=bool(im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")),
+                frames=frames, stored_width=width, stored_height=height,
+            )
+            duration = None
+            if frames > 1:
+                duration = sum(frame_delays_ms(im, fmt, path)) / 1000.0
+                facts = replace(facts, loops_forever=im.info.get("loop") == 0)
     return MediaInfo(
         kind="image", format_name=fmt, size_bytes=path.stat().st_size,
         width=disp_w, height=disp_h, duration_s=duration, bitrate_kbps=None,
@@ -616,12 +653,16 @@ def ffprobe_json(path: Path, fmt: str, *, timeout_s: float) -> dict[str, Any]:
     return data
 
 
-def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
+def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0,
+                max_side_px: int = MAX_VIDEO_SIDE_PX,
+                max_pixels: int = MAX_VIDEO_PIXELS) -> MediaInfo:
     """Probe a video file into :class:`MediaInfo`.
 
     Raises:
         UnsupportedMedia: no video stream (audio-only), or a codec this ffmpeg cannot decode.
         CorruptMedia: ffprobe fails or reports nonsense.
+        TooLarge: the coded or displayed frame is over ``max_side_px`` on a side or over
+            ``max_pixels`` (checked from the headers, before anything is decoded).
     """
     data = ffprobe_json(path, fmt, timeout_s=timeout_s)
     streams = data.get("streams") or []
@@ -634,6 +675,7 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
             raise UnsupportedMedia("the file has audio but no video stream")
         raise CorruptMedia("no video stream found")
     video = _video_stream(vstreams[0])
+    check_frame_size(video, max_side_px=max_side_px, max_pixels=max_pixels)
     packets = _scan_packets(path, fmt, timeout_s=timeout_s)
     video = _with_packet_facts(video, packets)
     audio = _audio_stream(astreams[0]) if astreams else None
@@ -662,6 +704,23 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0) -> MediaInfo:
         has_location=_has_location(fmt_info, streams),
         extra_streams=len(streams) - 1 - (1 if astreams else 0),
     )
+
+
+def check_frame_size(video: VideoStream, *, max_side_px: int, max_pixels: int) -> None:
+    """Refuse a frame larger than any platform takes, coded or as displayed (SAR applied).
+
+    Raises:
+        TooLarge: a side over ``max_side_px`` or an area over ``max_pixels``.
+    """
+    for width, height in ((video.width, video.height),
+                          (video.display_width, video.display_height)):
+        if max(width, height) > max_side_px or width * height > max_pixels:
+            raise TooLarge(
+                f"video frame {width}x{height} is larger than any platform takes "
+                f"(at most {max_side_px} px a side and {max_pixels} pixels)",
+                details={"width": width, "height": height, "max_side_px": max_side_px,
+                         "max_pixels": max_pixels},
+            )
 
 
 # A frame interval this far from the typical one is irregular (a dropped or held frame)...

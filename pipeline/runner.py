@@ -238,7 +238,7 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
     _check_workspace(job, settings)
     storage = storage or open_storage(settings.dest, endpoint_url=settings.endpoint_url)
     _check_destination(storage, settings, job)
-    probe.setup_pillow(settings.max_image_pixels)
+    probe.setup_pillow(settings.max_image_pixels, settings.max_decode_bytes)
     deadline = Deadline(settings.job_deadline_s)
     emit = _emitter(job.id, on_event)
     with workdir.run_folder(settings.workdir, f"{job.workspace_id[:20]}-{job.id[:40]}-"
@@ -275,7 +275,7 @@ def plan(job: Job, *, settings: Settings | None = None,
     settings = settings or Settings.from_env()
     _check_workspace(job, settings)
     presets = presets or load_presets(settings.presets_dir)
-    probe.setup_pillow(settings.max_image_pixels)
+    probe.setup_pillow(settings.max_image_pixels, settings.max_decode_bytes)
     deadline = Deadline(settings.job_deadline_s)
     with workdir.run_folder(settings.workdir, f"plan-{job.id[:40]}-") as folder:
         sources, probed, thumbs = _ingest_all(job, presets, settings, folder, deadline)
@@ -335,7 +335,10 @@ def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, workdir: 
             info = probe.probe(local.path, timeout_s=min(settings.probe_timeout_s,
                                                          deadline.remaining()),
                                max_pixels=settings.max_image_pixels,
-                               max_frames=settings.max_animation_frames)
+                               max_frames=settings.max_animation_frames,
+                               max_video_side_px=settings.max_video_side_px,
+                               max_video_pixels=settings.max_video_pixels,
+                               max_decode_bytes=settings.max_decode_bytes)
             probed[ref] = by_sha[local.sha256] = info
         except Interrupted:
             raise
@@ -367,18 +370,20 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
     first_seen = {ref: i for i, ref in reversed(list(enumerate(
         r.ref_text for r in jobplan.renditions)))}
     ordered = sorted(jobplan.renditions, key=lambda r: first_seen[r.ref_text])
-    for index, rendition in enumerate(ordered):
-        if index and ordered[index - 1].ref_text != rendition.ref_text:
-            heif_cache.clear()
-        emit("render", "start", done / max(total, 1), rendition.name)
-        outputs[rendition.key] = _guard(
-            functools.partial(_make_rendition, rendition, sources, probed, job=job,
-                              settings=settings, presets=presets, storage=storage,
-                              workdir=workdir, deadline=deadline, delivered=delivered,
-                              emit=emit, prerendered=prerendered, heif_cache=heif_cache),
-            job.id, rendition.name, deadline=deadline, stage="render")
-        done += 1
-    heif_cache.clear()
+    try:
+        for index, rendition in enumerate(ordered):
+            if index and ordered[index - 1].ref_text != rendition.ref_text:
+                heif_cache.clear()
+            emit("render", "start", done / max(total, 1), rendition.name)
+            outputs[rendition.key] = _guard(
+                functools.partial(_make_rendition, rendition, sources, probed, job=job,
+                                  settings=settings, presets=presets, storage=storage,
+                                  workdir=workdir, deadline=deadline, delivered=delivered,
+                                  emit=emit, prerendered=prerendered, heif_cache=heif_cache),
+                job.id, rendition.name, deadline=deadline, stage="render")
+            done += 1
+    finally:
+        heif_cache.clear()  # on a deadline or a signal too: it holds decode budget
     for cplan in jobplan.covers:
         emit("cover", "start", done / max(total, 1))
         failed = outputs.get(cplan.rendition_key, _Output()).error

@@ -80,6 +80,13 @@ class Settings:
     job_deadline_s: float = 4 * 3600.0  # --job-deadline / CONFORM_JOB_DEADLINE_S
     max_image_pixels: int = 400_000_000  # 2x the largest phone sensor (200 MP); a bomb beyond
     max_animation_frames: int = 2000
+    # Estimated peak memory of one image decode, and of all image decodes in flight in the
+    # process at once (pipeline.budget): keeps any image job well under 1.5 GB.
+    max_decode_bytes: int = 1_250_000_000
+    # The largest video frame any platform takes (YouTube 8K; DCI 8K is 8192 wide): refused
+    # from the headers, before a decode.
+    max_video_side_px: int = 8192
+    max_video_pixels: int = 8192 * 4320
     x264_preset: str = "medium"
     # Storage: re-make outputs that already exist; add a ``url`` next to each ``uri`` in the
     # manifest, from a public base URL mapped onto ``dest`` or as a presigned GET (S3 only).
@@ -122,6 +129,12 @@ class Settings:
         )
         values["job_deadline_s"] = _env_seconds(env, "CONFORM_JOB_DEADLINE_S",
                                                 base.job_deadline_s)
+        values["max_decode_bytes"] = _env_int(env, "CONFORM_MAX_DECODE_BYTES",
+                                              base.max_decode_bytes)
+        values["max_video_side_px"] = _env_int(env, "CONFORM_MAX_VIDEO_SIDE_PX",
+                                               base.max_video_side_px)
+        values["max_video_pixels"] = _env_int(env, "CONFORM_MAX_VIDEO_PIXELS",
+                                              base.max_video_pixels)
         if env.get("CONFORM_X264_PRESET"):
             values["x264_preset"] = env["CONFORM_X264_PRESET"]
         return dataclasses.replace(base, **values)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from typing import Any
 import ffmpeg as ffg  # ffmpeg-python: graph and argv building only
 
 from . import ffmpeg
+from .bmff import UnsupportedLayout, strip_boxes
 from .errors import CorruptMedia, FFmpegError, FFmpegTimeout, ProcessingFailed, TooLarge
 from .plan import (
     CRF,
@@ -454,7 +455,11 @@ def decode_check_args(src: Path, src_format: str) -> list[str]:
 def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, duration_s: float,
                  timeout_s: float, on_progress: Callable[[float], None] | None = None,
                  first_pass: Path | None = None) -> VideoResult:
-    """Produce ``out`` (or reuse ``src`` for a pass-through), keeping it under the byte cap.
+    """Produce ``out``, keeping it under the byte cap.
+
+    A pass-through is the source rewritten with only the boxes a player needs
+    (:func:`pipeline.bmff.strip_boxes`: same samples, same timing, no metadata or appended
+    payloads); a layout that rewrite does not handle (fragmented MP4) is re-muxed instead.
 
     Args:
         src: the fetched source.
@@ -476,14 +481,23 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
             the message).
         FFmpegTimeout: ffmpeg ran past ``timeout_s`` (``processing_timeout``).
         TooLarge: not even the smallest acceptable attempt fits the byte cap.
+        ProcessingFailed: the pass-through copy could not be written.
     """
+    fallback: tuple[str, ...] = ()
     if t.action == "passthrough":
-        return VideoResult(src, (), ())  # the source itself is the output: no copy
+        try:
+            strip_boxes(src, out)
+            return VideoResult(out, (), ())
+        except UnsupportedLayout as err:
+            log.info("pass-through rewrite not possible (%s): re-muxing instead", err)
+            t, fallback = replace(t, action="remux"), ("remuxed",)
+        except OSError as err:
+            raise ProcessingFailed(f"cannot write the pass-through copy: {err.strerror}") from err
     work = _Work(src, src_format, t, out, duration_s=duration_s, timeout_s=timeout_s)
     try:
         result = work.run(on_progress, first_pass)
         describe_brands(result.path)
-        return result
+        return replace(result, extra_actions=(*fallback, *result.extra_actions))
     except BaseException:
         out.unlink(missing_ok=True)
         raise

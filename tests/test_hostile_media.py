@@ -12,6 +12,7 @@ import struct
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -264,3 +265,72 @@ def test_hostile_files_fail_their_accounts_with_no_output(tmp_path: Path) -> Non
             assert (index, EXPECTED.get(name, "unsupported_media")) in codes, (name, codes)
     assert not (dest / "assets").exists()  # nothing was produced
     assert list((tmp_path / "work").iterdir()) == []  # the job's workdir is gone
+
+
+# --------------------------------------------------------------------------- oversized video frames
+
+
+@pytest.fixture(scope="module")
+def huge_frames(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One-frame H.264 clips larger than any platform takes: 16000x16000 (752 KB, the issue's
+    case, 2.5 GB per ffmpeg once decoded) and 8208x64 (one side just over 8192)."""
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("ffmpeg not installed")
+    tmp = tmp_path_factory.mktemp("huge-frames")
+    out = {}
+    for width, height in ((16000, 16000), (8208, 64)):
+        path = tmp / f"frame-{width}x{height}.mp4"
+        ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", "-f", "lavfi",
+                    "-i", f"color=c=red:s={width}x{height}:r=1:d=1", "-frames:v", "1",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                    str(path)], timeout_s=120)
+        out[f"{width}x{height}"] = path
+    return out
+
+
+@pytest.mark.ffmpeg
+@pytest.mark.parametrize("size", ["16000x16000", "8208x64"])
+def test_video_frame_over_the_platform_limit(huge_frames: dict[str, Path], size: str) -> None:
+    # Issue #12 item 6: the frame size is refused from the headers, before any decode.
+    err = _expect(huge_frames[size], TooLarge, "too_large")
+    width, height = map(int, size.split("x"))
+    assert err.details["width"] == width and err.details["height"] == height
+    assert err.details["max_side_px"] == 8192
+
+
+@pytest.mark.ffmpeg
+def test_video_frame_limit_is_a_setting(huge_frames: dict[str, Path]) -> None:
+    info = probe.probe(huge_frames["8208x64"], timeout_s=30, max_video_side_px=8208)
+    assert (info.width, info.height) == (8208, 64)
+    _expect(huge_frames["8208x64"], TooLarge, "too_large", max_video_side_px=8208,
+            max_video_pixels=8208 * 64 - 1)
+
+
+@pytest.mark.ffmpeg
+def test_huge_video_frame_fails_its_job_without_running_ffmpeg(
+        huge_frames: dict[str, Path], tmp_path: Path, use_ffmpeg: Any) -> None:
+    # ffprobe reads the headers; ffmpeg (which would decode 256 M pixels) must never start.
+    marker = tmp_path / "ffmpeg-ran"
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\nexit 1\n')
+    fake.chmod(0o755)
+    use_ffmpeg(fake)
+    library = tmp_path / "library"
+    library.mkdir()
+    shutil.copy(huge_frames["16000x16000"], library / "huge.mp4")
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps({
+        "workspace_id": "ws", "id": "huge-video", "content": [{"media": ["huge.mp4"]}],
+        "accounts": [{"id": "yt", "platform": "youtube"}]}))
+    dest = tmp_path / "out"
+    started = time.monotonic()
+    result = CliRunner().invoke(main, [
+        "run", str(job_file), "--library", f"file://{library}/{{id}}", "--dest", str(dest),
+        "--workdir", str(tmp_path / "work"), "--no-progress"])
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 1, result.output
+    manifest = json.loads(result.stdout)
+    codes = {e["code"] for a in manifest["accounts"] for e in a["errors"]}
+    assert codes == {"too_large"}, manifest
+    assert not marker.exists()  # no ffmpeg process was started, so nothing was decoded
+    assert not (dest / "assets").exists()

@@ -122,6 +122,41 @@ def test_file_library_over_the_cap(tmp_path: Path) -> None:
     assert not list((tmp_path / "src").iterdir())
 
 
+def test_file_library_refuses_symlinks_out_of_the_library(tmp_path: Path) -> None:
+    # Issue #12 item 9: a link inside the library (to a file, through a linked directory, to
+    # /proc/self/environ) was followed and its target published or copied to the work folder.
+    lib = tmp_path / "lib"
+    (lib / "ws-1").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = _jpeg(color="blue")
+    (outside / "secret.jpg").write_bytes(secret)
+    (lib / "ws-1" / "link.jpg").symlink_to(outside / "secret.jpg")
+    (lib / "ws-1" / "env").symlink_to("/proc/self/environ")
+    (lib / "ws-2").symlink_to(outside, target_is_directory=True)
+    (lib / "ws-1" / "inside.jpg").write_bytes(_jpeg())
+    (lib / "ws-1" / "alias.jpg").symlink_to(lib / "ws-1" / "inside.jpg")
+    settings = _settings(tmp_path, library=f"file://{lib}/{{workspace_id}}/{{id}}")
+    for media_id, workspace in (("link.jpg", "ws-1"), ("env", "ws-1"),
+                                ("secret.jpg", "ws-2")):
+        with pytest.raises(SourceNotFound) as info:
+            _fetch(MediaRef("library", media_id), tmp_path, settings, workspace_id=workspace)
+        assert info.value.code == "media_not_found"
+        assert str(outside) not in info.value.message and "proc" not in info.value.message
+    assert not list((tmp_path / "src").iterdir())  # nothing was copied into the work folder
+    # A link that stays inside the library still works.
+    got = _fetch(MediaRef("library", "alias.jpg"), tmp_path, settings)
+    assert got.path.read_bytes() == (lib / "ws-1" / "inside.jpg").read_bytes()
+
+
+def test_library_root_is_the_fixed_prefix(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "via").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert ingest.library_root(f"file://{tmp_path}/via/{{id}}") == tmp_path / "real"
+    assert ingest.library_root(f"file://{tmp_path}/real/m-{{id}}") == tmp_path / "real"
+    assert ingest.library_root("file://{id}") is None
+
+
 def test_no_library_configured(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         _fetch(MediaRef("library", "a.jpg"), tmp_path, _settings(tmp_path))

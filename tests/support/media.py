@@ -281,6 +281,24 @@ def video_packets(path: Path, *, hashes: bool = True) -> list[dict[str, Any]]:
     return packets
 
 
+def stream_packets(path: Path, select: str = "v:0") -> list[dict[str, Any]]:
+    """Every packet of one stream (``v:0``, ``a:0``) in decode order: timestamps, duration,
+    flags, size and an MD5 of the data. Equal lists mean the same samples with the same
+    timing (a stream copy, or a container rewrite)."""
+    args = ["ffprobe", "-v", "error", "-select_streams", select, "-show_entries",
+            "packet=pts_time,dts_time,duration_time,flags,size,data_hash",
+            "-show_data_hash", "md5", "-print_format", "json", str(path)]
+    packets: list[dict[str, Any]] = json.loads(_run(args).stdout).get("packets", [])
+    assert packets, f"no {select} packets in {path}"
+    return packets
+
+
+def top_level_boxes(path: Path) -> list[bytes]:
+    """The types of an MP4/MOV's top-level boxes, in order."""
+    data = path.read_bytes()
+    return [kind for kind, _, _ in _boxes(data, 0, len(data))]
+
+
 def keyframe_times(path: Path) -> list[float]:
     """Presentation times of the video keyframes (from packet flags)."""
     return sorted(float(p["pts_time"]) for p in video_packets(path, hashes=False)
