@@ -293,6 +293,19 @@ def stream_packets(path: Path, select: str = "v:0") -> list[dict[str, Any]]:
     return packets
 
 
+def packets_from_zero(path: Path, select: str = "v:0") -> list[dict[str, Any]]:
+    """:func:`stream_packets` on a clock whose first presented frame is at 0.
+
+    A remux writes negative composition offsets (issue #13): the same samples, shown from 0
+    instead of after the B-frame delay. Equal lists mean the same samples, flags and spacing
+    (to 0.1 ms: the two files may count time in different units).
+    """
+    packets = stream_packets(path, select)
+    first = min(float(p["pts_time"]) for p in packets)
+    return [{**p, "pts_time": round(float(p["pts_time"]) - first, 4),
+             "dts_time": round(float(p["dts_time"]) - first, 4)} for p in packets]
+
+
 def top_level_boxes(path: Path) -> list[bytes]:
     """The types of an MP4/MOV's top-level boxes, in order."""
     data = path.read_bytes()
