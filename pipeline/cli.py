@@ -500,7 +500,10 @@ def _probe_source(source: str, workspace_id: str, settings: Settings) -> dict[st
             local = ingest.fetch(ref, tmp, settings=settings, workspace_id=workspace_id)
         info = probe.probe(local.path, timeout_s=settings.probe_timeout_s,
                            max_pixels=settings.max_image_pixels,
-                           max_frames=settings.max_animation_frames)
+                           max_frames=settings.max_animation_frames,
+                           max_video_side_px=settings.max_video_side_px,
+                           max_video_pixels=settings.max_video_pixels,
+                           max_decode_bytes=settings.max_decode_bytes)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"source": source, "sha256": local.sha256, **_jsonable(asdict(info))}
@@ -997,14 +1000,17 @@ def cover_cmd(ctx: click.Context, video: str, at_ms: int, out: str | None,
 
     with handle_errors(ctx):
         settings = _settings(ctx, workdir=workdir)
-        probe.setup_pillow(settings.max_image_pixels)
+        probe.setup_pillow(settings.max_image_pixels, settings.max_decode_bytes)
         settings.workdir.mkdir(parents=True, exist_ok=True)
         dest = Path(out) if out else Path.cwd() / f"{Path(video).stem}-{at_ms}ms.jpg"
         tmp = Path(tempfile.mkdtemp(prefix="conform-cover-", dir=settings.workdir))
         try:
             local = ingest.fetch_local_path(Path(video), tmp / "src", settings=settings)
             info = probe.probe(local.path, timeout_s=settings.probe_timeout_s,
-                               max_pixels=settings.max_image_pixels)
+                               max_pixels=settings.max_image_pixels,
+                               max_video_side_px=settings.max_video_side_px,
+                               max_video_pixels=settings.max_video_pixels,
+                               max_decode_bytes=settings.max_decode_bytes)
             result = cover.cover_at(local.path, info, at_ms, tmp,
                                     timeout_s=settings.ffmpeg_timeout_s)
             try:

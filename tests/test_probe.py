@@ -457,3 +457,15 @@ def test_cli_probe_errors_are_typed_not_tracebacks(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "media_not_found" in missing.stderr
     scheme = CliRunner().invoke(main, ["probe", "--json", "gopher://127.0.0.1/x"])
     assert json.loads(scheme.stdout)["error"]["code"] == "url_not_allowed"
+
+
+@pytest.mark.ffmpeg
+def test_cli_probe_applies_the_operators_frame_and_memory_limits(
+        clips: dict[str, Path], corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `conform probe` answers as a run would: the limits of the environment apply to it too
+    monkeypatch.setenv("CONFORM_MAX_VIDEO_SIDE_PX", "64")
+    result = CliRunner().invoke(main, ["probe", "--json", str(clips["mp4"])])
+    assert result.exit_code != 0 and "too_large" in result.output
+    monkeypatch.setenv("CONFORM_MAX_DECODE_BYTES", "1000")
+    result = CliRunner().invoke(main, ["probe", "--json", str(corpus / "images/Landscape_6.jpg")])
+    assert result.exit_code != 0 and "too_large" in result.output
