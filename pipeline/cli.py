@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,8 +25,11 @@ from . import __version__, ffmpeg
 from .errors import ExitStatus, Interrupted, JobInvalid, PipelineError
 from .job import parse_job_text
 from .models import JobEvent
-from .presets import load_presets
+from .presets import PresetRegistry, load_presets
 from .settings import Settings, parse_networks
+
+if TYPE_CHECKING:
+    from .report import Report
 
 log = logging.getLogger("pipeline")
 
@@ -283,8 +286,11 @@ def main(ctx: click.Context, verbose: int, log_format: str, debug: bool) -> None
               help="Add a presigned GET 'url' valid for SECONDS, at most 7 days "
                    "(s3:// destinations only; --public-base-url wins when both are given).")
 @click.option("--progress/--no-progress", default=True, help="Progress lines on stderr.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              metavar="DIR", help="Also write the preview sheet (DIR/index.html) of the manifest.")
 @click.pass_context
-def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) -> None:
+def run(ctx: click.Context, /, job: str | None, progress: bool, report_dir: str | None,
+        **flags: Any) -> None:
     """Conform the media of one post and print the manifest.
 
     JOB is a JSON file, - for stdin, or an s3:// URI; without JOB the job is read from the
@@ -309,6 +315,9 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, **flags: Any) ->
         manifest = process(parsed, settings=settings, presets=presets,
                            on_event=_progress_printer(progress, _log_format(ctx)))
         click.echo(json.dumps(manifest.to_dict(), indent=2))
+        if report_dir is not None:
+            _write_report(manifest.uri or "", Path(report_dir), presets=presets,
+                          endpoint_url=settings.endpoint_url, manifest=manifest.to_dict())
         if manifest.uri:
             click.echo(_json_line("manifest written", job_id=parsed.id, uri=manifest.uri,
                                   status=manifest.status) if _log_format(ctx) == "json"
@@ -527,6 +536,46 @@ def presets_show(ctx: click.Context, name: str, presets_dir: str | None) -> None
         click.echo(json.dumps(data, indent=2, default=str))
 
 
+@main.command("report")
+@click.argument("manifest", metavar="MANIFEST")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
+              help="Folder for index.html and its pictures (created).")
+@click.option("--png", is_flag=True, help="Also write DIR/sheet.png, a PNG contact sheet.")
+@click.option("--presets", "presets_dir", type=click.Path(file_okay=False), default=None,
+              help="A folder of preset TOML files that add to or override the bundled ones.")
+@click.option("--endpoint-url", default=None,
+              help="S3 endpoint (MinIO, R2, moto); default: the AWS configuration.")
+@click.pass_context
+def report_cmd(ctx: click.Context, manifest: str, out_dir: str, png: bool,
+               presets_dir: str | None, endpoint_url: str | None) -> None:
+    """Write a preview sheet of a manifest: DIR/index.html, one self-contained page.
+
+    MANIFEST is a local path or an s3:// URI. Every account with its status, errors and
+    warnings; every output with a picture (a poster and a filmstrip for videos), size, bytes,
+    duration and actions; the platform's UI zones drawn over vertical outputs. Prints the
+    page's path on stdout.
+    """
+    with handle_errors(ctx):
+        presets = load_presets(Path(presets_dir) if presets_dir else None)
+        ffmpeg.require_tools()
+        written = _write_report(manifest, Path(out_dir), presets=presets, png=png,
+                                endpoint_url=endpoint_url)
+        click.echo(str(written.index_html))
+        if written.sheet_png is not None:
+            click.echo(str(written.sheet_png))
+
+
+def _write_report(source: str, out_dir: Path, *, presets: PresetRegistry, png: bool = False,
+                  endpoint_url: str | None = None,
+                  manifest: dict[str, Any] | None = None) -> Report:
+    from .report import make_report
+
+    written = make_report(source, out_dir, presets=presets, png=png, endpoint_url=endpoint_url,
+                          manifest=manifest)
+    click.echo(f"preview: {written.index_html}", err=True)
+    return written
+
+
 # --------------------------------------------------------------------------- batch and worker
 
 
@@ -546,10 +595,13 @@ class _BatchView:
     keeps their writes apart.
     """
 
-    def __init__(self, total: int, *, mode: str, progress: bool) -> None:
+    def __init__(self, total: int, *, mode: str, progress: bool, human: bool = False,
+                 report: Callable[[Any], str | None] | None = None) -> None:
         self.total = total
         self.mode = mode  # "bar", "lines" or "json"
         self.progress = progress
+        self.human = human  # stdout is a terminal: one readable line per job, not JSON
+        self.report = report  # writes a job's preview sheet, returns where
         self.done = self.failed = self.skipped = 0
         self.started = time.monotonic()
         self._lock = threading.Lock()
@@ -574,7 +626,8 @@ class _BatchView:
         from .batch import JobOutcome
 
         assert isinstance(outcome, JobOutcome)
-        if outcome.status not in ("skipped", "interrupted"):
+        page = self.report(outcome) if self.report is not None else None
+        if outcome.status not in ("skipped", "interrupted") and not self.human:
             click.echo(json.dumps(outcome.to_dict(), separators=(",", ":")))
         with self._lock:
             if outcome.status != "interrupted":
@@ -584,7 +637,12 @@ class _BatchView:
             if outcome.job_id is not None:
                 self._running.pop(outcome.job_id, None)
                 self._encode.pop(outcome.job_id, None)
-            self._report(outcome)
+            if self.human and outcome.status not in ("skipped", "interrupted"):
+                if self.mode == "bar":
+                    click.echo("\r\x1b[2K", err=True, nl=False)  # the bar shares the terminal
+                click.echo(_human_line(outcome, self.done, self.total, page))
+            if not (self.human and self.mode == "bar"):
+                self._report(outcome)
             self._draw(force=True)
 
     def _report(self, outcome: Any) -> None:
@@ -664,6 +722,56 @@ class _BatchView:
                    f"in {_fmt_duration(summary.elapsed_s)}", err=True)
 
 
+def _human_line(outcome: Any, done: int, total: int, page: str | None) -> str:
+    """One line a person reads for a finished job (``conform batch`` with stdout on a TTY)."""
+    what = outcome.job_id or outcome.where
+    status = outcome.status.upper() if outcome.failed else outcome.status
+    line = f"[{done}/{total}] {status} {what}"
+    manifest = outcome.manifest
+    if manifest is not None:
+        ok = sum(1 for a in manifest.accounts if a["status"] == "ok")
+        warnings = sum(len(a["warnings"]) + sum(len(m["warnings"]) for m in a["media"])
+                       for a in manifest.accounts)
+        codes = sorted({e["code"] for a in manifest.accounts for e in a["errors"]})
+        line += (f": {ok} account(s) ok, {len(manifest.accounts) - ok} failed"
+                 + (f" ({', '.join(codes)})" if codes else "")
+                 + f", {warnings} warning(s)")
+        if manifest.uri:
+            line += f"; manifest {manifest.uri}"
+    elif outcome.error is not None:
+        line += (f" ({outcome.where})" if outcome.job_id else "") + (
+            f": [{outcome.error.code}] {outcome.error.message}")
+    if page:
+        line += f"; report {page}"
+    return line + f" in {outcome.elapsed_s:.1f}s"
+
+
+def _batch_reporter(report_dir: str | None, presets: PresetRegistry,
+                    endpoint_url: str | None) -> Callable[[Any], str | None] | None:
+    """``--report DIR``: each job's preview sheet in DIR/<job id>/index.html."""
+    if report_dir is None:
+        return None
+
+    def write(outcome: Any) -> str | None:
+        if outcome.manifest is None or outcome.job_id is None:
+            return None
+        # a job id is one safe path segment, but may be "." or ".."
+        folder = Path(report_dir) / (outcome.job_id if not outcome.job_id.startswith(".")
+                                     else "_" + outcome.job_id)
+        from .report import make_report
+
+        try:
+            written = make_report(outcome.manifest.uri or "", folder, presets=presets,
+                                  endpoint_url=endpoint_url,
+                                  manifest=outcome.manifest.to_dict())
+        except PipelineError as err:  # the batch goes on; the job's line says no report
+            log.warning("no preview sheet for %s: %s", outcome.job_id, err.message)
+            return None
+        return str(written.index_html)
+
+    return write
+
+
 @main.command()
 @click.argument("source", metavar="SOURCE")
 @click.option("--dest", default=None, help="Output folder or s3://bucket/prefix "
@@ -683,16 +791,23 @@ class _BatchView:
               help="How many shards the batch is split into (default: $CONFORM_SHARD_COUNT).")
 @click.option("--progress/--no-progress", default=True,
               help="Progress on stderr: a live bar on a terminal, lines otherwise.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Manifests as JSON lines on stdout even on a terminal (the default when "
+                   "stdout is not a terminal).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              metavar="DIR", help="Write each job's preview sheet to DIR/<job id>/index.html.")
 @click.pass_context
 def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bool,
           retry_failed: bool, shard_index: int | None, shard_count: int | None,
-          progress: bool, **flags: Any) -> None:
+          progress: bool, as_json: bool, report_dir: str | None, **flags: Any) -> None:
     """Conform many posts: SOURCE is a JSON Lines file, a folder of job .json files, - (stdin)
     or an s3:// URI of either.
 
     Prints one manifest per line on stdout as jobs finish (a job without a manifest gets a line
-    with its status, source and errors). Jobs whose manifest exists in DEST are skipped, so a
-    killed batch continues where it stopped. Exit codes: 0 all ok, 1 some job failed, 2 the
+    with its status, source and errors); on a terminal, one readable line per job instead
+    (status, accounts ok/failed, warnings, where its manifest and report are) unless --json.
+    Jobs whose manifest exists in DEST are skipped, so a killed batch continues where it
+    stopped. Exit codes: 0 all ok, 1 some job failed, 2 the
     source or the settings are unusable, 130 interrupted.
     """
     from .batch import JobSource, process_batch, shard_from_env
@@ -706,7 +821,10 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
             total = sum(1 for entry in src.entries() if shard.owns(entry.shard_key))
             mode = ("json" if _log_format(ctx) == "json" else
                     "bar" if progress and sys.stderr.isatty() else "lines")
-            view = _BatchView(total, mode=mode, progress=progress)
+            view = _BatchView(total, mode=mode, progress=progress,
+                              human=not as_json and sys.stdout.isatty(),
+                              report=_batch_reporter(report_dir, presets,
+                                                     settings.endpoint_url))
             summary = process_batch(src.entries(), settings=settings, presets=presets,
                                     workers=workers, fail_fast=fail_fast,
                                     retry_failed=retry_failed, shard=shard,

@@ -28,6 +28,8 @@ CONTAINERS = ("mp4", "mov", "webm", "matroska", "avi", "mpegts")
 VIDEO_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
 AUDIO_CODECS = ("aac", "opus", "mp3", "vorbis", "ac3")
 FIT_POLICIES = ("crop", "pad", "blur")
+UI_EDGES = ("top", "bottom", "left", "right")
+UiEdge = Literal["top", "bottom", "left", "right"]
 
 
 # --------------------------------------------------------------------------- schema
@@ -135,6 +137,25 @@ class CoverSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class UiZone:
+    """A band along one edge of a full-screen vertical frame where the app draws its UI.
+
+    ``fraction`` is the band's depth as a share of the frame's height (top/bottom) or width
+    (left/right), so the zone holds at any output size.
+    """
+
+    edge: UiEdge
+    fraction: float
+    what: str
+    source: str
+
+    @property
+    def name(self) -> str:
+        """``"bottom: caption, name, music"``: the edge and what the app draws there."""
+        return f"{self.edge}: {self.what}"
+
+
+@dataclass(frozen=True, slots=True)
 class Variant:
     """One media variant of a platform, e.g. ``instagram-reels``."""
 
@@ -145,6 +166,7 @@ class Variant:
     image: ImageSpec | None = None
     video: VideoSpec | None = None
     cover: CoverSpec | None = None
+    ui_zones: tuple[UiZone, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,6 +483,35 @@ def _cover(r: _Reader) -> CoverSpec:
     return spec
 
 
+def _ui_zones(r: _Reader) -> tuple[UiZone, ...]:
+    """``[variants.X.ui_zones.EDGE]`` tables: ``fraction`` in (0, 0.5], ``what``, ``source``."""
+    zones = []
+    for edge in list(r.data):
+        sub = r.table(edge)
+        if edge not in UI_EDGES:
+            r.problems.append(f"{r._where(edge)}: unknown edge (one of {', '.join(UI_EDGES)})")
+            continue
+        if sub is None:
+            continue
+        fraction = sub.float_("fraction", None)
+        if fraction is None and "fraction" not in sub.data:
+            sub.problems.append(f"{sub._where('fraction')}: missing")
+        elif fraction is not None and not 0.0 < fraction <= 0.5:
+            # a band deeper than half the frame would meet the opposite band: a typo
+            sub.problems.append(f"{sub._where('fraction')}: must be in (0, 0.5], got {fraction}")
+            fraction = None
+        what = sub.str_("what", "", required=True) or ""
+        source = sub.str_("source", "", required=True) or ""
+        if "source" in sub.data and not source.strip():
+            sub.problems.append(f"{sub._where('source')}: must not be empty")
+        sub.finish()
+        if fraction is not None and what and source.strip():
+            zones.append(UiZone(edge=edge, fraction=fraction, what=what,  # type: ignore[arg-type]
+                                source=source))
+    r.finish()
+    return tuple(zones)
+
+
 def _check_order(r: _Reader, lo_key: str, lo: Any, hi_key: str, hi: Any) -> None:
     if lo is not None and hi is not None and lo > hi:
         r.problems.append(f"{r.path}: {lo_key} ({lo}) is greater than {hi_key} ({hi})")
@@ -478,9 +529,11 @@ def _variant(platform: str, name: str, r: _Reader) -> Variant:
         video = _video(t) if t else None
     c = r.table("cover")
     cover = _cover(c) if c else None
+    z = r.table("ui_zones")
+    ui_zones = _ui_zones(z) if z else ()
     r.finish()
     return Variant(id=f"{platform}-{name}", name=name, kind=kind,  # type: ignore[arg-type]
-                   label=label, image=image, video=video, cover=cover)
+                   label=label, image=image, video=video, cover=cover, ui_zones=ui_zones)
 
 
 def parse_preset(data: Mapping[str, Any], *, origin: str, stem: str | None = None) -> Preset:

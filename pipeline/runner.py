@@ -562,6 +562,10 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
             assert variant.image is not None
             conform.require(conform.check_image(out_info, variant.image, target), r.name)
         mime = iresult.mime
+    from .subject import ui_warnings  # a face under a surface's UI warns, never fails
+
+    extra_warnings += ui_warnings(out, out_info, _variants_of(r, presets),
+                                  timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()))
     sha = _sha256(out)
     key = asset_key(r.key, r.name)
     actions = list(dict.fromkeys([*r.actions, *extra_actions]))

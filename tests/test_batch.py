@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -413,6 +414,54 @@ def test_progress_is_a_live_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path
     assert job_records and all(r.get("job_id") or r.get("source") for r in job_records)
     assert {r["job_id"] for r in records if r.get("stage") == "encode"} == {"p-2"}
     assert records[-1]["message"] == "batch done" and records[-1]["invalid"] == 1
+
+
+def _on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+    """Run with stdout and stderr both on one pseudo-terminal, as in a person's shell."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    text = _read_pty(master, proc).decode()
+    os.close(master)
+    proc.wait(timeout=60)
+    # what the terminal shows: the last state of each line after the bar's redraws
+    shown = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line).split("\r")[-1]
+             for line in text.replace("\r\n", "\n").split("\n")]
+    return proc.returncode, [line for line in shown if line.strip()]
+
+
+def test_batch_on_a_terminal_prints_one_readable_line_per_job(tmp_path: Path,
+                                                             library: Path) -> None:
+    source = write_jsonl(tmp_path / "jobs.jsonl", [
+        image_job("t-1", "photo-1.jpg"),
+        {**image_job("t-2", "photo-2.jpg"), "accounts": [{"id": "a1", "platform": "telegram"},
+                                                         {"id": "a2", "platform": "youtube"}]},
+        "{bad"])
+    base = ["batch", str(source), "--workers", "1", "--library", f"file://{library}/{{id}}",
+            "--workdir", str(tmp_path / "work")]
+    env = subprocess_env(COLUMNS="200")
+    code, lines = _on_terminal(conform_cmd(*base, "--dest", str(tmp_path / "tty"), "--report",
+                                           str(tmp_path / "pages")), env)
+    assert code == 1
+    assert not any(line.lstrip().startswith("{") for line in lines)  # no wall of JSON
+    manifests = tmp_path / "tty" / "manifests"
+    (one,) = [line for line in lines if " t-1" in line]
+    assert one.startswith("[") and "succeeded t-1: 1 account(s) ok, 0 failed" in one
+    assert f"manifest {(manifests / 't-1.json').as_uri()}" in one
+    assert f"report {tmp_path / 'pages' / 't-1' / 'index.html'}" in one
+    (two,) = [line for line in lines if " t-2" in line]
+    assert "1 account(s) ok, 1 failed" in two and "PARTIAL t-2" in two
+    assert (tmp_path / "pages" / "t-2" / "index.html").is_file()
+    (bad,) = [line for line in lines if "INVALID" in line]
+    assert f"{source}:3" in bad
+    assert lines[-1].startswith("batch done: 3 job(s)")
+
+    # --json keeps the JSON lines on a terminal, as without a terminal
+    code, lines = _on_terminal(conform_cmd(*base, "--dest", str(tmp_path / "json"), "--json",
+                                           "--no-progress"), env)
+    assert code == 1
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert sorted(r["job_id"] for r in records if r["job_id"]) == ["t-1", "t-2"]
 
 
 def test_summary_exit_status() -> None:

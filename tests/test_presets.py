@@ -142,3 +142,60 @@ def test_invalid_user_file_fails_the_whole_load(tmp_path: Path) -> None:
 def test_missing_user_dir(tmp_path: Path) -> None:
     with pytest.raises(PresetError, match="not found"):
         load_presets(tmp_path / "nope")
+
+
+# --------------------------------------------------------------------------- UI safe zones
+
+VERTICAL_SURFACES = {"tiktok-video", "instagram-reels", "instagram-stories-image",
+                     "instagram-stories-video", "facebook-reels", "youtube-short"}
+
+
+def test_vertical_surfaces_carry_ui_zones_with_sources() -> None:
+    registry = load_presets()
+    with_zones = {v.id for p in registry for v in p.variants.values() if v.ui_zones}
+    assert with_zones == VERTICAL_SURFACES
+    for preset in registry:
+        for variant in preset.variants.values():
+            for zone in variant.ui_zones:
+                assert 0 < zone.fraction <= 0.5
+                assert zone.source.startswith("safe-zones.md")
+                assert zone.what
+    tiktok = {z.edge: z for z in registry.get("tiktok").variant("video").ui_zones}  # type: ignore[union-attr]
+    # safe-zones.md: TikTok 13 % top, 22 % bottom, 16 % right (the action rail), nothing left
+    assert (tiktok["top"].fraction, tiktok["bottom"].fraction, tiktok["right"].fraction) == (
+        0.13, 0.22, 0.16)
+    assert "left" not in tiktok
+    assert tiktok["bottom"].name == "bottom: caption, name, music"
+    reels = {z.edge: z.fraction for z in registry.get("instagram").variant("reels").ui_zones}  # type: ignore[union-attr]
+    assert reels == {"top": 0.14, "bottom": 0.35, "left": 0.06, "right": 0.06}
+
+
+_ZONE = '\n[variants.video.ui_zones.bottom]\nfraction = 0.2\nwhat = "caption"\nsource = "s"\n'
+
+
+@pytest.mark.parametrize(
+    ("zone", "needle"),
+    [
+        (_ZONE.replace("bottom]", "middle]"), "ui_zones.middle: unknown edge"),
+        (_ZONE.replace("0.2", "0.7"), "ui_zones.bottom.fraction: must be in (0, 0.5]"),
+        (_ZONE.replace("0.2", "0"), "ui_zones.bottom.fraction: must be in (0, 0.5]"),
+        (_ZONE.replace("0.2", '"20%"'), "ui_zones.bottom.fraction: expected a number"),
+        (_ZONE.replace('source = "s"\n', ""), "ui_zones.bottom.source: missing"),
+        (_ZONE.replace('source = "s"', 'source = " "'),
+         "ui_zones.bottom.source: must not be empty"),
+        (_ZONE.replace("fraction = 0.2\n", ""), "ui_zones.bottom.fraction: missing"),
+        (_ZONE + "colour = 1\n", "ui_zones.bottom.colour: unknown key"),
+    ],
+)
+def test_bad_ui_zone_is_reported_with_its_key(tmp_path: Path, zone: str, needle: str) -> None:
+    text = (REPO_PRESETS_DIR / "bluesky.toml").read_text() + zone
+    with pytest.raises(PresetError) as info:
+        load_preset_file(_write(tmp_path, "bluesky", text))
+    assert needle in info.value.message
+
+
+def test_good_ui_zone_parses(tmp_path: Path) -> None:
+    text = (REPO_PRESETS_DIR / "bluesky.toml").read_text() + _ZONE
+    preset = load_preset_file(_write(tmp_path, "bluesky", text))
+    (zone,) = preset.variant("video").ui_zones
+    assert (zone.edge, zone.fraction, zone.what, zone.source) == ("bottom", 0.2, "caption", "s")

@@ -1,0 +1,93 @@
+"""Small RGB pictures of a delivered output: sampled video frames or a downscaled still.
+
+Shared by the preview sheet (posters, filmstrips) and the subject finder, which both look at
+what a viewer sees: the delivered file, at low resolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from . import ffmpeg
+from .errors import CorruptMedia
+from .models import MediaInfo
+from .probe import DEMUXERS
+
+# What a delivered image or cover can be (the presets' formats): no other decoder is tried.
+OUTPUT_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
+LONG_CLIP_S = 20.0  # above this, frames are taken by seeking rather than one full decode
+
+
+def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """``width`` x ``height`` scaled to fit ``max_side`` (never up), both sides even and >= 2."""
+    scale = min(1.0, max_side / max(width, height, 1))
+
+    def even(v: float) -> int:
+        return max(2, round(v * scale / 2) * 2)
+
+    return even(width), even(height)
+
+
+def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
+                 timeout_s: float) -> list[Image.Image]:
+    """``count`` frames spread evenly over the video (the middle of each 1/count slice).
+
+    Args:
+        path: a local video file (a delivered output).
+        info: its probe result (display size, duration).
+        count: how many frames; fewer come back from a very short clip.
+        max_side: the frames' longer side, in pixels.
+        timeout_s: limit for the one ffmpeg run.
+
+    Returns:
+        RGB images at the display size scaled to ``max_side`` (rotation and SAR applied).
+
+    Raises:
+        FFmpegError: ffmpeg failed to decode the file.
+        FFmpegTimeout: it took longer than ``timeout_s``.
+    """
+    width, height = fit_size(info.width, info.height, max_side)
+    duration_s = max(info.duration_s or 0.0, 0.04)
+    step_s = duration_s / count
+    scale = f"scale={width}:{height}:flags=area,setsar=1"
+    demuxer = DEMUXERS.get(info.format_name)  # as probed: ffmpeg never guesses the format
+    if duration_s <= LONG_CLIP_S:
+        # One decode of the whole (short) clip, keeping one frame per slice.
+        runs = [["-ss", f"{step_s / 2:.3f}", *ffmpeg.safe_input(path, demuxer),
+                 "-vf", f"fps={count}/{duration_s:.3f},{scale}", "-frames:v", str(count)]]
+    else:
+        # A long clip: seek to each slice (decoding from the keyframe before it) instead of
+        # decoding minutes of video for a handful of frames.
+        runs = [["-ss", f"{step_s * (i + 0.5):.3f}", *ffmpeg.safe_input(path, demuxer),
+                 "-vf", scale, "-frames:v", "1"] for i in range(count)]
+    data = b"".join(
+        ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+                    *run, "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+                   timeout_s=timeout_s).stdout
+        for run in runs)
+    size = width * height * 3
+    frames = [Image.frombytes("RGB", (width, height), data[i:i + size])
+              for i in range(0, len(data) - size + 1, size)]
+    if not frames:
+        raise CorruptMedia(f"{path.name}: no frame could be decoded")
+    return frames
+
+
+def still(path: Path, *, max_side: int) -> Image.Image:
+    """An image file, upright and RGB, scaled to fit ``max_side`` (first frame if animated).
+
+    Raises:
+        CorruptMedia: Pillow cannot read it.
+    """
+    Image.init()  # registers every plugin: ``formats`` names some that load lazily (WebP)
+    try:
+        with Image.open(path, formats=OUTPUT_IMAGE_FORMATS) as img:
+            img.seek(0)
+            upright = ImageOps.exif_transpose(img) or img
+            rgb = upright.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise CorruptMedia(f"{path.name}: not a readable image: {err}") from err
+    rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return rgb

@@ -1,0 +1,182 @@
+"""The preview page: plain HTML with inline CSS, no script, nothing fetched from the network.
+
+Every string that comes from the manifest (account ids, messages, sources) is escaped: a job
+is written by whoever calls the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+from typing import Any
+
+from ..presets import PresetRegistry, UiZone
+from . import Picture, zones_for
+
+BOX_PX = 320  # the longer side of a picture on the page
+REF_BOX_PX = 160  # the longer side of a picture that repeats one shown above
+ZONE_RGBA = (255, 0, 200, 0.42)  # magenta: a colour no status badge or text uses
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;background:#f4f4f6;color:#1d1d22}
+h1{font-size:20px;margin:0 0 4px}
+.meta{color:#555;margin:0 0 16px}
+.account{background:#fff;border:1px solid #ddd;border-radius:8px;padding:12px 16px;
+ margin:0 0 16px}
+.account h2{font-size:16px;margin:0 0 8px}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;color:#fff}
+.ok{background:#1b7f3b}.failed{background:#b3261e}.other{background:#666}
+.outputs{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+figure{margin:0;max-width:360px}
+.frame{position:relative;background:#222;overflow:hidden}
+.frame img{display:block;width:100%;height:100%}
+.zone{position:absolute;background:rgba(@ZONE@);color:#fff;font-size:10px;overflow:hidden;
+ box-sizing:border-box;border:1px dashed #fff;padding:1px 3px;white-space:nowrap}
+.z-top{top:0;left:0;right:0}.z-bottom{bottom:0;left:0;right:0}
+.z-left{top:0;bottom:0;left:0}.z-right{top:0;bottom:0;right:0}
+.strip{display:flex;gap:2px;margin-top:4px}.strip img{height:48px}
+figcaption{font-size:12px;color:#333;margin-top:4px;word-break:break-all}
+.warn{color:#8a5a00}.err{color:#b3261e}
+.missing{display:flex;align-items:center;justify-content:center;color:#eee;font-size:12px;
+ padding:8px}
+ul{margin:4px 0 8px;padding-left:20px}
+.legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px}
+""".replace("@ZONE@", ",".join(str(c) for c in ZONE_RGBA))
+
+
+def _size(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "?"
+    return f"{value / 1_000_000:.2f} MB" if value >= 1_000_000 else f"{value / 1000:.1f} kB"
+
+
+def _box(width: Any, height: Any, side: int) -> tuple[int, int]:
+    w = width if isinstance(width, int) and width > 0 else 9
+    h = height if isinstance(height, int) and height > 0 else 16
+    scale = side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _zones_html(zones: tuple[UiZone, ...]) -> str:
+    out = []
+    for z in zones:
+        size = "height" if z.edge in ("top", "bottom") else "width"
+        out.append(f'<div class="zone z-{z.edge}" style="{size}:{z.fraction * 100:.2f}%" '
+                   f'title="{escape(z.name)} ({escape(z.source)})">{escape(z.what)}</div>')
+    return "".join(out)
+
+
+def _frame(pic: Picture | None, width: Any, height: Any, side: int,
+           zones: tuple[UiZone, ...]) -> str:
+    bw, bh = _box(width, height, side)
+    vertical = isinstance(width, int) and isinstance(height, int) and height > width
+    why = escape(pic.error or "") if pic else ""
+    inner = (f'<img src="{escape(pic.still)}" alt="">' if pic is not None and pic.still
+             else f'<div class="missing">no picture: {why}</div>')
+    return (f'<div class="frame" style="width:{bw}px;height:{bh}px">{inner}'
+            f'{_zones_html(zones) if vertical else ""}</div>')
+
+
+def _list(items: list[Any], cls: str) -> str:
+    if not items:
+        return ""
+    rows = "".join(f'<li class="{cls}">{escape(_text(i))}</li>' for i in items)
+    return f"<ul>{rows}</ul>"
+
+
+def _text(item: Any) -> str:
+    if isinstance(item, dict):
+        where = ""
+        if item.get("content_index") is not None:
+            where = f" (content[{item['content_index']}]"
+            where += (f".media[{item['media_index']}])" if item.get("media_index") is not None
+                      else ")")
+        return f"{item.get('code', '?')}: {item.get('message', '')}{where}"
+    return str(item)
+
+
+def render(manifest: Mapping[str, Any], pictures: Mapping[str, Picture],
+           presets: PresetRegistry, *, source: str) -> str:
+    """The whole page for a manifest, given the pictures made for its outputs (by URI)."""
+    shown: dict[str, tuple[str, str]] = {}  # output identity -> (anchor, where first shown)
+    sections = []
+    for index, account in enumerate(manifest.get("accounts") or []):
+        if not isinstance(account, dict):
+            continue
+        sections.append(_account(index, account, pictures, presets, shown))
+    uses = sum(1 for a in manifest.get("accounts") or [] if isinstance(a, dict)
+               for _ in (a.get("media") or []))
+    legend = (f'<p class="legend"><span style="background:rgba('
+              f'{",".join(str(c) for c in ZONE_RGBA)})"></span>where the app draws its UI '
+              "over vertical videos and photos (platform safe zones from the presets)</p>")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>conform preview: {escape(str(manifest.get('job_id', '')))}</title>"
+        f"<style>{_CSS}</style></head><body>"
+        f"<h1>Preview of job {escape(str(manifest.get('job_id', '?')))}</h1>"
+        f'<p class="meta">status {escape(str(manifest.get("status", "?")))} · '
+        f"{len(sections)} account(s) · {len(shown)} distinct output(s) for {uses} use(s) · "
+        f"manifest {escape(source)}</p>{legend}{''.join(sections)}</body></html>\n"
+    )
+
+
+def _account(index: int, account: Mapping[str, Any], pictures: Mapping[str, Picture],
+             presets: PresetRegistry, shown: dict[str, tuple[str, str]]) -> str:
+    account_id = str(account.get("account_id", "?"))
+    variant = str(account.get("variant", ""))
+    status = str(account.get("status", "?"))
+    zones = zones_for(variant, presets)
+    cards = []
+    for m in account.get("media") or []:
+        if isinstance(m, dict):
+            cards.append(_output(m, account_id, pictures, zones, shown))
+    cover = account.get("cover")
+    if isinstance(cover, dict):
+        cards.append(_output({**cover, "kind": "cover"}, account_id, pictures, zones, shown))
+    badge = status if status in ("ok", "failed") else "other"
+    return (
+        f'<section class="account" id="account-{index}" data-account="{escape(account_id)}">'
+        f"<h2>{escape(account_id)} · {escape(str(account.get('platform', '?')))} · "
+        f'{escape(variant)} <span class="badge {badge}">{escape(status)}</span></h2>'
+        f"{_list(list(account.get('errors') or []), 'err')}"
+        f"{_list(list(account.get('warnings') or []), 'warn')}"
+        f'<div class="outputs">{"".join(cards)}</div></section>'
+    )
+
+
+def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Picture],
+            zones: tuple[UiZone, ...], shown: dict[str, tuple[str, str]]) -> str:
+    uri = str(m.get("uri", ""))
+    kind = str(m.get("kind", "image"))
+    pic = pictures.get(uri)
+    label = ("cover" if kind == "cover"
+             else f"content[{m.get('content_index')}].media[{m.get('media_index')}]")
+    identity = str(m.get("sha256") or uri)
+    where = f"{account_id} {label}"
+    if identity in shown:
+        anchor, first = shown[identity]
+        frame = _frame(pic, m.get("width"), m.get("height"), REF_BOX_PX, zones)
+        return (f'<figure class="ref">{frame}'
+                f"<figcaption>{escape(label)}: the same file as "
+                f'<a href="#{anchor}">{escape(first)}</a></figcaption></figure>')
+    anchor = f"out-{len(shown)}"
+    shown[identity] = (anchor, where)
+    facts = [escape(label), f"{m.get('width', '?')}x{m.get('height', '?')}",
+             _size(m.get("bytes"))]
+    if m.get("duration_ms") is not None:
+        facts.append(f"{int(m['duration_ms']) / 1000:.1f} s")
+    if m.get("timestamp_ms") is not None:
+        facts.append(f"frame at {int(m['timestamp_ms'])} ms")
+    strip = ""
+    if pic is not None and pic.strip:
+        strip = '<div class="strip">' + "".join(
+            f'<img src="{escape(s)}" alt="">' for s in pic.strip) + "</div>"
+    actions = ", ".join(str(a) for a in m.get("actions") or [])
+    return (
+        f'<figure id="{anchor}" class="{escape(kind)}">'
+        f"{_frame(pic, m.get('width'), m.get('height'), BOX_PX, zones)}{strip}"
+        f"<figcaption>{' · '.join(str(f) for f in facts)}"
+        + (f"<br>actions: {escape(actions)}" if actions else "")
+        + f"<br>{escape(uri)}{_list(list(m.get('warnings') or []), 'warn')}"
+        "</figcaption></figure>"
+    )

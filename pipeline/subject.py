@@ -1,0 +1,232 @@
+"""Where the subject of a picture is, and whether a platform's UI would sit on it.
+
+The subject is what a viewer must see: faces first (OpenCV's Haar cascades, frontal and both
+profiles, shipped inside the opencv-python-headless wheel: nothing is downloaded), and when a
+frame has no face, its most salient region (the region of densest detail, which also picks out
+text). Frames go in as RGB numpy arrays and boxes come out as fractions of the frame, so
+smart framing can reuse :func:`find_subjects` on any frames it has.
+
+``ui_warnings`` is the run's hook: it samples the delivered output and names each UI zone of
+the surfaces using it that covers the subject in at least ``MIN_FRAME_SHARE`` of the frames.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import frames
+from .errors import Interrupted, PipelineError
+from .models import MediaInfo
+from .presets import UiZone, Variant
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    RGBFrame = npt.NDArray[np.uint8]
+
+log = logging.getLogger(__name__)
+
+WARNING_CODE = "subject_under_ui"
+SAMPLE_FRAMES = 6  # frames looked at per video: enough to tell a moment from most of the clip
+SAMPLE_SIDE_PX = 480  # a face 1/8 of a 9:16 frame's width is still ~34 px here (cascade: 24)
+# A zone is reported when it covers the subject in at least this share of the sampled frames
+# (a face passing through the caption band for a moment is not worth a warning; one that sits
+# there for a third of the clip is), and "covers" means at least this share of the subject box
+# lies inside the band.
+MIN_FRAME_SHARE = 0.30
+MIN_BOX_OVERLAP = 0.25
+_SALIENCY_SIDE_PX = 128  # detail is measured on a frame this small: fast, and noise-free
+_MIN_EDGE = 40.0  # Sobel magnitude: below this nowhere, the frame has no detail (one colour)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectBox:
+    """A subject in a frame: edges as fractions of the frame (0..1, top-left origin)."""
+
+    kind: Literal["face", "salient"]
+    left: float
+    top: float
+    right: float
+    bottom: float
+    confidence: float  # 0..1
+
+    def share_inside(self, zone: UiZone) -> float:
+        """How much of this box (by area) lies inside ``zone``'s band."""
+        left, top, right, bottom = self.left, self.top, self.right, self.bottom
+        if zone.edge == "top":
+            bottom = min(bottom, zone.fraction)
+        elif zone.edge == "bottom":
+            top = max(top, 1.0 - zone.fraction)
+        elif zone.edge == "left":
+            right = min(right, zone.fraction)
+        else:
+            left = max(left, 1.0 - zone.fraction)
+        area = (self.right - self.left) * (self.bottom - self.top)
+        inside = max(0.0, right - left) * max(0.0, bottom - top)
+        return inside / area if area > 0 else 0.0
+
+
+@functools.cache
+def _cascades() -> tuple[Any, Any]:
+    import cv2
+
+    # cv2.data is a plain sub-package the wheel's type stubs do not declare
+    base = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
+    frontal = cv2.CascadeClassifier(str(base / "haarcascade_frontalface_default.xml"))
+    profile = cv2.CascadeClassifier(str(base / "haarcascade_profileface.xml"))
+    if frontal.empty() or profile.empty():  # a broken opencv install, not bad input
+        raise RuntimeError(f"OpenCV's face cascades are missing from {base}")
+    return frontal, profile
+
+
+def find_faces(frame: RGBFrame) -> tuple[SubjectBox, ...]:
+    """Faces in an RGB frame (frontal, then profiles facing either way)."""
+    import cv2
+    import numpy as np
+
+    height, width = frame.shape[:2]
+    gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+    min_side = max(20, min(width, height) // 16)
+    frontal, profile = _cascades()
+    found: list[SubjectBox] = []
+    for cascade, flip in ((frontal, False), (profile, False), (profile, True)):
+        image = np.ascontiguousarray(gray[:, ::-1]) if flip else gray
+        boxes, hits = cascade.detectMultiScale2(image, scaleFactor=1.1, minNeighbors=5,
+                                                minSize=(min_side, min_side))
+        for (x, y, w, h), n in zip(boxes, hits, strict=True):
+            left = width - x - w if flip else x
+            box = SubjectBox("face", float(left / width), float(y / height),
+                             float((left + w) / width), float((y + h) / height),
+                             min(1.0, float(n) / 20.0))
+            if not any(_iou(box, f) > 0.3 for f in found):
+                found.append(box)
+    return tuple(found)
+
+
+def find_salient(frame: RGBFrame) -> SubjectBox | None:
+    """The most salient region: where fine detail (edges: text, a sharp subject) is densest.
+
+    A contrast map rather than colour: the blurred fill around a 16:9 video in a 9:16 frame,
+    a sky or a gradient have no detail, so the sharp picture or the caption text wins.
+    Returns None for a frame with no detail at all (one colour, a fade).
+    """
+    import cv2
+    import numpy as np
+
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    height, width = gray.shape[:2]
+    scale = _SALIENCY_SIDE_PX / max(height, width)
+    small = cv2.resize(gray, (max(8, round(width * scale)), max(8, round(height * scale))),
+                       interpolation=cv2.INTER_AREA).astype(np.float32)
+    gx = cv2.Sobel(small, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(small, cv2.CV_32F, 0, 1, ksize=3)
+    energy = cv2.GaussianBlur(cv2.magnitude(gx, gy), (0, 0), 2.0)
+    peak = float(energy.max())
+    if peak < _MIN_EDGE:
+        return None
+    mask = (energy >= 0.35 * peak).astype(np.uint8)
+    # Letters of a line of text are separate peaks: join neighbours into one region.
+    joined = cv2.dilate(mask, np.ones((3, 7), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined)
+    if count < 2:
+        return None
+    weight = [float(energy[labels == i].sum()) for i in range(1, count)]
+    best = 1 + int(np.argmax(weight))
+    x, y, w, h = (int(v) for v in stats[best, :4])
+    sh, sw = energy.shape[:2]
+    return SubjectBox("salient", x / sw, y / sh, (x + w) / sw, (y + h) / sh,
+                      min(1.0, weight[best - 1] / max(sum(weight), 1e-6)))
+
+
+def find_subjects(frame: RGBFrame) -> tuple[SubjectBox, ...]:
+    """The frame's subject: its faces, or else its most salient region, or nothing.
+
+    Args:
+        frame: an RGB ``uint8`` array of shape (height, width, 3).
+
+    Returns:
+        Boxes as fractions of the frame, faces first; empty for a flat frame.
+    """
+    faces = find_faces(frame)
+    if faces:
+        return faces
+    salient = find_salient(frame)
+    return (salient,) if salient is not None else ()
+
+
+def zones_under(subjects: Sequence[Sequence[SubjectBox]], zones: Iterable[UiZone], *,
+                min_frame_share: float = MIN_FRAME_SHARE,
+                min_box_overlap: float = MIN_BOX_OVERLAP) -> list[UiZone]:
+    """The zones that cover the subject in at least ``min_frame_share`` of the frames.
+
+    Args:
+        subjects: per sampled frame, the boxes :func:`find_subjects` found.
+        zones: the surface's UI zones.
+        min_frame_share: share of frames the zone must cover a subject in.
+        min_box_overlap: share of a box's area that must lie in the band.
+    """
+    if not subjects:
+        return []
+    hit = []
+    for zone in zones:
+        frames_hit = sum(1 for boxes in subjects
+                         if any(b.share_inside(zone) >= min_box_overlap for b in boxes))
+        if frames_hit / len(subjects) >= min_frame_share:
+            hit.append(zone)
+    return hit
+
+
+def ui_warnings(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
+                timeout_s: float) -> tuple[str, ...]:
+    """``subject_under_ui`` warnings for a delivered output, one per covering zone.
+
+    Only surfaces with UI zones and a vertical output are looked at. A warning reads
+    ``subject_under_ui: bottom: caption, name, music (tiktok-video)``. Never raises for the
+    picture itself: an output we cannot sample gets no warning (it was verified already).
+
+    Raises:
+        Interrupted: stopped by a signal while sampling.
+
+    Args:
+        path: the delivered output (video or image) on local disk.
+        info: its probe result.
+        variants: every variant that uses this output.
+        timeout_s: limit for sampling the frames.
+    """
+    surfaces = [v for v in variants if v.ui_zones]
+    if not surfaces or info.height <= info.width:
+        return ()
+    import numpy as np
+
+    try:
+        if info.kind == "video":
+            shots = frames.sample_video(path, info, count=SAMPLE_FRAMES,
+                                        max_side=SAMPLE_SIDE_PX, timeout_s=timeout_s)
+        else:
+            shots = [frames.still(path, max_side=SAMPLE_SIDE_PX)]
+    except Interrupted:
+        raise
+    except PipelineError as err:
+        log.warning("no subject check for %s: %s", path.name, err.message)
+        return ()
+    subjects = [find_subjects(np.asarray(shot)) for shot in shots]
+    out = []
+    for variant in surfaces:
+        for zone in zones_under(subjects, variant.ui_zones):
+            out.append(f"{WARNING_CODE}: {zone.name} ({variant.id})")
+    return tuple(out)
+
+
+def _iou(a: SubjectBox, b: SubjectBox) -> float:
+    left, top = max(a.left, b.left), max(a.top, b.top)
+    right, bottom = min(a.right, b.right), min(a.bottom, b.bottom)
+    inter = max(0.0, right - left) * max(0.0, bottom - top)
+    union = ((a.right - a.left) * (a.bottom - a.top) + (b.right - b.left) * (b.bottom - b.top)
+             - inter)
+    return inter / union if union > 0 else 0.0
