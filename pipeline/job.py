@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import JobInvalid
 from .models import Account, ContentItem, CoverRequest, Job, MediaRef
-from .presets import PresetRegistry
+from .presets import FIT_POLICIES, PresetRegistry
 
 _HTTP_RE = re.compile(r"^https?://", re.IGNORECASE)
 DURATION_POLICIES = ("refuse", "trim")
@@ -47,6 +47,7 @@ def parse_job(data: Any, presets: PresetRegistry) -> Job:
     content = _content(data.get("content"), problems)
     accounts = _accounts(data.get("accounts"), presets, problems)
     policy = "refuse"
+    fit = None
     conform = data.get("conform")
     if conform is not None:
         if not isinstance(conform, dict):
@@ -57,6 +58,9 @@ def parse_job(data: Any, presets: PresetRegistry) -> Job:
                 problems.append(("conform.duration_policy", f"must be one of {DURATION_POLICIES}"))
             else:
                 policy = raw
+            fit = conform.get("fit")
+            if fit is not None and fit not in FIT_POLICIES:
+                problems.append(("conform.fit", f"must be one of {FIT_POLICIES}"))
     if problems:
         raise JobInvalid(problems)
     return Job(
@@ -65,6 +69,7 @@ def parse_job(data: Any, presets: PresetRegistry) -> Job:
         content=content,
         accounts=accounts,
         duration_policy=policy,  # type: ignore[arg-type]
+        fit=fit,
     )
 
 
