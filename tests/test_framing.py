@@ -282,3 +282,52 @@ def test_crop_expression_has_one_segment_per_keyframe() -> None:
     assert crop_offset_expr(shots) == "if(lt(t,2.0000),10+50.0000*(t-0.0000),300)"
     assert shots[0].to_dict() == {"start_s": 0.0, "end_s": 2.0, "camera": "pan", "x0": 10,
                                   "x1": 110}
+
+
+def test_plan_override_and_argv_carry_the_path_and_change_the_key() -> None:
+    """Pure: the job's fit reaches the plan, the path becomes a per-frame crop expression in
+    the one encode's graph, and the output key changes with the fit and with the path."""
+    from dataclasses import replace
+
+    from pipeline.plan import plan_video, target_key
+    from pipeline.video import build_args
+    from tests.factories import video_info
+
+    spec = load_presets().get("tiktok").variants["video"].video  # type: ignore[union-attr]
+    assert spec is not None and spec.fit == "blur"
+    info = video_info(1920, 1080, duration_s=4.0)
+    blur, blur_actions, _ = plan_video(info, spec, max_bytes=10**9, trim_s=None,
+                                       from_image=False, x264_preset="medium")
+    smart, actions, _ = plan_video(info, spec, max_bytes=10**9, trim_s=None, from_image=False,
+                                   x264_preset="medium", fit="smart")
+    assert "blurred" in blur_actions and "reframed" in actions
+    assert smart.geometry.fit == "smart" and smart.geometry.crop_width == 608
+    path = (ReframeShot(0.0, 2.0, "pan", "x", ((0.0, 100), (2.0, 500))),
+            ReframeShot(2.0, 4.0, "still", "x", ((2.0, 1200),)))
+    framed = replace(smart, reframe=path)
+    keys = {target_key("s", blur), target_key("s", smart), target_key("s", framed),
+            target_key("s", replace(framed, reframe=path[:1]))}
+    assert len(keys) == 4
+    argv = build_args(Path("in.mp4"), "mp4", framed, Path("out.mp4"))
+    graph = argv[argv.index("-filter_complex") + 1]
+    assert "crop=608:1080:x=if(lt(t\\,2.0000)\\,100+200.0000*(t-0.0000)\\,1200):y=0" in graph
+    assert argv.count("-i") == 1  # one pass: no analysis input in the encode
+
+
+@pytest.mark.ffmpeg
+def test_conform_plan_shows_which_outputs_are_reframed(face: Path, tmp_path: Path) -> None:
+    moving_clip(face, 150.0, tmp_path / "clip.mp4")
+    job = {"workspace_id": "ws", "id": "framing-plan", "conform": {"fit": "smart"},
+           "content": [{"media": ["clip.mp4"]}],
+           "accounts": [{"id": "tt", "platform": "tiktok"}, {"id": "x", "platform": "x"}]}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    result = run_cli(["plan", str(tmp_path / "job.json"), "--json", "--library",
+                      f"file://{tmp_path}/{{id}}"])
+    assert result.exit_code == 0, result.stderr
+    outputs = {o["accounts"][0]: o for o in json.loads(result.stdout)["outputs"]}
+    assert "reframed" in outputs["tt"]["actions"]
+    assert [s["camera"] for s in outputs["tt"]["reframe"]] == ["pan", "pan"]
+    assert "reframed" not in outputs["x"]["actions"]  # 16:9 stays 16:9: no shape change
+    table = run_cli(["plan", str(tmp_path / "job.json"), "--library",
+                     f"file://{tmp_path}/{{id}}"])
+    assert "reframed" in table.stdout
