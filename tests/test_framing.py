@@ -331,3 +331,23 @@ def test_conform_plan_shows_which_outputs_are_reframed(face: Path, tmp_path: Pat
     table = run_cli(["plan", str(tmp_path / "job.json"), "--library",
                      f"file://{tmp_path}/{{id}}"])
     assert "reframed" in table.stdout
+
+
+def test_a_preset_may_ask_for_smart_but_a_cover_may_not() -> None:
+    """``fit = "smart"`` is a preset's choice for video and image variants; a custom cover
+    thumbnail is the user's own framing, so covers keep crop, pad or blur."""
+    import tomllib
+
+    from pipeline.errors import PresetError
+    from pipeline.presets import parse_preset
+
+    text = (Path(__file__).resolve().parent.parent / "presets" / "tiktok.toml").read_text()
+    smart = text.replace('fit = "blur"                     # blurred fill, the usual',
+                         'fit = "smart"                    # smart framing, the usual', 1)
+    assert smart != text
+    preset = parse_preset(tomllib.loads(smart), origin="tiktok.toml", stem="tiktok")
+    assert preset.variants["video"].video.fit == "smart"  # type: ignore[union-attr]
+    data = tomllib.loads(smart)
+    data["variants"]["video"]["cover"]["fit"] = "smart"
+    with pytest.raises(PresetError):
+        parse_preset(data, origin="tiktok.toml", stem="tiktok")
