@@ -351,3 +351,14 @@ def test_a_preset_may_ask_for_smart_but_a_cover_may_not() -> None:
     data["variants"]["video"]["cover"]["fit"] = "smart"
     with pytest.raises(PresetError):
         parse_preset(data, origin="tiktok.toml", stem="tiktok")
+
+
+@pytest.mark.ffmpeg
+def test_a_flat_image_falls_back_to_the_variant_crop_with_a_warning(tmp_path: Path) -> None:
+    Image.new("RGB", (1200, 400), (90, 100, 110)).save(tmp_path / "flat.jpg", quality=92)
+    manifest = conform(tmp_path, "flat.jpg", [{"id": "ig", "platform": "instagram"}])
+    path, media = output_path(tmp_path, manifest)
+    assert "cropped" in media["actions"] and "reframed" not in media["actions"]
+    assert any(w.startswith("no_subject") for w in media["warnings"])
+    with Image.open(path) as img:
+        assert abs(img.width / img.height - 1.91) < 0.02
