@@ -72,6 +72,7 @@ class Profile:
     batch_workers: int
     quality_clip: tuple[int, int, int]
     quality_presets: tuple[str, ...]
+    framing_clip: tuple[int, int, int] = (320, 180, 3)  # width, height, seconds
 
 
 FULL = Profile(
@@ -81,7 +82,7 @@ FULL = Profile(
     cover_clip=(1280, 720, 600), cover_runs=7, big_bytes=2 * 1024**3,
     big_size=(1920, 1080), long_clip=(640, 360, 3600, 60), batch_jobs=200,
     batch_workers=2, quality_clip=(1920, 1080, 10),
-    quality_presets=("veryfast", "faster", "medium", "slow"),
+    quality_presets=("veryfast", "faster", "medium", "slow"), framing_clip=(1920, 1080, 10),
 )
 QUICK = Profile(
     name="quick", runs=1, judge=False, x264_preset="ultrafast",
@@ -805,6 +806,40 @@ def quality(ctx: Ctx) -> list[Row]:
                 ["SSIM of each encode against the same filter graph without encoding"])]
 
 
+def framing(ctx: Ctx) -> list[Row]:
+    """Smart framing vs blurred fill of the same 16:9 clip to TikTok (job ``conform.fit``)."""
+    w, h, secs = ctx.profile.framing_clip
+    lib = ctx.dir("lib-framing")
+    media.clip(lib / "clip.mp4", width=w, height=h, seconds=secs)
+    dest = ctx.root / "dest-framing"
+    jobs = {fit: _job(ctx.dir("jobs") / f"framing-{fit}.json", f"bench-framing-{fit}",
+                      ["clip.mp4"], [TIKTOK], ) for fit in ("smart", "blur")}
+    for fit, path in jobs.items():  # the job's conform.fit picks the fit for both runs
+        body = json.loads(path.read_text())
+        body["conform"] = {"fit": fit}
+        path.write_text(json.dumps(body))
+    actions: dict[str, list[str]] = {}
+
+    def run(fit: str) -> Callable[[], float]:
+        def go() -> float:
+            proc, manifest = _run_job(ctx, jobs[fit], lib, dest)
+            actions[fit] = _media(manifest)[0]["actions"] if _media(manifest) else []
+            return proc.wall_s
+        return go
+
+    ctx.log(f"framing: {w}x{h} {secs} s -> tiktok, smart vs blur, {ctx.profile.runs} run(s) each")
+    smart_s, blur_s = interleave(ctx.profile.runs, run("smart"), run("blur"))
+    ratio = _ratio(median(smart_s), median(blur_s))
+    notes = _quick_note(ctx)
+    if "reframed" not in actions.get("smart", []):
+        notes.append(f"the smart run was not reframed: {actions.get('smart')}")
+    return [Row("framing", "smart framing / blurred fill",
+                f"smart {_fmt_s(median(smart_s))} vs blur {_fmt_s(median(blur_s))} "
+                f"({w}x{h} {secs} s)", round(ratio, 3), "x", "<= 1.5",
+                _judge(ctx, ratio <= 1.5), {"smart_s": smart_s, "blur_s": blur_s,
+                                            "clip": f"{w}x{h} {secs} s"}, notes)]
+
+
 SCENARIOS: dict[str, Callable[[Ctx], list[Row]]] = {
     "overhead": overhead,
     "least_work": least_work,
@@ -814,4 +849,5 @@ SCENARIOS: dict[str, Callable[[Ctx], list[Row]]] = {
     "memory": memory,
     "batch": batch,
     "quality": quality,
+    "framing": framing,
 }

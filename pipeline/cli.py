@@ -396,6 +396,8 @@ def _plan_data(jobplan: Any) -> dict[str, Any]:
                               else "convert"),
             "width": t.geometry.width, "height": t.geometry.height, "actions": list(r.actions),
             "warnings": list(r.warnings),
+            # smart framing's path, one summary per shot (see README "Smart framing")
+            "reframe": [shot.to_dict() for shot in getattr(t, "reframe", ())],
             "accounts": [u.account_id for u in r.uses], "variants": sorted({u.variant_id
                                                                             for u in r.uses}),
             "target": asdict(t),

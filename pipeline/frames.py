@@ -6,6 +6,7 @@ what a viewer sees: the delivered file, at low resolution.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -73,6 +74,39 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
     if not frames:
         raise CorruptMedia(f"{path.name}: no frame could be decoded")
     return frames
+
+
+def sample_rate(path: Path, info: MediaInfo, *, fps: float, max_side: int,
+                timeout_s: float, start_s: float = 0.0,
+                length_s: float | None = None) -> list[Image.Image]:
+    """Frames at ``fps`` from ``start_s`` (frame ``i`` is the one shown at
+    ``start_s + i / fps``), for ``length_s`` seconds or to the end.
+
+    One decode, scaled small inside ffmpeg: smart framing's sampling.
+
+    Raises:
+        FFmpegError: ffmpeg failed to decode the file.
+        FFmpegTimeout: it took longer than ``timeout_s``.
+        CorruptMedia: no frame could be decoded.
+    """
+    width, height = fit_size(info.width, info.height, max_side)
+    demuxer = DEMUXERS.get(info.format_name)
+    # An input seek that keeps the file's clock (-copyts), so the fps grid below starts at
+    # start_s exactly and frame i is the one shown at start_s + i / fps.
+    window = ["-copyts", "-ss", f"{start_s:.4f}"] if start_s > 0 else []
+    length = ["-frames:v", str(max(1, math.ceil(length_s * fps)))] if length_s is not None else []
+    data = ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+                       *window, *ffmpeg.safe_input(path, demuxer),
+                       "-vf", f"fps={fps:.4f}:start_time={start_s:.4f},"
+                       f"scale={width}:{height}:flags=area,setsar=1", *length,
+                       "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+                      timeout_s=timeout_s).stdout
+    size = width * height * 3
+    out = [Image.frombytes("RGB", (width, height), data[i:i + size])
+           for i in range(0, len(data) - size + 1, size)]
+    if not out:
+        raise CorruptMedia(f"{path.name}: no frame could be decoded")
+    return out
 
 
 def still(path: Path, *, max_side: int) -> Image.Image:

@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import JobInvalid
 from .models import Account, ContentItem, CoverRequest, Job, MediaRef
-from .presets import PresetRegistry
+from .presets import FIT_POLICIES, PresetRegistry
 
 _HTTP_RE = re.compile(r"^https?://", re.IGNORECASE)
 DURATION_POLICIES = ("refuse", "trim")
@@ -80,6 +80,7 @@ def _parse_job(data: Any, presets: PresetRegistry, workspace: str | None) -> Job
     content = _content(data.get("content"), problems)
     accounts = _accounts(data.get("accounts"), presets, problems)
     policy = "refuse"
+    fit = None
     conform = data.get("conform")
     if conform is not None:
         if not isinstance(conform, dict):
@@ -90,6 +91,9 @@ def _parse_job(data: Any, presets: PresetRegistry, workspace: str | None) -> Job
                 problems.append(("conform.duration_policy", f"must be one of {DURATION_POLICIES}"))
             else:
                 policy = raw
+            fit = conform.get("fit")
+            if fit is not None and fit not in FIT_POLICIES:
+                problems.append(("conform.fit", f"must be one of {FIT_POLICIES}"))
     if problems:
         raise JobInvalid(problems)
     return Job(
@@ -98,6 +102,7 @@ def _parse_job(data: Any, presets: PresetRegistry, workspace: str | None) -> Job
         content=content,
         accounts=accounts,
         duration_policy=policy,  # type: ignore[arg-type]
+        fit=fit,
     )
 
 

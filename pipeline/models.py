@@ -61,6 +61,8 @@ class Job:
     content: tuple[ContentItem, ...]
     accounts: tuple[Account, ...]
     duration_policy: Literal["refuse", "trim"] = "refuse"
+    # conform.fit: overrides every variant's fit for a shape change (None: the variants' own)
+    fit: Literal["crop", "pad", "blur", "smart"] | None = None
 
 
 # --------------------------------------------------------------------------- media facts

@@ -22,12 +22,13 @@ from typing import Any, Literal
 from .errors import PresetError
 
 SCHEMA_VERSION = 1
-FitPolicy = Literal["crop", "pad", "blur"]
+FitPolicy = Literal["crop", "pad", "blur", "smart"]
 IMAGE_FORMATS = ("jpeg", "png", "webp", "gif", "bmp", "tiff", "heif", "avif")
 CONTAINERS = ("mp4", "mov", "webm", "matroska", "avi", "mpegts")
 VIDEO_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
 AUDIO_CODECS = ("aac", "opus", "mp3", "vorbis", "ac3")
-FIT_POLICIES = ("crop", "pad", "blur")
+FIT_POLICIES = ("crop", "pad", "blur", "smart")  # smart: crop around the subject (framing.py)
+COVER_FIT_POLICIES = ("crop", "pad", "blur")  # a custom thumbnail is the user's own framing
 UI_EDGES = ("top", "bottom", "left", "right")
 UiEdge = Literal["top", "bottom", "left", "right"]
 
@@ -482,7 +483,7 @@ def _cover(r: _Reader) -> CoverSpec:
         min_width=r.int_("min_width", 1, lo=1) or 1,
         aspect=aspect,
         max_bytes=r.int_("max_bytes", 2_000_000, lo=1) or 2_000_000,
-        fit=r.str_("fit", "blur", choices=FIT_POLICIES),  # type: ignore[arg-type]
+        fit=r.str_("fit", "blur", choices=COVER_FIT_POLICIES),  # type: ignore[arg-type]
         default_at_ms=r.int_("default_at_ms", None),
         platform_ignores=r.str_("platform_ignores"),
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, conform, cover, ingest, probe, workdir
+from . import __version__, conform, cover, framing, ingest, probe, workdir
 from .errors import (
     ConfigError,
     CorruptMedia,
@@ -248,8 +248,8 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
         emit("ingest", "done")
         checks = [check_account(job, acc, presets.get(acc.platform), probed)  # type: ignore[arg-type]
                   for acc in job.accounts]
-        jobplan = plan_job(checks, sha_of={k: v.sha256 for k, v in sources.items()},
-                           thumb_infos=thumbs, x264_preset=settings.x264_preset)
+        jobplan = _plan_with_framing(job, checks, sources, probed, thumbs, settings=settings,
+                                     deadline=deadline)
         outputs = _produce(jobplan, sources, probed, thumbs, job=job, settings=settings,
                            presets=presets, storage=storage, workdir=folder, deadline=deadline,
                            emit=emit)
@@ -281,8 +281,33 @@ def plan(job: Job, *, settings: Settings | None = None,
         sources, probed, thumbs = _ingest_all(job, presets, settings, folder, deadline)
         checks = [check_account(job, acc, presets.get(acc.platform), probed)  # type: ignore[arg-type]
                   for acc in job.accounts]
-        return plan_job(checks, sha_of={k: v.sha256 for k, v in sources.items()},
-                        thumb_infos=thumbs, x264_preset=settings.x264_preset)
+        return _plan_with_framing(job, checks, sources, probed, thumbs, settings=settings,
+                                  deadline=deadline)
+
+
+def _plan_with_framing(job: Job, checks: list[AccountCheck], sources: dict[str, LocalMedia],
+                       probed: dict[MediaRef, Probed], thumbs: dict[str, MediaInfo], *,
+                       settings: Settings, deadline: Deadline) -> JobPlan:
+    """Plan the outputs; smart-framed ones are analysed first, then planned with their path.
+
+    Raises:
+        Interrupted: stopped by a signal while analysing.
+    """
+    sha_of = {k: v.sha256 for k, v in sources.items()}
+    jobplan = plan_job(checks, sha_of=sha_of, thumb_infos=thumbs,
+                       x264_preset=settings.x264_preset, fit=job.fit)
+    needed = framing.framing_jobs(jobplan)
+    if not needed:
+        return jobplan
+    if deadline.remaining() <= 0:
+        # Out of time: every output then fails as deadline_exceeded, and the manifest says so
+        # (a raise here would lose the manifest; see _guard).
+        return jobplan
+    infos = {str(k): v for k, v in probed.items() if isinstance(v, MediaInfo)}
+    found = framing.analyse(needed, {k: v.path for k, v in sources.items()}, infos,
+                            timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()))
+    return plan_job(checks, sha_of=sha_of, thumb_infos=thumbs, x264_preset=settings.x264_preset,
+                    fit=job.fit, reframes=found)
 
 
 def _emitter(job_id: str, on_event: EventCallback | None) -> Callable[..., None]:
@@ -611,6 +636,8 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
         "duration_ms": out_info.duration_ms if isinstance(target, VideoTarget) else None,
         "actions": actions, "warnings": list(dict.fromkeys([*r.warnings, *extra_warnings])),
     }
+    if isinstance(target, VideoTarget) and target.reframe:
+        entry["reframe"] = [shot.to_dict() for shot in target.reframe]  # also in meta.json
     origin = _object_metadata(job, presets, r.source_sha256,
                               [(u.platform, u.variant_id) for u in r.uses])
     stored = _store_output(storage, out, key, r.key, entry, mime, origin)
@@ -740,6 +767,7 @@ def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
                     "width": entry["width"], "height": entry["height"],
                     "duration_ms": entry["duration_ms"], "actions": entry["actions"],
                     "warnings": _own_surface_warnings(entry["warnings"], sel.variant.id),
+                    **({"reframe": entry["reframe"]} if "reframe" in entry else {}),
                 })
         cover_entry = None
         if check.ok and ap.cover_key is not None:

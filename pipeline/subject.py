@@ -49,7 +49,7 @@ _MIN_EDGE = 40.0  # Sobel magnitude: below this nowhere, the frame has no detail
 class SubjectBox:
     """A subject in a frame: edges as fractions of the frame (0..1, top-left origin)."""
 
-    kind: Literal["face", "salient"]
+    kind: Literal["face", "salient", "motion"]
     left: float
     top: float
     right: float
@@ -142,6 +142,51 @@ def find_salient(frame: RGBFrame) -> SubjectBox | None:
     sh, sw = energy.shape[:2]
     return SubjectBox("salient", x / sw, y / sh, (x + w) / sw, (y + h) / sh,
                       min(1.0, weight[best - 1] / max(sum(weight), 1e-6)))
+
+
+MOTION_LEVEL = 25  # grey-level change that counts as movement (above compression noise)
+MOTION_MIN_SHARE = 0.001  # of the frame: less is noise
+MOTION_MAX_SHARE = 0.5  # more is the camera moving or a cut, not a subject
+
+
+def find_moving(frame: RGBFrame, prev: RGBFrame | None, nxt: RGBFrame | None
+                ) -> SubjectBox | None:
+    """What moves in ``frame``: three-frame differencing against its neighbours in the shot.
+
+    A pixel is moving when it differs from both neighbours (only one when the frame is the
+    shot's first or last), which keeps the object where it is now, not where it was. Used by
+    smart framing (``framing.py``) when a frame has no face.
+
+    Returns:
+        The largest moving region, or None (no neighbour, nothing moves, or everything does).
+    """
+    import cv2
+    import numpy as np
+
+    if prev is None and nxt is None:
+        return None
+
+    def soft(f: RGBFrame) -> Any:
+        return cv2.GaussianBlur(f, (5, 5), 0)
+
+    # The largest change of any colour channel: a red object crossing a blue background of
+    # the same brightness moves in colour, not in grey.
+    cur = soft(frame)
+    masks = [cv2.absdiff(cur, soft(other)).max(axis=2) > MOTION_LEVEL
+             for other in (prev, nxt) if other is not None]
+    moving = masks[0] if len(masks) == 1 else np.logical_and(masks[0], masks[1])
+    share = float(moving.mean())
+    if not MOTION_MIN_SHARE <= share <= MOTION_MAX_SHARE:
+        return None
+    joined = cv2.dilate(moving.astype(np.uint8), np.ones((5, 5), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(joined)
+    if count < 2:
+        return None
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(v) for v in stats[best, :4])
+    height, width = cur.shape[:2]
+    return SubjectBox("motion", x / width, y / height, (x + w) / width, (y + h) / height,
+                      min(1.0, share / MOTION_MIN_SHARE / 10))
 
 
 def find_subjects(frame: RGBFrame) -> tuple[SubjectBox, ...]:

@@ -173,7 +173,14 @@ def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float) -
         # start_time=0: a picture that starts after the sound holds its first frame from 0,
         # as a player shows it, so the frames keep their time against the audio.
         v = v.filter("fps", fps=f"{t.fps.numerator}/{t.fps.denominator}", start_time=0)
-    if (g.crop_width, g.crop_height) != (g.source_width, g.source_height):
+    if t.reframe:
+        # Smart framing: the window follows its planned path; crop evaluates x/y per frame.
+        from .framing import crop_offset_expr
+
+        offset = crop_offset_expr(t.reframe)
+        x, y = (offset, g.crop_y) if t.reframe[0].axis == "x" else (g.crop_x, offset)
+        v = v.filter("crop", g.crop_width, g.crop_height, x=x, y=y)
+    elif (g.crop_width, g.crop_height) != (g.source_width, g.source_height):
         v = v.filter("crop", g.crop_width, g.crop_height, g.crop_x, g.crop_y)
     scale_opts: dict[str, Any] = {"flags": "lanczos"}
     if not t.tonemap and t.in_primaries != "bt2020":

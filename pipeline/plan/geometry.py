@@ -39,7 +39,8 @@ def fit_geometry(width: int, height: int, *, aspect: Fraction | None, fit: FitMo
     src = Fraction(width, height)
     want = aspect or src
     cx, cy, cw, ch = 0, 0, width, height
-    if fit == "crop" and want != src:
+    if fit in ("crop", "smart") and want != src:
+        # smart: the same window, centred until framing moves it onto the subject
         if src > want:  # too wide: cut the sides
             cw = max(1, round(height * want))
         else:

@@ -6,7 +6,7 @@ import math
 from fractions import Fraction
 
 from ..models import ImageFacts, MediaInfo
-from ..presets import ImageSpec
+from ..presets import FitPolicy, ImageSpec
 from .geometry import clamp_aspect, fit_geometry, nearest_ratio
 from .targets import Geometry, ImageTarget
 
@@ -20,7 +20,7 @@ _STRIPPABLE = ("jpeg", "png", "webp", "gif")
 # bytes per pixel; over this share of the byte cap it is delivered as JPEG instead, because a
 # PNG has no quality knob and could only be shrunk to fit.
 PNG_BUDGET_SHARE = 0.8
-_FIT_ACTION = {"crop": "cropped", "pad": "padded", "blur": "blurred"}
+_FIT_ACTION = {"crop": "cropped", "pad": "padded", "blur": "blurred", "smart": "reframed"}
 
 
 def is_srgb_profile(description: str) -> bool:
@@ -41,7 +41,8 @@ def needs_srgb(facts: ImageFacts) -> bool:
     return bool(facts.icc_profile) and not is_srgb_profile(facts.icc_profile or "")
 
 
-def wanted_aspect(aspect: Fraction, spec: ImageSpec) -> Fraction | None:
+def wanted_aspect(aspect: Fraction, spec: ImageSpec, fit: FitPolicy | None = None
+                  ) -> Fraction | None:
     """The output shape a variant asks for, or None to keep the source's.
 
     Outside the variant's range the shape becomes the nearest listed crop ratio (Instagram's own
@@ -54,14 +55,15 @@ def wanted_aspect(aspect: Fraction, spec: ImageSpec) -> Fraction | None:
         return nearest_ratio(aspect, spec.crop_ratios)
     if in_range:
         return None
-    if spec.fit == "crop" and spec.crop_ratios:
+    if (fit or spec.fit) in ("crop", "smart") and spec.crop_ratios:
         return nearest_ratio(aspect, spec.crop_ratios)
     return clamp_aspect(aspect, spec.aspect_min, spec.aspect_max)
 
 
-def _image_geometry(info: MediaInfo, spec: ImageSpec, aspect: Fraction | None) -> Geometry:
+def _image_geometry(info: MediaInfo, spec: ImageSpec, aspect: Fraction | None,
+                    fit: FitPolicy | None = None) -> Geometry:
     return fit_geometry(
-        info.width, info.height, aspect=aspect, fit=spec.fit if aspect else "none",
+        info.width, info.height, aspect=aspect, fit=(fit or spec.fit) if aspect else "none",
         max_width=spec.max_width, max_height=spec.max_height,
         min_width=max(spec.min_width, spec.min_upscale_width or 1), min_height=spec.min_height,
         max_pixels=spec.max_pixels, max_side_sum=spec.max_side_sum,
@@ -98,7 +100,8 @@ def carousel_frame(infos: list[MediaInfo], spec: ImageSpec
 def plan_image(info: MediaInfo, spec: ImageSpec, *, max_bytes: int,
                forced_aspect: Fraction | None = None,
                forced_size: tuple[int, int] | None = None,
-               keep_animation: bool = False) -> tuple[ImageTarget, list[str], list[str]]:
+               keep_animation: bool = False, fit: FitPolicy | None = None
+               ) -> tuple[ImageTarget, list[str], list[str]]:
     """Target, planned actions and warnings for one image and one image variant.
 
     Args:
@@ -108,6 +111,7 @@ def plan_image(info: MediaInfo, spec: ImageSpec, *, max_bytes: int,
         forced_aspect: a carousel's shape (see :func:`carousel_frame`).
         forced_size: a ``same_size`` carousel's exact size.
         keep_animation: validation kept this animated image as an image (not a still frame).
+        fit: overrides the variant's fit (the job's ``conform.fit``).
 
     Returns:
         ``(target, actions, warnings)``; actions use the manifest's vocabulary: ``rotated``,
@@ -124,10 +128,11 @@ def plan_image(info: MediaInfo, spec: ImageSpec, *, max_bytes: int,
     if animated and spec.max_animated_bytes:
         # The preset's animation cap replaces the photo cap (X: GIF 15 MB, photo 5 MB).
         max_bytes = spec.max_animated_bytes
-    aspect = forced_aspect if forced_aspect is not None else wanted_aspect(info.aspect, spec)
+    aspect = (forced_aspect if forced_aspect is not None
+              else wanted_aspect(info.aspect, spec, fit))
     if aspect == info.aspect:
         aspect = None
-    geometry = _image_geometry(info, spec, aspect)
+    geometry = _image_geometry(info, spec, aspect, fit)
     if forced_size is not None and (geometry.width, geometry.height) != forced_size:
         geometry = force_size(geometry, forced_size)
     elif forced_size is None:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from ..models import MediaInfo
+from ..presets import FitPolicy
 from ..validate import AccountCheck, Selected
 from .covers import plan_cover
 from .images import carousel_frame, plan_image
-from .targets import CoverPlan, Geometry, Rendition, Target, Use, VideoTarget, target_key
+from .targets import (
+    CoverPlan,
+    Geometry,
+    ReframeShot,
+    Rendition,
+    Target,
+    Use,
+    VideoTarget,
+    target_key,
+)
 from .videos import merge_video_targets, plan_video, shared_decodes
 
 
@@ -36,7 +47,10 @@ class JobPlan:
 
 
 def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
-             thumb_infos: dict[str, MediaInfo], x264_preset: str = "medium") -> JobPlan:
+             thumb_infos: dict[str, MediaInfo], x264_preset: str = "medium",
+             fit: FitPolicy | None = None,
+             reframes: Mapping[tuple[str, int, int], tuple[ReframeShot, ...] | None] | None
+             = None) -> JobPlan:
     """Plan all outputs of a job; identical targets for the same source share one rendition.
 
     Args:
@@ -44,6 +58,11 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
         sha_of: source sha256 by media reference text.
         thumb_infos: probed thumbnails by reference text.
         x264_preset: speed/quality trade-off for encodes (part of the output key).
+        fit: the job's ``conform.fit``: overrides every variant's fit for a shape change.
+        reframes: smart framing's analysis by (source sha256, crop width, crop height), see
+            :mod:`pipeline.framing`; None: not analysed yet (smart crops stay centred). A
+            smart target whose analysis is missing or found no subject takes the variant's
+            normal fit, with a ``no_subject`` warning.
     """
     renditions: dict[str, Rendition] = {}
     covers: dict[str, CoverPlan] = {}
@@ -66,19 +85,37 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
                 assert spec is not None
                 max_bytes = min(spec.max_bytes, limits.max_image_bytes or spec.max_bytes)
                 frame = frames.get((sel.content_index, sel.variant.id))
-                target, acts, warns = plan_image(
-                    sel.info, spec, max_bytes=max_bytes,
+                image_plan = functools.partial(
+                    plan_image, sel.info, spec, max_bytes=max_bytes,
                     forced_aspect=frame[0] if frame else None,
                     forced_size=frame[1] if frame else None,
-                    keep_animation=not sel.still_only,
-                )
+                    keep_animation=not sel.still_only)
+                target, acts, warns = image_plan(fit=fit)
+                if target.geometry.fit == "smart" and reframes is not None:
+                    found = reframes.get(_framing_key(sha, target.geometry))
+                    if found:
+                        target = replace(target, geometry=_moved(target.geometry, found[0]))
+                    else:
+                        target, acts, warns = image_plan(fit=_fallback(spec.fit))
+                        warns = [*warns, _no_subject(target.geometry.fit)]
             else:
                 vspec = sel.variant.video
                 assert vspec is not None
                 max_bytes = min(vspec.max_bytes, limits.max_video_bytes or vspec.max_bytes)
-                target, acts, warns = plan_video(sel.info, vspec, max_bytes=max_bytes,
-                                                 trim_s=sel.trim_to_s, from_image=sel.as_video,
-                                                 x264_preset=x264_preset, loops=sel.loops)
+                video_plan = functools.partial(
+                    plan_video, sel.info, vspec, max_bytes=max_bytes, trim_s=sel.trim_to_s,
+                    from_image=sel.as_video, x264_preset=x264_preset, loops=sel.loops)
+                vtarget, acts, warns = video_plan(fit=fit)
+                if (vtarget.geometry.fit == "smart" and reframes is not None
+                        and vtarget.action == "transcode"):
+                    found = reframes.get(_framing_key(sha, vtarget.geometry))
+                    if found:
+                        vtarget = replace(vtarget, reframe=found,
+                                          geometry=_moved(vtarget.geometry, found[0]))
+                    else:
+                        vtarget, acts, warns = video_plan(fit=_fallback(vspec.fit))
+                        warns = [*warns, _no_subject(vtarget.geometry.fit)]
+                target = vtarget
                 video_geometry[(sel.content_index, sel.media_index)] = target.geometry
             key = target_key(sha, target)
             use = Use(check.account.id, check.preset.platform, sel.variant.id,
@@ -117,6 +154,25 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
         accounts.append(AccountPlan(check, tuple(media), cover_key, tuple(warnings)))
     return JobPlan(tuple(renditions.values()), tuple(covers.values()), tuple(accounts),
                    decodes=shared_decodes(renditions.values()))
+
+
+def _framing_key(sha: str, g: Geometry) -> tuple[str, int, int]:
+    return (sha, g.crop_width, g.crop_height)
+
+
+def _moved(g: Geometry, shot: ReframeShot) -> Geometry:
+    """The crop window where smart framing puts it (a video's: where its first shot starts)."""
+    offset = shot.keys[0][1]
+    return replace(g, crop_x=offset) if shot.axis == "x" else replace(g, crop_y=offset)
+
+
+def _fallback(fit: FitPolicy) -> FitPolicy:
+    """The variant's normal fit; a variant that asks for smart itself falls back to a crop."""
+    return "crop" if fit == "smart" else fit
+
+
+def _no_subject(used: str) -> str:
+    return f"no_subject: smart framing found no confident subject; used fit {used}"
 
 
 def _carousel_frames(check: AccountCheck

@@ -19,7 +19,7 @@ VIDEO_ENCODER_VERSION = "2"
 # delay (WebP used to get 100 ms per frame), so no earlier output of one is ever reused.
 ANIMATION_TIMING_VERSION = "2"
 
-FitMode = Literal["none", "crop", "pad", "blur"]
+FitMode = Literal["none", "crop", "pad", "blur", "smart"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,28 @@ class Geometry:
     def resized(self) -> bool:
         """The content changed size."""
         return (self.content_width, self.content_height) != (self.crop_width, self.crop_height)
+
+
+@dataclass(frozen=True, slots=True)
+class ReframeShot:
+    """One shot of a smart-framed video: where the crop window sits over time.
+
+    ``keys`` are ``(t_s, offset_px)`` points of a piecewise-linear path of the window's
+    left edge (``axis`` "x") or top edge ("y"), in displayed source pixels; a still camera
+    has one point. The window is the geometry's ``crop_width`` x ``crop_height``.
+    """
+
+    start_s: float
+    end_s: float
+    camera: Literal["still", "pan"]
+    axis: Literal["x", "y"]
+    keys: tuple[tuple[float, int], ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """The manifest's compact summary: camera, and where the window starts and ends."""
+        first, last = self.keys[0][1], self.keys[-1][1]
+        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "camera": self.camera, f"{self.axis}0": first, f"{self.axis}1": last}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +130,7 @@ class VideoTarget:
     min_width: int = 2                # byte-budget retries never shrink below the preset's
     min_height: int = 2               # minimum size
     source_codec: str = ""            # what a stream copy keeps (remux, pass-through)
+    reframe: tuple[ReframeShot, ...] = ()  # smart framing: the crop window's path per shot
     kind: Literal["video"] = "video"
     loops: int = 1                    # an endless animation played this many whole times
 
@@ -189,6 +212,8 @@ def _key_view(target: Target | CoverTarget) -> dict[str, object]:
             view.pop("loops")  # keys of everything that is not looped stay what they were
         if target.from_image:
             view["animation_timing"] = ANIMATION_TIMING_VERSION
+        if not target.reframe:
+            view.pop("reframe")  # outputs without smart framing keep their existing keys
         if target.action != "transcode":
             # Stream copy: only the container and the audio track are made by us.
             for name in ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",

@@ -9,7 +9,7 @@ from fractions import Fraction
 from typing import Literal
 
 from ..models import MediaInfo
-from ..presets import VideoSpec
+from ..presets import FitPolicy, VideoSpec
 from .geometry import clamp_aspect, fit_geometry
 from .targets import AudioTarget, Rendition, VideoTarget
 
@@ -281,8 +281,8 @@ def _colour_in(info: MediaInfo) -> tuple[str, str | None, str]:
 
 
 def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: float | None,
-               from_image: bool, x264_preset: str,
-               loops: int = 1) -> tuple[VideoTarget, list[str], list[str]]:
+               from_image: bool, x264_preset: str, loops: int = 1,
+               fit: FitPolicy | None = None) -> tuple[VideoTarget, list[str], list[str]]:
     """Target, planned actions and warnings for one video (or animation) and one video variant.
 
     The least work wins: untouched (``passthrough``) when stream and container conform,
@@ -290,9 +290,12 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     track only (``audio_only``), else a full encode (``transcode``). ``loops`` > 1 (an endless
     animation under the variant's minimum, see validation) plays it that many whole times.
 
+    ``fit`` overrides the variant's fit for a shape change (the job's ``conform.fit``).
+
     Raises:
         Nothing: validation has already checked durations and counts.
     """
+    fit = fit or spec.fit
     v = info.video
     actions: list[str] = []
     warnings: list[str] = []
@@ -313,7 +316,7 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     if (spec.aspect_min and a < spec.aspect_min) or (spec.aspect_max and a > spec.aspect_max):
         aspect = spec.target_aspect or clamp_aspect(a, spec.aspect_min, spec.aspect_max)
     geometry = fit_geometry(
-        info.width, info.height, aspect=aspect, fit=spec.fit if aspect else "none",
+        info.width, info.height, aspect=aspect, fit=fit if aspect else "none",
         max_width=min(spec.max_width, spec.target_width or spec.max_width),
         max_height=min(spec.max_height, spec.target_height or spec.max_height),
         min_width=spec.min_width, min_height=spec.min_height,
@@ -351,7 +354,8 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         if v is not None and v.sar != 1:
             actions.append("square_pixels")
         if geometry.fit != "none":
-            actions.append({"crop": "cropped", "pad": "padded", "blur": "blurred"}[geometry.fit])
+            actions.append({"crop": "cropped", "pad": "padded", "blur": "blurred",
+                            "smart": "reframed"}[geometry.fit])
         if geometry.resized:
             actions.append("resized")
         if fps_changed:
