@@ -829,7 +829,8 @@ def _batch_reporter(report_dir: str | None, presets: PresetRegistry,
 @_common_options
 @_job_options
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Jobs run at the same time (default: the CPU count).")
+              help="Jobs run at the same time, each in its own process (default: the CPU "
+                   "count, fewer when their decode-memory budgets would not fit in memory).")
 @click.option("--fail-fast", is_flag=True, help="Stop scheduling jobs after the first failure.")
 @click.option("--force", is_flag=True,
               help="Run jobs whose manifest exists again, and re-make their outputs.")
@@ -881,7 +882,8 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
             summary = process_batch(src.entries(), settings=settings, presets=presets,
                                     workers=workers, fail_fast=fail_fast,
                                     retry_failed=retry_failed, shard=shard,
-                                    on_event=view.on_event, on_outcome=view.on_outcome)
+                                    on_event=view.on_event, on_outcome=view.on_outcome,
+                                    isolation="process")
             view.finish(summary)
         ctx.exit(summary.exit_status)
 
