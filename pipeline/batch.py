@@ -574,6 +574,8 @@ def process_batch(
                 jobprocess.reset_stop()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if isolation == "process":
+            jobprocess.shutdown()
         with contextlib.suppress(Exception):
             close = getattr(entries, "close", None)
             if close is not None:

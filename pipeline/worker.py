@@ -409,6 +409,8 @@ class Worker:
         finally:
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
+            if self.isolation == "process" and not any(t.is_alive() for t in threads):
+                jobprocess.shutdown()
         return WorkerSummary(state.handled, state.by_outcome, state.stopped_by or "stop",
                              state.interrupted_job)
 
