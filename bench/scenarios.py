@@ -82,7 +82,7 @@ FULL = Profile(
     overhead=(1920, 1080, 30), least_work=(1080, 1920, 30), fanout=(1920, 1080, 8),
     fanout_runs=1, fanout_accounts=None, photo=(6000, 4000), image_runs=7,
     cover_clip=(1280, 720, 600), cover_runs=7, big_bytes=2 * 1024**3,
-    big_size=(1920, 1080), long_clip=(640, 360, 3600, 60), batch_jobs=200,
+    big_size=(1920, 1080), long_clip=(640, 360, 3600, 60), batch_jobs=120,
     batch_workers=2, quality_clip=(1920, 1080, 10),
     quality_presets=("veryfast", "faster", "medium", "slow"), framing_clip=(1920, 1080, 10),
     mixed_clip=(1280, 720, 4), long_batch_jobs=500,
@@ -892,3 +892,8 @@ SCENARIOS: dict[str, Callable[[Ctx], list[Row]]] = {
     "quality": quality,
     "framing": framing,
 }
+
+# After SCENARIOS: they use this module's helpers (imported here, not the other way round).
+from .posts import cost, longbatch, x264  # noqa: E402
+
+SCENARIOS.update(cost=cost, longbatch=longbatch, x264=x264)

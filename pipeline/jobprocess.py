@@ -62,10 +62,21 @@ class ChildDied:
         return f"exited with status {code}"
 
 
+# Imported once in the fork server, not once per job: the pipeline imports its image and
+# video modules (Pillow, NumPy, pillow-heif) lazily, which would cost every job's process
+# about half a CPU second. OpenCV (smart framing only) is left out. A module that fails to
+# import here is skipped by the server and imported by the job that needs it.
+# "__main__": the server runs the program's main file (the `conform` script) once, so that
+# a job's process does not run it again (multiprocessing does that for a spawned child).
+PRELOAD = ["__main__", "pipeline.runner", "pipeline.jobprocess", "pipeline.batch",
+           "pipeline.worker", "pipeline.image", "pipeline.video", "pipeline.cover",
+           "pipeline.frames", "pipeline.storage", "PIL.Image", "PIL.ImageCms", "PIL.ImageFilter",
+           "PIL.ImageSequence", "PIL.ImageStat", "numpy", "pillow_heif"]
+
+
 def _context() -> Any:
     ctx = multiprocessing.get_context("forkserver")
-    # Imported once in the server, not once per job: a job's process starts in milliseconds.
-    ctx.set_forkserver_preload(["pipeline.runner", "pipeline.jobprocess"])
+    ctx.set_forkserver_preload(PRELOAD)
     return ctx
 
 
