@@ -27,6 +27,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,9 +75,36 @@ PRELOAD = ["__main__", "pipeline.runner", "pipeline.jobprocess", "pipeline.batch
            "PIL.ImageSequence", "PIL.ImageStat", "numpy", "pillow_heif"]
 
 
+# A Unix socket's path holds at most 107 bytes; the fork server's is
+# $TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX (about 35 more).
+_MAX_SOCKET_DIR = 70
+_temp_lock = threading.Lock()
+
+
+def _short_temp_dir() -> None:
+    """Put multiprocessing's folder (the fork server's socket) where its path fits.
+
+    A long ``TMPDIR`` (a CI runner's or a test's) would make the server fail with "AF_UNIX path
+    too long"; then ``/tmp`` is used for that folder only, when it is writable.
+    """
+    from multiprocessing import util
+
+    with _temp_lock:
+        if len(tempfile.gettempdir()) <= _MAX_SOCKET_DIR or not os.access("/tmp", os.W_OK):
+            util.get_temp_dir()
+            return
+        saved = tempfile.tempdir
+        tempfile.tempdir = "/tmp"
+        try:
+            util.get_temp_dir()  # made once per process, removed at exit
+        finally:
+            tempfile.tempdir = saved
+
+
 def _context() -> Any:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
+    _short_temp_dir()
     return ctx
 
 

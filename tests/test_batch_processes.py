@@ -153,3 +153,20 @@ def test_workers_are_capped_so_decode_budgets_fit_in_memory(
     assert jobprocess.cap_workers(2, 1_000_000_000, available_bytes=8_000_000_000) == 2
     assert jobprocess.cap_workers(3, 1_000_000_000, available_bytes=10) == 1
     assert "not 4" not in caplog.text
+
+
+def test_a_long_tmpdir_does_not_stop_the_job_processes(tmp_path: Path, library: Path) -> None:
+    long_tmp = tmp_path / ("t" * 60) / ("u" * 60)
+    long_tmp.mkdir(parents=True)
+    source = write_jsonl(tmp_path / "jobs.jsonl", [image_job("long-tmp", "photo-1.jpg")])
+    result = subprocess.run(
+        conform_cmd("batch", str(source), "--dest", str(tmp_path / "out"), "--library",
+                    f"file://{library}/{{id}}", "--workdir", str(tmp_path / "work"),
+                    "--no-progress", "--json"),
+        capture_output=True, text=True, timeout=120, env=subprocess_env(TMPDIR=str(long_tmp)))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "succeeded"
+    (picture,) = [p for p in (tmp_path / "out").rglob("*") if p.suffix in (".jpg", ".jpeg")]
+    with Image.open(picture) as im:
+        assert im.format == "JPEG"
+    assert not list(long_tmp.iterdir())  # nothing left in TMPDIR
