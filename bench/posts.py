@@ -120,7 +120,8 @@ def _naive(ctx: Ctx, lib: Path, posts: list[dict[str, Any]], out: Path) -> tuple
                 stem = f"{post['id']}-{account['id']}-{i}"
                 if src.suffix.lower() in (".mp4", ".mov"):
                     w, h, pad = NAIVE_VIDEO[account["id"]]
-                    vf = f"scale={w}:{h}:force_original_aspect_ratio=decrease"
+                    vf = (f"scale={w}:{h}:force_original_aspect_ratio=decrease"
+                          ":force_divisible_by=2")
                     if pad:
                         vf += f",pad={w}:{h}:(ow-iw)/2:(oh-ih)/2"
                     vf += ",format=yuv420p"
