@@ -73,6 +73,8 @@ class Profile:
     quality_clip: tuple[int, int, int]
     quality_presets: tuple[str, ...]
     framing_clip: tuple[int, int, int] = (320, 180, 3)  # width, height, seconds
+    mixed_clip: tuple[int, int, int] = (320, 180, 4)  # the mixed batch's videos
+    long_batch_jobs: int = 20  # the memory-over-a-long-batch scenario
 
 
 FULL = Profile(
@@ -80,9 +82,10 @@ FULL = Profile(
     overhead=(1920, 1080, 30), least_work=(1080, 1920, 30), fanout=(1920, 1080, 8),
     fanout_runs=1, fanout_accounts=None, photo=(6000, 4000), image_runs=7,
     cover_clip=(1280, 720, 600), cover_runs=7, big_bytes=2 * 1024**3,
-    big_size=(1920, 1080), long_clip=(640, 360, 3600, 60), batch_jobs=200,
+    big_size=(1920, 1080), long_clip=(640, 360, 3600, 60), batch_jobs=120,
     batch_workers=2, quality_clip=(1920, 1080, 10),
     quality_presets=("veryfast", "faster", "medium", "slow"), framing_clip=(1920, 1080, 10),
+    mixed_clip=(1280, 720, 4), long_batch_jobs=500,
 )
 QUICK = Profile(
     name="quick", runs=1, judge=False, x264_preset="ultrafast",
@@ -712,45 +715,34 @@ def memory(ctx: Ctx) -> list[Row]:
 # --------------------------------------------------------------------------- batch
 
 
-def batch(ctx: Ctx) -> list[Row]:
-    """200 small image jobs (a 4 MP phone photo to X and Instagram each) through
-    ``conform batch --workers 2``: jobs/s, and how busy the two cores are (CPU seconds of the
-    whole process tree over wall time x cores)."""
-    help_run = ctx.conform("batch", "--help", check=False)
-    if help_run.returncode != 0:
-        return [Row("batch", "jobs/s and CPU busy", "skipped: `conform batch` is not available",
-                    None, "% CPU", ">= 80", None, {}, ["conform batch is not in this build"])]
-    n, workers = ctx.profile.batch_jobs, ctx.profile.batch_workers
-    lib = ctx.dir("lib-batch")
-    photos = media.small_photos(lib, n)
-    lines = []
-    for i, p in enumerate(photos):
-        lines.append(json.dumps({"workspace_id": "bench", "id": f"bench-batch-{i:04d}",
-                                 "content": [{"media": [p.name]}],
-                                 "accounts": [{"id": "x", "platform": "x"},
-                                              {"id": "ig", "platform": "instagram"}]}))
-    source = ctx.dir("jobs") / "batch.jsonl"
-    source.write_text("\n".join(lines) + "\n")
+def _batch_run(ctx: Ctx, name: str, source: Path, lib: Path, workers: int) -> ProcRun:
+    dest = ctx.root / f"dest-{name}-{workers}"
+    shutil.rmtree(dest, ignore_errors=True)
+    ctx.log(f"batch: {name}, --workers {workers}")
+    run = ctx.conform("batch", str(source), "--workers", str(workers), "--library",
+                      f"file://{lib}/{{id}}", "--dest", str(dest), "--no-progress", check=False)
+    shutil.rmtree(dest, ignore_errors=True)
+    if run.returncode not in (0, 1):
+        raise BenchError(f"conform batch exited {run.returncode}: {last_line(run.stderr_tail)}")
+    return run
 
-    def run_batch(w: int) -> ProcRun:
-        dest = ctx.root / f"dest-batch-{w}"
-        shutil.rmtree(dest, ignore_errors=True)
-        ctx.log(f"batch: {n} image jobs, --workers {w}")
-        run = ctx.conform("batch", str(source), "--workers", str(w), "--library",
-                          f"file://{lib}/{{id}}", "--dest", str(dest), "--no-progress",
-                          check=False)
-        if run.returncode not in (0, 1):
-            raise BenchError(f"conform batch exited {run.returncode}: "
-                             f"{last_line(run.stderr_tail)}")
-        return run
 
-    run = run_batch(workers)
-    single = run_batch(1) if workers > 1 else None
+def _batch_rows(ctx: Ctx, name: str, label: str, source: Path, lib: Path, n: int
+                ) -> list[Row]:
+    """``--workers 2`` then ``--workers 1`` then ``--workers 2`` again (the better of the two
+    runs with 2 workers, since another engineer's load comes and goes): CPU busy and speed-up."""
+    workers = ctx.profile.batch_workers
+    runs = [_batch_run(ctx, name, source, lib, workers)]
+    single = _batch_run(ctx, name, source, lib, 1)
+    runs.append(_batch_run(ctx, name, source, lib, workers))
+    run = min(runs, key=lambda r: r.wall_s)
     results = [json.loads(line) for line in run.stdout.decode().splitlines() if line.strip()]
     cores = min(workers, os.cpu_count() or 1)
+    # CPU of the whole tree: conform, its job processes (reaped by the fork server, which
+    # conform waits for) and every ffmpeg.
     busy = run.cpu_s / (run.wall_s * cores) * 100
-    rate = n / run.wall_s
-    failed = [r for r in results if r.get("status") not in ("succeeded", "ok")]
+    speedup = single.wall_s / run.wall_s
+    failed = [r for r in results if r.get("status") != "succeeded"]
     notes = _quick_note(ctx)
     if len(results) != n:
         notes.append(f"expected {n} result lines, got {len(results)}")
@@ -759,21 +751,70 @@ def batch(ctx: Ctx) -> list[Row]:
     machine = (run.machine_busy or 0) * 100
     if machine - busy > 15:
         notes.append(f"the machine was {machine:.0f} % busy during the run, {machine - busy:.0f} "
-                     "points of it other processes': the batch could not have more")
-    speedup = single.wall_s / run.wall_s if single else None
-    measured = (f"{rate:.1f} jobs/s; CPU {run.cpu_s:.1f} s in {_fmt_s(run.wall_s)} on "
-                f"{cores} cores; machine {machine:.0f} % busy")
-    if single is not None and speedup is not None:
-        measured += f"; --workers 1: {n / single.wall_s:.1f} jobs/s ({speedup:.2f}x)"
-    return [Row("batch", f"{n} image jobs, --workers {workers}", measured, round(busy, 1),
-                "% CPU", ">= 80",
-                _judge(ctx, busy >= 80 and not failed and len(results) == n),
-                {"jobs": n, "workers": workers, "wall_s": run.wall_s, "cpu_s": run.cpu_s,
-                 "jobs_per_s": rate, "results": len(results), "failed": len(failed),
-                 "machine_busy_pct": machine,
-                 "workers_1": {"wall_s": single.wall_s, "cpu_s": single.cpu_s,
-                               "machine_busy_pct": (single.machine_busy or 0) * 100}
-                 if single else None}, notes)]
+                     "points of it other processes'")
+    ok = not failed and len(results) == n
+    walls = ", ".join(f"{r.wall_s:.1f}" for r in runs)
+    details = {"jobs": n, "workers": workers, "wall_s": run.wall_s, "cpu_s": run.cpu_s,
+               "walls_workers_n": [r.wall_s for r in runs], "machine_busy_pct": machine,
+               "results": len(results), "failed": len(failed),
+               "workers_1": {"wall_s": single.wall_s, "cpu_s": single.cpu_s,
+                             "machine_busy_pct": (single.machine_busy or 0) * 100}}
+    return [
+        Row("batch", f"{label}, --workers {workers}: CPU busy",
+            f"CPU {run.cpu_s:.1f} s in {_fmt_s(run.wall_s)} on {cores} cores "
+            f"({n / run.wall_s:.1f} jobs/s); machine {machine:.0f} % busy",
+            round(busy, 1), "% CPU", ">= 90", _judge(ctx, busy >= 90 and ok), details, notes),
+        Row("batch", f"{label}: --workers {workers} vs 1",
+            f"{_fmt_s(single.wall_s)} with 1 worker (CPU {single.cpu_s:.1f} s) vs "
+            f"{_fmt_s(run.wall_s)} with {workers} (runs: {walls} s)",
+            round(speedup, 2), "x faster", ">= 1.75", _judge(ctx, speedup >= 1.75 and ok),
+            details, list(notes)),
+    ]
+
+
+def batch(ctx: Ctx) -> list[Row]:
+    """``conform batch`` with 2 workers against 1, in the same run: an image batch (4 MP phone
+    photos, each to X, Instagram and Facebook) and a mixed batch (the same photos, and every
+    fifth job a 720p phone-like clip to TikTok and Instagram Reels). How busy the two cores are
+    (CPU seconds of the whole process tree over wall time x cores) and the speed-up."""
+    help_run = ctx.conform("batch", "--help", check=False)
+    if help_run.returncode != 0:
+        return [Row("batch", "jobs/s and CPU busy", "skipped: `conform batch` is not available",
+                    None, "% CPU", ">= 90", None, {}, ["conform batch is not in this build"])]
+    n = ctx.profile.batch_jobs
+    lib = ctx.dir("lib-batch")
+    photos = media.small_photos(lib, n)
+    accounts = [{"id": "x", "platform": "x"}, {"id": "ig", "platform": "instagram"},
+                {"id": "fb", "platform": "facebook"}]
+    jobs = ctx.dir("jobs")
+    lines = [json.dumps({"workspace_id": "bench", "id": f"bench-batch-{i:04d}",
+                         "content": [{"media": [p.name]}], "accounts": accounts})
+             for i, p in enumerate(photos)]
+    images_src = jobs / "batch-images.jsonl"
+    images_src.write_text("\n".join(lines) + "\n")
+    rows = _batch_rows(ctx, "images", f"{n} image jobs", images_src, lib, n)
+
+    m = max(5, n // 4)
+    w, h, secs = ctx.profile.mixed_clip
+    clips = [media.clip(lib / f"clip-{k}.mp4", width=w, height=h, seconds=secs, fps=30,
+                        crf=18 + k) for k in range(max(1, m // 5))]
+    video_accounts = [TIKTOK, {"id": "ig-reels", "platform": "instagram",
+                               "settings": {"post_type": "REELS"}}]
+    mixed = []
+    for i in range(m):
+        if i % 5 == 4:
+            body = {"workspace_id": "bench", "id": f"bench-mixed-{i:04d}",
+                    "content": [{"media": [clips[(i // 5) % len(clips)].name]}],
+                    "accounts": video_accounts}
+        else:
+            body = {"workspace_id": "bench", "id": f"bench-mixed-{i:04d}",
+                    "content": [{"media": [photos[i % len(photos)].name]}],
+                    "accounts": accounts}
+        mixed.append(json.dumps(body))
+    mixed_src = jobs / "batch-mixed.jsonl"
+    mixed_src.write_text("\n".join(mixed) + "\n")
+    rows += _batch_rows(ctx, "mixed", f"{m} mixed jobs ({m // 5} videos)", mixed_src, lib, m)
+    return rows
 
 
 # --------------------------------------------------------------------------- x264 quality
@@ -851,3 +892,8 @@ SCENARIOS: dict[str, Callable[[Ctx], list[Row]]] = {
     "quality": quality,
     "framing": framing,
 }
+
+# After SCENARIOS: they use this module's helpers (imported here, not the other way round).
+from .posts import cost, longbatch, x264  # noqa: E402
+
+SCENARIOS.update(cost=cost, longbatch=longbatch, x264=x264)

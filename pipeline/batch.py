@@ -1,9 +1,11 @@
-"""Many jobs at once: read a batch source, pick this shard's jobs, run them on a thread pool.
+"""Many jobs at once: read a batch source, pick this shard's jobs, run them side by side.
 
 A source is a JSON Lines file, a folder of job JSON files, stdin, or an ``s3://`` URI of either.
 Every entry is isolated: an unreadable line becomes an ``invalid`` outcome with its line number
-and the batch goes on. Threads are enough for concurrency because the heavy part, ffmpeg, runs
-in its own process; the pool size bounds how many sources, encodes and uploads are in flight.
+and the batch goes on. ``isolation="process"`` (what ``conform batch`` uses) runs each job in
+its own process (:mod:`pipeline.jobprocess`): Pillow holds the GIL while it works, so image jobs
+on threads would share one core. With ``"thread"`` (the library default) jobs run on threads of
+this process, which is enough when the heavy part is ffmpeg's own processes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from . import ffmpeg
+from . import ffmpeg, jobprocess, workdir
 from .errors import (
     ConfigError,
     ExitStatus,
@@ -463,6 +465,7 @@ def process_batch(
     shard: Shard | None = None,
     on_event: EventCallback | None = None,
     on_outcome: OutcomeCallback | None = None,
+    isolation: Literal["thread", "process"] = "thread",
 ) -> BatchSummary:
     """Run many jobs concurrently, each isolated from the others.
 
@@ -483,6 +486,10 @@ def process_batch(
         shard: run only this shard's share of the entries.
         on_event: progress events of every job (called from worker threads).
         on_outcome: called once per entry as it finishes, from the calling thread.
+        isolation: ``"process"`` runs every job in its own process (every core busy, a crash
+            fails only its job; ``workers`` is then capped so that each process's decode
+            budget fits in the available memory); arguments must be picklable. ``"thread"``
+            runs jobs on threads of this process.
 
     Returns:
         The counts and the failed outcomes.
@@ -492,8 +499,11 @@ def process_batch(
     """
     settings = settings or Settings.from_env()
     presets = presets or load_presets(settings.presets_dir)
+    given_storage = storage is not None
     storage = storage or open_storage(settings.dest, endpoint_url=settings.endpoint_url)
     workers = max(1, workers or os.cpu_count() or 1)
+    if isolation == "process":
+        workers = jobprocess.cap_workers(workers, settings.max_decode_bytes)
     shard = shard or Shard()
     started = time.monotonic()
     counts = _Counts()
@@ -509,7 +519,14 @@ def process_batch(
         if on_outcome is not None:
             on_outcome(outcome)
 
+    # A storage the caller gave goes to the job processes as it is; else each opens its own.
+    child_storage = storage if given_storage else None
+
     def run_one(entry: BatchEntry, job: Job) -> JobOutcome:
+        if isolation == "process":
+            return _run_in_process(entry, job, settings=settings, presets=presets,
+                                   storage=child_storage, retry_failed=retry_failed,
+                                   on_event=on_event)
         return _run_one(entry, job, settings=settings, presets=presets, storage=storage,
                         retry_failed=retry_failed, on_event=on_event)
 
@@ -550,11 +567,15 @@ def process_batch(
             interrupted = True
             log.warning("interrupted: stopping %d running job(s)", len(inflight))
             ffmpeg.stop_all()
+            jobprocess.stop_children()
             _drain(inflight, finish)
             with contextlib.suppress(Exception):
                 ffmpeg.reset_stop()  # every job has stopped; a library caller may go on
+                jobprocess.reset_stop()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if isolation == "process":
+            jobprocess.shutdown()
         with contextlib.suppress(Exception):
             close = getattr(entries, "close", None)
             if close is not None:
@@ -592,6 +613,7 @@ def _drain(inflight: dict[cf.Future[JobOutcome], BatchEntry],
             done, _ = cf.wait(list(inflight), timeout=0.2)
         except KeyboardInterrupt:
             ffmpeg.stop_all()  # a second Ctrl-C: processes were already told to stop
+            jobprocess.stop_children()
             continue
         for fut in done:
             inflight.pop(fut)
@@ -607,10 +629,35 @@ def _invalid(entry: BatchEntry) -> JobOutcome:
                       error=ErrorInfo(err.code, message, err.http_status))
 
 
+def _run_in_process(entry: BatchEntry, job: Job, *, settings: Settings,
+                    presets: PresetRegistry, storage: Storage | None, retry_failed: bool,
+                    on_event: EventCallback | None) -> JobOutcome:
+    """:func:`_run_one` in a process of its own; a process that dies fails only its job."""
+    token = current_job_id.set(job.id)
+    started = time.monotonic()
+    try:
+        result = jobprocess.run_in_process(_run_one, entry, job, settings=settings,
+                                           presets=presets, storage=storage,
+                                           retry_failed=retry_failed, on_event=on_event)
+        if isinstance(result, JobOutcome):
+            return result
+        elapsed = time.monotonic() - started
+        if jobprocess.stopping():  # killed by the stop request before it could answer
+            return JobOutcome(entry.index, entry.where, job.id, "interrupted", elapsed_s=elapsed)
+        reason = result.reason if isinstance(result, jobprocess.ChildDied) else "sent no result"
+        log.error("job %s: its process %s", job.id, reason, extra={"job_id": job.id})
+        workdir.clean_stale(settings.workdir)  # the work folder the dead process left
+        return JobOutcome(entry.index, entry.where, job.id, "error", elapsed_s=elapsed,
+                          error=ErrorInfo("internal", f"internal error: the job's process "
+                                          f"{reason}", 500, retryable=True))
+    finally:
+        current_job_id.reset(token)
+
+
 def _run_one(entry: BatchEntry, job: Job, *, settings: Settings, presets: PresetRegistry,
-             storage: Storage, retry_failed: bool,
-             on_event: EventCallback | None) -> JobOutcome:
-    """One job in a worker thread; every error becomes the outcome, never an exception."""
+             storage: Storage | None, retry_failed: bool,
+             on_event: EventCallback | None = None) -> JobOutcome:
+    """One job in a worker thread or process; every error becomes the outcome, never raises."""
     token = current_job_id.set(job.id)
     started = time.monotonic()
 
@@ -619,6 +666,8 @@ def _run_one(entry: BatchEntry, job: Job, *, settings: Settings, presets: Preset
                           elapsed_s=time.monotonic() - started, **kw)
 
     try:
+        if storage is None:
+            storage = open_storage(settings.dest, endpoint_url=settings.endpoint_url)
         if not settings.force:
             stored = read_manifest(storage, job, settings.workdir)
             if stored is not None and not (retry_failed and stored.get("status") != "succeeded"):

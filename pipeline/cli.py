@@ -829,7 +829,8 @@ def _batch_reporter(report_dir: str | None, presets: PresetRegistry,
 @_common_options
 @_job_options
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Jobs run at the same time (default: the CPU count).")
+              help="Jobs run at the same time, each in its own process (default: the CPU "
+                   "count, fewer when their decode-memory budgets would not fit in memory).")
 @click.option("--fail-fast", is_flag=True, help="Stop scheduling jobs after the first failure.")
 @click.option("--force", is_flag=True,
               help="Run jobs whose manifest exists again, and re-make their outputs.")
@@ -881,7 +882,8 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
             summary = process_batch(src.entries(), settings=settings, presets=presets,
                                     workers=workers, fail_fast=fail_fast,
                                     retry_failed=retry_failed, shard=shard,
-                                    on_event=view.on_event, on_outcome=view.on_outcome)
+                                    on_event=view.on_event, on_outcome=view.on_outcome,
+                                    isolation="process")
             view.finish(summary)
         ctx.exit(summary.exit_status)
 
@@ -918,11 +920,14 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
                    "interrupt it and release its message.")
 @click.option("--force", is_flag=True,
               help="Run jobs whose manifest already says succeeded again.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Messages handled at the same time, each job in its own process (fewer "
+                   "when their decode-memory budgets would not fit in memory).")
 @click.pass_context
 def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
            results_queue_url: str | None, max_messages: int | None, idle_exit_s: float | None,
            wait_time_s: int, visibility_timeout_s: int | None, retry_delay_s: int,
-           grace_s: float, **flags: Any) -> None:
+           grace_s: float, workers: int, **flags: Any) -> None:
     """Run jobs from a queue until stopped: delete each message after its manifest is written.
 
     Prints one JSON line per handled message on stdout. Temporary failures are left on the
@@ -933,8 +938,13 @@ def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
     from .worker import MessageResult, Worker
 
     json_logs = _log_format(ctx) == "json"
+    report_lock = threading.Lock()  # --workers: loops finish messages on their own threads
 
     def report(result: MessageResult) -> None:
+        with report_lock:
+            _report(result)
+
+    def _report(result: MessageResult) -> None:
         click.echo(json.dumps(result.to_dict(), separators=(",", ":")))
         if json_logs:
             click.echo(_json_line(f"message {result.outcome}", job_id=result.job_id,
@@ -957,7 +967,8 @@ def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
                    wait_time_s=wait_time_s, visibility_timeout_s=visibility_timeout_s,
                    retry_delay_s=retry_delay_s, max_messages=max_messages,
                    idle_exit_s=idle_exit_s,
-                   on_event=_json_event_printer() if json_logs else None, on_result=report)
+                   on_event=_json_event_printer() if json_logs else None, on_result=report,
+                   workers=workers, isolation="process")
 
         def on_signal(signum: int, frame: Any) -> None:
             # First signal: finish the running job within the grace period (then release its

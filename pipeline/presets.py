@@ -26,6 +26,7 @@ FitPolicy = Literal["crop", "pad", "blur", "smart"]
 IMAGE_FORMATS = ("jpeg", "png", "webp", "gif", "bmp", "tiff", "heif", "avif")
 CONTAINERS = ("mp4", "mov", "webm", "matroska", "avi", "mpegts")
 VIDEO_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
+VIDEO_QUALITIES = ("high", "standard", "compact")  # a video variant's `quality` (its x264 CRF)
 AUDIO_CODECS = ("aac", "opus", "mp3", "vorbis", "ac3")
 FIT_POLICIES = ("crop", "pad", "blur", "smart")  # smart: crop around the subject (framing.py)
 COVER_FIT_POLICIES = ("crop", "pad", "blur")  # a custom thumbnail is the user's own framing
@@ -125,6 +126,9 @@ class VideoSpec:
     # The platform classes a square or vertical video this long or shorter as a short-form
     # video (YouTube: a Short, whose custom thumbnail it ignores) whatever was asked for.
     classed_short_max_s: float | None = None
+    # Encode quality of a re-encode: "standard" (the default), "high" (bigger files) or
+    # "compact" (smaller files, for who pays for storage or egress); see BENCHMARKS.md.
+    quality: str = "standard"
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +458,7 @@ def _video(r: _Reader) -> VideoSpec:
         target_height=r.int_("target_height", None, lo=2),
         audio=_audio(r.table("audio")),
         classed_short_max_s=r.float_("classed_short_max_s", None),
+        quality=r.str_("quality", "standard", choices=VIDEO_QUALITIES) or "standard",
     )
     r.finish()
     _check_order(r, "min_width", spec.min_width, "max_width", spec.max_width)

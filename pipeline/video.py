@@ -30,7 +30,6 @@ from . import ffmpeg
 from .bmff import UnsupportedLayout, strip_boxes
 from .errors import CorruptMedia, FFmpegError, FFmpegTimeout, ProcessingFailed, TooLarge
 from .plan import (
-    CRF,
     HDR_REFERENCE_WHITE_NITS,
     LOUDNORM_I,
     LOUDNORM_LRA,
@@ -277,7 +276,7 @@ def _x264_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int,
                      "passlogfile": str(passlog)})
     else:
         # Constant quality, capped by the budget/bitrate ceiling through the VBV.
-        opts.update({"crf": CRF, "maxrate": f"{rate_kbps}k", "bufsize": f"{rate_kbps * 2}k"})
+        opts.update({"crf": t.crf, "maxrate": f"{rate_kbps}k", "bufsize": f"{rate_kbps * 2}k"})
     return opts
 
 

@@ -26,7 +26,7 @@ import boto3
 import botocore.exceptions as botoexc
 from botocore.config import Config
 
-from . import ffmpeg
+from . import ffmpeg, jobprocess, workdir
 from .batch import current_job_id, read_job_uri, read_manifest
 from .errors import ConfigError, Interrupted, JobInvalid, PipelineError, public_message
 from .job import parse_job_text
@@ -160,6 +160,73 @@ class _Heartbeat:
                             err, extra={"job_id": self._job()})
 
 
+def _execute(job: Job, *, settings: Settings, presets: PresetRegistry,
+             storage: Storage | None, on_event: EventCallback | None = None
+             ) -> tuple[MessageOutcome, Manifest | None, str | None, ErrorInfo | None]:
+    """Run one message's job (on the worker's thread or in a process of its own).
+
+    Returns:
+        The outcome, the manifest, its URI and the error; never raises for a job's failure.
+    """
+    if storage is None:
+        storage = open_storage(settings.dest, endpoint_url=settings.endpoint_url)
+    try:
+        if not settings.force:
+            stored = read_manifest(storage, job, settings.workdir)
+            if stored is not None and stored.get("status") == "succeeded":
+                return "skipped", None, storage.uri(manifest_key(job.workspace_id, job.id)), None
+        manifest = process(job, settings=settings, presets=presets, storage=storage,
+                           on_event=on_event)
+    except JobInvalid as err:
+        text = "; ".join(f"{p}: {m}" if p else m for p, m in err.problems)
+        log.info("message is not a usable job: %s", text)
+        return "invalid", None, None, ErrorInfo(err.code, text, err.http_status)
+    except (Interrupted, KeyboardInterrupt):
+        ffmpeg.stop_all()
+        return "released", None, None, None
+    except PipelineError as err:
+        info = ErrorInfo(err.code, public_message(err.message), err.http_status,
+                         retryable=err.retryable)
+        log.warning("job %s failed: %s", job.id, err.message)
+        return ("retry" if err.retryable else "failed"), None, None, info
+    except Exception as err:  # a bug: retried, then dead-lettered by the queue
+        log.exception("job %s: unexpected error", job.id)
+        return ("retry", None, None,
+                ErrorInfo("internal", f"internal error: {type(err).__name__}: {err}", 500,
+                          retryable=True))
+    if not manifest.ok and manifest.retryable:
+        return "retry", manifest, manifest.uri, None
+    status: MessageOutcome = ("succeeded" if manifest.ok else
+                              "partial" if manifest.status == "partial" else "failed")
+    return status, manifest, manifest.uri, None
+
+
+StopReason = Literal["max_messages", "idle", "stop", "interrupt"]
+
+
+@dataclass
+class _RunState:
+    """What the receive loops of one :meth:`Worker.run` share."""
+
+    last_message: float
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    claimed: int = 0
+    handled: int = 0
+    by_outcome: dict[str, int] = dataclasses.field(default_factory=dict)
+    stopped_by: StopReason | None = None
+    interrupted_job: bool = False
+    done: bool = False
+    error: Exception | None = None
+
+    def stop(self, reason: StopReason) -> None:
+        with self.lock:
+            self.stop_locked(reason)
+
+    def stop_locked(self, reason: StopReason) -> None:
+        self.done = True
+        self.stopped_by = self.stopped_by or reason
+
+
 class Worker:
     """Long-polls a queue and runs each message's job; see the module docstring.
 
@@ -187,6 +254,8 @@ class Worker:
         idle_exit_s: float | None = None,
         on_event: EventCallback | None = None,
         on_result: ResultCallback | None = None,
+        workers: int = 1,
+        isolation: Literal["thread", "process"] = "thread",
     ) -> None:
         """Set up the worker; nothing is received until :meth:`run` or :meth:`poll_once`.
 
@@ -206,7 +275,12 @@ class Worker:
             max_messages: stop after handling this many messages.
             idle_exit_s: stop after this long without a message (scale to zero).
             on_event: progress events of the running job.
-            on_result: called with each :class:`MessageResult`.
+            on_result: called with each :class:`MessageResult` (from the message's thread).
+            workers: messages handled at the same time, each by its own receive loop.
+            isolation: ``"process"`` runs each job in a process of its own
+                (:mod:`pipeline.jobprocess`: every core busy, a crash fails only its message,
+                which is left for redelivery; ``workers`` is capped so that each process's
+                decode budget fits in memory); ``"thread"`` runs it on the loop's thread.
 
         Raises:
             ConfigError: unusable settings, destination or AWS configuration.
@@ -217,6 +291,8 @@ class Worker:
             raise ConfigError("visibility timeout must be between 1 s and 12 h (an SQS limit)")
         if not 0 <= retry_delay_s <= 43200:
             raise ConfigError("retry delay must be between 0 s and 12 h (an SQS limit)")
+        if workers < 1:
+            raise ConfigError("workers must be at least 1")
         self.queue_url = queue_url
         self.settings = settings or Settings.from_env()
         self.presets = presets or load_presets(self.settings.presets_dir)
@@ -231,9 +307,16 @@ class Worker:
         self.on_event = on_event
         self.on_result = on_result
         self._visibility_s = visibility_timeout_s
+        self.isolation = isolation
+        self.workers = workers
+        if isolation == "process":
+            self.workers = jobprocess.cap_workers(workers, self.settings.max_decode_bytes)
+        # A storage given by the caller goes to job processes as it is; else each opens its own.
+        self._child_storage = storage
         self._stop = threading.Event()
         self._busy = threading.Event()
-        self._job_id: str | None = None
+        self._busy_count = 0
+        self._lock = threading.Lock()
         self._grace_timer: threading.Timer | None = None
 
     # ------------------------------------------------------------------ control
@@ -242,6 +325,10 @@ class Worker:
     def busy(self) -> bool:
         """A message is being handled (between its receipt and its delete or release)."""
         return self._busy.is_set()
+
+    def _interrupt(self) -> None:
+        ffmpeg.stop_all()
+        jobprocess.stop_children()
 
     def stop(self, *, grace_s: float | None = None) -> None:
         """Ask the worker to stop after the current message (safe from a signal handler).
@@ -255,9 +342,9 @@ class Worker:
         if grace_s is None or not self.busy:
             return
         if grace_s <= 0:
-            ffmpeg.stop_all()
+            self._interrupt()
         elif self._grace_timer is None:
-            self._grace_timer = threading.Timer(grace_s, ffmpeg.stop_all)
+            self._grace_timer = threading.Timer(grace_s, self._interrupt)
             self._grace_timer.daemon = True
             self._grace_timer.start()
 
@@ -296,41 +383,79 @@ class Worker:
             ConfigError: the queue cannot be read (wrong URL, no permission).
         """
         self.visibility_timeout_s()
-        by_outcome: dict[str, int] = {}
-        handled = 0
-        last_message = time.monotonic()
-        stopped_by: Literal["max_messages", "idle", "stop", "interrupt"] = "stop"
-        interrupted_job = False
+        state = _RunState(last_message=time.monotonic())
+        threads: list[threading.Thread] = []
         try:
-            while True:
-                if self._stop.is_set():
-                    break
-                if self.max_messages is not None and handled >= self.max_messages:
-                    stopped_by = "max_messages"
-                    break
-                wait = self.wait_time_s
-                if self.idle_exit_s is not None:
-                    left = self.idle_exit_s - (time.monotonic() - last_message)
-                    if left <= 0:
-                        stopped_by = "idle"
-                        break
-                    wait = max(0, min(wait, int(left + 0.999)))
-                result = self.poll_once(wait_time_s=wait)
-                if result is None:
-                    continue
-                last_message = time.monotonic()
-                handled += 1
-                by_outcome[result.outcome] = by_outcome.get(result.outcome, 0) + 1
-                if result.outcome == "released":
-                    interrupted_job = True
-                    stopped_by = "interrupt"
-                    break
+            if self.workers == 1:
+                self._loop(state)
+            else:
+                threads = [threading.Thread(target=self._thread_loop, args=(state,),
+                                            name=f"conform-worker-{i}", daemon=True)
+                           for i in range(self.workers)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    while thread.is_alive():  # a timeout: signals are handled between waits
+                        thread.join(timeout=0.2)
+                if state.error is not None:
+                    raise state.error
         except KeyboardInterrupt:
-            stopped_by = "interrupt"
+            state.stop("interrupt")
+            self._stop.set()
+            # The other loops end after their receive (at most one long poll).
+            deadline = time.monotonic() + self.wait_time_s + 5
+            for thread in threads:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         finally:
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
-        return WorkerSummary(handled, by_outcome, stopped_by, interrupted_job)
+            if self.isolation == "process" and not any(t.is_alive() for t in threads):
+                jobprocess.shutdown()
+        return WorkerSummary(state.handled, state.by_outcome, state.stopped_by or "stop",
+                             state.interrupted_job)
+
+    def _thread_loop(self, state: _RunState) -> None:
+        try:
+            self._loop(state)
+        except Exception as err:  # ConfigError, or a bug: stop every loop, raise it in run()
+            with state.lock:
+                state.error = state.error or err
+            state.stop("stop")
+
+    def _loop(self, state: _RunState) -> None:
+        """One receive loop; ``workers`` of them share ``state``."""
+        while True:
+            with state.lock:
+                if self._stop.is_set() or state.done:
+                    return
+                if self.max_messages is not None and state.claimed >= self.max_messages:
+                    state.stop_locked("max_messages")
+                    return
+                wait = self.wait_time_s
+                if self.idle_exit_s is not None:
+                    left = self.idle_exit_s - (time.monotonic() - state.last_message)
+                    if left <= 0:
+                        state.stop_locked("idle")
+                        return
+                    wait = max(0, min(wait, int(left + 0.999)))
+                state.claimed += 1  # a message this loop may receive counts against the limit
+            result = None
+            try:
+                result = self.poll_once(wait_time_s=wait)
+            finally:
+                with state.lock:
+                    if result is None:
+                        state.claimed -= 1
+                    else:
+                        state.last_message = time.monotonic()
+                        state.handled += 1
+                        state.by_outcome[result.outcome] = (
+                            state.by_outcome.get(result.outcome, 0) + 1)
+                        if result.outcome == "released":
+                            state.interrupted_job = True
+                            state.stop_locked("interrupt")
+            if result is not None and result.outcome == "released":
+                return
 
     def poll_once(self, *, wait_time_s: int | None = None) -> MessageResult | None:
         """Receive at most one message and handle it.
@@ -375,8 +500,11 @@ class Worker:
         Returns:
             What was done; never raises for a job's failure.
         """
-        self._busy.set()
+        with self._lock:
+            self._busy_count += 1
+            self._busy.set()
         started = time.monotonic()
+        holder: list[str | None] = [None]
         message_id = str(message.get("MessageId", ""))
         receipt = str(message["ReceiptHandle"])
         attrs = message.get("Attributes") or {}
@@ -384,8 +512,9 @@ class Worker:
         token = current_job_id.set(None)
         try:
             with _Heartbeat(self.sqs, self.queue_url, receipt, self.visibility_timeout_s(),
-                            lambda: self._job_id) as heartbeat:
-                outcome, job, manifest, uri, error = self._work(str(message.get("Body", "")))
+                            lambda: holder[0]) as heartbeat:
+                outcome, job, manifest, uri, error = self._work(str(message.get("Body", "")),
+                                                                holder)
             result = MessageResult(message_id, count, outcome, job_id=job.id if job else None,
                                    manifest=manifest, manifest_uri=uri, error=error,
                                    heartbeats=heartbeat.count)
@@ -397,46 +526,51 @@ class Worker:
                 self.on_result(result)
             return result
         finally:
-            self._job_id = None
             current_job_id.reset(token)
-            self._busy.clear()
+            with self._lock:
+                self._busy_count -= 1
+                if not self._busy_count:
+                    self._busy.clear()
 
-    def _work(self, body: str) -> tuple[MessageOutcome, Job | None, Manifest | None,
-                                        str | None, ErrorInfo | None]:
+    def _work(self, body: str, holder: list[str | None]
+              ) -> tuple[MessageOutcome, Job | None, Manifest | None, str | None,
+                         ErrorInfo | None]:
         job: Job | None = None
         try:
             job = self._read_job(body)
-            self._job_id = job.id
-            current_job_id.set(job.id)
-            if not self.settings.force:
-                stored = read_manifest(self.storage, job, self.settings.workdir)
-                if stored is not None and stored.get("status") == "succeeded":
-                    return ("skipped", job, None,
-                            self.storage.uri(manifest_key(job.workspace_id, job.id)), None)
-            manifest = process(job, settings=self.settings, presets=self.presets,
-                               storage=self.storage, on_event=self.on_event)
         except JobInvalid as err:
             text = "; ".join(f"{p}: {m}" if p else m for p, m in err.problems)
             log.info("message is not a usable job: %s", text)
             return "invalid", job, None, None, ErrorInfo(err.code, text, err.http_status)
-        except (Interrupted, KeyboardInterrupt):
-            ffmpeg.stop_all()
+        except KeyboardInterrupt:
+            self._interrupt()
             return "released", job, None, None, None
         except PipelineError as err:
             info = ErrorInfo(err.code, public_message(err.message), err.http_status,
                              retryable=err.retryable)
-            log.warning("job %s failed: %s", job.id if job else "?", err.message)
+            log.warning("message failed: %s", err.message)
             return ("retry" if err.retryable else "failed"), job, None, None, info
-        except Exception as err:  # a bug: retried, then dead-lettered by the queue
-            log.exception("job %s: unexpected error", job.id if job else "?")
-            return ("retry", job, None, None,
-                    ErrorInfo("internal", f"internal error: {type(err).__name__}: {err}", 500,
-                              retryable=True))
-        if not manifest.ok and manifest.retryable:
-            return "retry", job, manifest, manifest.uri, None
-        status: MessageOutcome = ("succeeded" if manifest.ok else
-                                  "partial" if manifest.status == "partial" else "failed")
-        return status, job, manifest, manifest.uri, None
+        holder[0] = job.id
+        current_job_id.set(job.id)
+        if self.isolation == "thread":
+            outcome, manifest, uri, error = _execute(job, settings=self.settings,
+                                                     presets=self.presets, storage=self.storage,
+                                                     on_event=self.on_event)
+            return outcome, job, manifest, uri, error
+        result = jobprocess.run_in_process(_execute, job, settings=self.settings,
+                                           presets=self.presets, storage=self._child_storage,
+                                           on_event=self.on_event)
+        if isinstance(result, tuple):
+            outcome, manifest, uri, error = result
+            return outcome, job, manifest, uri, error
+        if jobprocess.stopping():  # killed by the stop request before it could answer
+            return "released", job, None, None, None
+        reason = result.reason if isinstance(result, jobprocess.ChildDied) else "sent no result"
+        log.error("job %s: its process %s", job.id, reason, extra={"job_id": job.id})
+        workdir.clean_stale(self.settings.workdir)  # the work folder the dead process left
+        return ("retry", job, None, None,
+                ErrorInfo("internal", f"internal error: the job's process {reason}", 500,
+                          retryable=True))
 
     def _read_job(self, body: str) -> Job:
         text = body.strip()
@@ -452,6 +586,7 @@ class Worker:
             self._change_visibility(receipt, 0)
             # The job stopped; a later run in this process may start ffmpeg again.
             ffmpeg.reset_stop()
+            jobprocess.reset_stop()
             return result
         if result.outcome == "retry":
             self._change_visibility(receipt, self.retry_delay_s)

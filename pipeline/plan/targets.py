@@ -133,6 +133,7 @@ class VideoTarget:
     reframe: tuple[ReframeShot, ...] = ()  # smart framing: the crop window's path per shot
     kind: Literal["video"] = "video"
     loops: int = 1                    # an endless animation played this many whole times
+    crf: int = 20                     # x264 CRF of a constant-quality encode (preset quality)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +215,11 @@ def _key_view(target: Target | CoverTarget) -> dict[str, object]:
             view["animation_timing"] = ANIMATION_TIMING_VERSION
         if not target.reframe:
             view.pop("reframe")  # outputs without smart framing keep their existing keys
+        if target.crf == 20:
+            view.pop("crf")  # "standard" quality keeps the keys made before the knob
         if target.action != "transcode":
             # Stream copy: only the container and the audio track are made by us.
+            view.pop("crf", None)
             for name in ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",
                          "tonemap", "deinterlace", "full_to_limited", "square_pixels",
                          "in_matrix", "in_transfer", "in_primaries", "level"):

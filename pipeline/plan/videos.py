@@ -15,6 +15,9 @@ from .targets import AudioTarget, Rendition, VideoTarget
 
 # x264 quality: CRF 20 is visually transparent for social re-encodes at these sizes.
 CRF = 20
+# A video variant's `quality` (presets): the CRF it encodes at. Measured on the corpus clips
+# at Instagram Reels' settings (BENCHMARKS.md, "x264 settings").
+QUALITY_CRF = {"high": 18, "standard": CRF, "compact": 24}
 # Ceiling on the video bitrate we ever ask for, by output pixels per second: about 0.1 bit per
 # pixel, i.e. 1080p30 ~ 6.2 Mbps, 1080x1920p60 ~ 12.4 Mbps: more is spent on nothing a feed
 # will show, and the platforms re-encode anyway.
@@ -394,7 +397,7 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         level=h264_level(geometry.width, geometry.height, fps, maxrate) if transcode else "",
         min_width=spec.min_width, min_height=spec.min_height,
         source_codec=v.codec if v is not None and not transcode else "",
-        loops=loops,
+        loops=loops, crf=QUALITY_CRF[spec.quality] if transcode else CRF,
     )
     return target, actions, warnings
 
