@@ -31,12 +31,21 @@ from .errors import (
     public_message,
 )
 from .image import HeifCache, render_image
-from .models import ErrorInfo, Job, JobEvent, LocalMedia, MediaInfo, MediaRef
+from .models import (
+    AccountCheck,
+    ErrorInfo,
+    Job,
+    JobEvent,
+    LocalMedia,
+    MediaInfo,
+    MediaRef,
+    Probed,
+)
 from .plan import ENCODER_VERSION, CoverPlan, JobPlan, Rendition, VideoTarget, plan_job
 from .presets import PresetRegistry, Variant, load_presets
 from .settings import Settings
 from .storage import IMMUTABLE, Storage, StoredObject, open_storage
-from .validate import AccountCheck, Probed, check_account, error_info
+from .validate import check_account, error_info
 
 log = logging.getLogger(__name__)
 
