@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, conform, cover, framing, ingest, probe, workdir
+from . import __version__, cover, framing, ingest, probe, verify, workdir
 from .errors import (
     ConfigError,
     CorruptMedia,
@@ -617,7 +617,7 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
         out_info = probe.probe(out, timeout_s=settings.probe_timeout_s)
         for variant in _variants_of(r, presets):
             assert variant.video is not None
-            conform.require(conform.check_video(out_info, variant.video, target,
+            verify.require(verify.check_video(out_info, variant.video, target,
                                                 info.duration_s or 0.0), r.name)
         mime = "video/quicktime" if out_info.format_name == "mov" else "video/mp4"
     else:
@@ -627,7 +627,7 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
         out_info = probe.probe(out, max_pixels=settings.max_image_pixels)
         for variant in _variants_of(r, presets):
             assert variant.image is not None
-            conform.require(conform.check_image(out_info, variant.image, target), r.name)
+            verify.require(verify.check_image(out_info, variant.image, target), r.name)
         mime = iresult.mime
     from .subject import ui_warnings  # a face under a surface's UI warns, never fails
 

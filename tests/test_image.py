@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageChops, ImageCms, ImageStat
 
-from pipeline import conform, probe
+from pipeline import probe, verify
 from pipeline.cli import main
 from pipeline.errors import CorruptMedia, TooLarge
 from pipeline.image import (
@@ -78,7 +78,7 @@ def conform_file(src: Path, variant_id: str, out_dir: Path, *, keep_animation: b
                                            keep_animation=keep_animation)
     result = render_image(src, info.format_name, target, out_dir / f"{variant_id}.{target.format}")
     assert platform_problems(result.path, spec, max_bytes) == []
-    assert conform.check_image(probe.probe(result.path), spec, target) == []
+    assert verify.check_image(probe.probe(result.path), spec, target) == []
     return (info, target, [*actions, *result.extra_actions], [*warnings, *result.warnings],
             result.path)
 
@@ -896,7 +896,7 @@ def test_200mp_heic_on_every_image_variant(corpus: Path, tmp_path: Path) -> None
             assert {"converted_colour", "converted_format", "stripped_metadata"} <= set(actions)
             result = render_decoded(buf, target, tmp_path / f"{variant.id}.jpg")
             assert platform_problems(result.path, spec, max_bytes) == [], variant.id
-            assert conform.check_image(probe.probe(result.path), spec, target) == [], variant.id
+            assert verify.check_image(probe.probe(result.path), spec, target) == [], variant.id
             with Image.open(result.path) as out:
                 assert out.height > out.width or target.geometry.fit == "crop"  # portrait
                 g = target.geometry

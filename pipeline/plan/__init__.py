@@ -11,6 +11,7 @@ canvas), ``images``, ``videos`` and ``covers`` (one medium and one variant each)
 
 from __future__ import annotations
 
+from ..rules import H264_PROFILES
 from .covers import frame_target, plan_cover, thumbnail_target
 from .geometry import clamp_aspect, fit_geometry, nearest_ratio
 from .images import (
@@ -47,7 +48,6 @@ from .videos import (
     CONTAINER_OVERHEAD,
     CRF,
     H264_LEVELS,
-    H264_PROFILES,
     HDR_REFERENCE_WHITE_NITS,
     LOUDNORM_I,
     LOUDNORM_LRA,
