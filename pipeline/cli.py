@@ -697,7 +697,7 @@ class _BatchView:
         if outcome.error is not None:
             detail = f"[{outcome.error.code}] {outcome.error.message}"
         elif outcome.manifest is not None and outcome.failed:
-            codes = sorted({e["code"] for a in outcome.manifest.accounts for e in a["errors"]})
+            codes = sorted({e.code for a in outcome.manifest.accounts for e in a.errors})
             detail = ", ".join(codes)
         elif outcome.note:
             detail = outcome.note
@@ -775,10 +775,10 @@ def _human_line(outcome: Any, done: int, total: int, page: str | None) -> str:
     line = f"[{done}/{total}] {status} {what}"
     manifest = outcome.manifest
     if manifest is not None:
-        ok = sum(1 for a in manifest.accounts if a["status"] == "ok")
-        warnings = sum(len(a["warnings"]) + sum(len(m["warnings"]) for m in a["media"])
+        ok = sum(1 for a in manifest.accounts if a.status == "ok")
+        warnings = sum(len(a.warnings) + sum(len(m.warnings) for m in a.media)
                        for a in manifest.accounts)
-        codes = sorted({e["code"] for a in manifest.accounts for e in a["errors"]})
+        codes = sorted({e.code for a in manifest.accounts for e in a.errors})
         line += (f": {ok} account(s) ok, {len(manifest.accounts) - ok} failed"
                  + (f" ({', '.join(codes)})" if codes else "")
                  + f", {warnings} warning(s)")

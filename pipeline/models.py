@@ -225,6 +225,24 @@ class ErrorInfo:
     media_index: int | None = None
     retryable: bool = False
 
+    @classmethod
+    def from_error(cls, err: BaseException, content_index: int | None = None,
+                   media_index: int | None = None) -> ErrorInfo:
+        """The manifest's error for a raised error: the one place errors become entries.
+
+        A :class:`PipelineError` keeps its code, status and retryability, and the content
+        and media index it names (else the ones given); anything else is our bug:
+        ``internal``, 500.
+        """
+        if not isinstance(err, PipelineError):
+            return cls("internal", f"internal error: {type(err).__name__}: {err}", 500)
+        ci = getattr(err, "content_index", None)
+        mi = getattr(err, "media_index", None)
+        return cls(code=err.code, message=err.message, http_status=err.http_status,
+                   content_index=ci if ci is not None else content_index,
+                   media_index=mi if mi is not None else media_index,
+                   retryable=err.retryable)
+
     def to_dict(self) -> dict[str, object]:
         """The manifest's error object."""
         out: dict[str, object] = {

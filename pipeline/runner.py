@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,10 @@ from .errors import (
     PipelineError,
     StorageError,
     StorageNotFound,
-    public_message,
 )
 from .image import HeifCache, render_image
+from .manifest import Manifest as Manifest
+from .manifest import Output, build_manifest
 from .models import (
     AccountCheck,
     ErrorInfo,
@@ -45,42 +45,11 @@ from .plan import ENCODER_VERSION, CoverPlan, JobPlan, Rendition, VideoTarget, p
 from .presets import PresetRegistry, Variant, load_presets
 from .settings import Settings
 from .storage import IMMUTABLE, Storage, StoredObject, open_storage
-from .validate import check_account, error_info
+from .validate import check_account
 
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[JobEvent], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """What a job produced, per account: the contract the publish flow reads."""
-
-    job_id: str
-    status: str
-    presets_version: str
-    accounts: tuple[dict[str, Any], ...]
-    uri: str | None = None
-    workspace_id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """Every account succeeded."""
-        return self.status == "succeeded"
-
-    @property
-    def retryable(self) -> bool:
-        """Every failure in it may go away on a re-run (storage outage, timeout...)."""
-        errors = [e for a in self.accounts for e in a["errors"]]
-        return bool(errors) and all(e.get("retryable") for e in errors)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest as JSON-ready data."""
-        accounts = [{**a, "errors": [{k: v for k, v in e.items() if k != "retryable"}
-                                     for e in a["errors"]]} for a in self.accounts]
-        return {"job_id": self.job_id, "workspace_id": self.workspace_id, "status": self.status,
-                "presets_version": self.presets_version, "accounts": accounts, **self.extra}
 
 
 class Deadline:
@@ -105,14 +74,6 @@ class Deadline:
         """
         if self.expired():
             raise DeadlineExceeded(f"job deadline passed before {stage}")
-
-
-@dataclass
-class _Output:
-    """A stored rendition or cover as the manifest reports it."""
-
-    entry: dict[str, Any] | None = None
-    error: ErrorInfo | None = None
 
 
 def asset_key(key: str, name: str) -> str:
@@ -183,7 +144,7 @@ def _object_metadata(job: Job, presets: PresetRegistry, source_sha256: str,
             "encoder-version": ENCODER_VERSION, "pipeline-version": __version__}
 
 
-def _add_urls(outputs: dict[str, _Output], storage: Storage, settings: Settings) -> None:
+def _add_urls(outputs: dict[str, Output], storage: Storage, settings: Settings) -> None:
     """Add ``url`` (public base URL or presigned GET) to every stored output, when asked."""
     if settings.public_base_url is None and settings.presign_s is None:
         return
@@ -263,7 +224,8 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
                            presets=presets, storage=storage, workdir=folder, deadline=deadline,
                            emit=emit)
         _add_urls(outputs, storage, settings)
-        manifest = _manifest(job, jobplan, outputs, presets)
+        manifest = build_manifest(job, jobplan, outputs, presets,
+                                  pipeline_version=__version__)
         emit("manifest", "start")
         stored = _store_manifest(manifest, storage)
         emit("manifest", "done")
@@ -390,8 +352,8 @@ def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, workdir: 
 def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[MediaRef, Probed],
              thumbs: dict[str, MediaInfo], *, job: Job, settings: Settings,
              presets: PresetRegistry, storage: Storage, workdir: Path, deadline: Deadline,
-             emit: Callable[..., None]) -> dict[str, _Output]:
-    outputs: dict[str, _Output] = {}
+             emit: Callable[..., None]) -> dict[str, Output]:
+    outputs: dict[str, Output] = {}
     delivered: dict[str, tuple[Path, MediaInfo]] = {}
     total = len(jobplan.renditions) + len(jobplan.covers)
     done = 0
@@ -420,11 +382,11 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
         heif_cache.clear()  # on a deadline or a signal too: it holds decode budget
     for cplan in jobplan.covers:
         emit("cover", "start", done / max(total, 1))
-        failed = outputs.get(cplan.rendition_key, _Output()).error
+        failed = outputs.get(cplan.rendition_key, Output()).error
         if cplan.target.source == "frame" and failed is not None:
             # The frame comes from the delivered video: no video, no cover (same code, so a
             # retryable video failure keeps the account retryable).
-            outputs[cplan.key] = _Output(error=ErrorInfo(
+            outputs[cplan.key] = Output(error=ErrorInfo(
                 failed.code, f"not made: the video it is taken from failed ({failed.message})",
                 failed.http_status, retryable=failed.retryable))
         else:
@@ -497,7 +459,7 @@ def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
 
 
 def _guard(make: Callable[[], dict[str, Any]], job_id: str, what: str, *,
-           deadline: Deadline, stage: str) -> _Output:
+           deadline: Deadline, stage: str) -> Output:
     """Run one output's production; errors become the manifest's, never a traceback.
 
     The deadline is checked first: past it, the output fails with ``deadline_exceeded``
@@ -505,16 +467,15 @@ def _guard(make: Callable[[], dict[str, Any]], job_id: str, what: str, *,
     """
     try:
         deadline.check(stage)
-        return _Output(entry=make())
+        return Output(entry=make())
     except Interrupted:
         raise
     except PipelineError as err:
         log.warning("job %s: %s failed: %s", job_id, what, err.message)
-        return _Output(error=error_info(err))
+        return Output(error=ErrorInfo.from_error(err))
     except Exception as err:
         log.exception("job %s: unexpected error producing %s", job_id, what)
-        return _Output(error=ErrorInfo("internal", f"internal error: {type(err).__name__}: {err}",
-                                       500))
+        return Output(error=ErrorInfo.from_error(err))
 
 
 #: What a reused entry must carry to stand in for a fresh one in the manifest.
@@ -745,104 +706,3 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
-              presets: PresetRegistry) -> Manifest:
-    accounts: list[dict[str, Any]] = []
-    for ap in jobplan.accounts:
-        check: AccountCheck = ap.check
-        errors = [e.to_dict() | {"retryable": e.retryable} for e in check.errors]
-        media: list[dict[str, Any]] = []
-        if check.ok:
-            for sel, key in ap.media:
-                out = outputs.get(key, _Output())
-                if out.error is not None or out.entry is None:
-                    err = out.error or ErrorInfo("internal", "output missing", 500)
-                    errors.append(ErrorInfo(err.code, err.message, err.http_status,
-                                            sel.content_index, sel.media_index,
-                                            err.retryable).to_dict()
-                                  | {"retryable": err.retryable})
-                    continue
-                entry = out.entry
-                media.append({
-                    "content_index": sel.content_index, "media_index": sel.media_index,
-                    "source": sel.ref.value, "kind": entry["kind"], "uri": entry["uri"],
-                    **({"url": entry["url"]} if "url" in entry else {}),
-                    "mime": entry["mime"], "bytes": entry["bytes"], "sha256": entry["sha256"],
-                    "width": entry["width"], "height": entry["height"],
-                    "duration_ms": entry["duration_ms"], "actions": entry["actions"],
-                    "warnings": _own_surface_warnings(entry["warnings"], sel.variant.id),
-                    **({"reframe": entry["reframe"]} if "reframe" in entry else {}),
-                })
-        cover_entry = None
-        if check.ok and ap.cover_key is not None:
-            out = outputs.get(ap.cover_key, _Output())
-            if out.error is not None or out.entry is None:
-                err = out.error or ErrorInfo("internal", "cover missing", 500)
-                errors.append(ErrorInfo(err.code, f"cover: {err.message}", err.http_status,
-                                        0, None, err.retryable).to_dict()
-                              | {"retryable": err.retryable})
-            else:
-                cover_entry = _cover_entry(out.entry, check)
-        for e in errors:  # the manifest goes back to the API caller: no server paths
-            e["message"] = public_message(str(e["message"]))
-        ok = not errors
-        warnings = list(check.warnings) + ([w for w in (cover_entry or {}).pop("warnings", [])]
-                                           if cover_entry else [])
-        accounts.append({
-            "account_id": check.account.id, "platform": check.account.platform,
-            "variant": _variant_label(check), "status": "ok" if ok else "failed",
-            "media": media if ok else [], "cover": cover_entry if ok else None,
-            "warnings": warnings, "errors": errors,
-        })
-    statuses = {a["status"] for a in accounts}
-    status = ("succeeded" if statuses == {"ok"} else "failed" if "ok" not in statuses
-              else "partial")
-    return Manifest(job_id=job.id, workspace_id=job.workspace_id, status=status,
-                    presets_version=presets.version(), accounts=tuple(accounts),
-                    extra={"pipeline_version": __version__})
-
-
-def _own_surface_warnings(warnings: list[str], variant_id: str) -> list[str]:
-    """An output's warnings as one account sees them.
-
-    A shared output carries a ``subject_under_ui`` warning per surface that uses it, each
-    naming its variant (``... (tiktok-video)``); an X account sharing the TikTok file is not
-    told about TikTok's buttons.
-    """
-    return [w for w in warnings
-            if not w.startswith("subject_under_ui:") or w.endswith(f"({variant_id})")]
-
-
-def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> dict[str, Any]:
-    """The manifest's ``cover``: frames carry ``timestamp_ms``, thumbnails their reference.
-
-    ``source`` says where the cover came from: the thumbnail's reference (library ID or URL),
-    ``"video_cover_timestamp_ms"`` for the requested frame, or ``"default_frame"`` for a frame
-    nobody asked for (Pinterest's 1 s).
-    """
-    choice = check.cover
-    out: dict[str, Any] = {"uri": entry["uri"], **({"url": entry["url"]} if "url" in entry else {}),
-                           "mime": entry["mime"], "bytes": entry["bytes"],
-                           "width": entry["width"], "height": entry["height"],
-                           "warnings": entry.get("warnings", [])}
-    if choice is not None and choice.source == "frame":
-        out["timestamp_ms"] = choice.timestamp_ms
-        out["source"] = "default_frame" if choice.default_frame else "video_cover_timestamp_ms"
-    elif choice is not None and choice.thumbnail is not None:
-        out["source"] = choice.thumbnail.value
-    return out
-
-
-def _variant_label(check: AccountCheck) -> str:
-    """The account's variant: the one its media use (e.g. ``instagram-reels``)."""
-    names = list(dict.fromkeys(s.variant.id for s in check.items)) or list(
-        check.intended_variants)
-    if names:
-        return "+".join(names)
-    mode = check.preset.modes[check.account.mode]
-    return f"{check.preset.platform}-{mode.video or mode.image or check.account.mode}"

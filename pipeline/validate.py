@@ -25,17 +25,6 @@ from .plan.images import animation_fits
 from .presets import Mode, Preset, VideoSpec
 
 
-def error_info(err: PipelineError, content_index: int | None = None,
-               media_index: int | None = None) -> ErrorInfo:
-    """Turn a raised error into the manifest's error entry."""
-    ci = getattr(err, "content_index", None)
-    mi = getattr(err, "media_index", None)
-    return ErrorInfo(code=err.code, message=err.message, http_status=err.http_status,
-                     content_index=ci if ci is not None else content_index,
-                     media_index=mi if mi is not None else media_index,
-                     retryable=err.retryable)
-
-
 def _err(code: str, message: str, ci: int | None = None, mi: int | None = None) -> ErrorInfo:
     return ErrorInfo(code=code, message=message, http_status=422, content_index=ci, media_index=mi)
 
@@ -129,7 +118,7 @@ def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef,
     for mi, ref in enumerate(media):
         found = probed.get(ref)
         if isinstance(found, PipelineError):
-            errors.append(error_info(found, ci, mi))
+            errors.append(ErrorInfo.from_error(found, ci, mi))
         elif found is not None:
             infos.append((mi, ref, found))
     if errors:

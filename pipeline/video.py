@@ -28,7 +28,13 @@ import ffmpeg as ffg  # ffmpeg-python: graph and argv building only
 
 from . import ffmpeg
 from .bmff import UnsupportedLayout, strip_boxes
-from .errors import CorruptMedia, FFmpegError, FFmpegTimeout, ProcessingFailed, TooLarge
+from .errors import (
+    CannotFit,
+    CorruptMedia,
+    FFmpegError,
+    FFmpegTimeout,
+    ProcessingFailed,
+)
 from .plan import (
     CRF,
     HDR_REFERENCE_WHITE_NITS,
@@ -487,7 +493,7 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
         FFmpegError: ffmpeg failed for another reason (``processing_failed``, stderr tail in
             the message).
         FFmpegTimeout: ffmpeg ran past ``timeout_s`` (``processing_timeout``).
-        TooLarge: not even the smallest acceptable attempt fits the byte cap.
+        CannotFit: not even the smallest acceptable attempt fits the byte cap.
         ProcessingFailed: the pass-through copy could not be written.
     """
     fallback: tuple[str, ...] = ()
@@ -655,8 +661,8 @@ class _Work:
                          on_progress)
             size = self.out.stat().st_size
             if size > t.max_bytes:
-                raise TooLarge(f"the video is {size} bytes without re-encoding, over the "
-                               f"{t.max_bytes}-byte cap")
+                raise CannotFit(f"the video is {size} bytes without re-encoding, over the "
+                                f"{t.max_bytes}-byte cap")
             return VideoResult(self.out, (), ())
         audio_kbps = t.audio.bitrate_kbps if t.audio.action != "none" else 0
         budget = budget_kbps(t.max_bytes, self.length_s, audio_kbps)
@@ -701,7 +707,7 @@ class _Work:
             while rate < _floor_kbps(geometry, t):
                 smaller = _shrink(geometry, t)
                 if smaller is None:
-                    raise TooLarge(
+                    raise CannotFit(
                         f"cannot fit the video under {t.max_bytes} bytes: it would need "
                         f"{rate} kbps at {geometry.width}x{geometry.height} or less "
                         f"(at least {_floor_kbps(geometry, t)} kbps is needed)")
@@ -724,8 +730,8 @@ class _Work:
             if over_rate is not None and t.spec_max_bitrate_kbps:
                 shrink = min(shrink, t.spec_max_bitrate_kbps / over_rate)
             rate = int(rate * shrink * BUDGET_MARGIN)
-        raise TooLarge(f"cannot fit the video under {t.max_bytes} bytes after "
-                       f"{MAX_BUDGET_ATTEMPTS} attempts")
+        raise CannotFit(f"cannot fit the video under {t.max_bytes} bytes after "
+                        f"{MAX_BUDGET_ATTEMPTS} attempts")
 
     def _encode(self, args: list[str], on_progress: Callable[[float], None] | None) -> None:
         _run_encode(args, self.src, self.fmt, timeout_s=self.timeout_s, on_progress=on_progress,

@@ -23,7 +23,7 @@ from PIL import Image, ImageChops, ImageCms, ImageStat
 
 from pipeline import probe, verify
 from pipeline.cli import main
-from pipeline.errors import CorruptMedia, TooLarge
+from pipeline.errors import CannotFit, CorruptMedia, SourceError
 from pipeline.image import (
     DecodedBuffer,
     decode_heif_buffer,
@@ -542,9 +542,12 @@ def test_quality_search_lowers_quality_before_size(tmp_path: Path) -> None:
 def test_too_large_when_nothing_fits(tmp_path: Path) -> None:
     src = tmp_path / "n.png"
     noise(400, 300).save(src)
-    with pytest.raises(TooLarge) as caught:
+    with pytest.raises(CannotFit) as caught:
         render_image(src, "png", small_target(400, 300, 5_000, min_width=400), tmp_path / "o.jpg")
     assert caught.value.code == "too_large" and "5000 bytes" in caught.value.message
+    # An output that cannot fit a cap is not a source error, and keeps the manifest's code
+    # and status.
+    assert not isinstance(caught.value, SourceError) and caught.value.http_status == 400
 
 
 def test_photo_png_goes_out_as_jpeg_when_it_cannot_fit(tmp_path: Path) -> None:
