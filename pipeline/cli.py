@@ -582,6 +582,19 @@ def presets_show(ctx: click.Context, name: str, presets_dir: str | None) -> None
         click.echo(json.dumps(data, indent=2, default=str))
 
 
+@main.command("schema")
+@click.argument("name", type=click.Choice(["job", "manifest"]))
+def schema_cmd(name: str) -> None:
+    """Print the JSON Schema of a job or of a manifest (kept in the repository's schemas/).
+
+    Generated from the pipeline's typed records: a publish service can validate what it
+    sends (the job) and what it reads back (the manifest) against them.
+    """
+    from .schema import schema_text
+
+    click.echo(schema_text(name), nl=False)
+
+
 @main.command("report")
 @click.argument("manifest", metavar="MANIFEST")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, metavar="DIR",

@@ -9,7 +9,7 @@ only placed (which content item, which medium) and stripped of server paths.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from .errors import public_message
 from .models import AccountCheck, ErrorInfo, Job
@@ -35,7 +35,7 @@ class MediaEntry:
     content_index: int
     media_index: int
     source: str
-    kind: str
+    kind: Literal["image", "video"]
     uri: str
     mime: str
     bytes: int
@@ -101,7 +101,7 @@ class AccountResult:
     account_id: str
     platform: str
     variant: str
-    status: str
+    status: Literal["ok", "failed"]
     media: tuple[MediaEntry, ...]
     cover: CoverEntry | None
     warnings: tuple[str, ...]
@@ -121,7 +121,7 @@ class Manifest:
     """What a job produced, per account: the contract the publish flow reads."""
 
     job_id: str
-    status: str
+    status: Literal["succeeded", "partial", "failed"]
     presets_version: str
     accounts: tuple[AccountResult, ...]
     uri: str | None = None
@@ -155,8 +155,8 @@ def build_manifest(job: Job, jobplan: JobPlan, outputs: dict[str, Output],
     """
     accounts = tuple(_account(ap, outputs) for ap in jobplan.accounts)
     statuses = {a.status for a in accounts}
-    status = ("succeeded" if statuses == {"ok"} else "failed" if "ok" not in statuses
-              else "partial")
+    status: Literal["succeeded", "partial", "failed"] = (
+        "succeeded" if statuses == {"ok"} else "failed" if "ok" not in statuses else "partial")
     return Manifest(job_id=job.id, workspace_id=job.workspace_id, status=status,
                     presets_version=presets.version(), accounts=accounts,
                     extra={"pipeline_version": pipeline_version})

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # from the test extra (moto[server])
 from click.testing import CliRunner
 
 from pipeline.cli import main
@@ -42,4 +43,5 @@ def test_sample_post_manifest_is_unchanged(tmp_path: Path) -> None:
     # The stored manifest is the one printed.
     stored = json.loads((dest / "manifests" / "demo" / "sample-post.json").read_text())
     assert stored == manifest
+    jsonschema.validate(manifest, json.loads((REPO / "schemas" / "manifest.json").read_text()))
     assert normalise(manifest, dest) == json.loads(GOLDEN.read_text(encoding="utf-8"))
