@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 from . import ffmpeg
 from .errors import CorruptMedia
 from .models import MediaInfo
+from .plan.geometry import round_even
 from .probe import DEMUXERS
 
 # What a delivered image or cover can be (the presets' formats): no other decoder is tried.
@@ -24,11 +25,7 @@ LONG_CLIP_S = 20.0  # above this, frames are taken by seeking rather than one fu
 def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """``width`` x ``height`` scaled to fit ``max_side`` (never up), both sides even and >= 2."""
     scale = min(1.0, max_side / max(width, height, 1))
-
-    def even(v: float) -> int:
-        return max(2, round(v * scale / 2) * 2)
-
-    return even(width), even(height)
+    return round_even(width * scale), round_even(height * scale)
 
 
 def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,

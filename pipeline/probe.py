@@ -827,7 +827,7 @@ def _video_stream(s: dict[str, Any]) -> VideoStream:
     sar = _ratio(s.get("sample_aspect_ratio")) or Fraction(1)
     rotation, mirrored, matrix = _rotation(s)
     disp_w = width * sar.numerator / sar.denominator if sar != 1 else width
-    disp_w_i, disp_h_i = _even(round(disp_w)), height
+    disp_w_i, disp_h_i = _floor_even(round(disp_w)), height
     if sar == 1:
         disp_w_i = width
     if rotation in (90, 270):
@@ -990,5 +990,6 @@ def _kbps(value: Any) -> int | None:
     return round(f / 1000) if f else None
 
 
-def _even(n: int) -> int:
+def _floor_even(n: int) -> int:
+    """``n`` rounded down to an even number, at least 2."""
     return max(2, n - (n % 2))

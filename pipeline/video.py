@@ -44,6 +44,7 @@ from .plan import (
     Geometry,
     VideoTarget,
     budget_kbps,
+    round_even,
 )
 from .probe import (
     BROWSER_DEFAULT_DELAY_MS,
@@ -104,10 +105,6 @@ class Loudness:
     input_lra: float
     input_thresh: float
     target_offset: float
-
-
-def _even(n: float) -> int:
-    return max(2, round(n / 2) * 2)
 
 
 # --------------------------------------------------------------------------- argv building
@@ -198,8 +195,8 @@ def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float) -
         if g.fit == "blur":
             split = v.filter_multi_output("split")
             fg, bg = split[0], split[1]
-            small_w = max(BLUR_MIN_SIDE, _even(g.width / BLUR_DOWNSCALE))
-            small_h = max(BLUR_MIN_SIDE, _even(g.height / BLUR_DOWNSCALE))
+            small_w = max(BLUR_MIN_SIDE, round_even(g.width / BLUR_DOWNSCALE))
+            small_h = max(BLUR_MIN_SIDE, round_even(g.height / BLUR_DOWNSCALE))
             # boxblur needs radius <= a quarter of the smaller side (the 4:2:0 chroma plane)
             radius = max(1, min(10, min(small_w, small_h) // 4))
             bg = (bg.filter("scale", small_w, small_h, force_original_aspect_ratio="increase")
@@ -827,7 +824,7 @@ def _shrink(g: Geometry, t: VideoTarget) -> Geometry | None:
         return None
 
     def s(n: int) -> int:
-        return _even(n * step)
+        return round_even(n * step)
 
     new = replace(g, width=s(g.width), height=s(g.height), content_width=s(g.content_width),
                   content_height=s(g.content_height))
