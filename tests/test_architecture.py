@@ -122,3 +122,24 @@ def test_each_module_imports_alone() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_every_public_name_exists() -> None:
+    import pipeline
+
+    assert len(set(pipeline.__all__)) == len(pipeline.__all__)
+    for name in pipeline.__all__:
+        assert getattr(pipeline, name) is not None, name
+
+
+def test_import_pipeline_stays_cheap() -> None:
+    # `import pipeline` (and so `conform --help`) loads no cloud SDK, array or vision library:
+    # the heavy modules are imported on first use of the name that needs them.
+    script = ("import sys, pipeline\n"
+              "heavy = [m for m in ('boto3', 'botocore', 'numpy', 'cv2', 'PIL')"
+              " if m in sys.modules]\n"
+              "print(','.join(heavy))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
