@@ -143,3 +143,20 @@ def test_import_pipeline_stays_cheap() -> None:
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_s3_is_called_from_storage_only() -> None:
+    # The worker's SQS client is the only other AWS user (a queue, not storage).
+    aws = {"boto3", "botocore", "s3transfer"}
+    users = {name for name, path in MODULES.items() if _third_party_imports(path) & aws}
+    assert users - {"pipeline.worker"} == {"pipeline.storage.s3"}
