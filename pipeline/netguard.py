@@ -26,7 +26,6 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -35,6 +34,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.ssl_match_hostname import CertificateError as Urllib3CertificateError
 
 from . import __version__
+from .deadline import Deadline
 from .errors import DownloadFailed, DownloadRefused, SourceNotFound, TooLarge, UrlNotAllowed
 from .settings import IPNetwork
 
@@ -350,37 +350,6 @@ def _vet(url: str, allow_networks: tuple[IPNetwork, ...], resolve: Resolver) -> 
 # --- the download -----------------------------------------------------------------------------
 
 
-class _Deadline:
-    """One monotonic deadline for the whole download: every retry, redirect and read."""
-
-    def __init__(self, seconds: float, shown: str) -> None:
-        self._end = time.monotonic() + seconds
-        self._seconds = seconds
-        self._shown = shown
-
-    def remaining(self) -> float:
-        """Seconds left; raises once there are none.
-
-        Raises:
-            DownloadFailed: The deadline has passed.
-        """
-        left = self._end - time.monotonic()
-        if left <= 0:
-            self.expire()
-        return left
-
-    def expire(self, err: BaseException | None = None) -> NoReturn:
-        """Raise the deadline error.
-
-        Raises:
-            DownloadFailed: Always.
-        """
-        raise _download_error(
-            f"download of {self._shown} exceeded its {self._seconds:g} s deadline",
-            details={"url": self._shown, "retryable": True, "reason": "deadline"},
-        ) from err
-
-
 class _Transient(Exception):
     """A failure worth retrying: connection trouble or a 5xx answer."""
 
@@ -463,7 +432,9 @@ def download(
     """
     shown = safe_url(url)
     check_url(url)
-    deadline = _Deadline(deadline_s, shown)
+    deadline = Deadline(deadline_s, lambda _: _download_error(
+        f"download of {shown} exceeded its {deadline_s:g} s deadline",
+        details={"url": shown, "retryable": True, "reason": "deadline"}))
     dest = Path(dest)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
@@ -500,7 +471,7 @@ class _Limits:
     max_bytes: int
     connect_timeout_s: float
     read_timeout_s: float
-    deadline: _Deadline
+    deadline: Deadline
 
 
 def _fetch(
@@ -520,7 +491,7 @@ def _fetch(
     redirects = 0
     current = url
     while True:
-        limits.deadline.remaining()  # resolution itself is not interruptible; don't start late
+        limits.deadline.time_left()  # resolution itself is not interruptible; don't start late
         hop = _vet(current, allow_networks, resolve)
         hop_attempts = 0
         while True:
@@ -544,7 +515,7 @@ def _fetch(
                     ) from cause
                 retries_left -= 1
                 delay = min(backoff_s * 2 ** (retries - retries_left - 1), MAX_BACKOFF_S)
-                if delay >= limits.deadline.remaining():
+                if delay >= limits.deadline.time_left():
                     limits.deadline.expire(cause)
                 time.sleep(delay)
                 continue
@@ -586,7 +557,7 @@ def _attempt(
     Raises:
         _Transient: Connection trouble or a 5xx answer; the caller decides on a retry.
     """
-    left = limits.deadline.remaining()
+    left = limits.deadline.time_left()
     timeout = urllib3.Timeout(
         connect=min(limits.connect_timeout_s, left), read=min(limits.read_timeout_s, left)
     )
@@ -656,7 +627,7 @@ def _handle(
         # Bound every read by both the read timeout and what is left of the deadline, so a
         # server dripping one byte at a time cannot outlast the deadline. read1 does at most
         # one socket read, so the bound holds per call.
-        _set_socket_timeout(resp, min(limits.read_timeout_s, limits.deadline.remaining()))
+        _set_socket_timeout(resp, min(limits.read_timeout_s, limits.deadline.time_left()))
         try:
             data = resp.read1(CHUNK_BYTES, decode_content=False)
         except Urllib3Error as err:
@@ -689,13 +660,13 @@ def _set_socket_timeout(resp: urllib3.BaseHTTPResponse, timeout_s: float) -> Non
         sock.settimeout(max(timeout_s, 0.001))
 
 
-def _translate(err: Urllib3Error, hop: _Hop, deadline: _Deadline) -> Exception:
+def _translate(err: Urllib3Error, hop: _Hop, deadline: Deadline) -> Exception:
     """Map a urllib3 error to a retryable ``_Transient`` or a final ``DownloadFailed``.
 
     Raises:
         DownloadFailed: The deadline passed while waiting.
     """
-    deadline.remaining()  # a timeout caused by the deadline is reported as the deadline
+    deadline.time_left()  # a timeout caused by the deadline is reported as the deadline
     if isinstance(err, SSLError) and _is_certificate_error(err):
         return _download_error(
             f"{hop.shown}: TLS certificate verification failed for {hop.host!r}",

@@ -11,12 +11,12 @@ import functools
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from . import __version__, cover, framing, ingest, probe, verify, workdir
+from .deadline import Deadline
 from .errors import (
     ConfigError,
     CorruptMedia,
@@ -50,30 +50,6 @@ from .validate import check_account
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[JobEvent], None]
-
-
-class Deadline:
-    """A monotonic deadline for one job, checked between stages."""
-
-    def __init__(self, seconds: float) -> None:
-        self.expires_at = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        """Seconds left (never below one, so a tool call always gets a chance to fail cleanly)."""
-        return max(1.0, self.expires_at - time.monotonic())
-
-    def expired(self) -> bool:
-        """Whether the deadline has passed."""
-        return time.monotonic() > self.expires_at
-
-    def check(self, stage: str) -> None:
-        """Raise when the deadline has passed.
-
-        Raises:
-            DeadlineExceeded: past the deadline.
-        """
-        if self.expired():
-            raise DeadlineExceeded(f"job deadline passed before {stage}")
 
 
 def asset_key(key: str, name: str) -> str:
