@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import stat
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -30,6 +29,7 @@ from .errors import (
     TooLarge,
     UrlNotAllowed,
 )
+from .files import write_whole
 from .models import LocalMedia, MediaRef
 from .settings import Settings
 
@@ -264,23 +264,12 @@ def _write_hashed(ref: MediaRef, chunks: Iterable[bytes], dest: Path,
 
     Written to a temporary name and renamed, so a failure never leaves a partial source.
     """
-    digest = hashlib.sha256()
-    written = 0
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                written += len(chunk)
-                if written > max_bytes:
-                    raise TooLarge(f"media {ref.value!r} is over the {max_bytes}-byte cap")
-                digest.update(chunk)
-                out.write(chunk)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return LocalMedia(ref=ref, path=dest, size_bytes=written, sha256=digest.hexdigest())
+    with write_whole(dest) as out:
+        for chunk in chunks:
+            if out.size_bytes + len(chunk) > max_bytes:
+                raise TooLarge(f"media {ref.value!r} is over the {max_bytes}-byte cap")
+            out.write(chunk)
+    return LocalMedia(ref=ref, path=dest, size_bytes=out.size_bytes, sha256=out.sha256)
 
 
 def _from_s3(ref: MediaRef, location: str, dest: Path, settings: Settings) -> LocalMedia:

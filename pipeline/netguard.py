@@ -13,14 +13,10 @@ never leave this module; callers see only :mod:`pipeline.errors` types.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import ipaddress
-import os
 import re
 import socket
 import ssl
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -36,6 +32,7 @@ from urllib3.util.ssl_match_hostname import CertificateError as Urllib3Certifica
 from . import __version__
 from .deadline import Deadline
 from .errors import DownloadFailed, DownloadRefused, SourceNotFound, TooLarge, UrlNotAllowed
+from .files import HashingWriter, write_whole
 from .settings import IPNetwork
 
 __all__ = ["Downloaded", "check_address", "check_url", "download", "safe_url"]
@@ -359,27 +356,6 @@ class _Transient(Exception):
         self.status = status
 
 
-class _Sink:
-    """The temporary file a body is streamed into, with its running size and hash."""
-
-    def __init__(self, fh: io.BufferedWriter) -> None:
-        self.fh = fh
-        self.size_bytes = 0
-        self.hasher = hashlib.sha256()
-
-    def reset(self) -> None:
-        """Forget a previous attempt's partial body."""
-        self.fh.seek(0)
-        self.fh.truncate()
-        self.size_bytes = 0
-        self.hasher = hashlib.sha256()
-
-    def write(self, data: bytes) -> None:
-        self.fh.write(data)
-        self.hasher.update(data)
-        self.size_bytes += len(data)
-
-
 def download(
     url: str,
     dest: Path,
@@ -436,34 +412,24 @@ def download(
         f"download of {shown} exceeded its {deadline_s:g} s deadline",
         details={"url": shown, "retryable": True, "reason": "deadline"}))
     dest = Path(dest)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            sink = _Sink(fh)
-            final_url, content_type = _fetch(
-                url,
-                sink,
-                _Limits(
-                    max_bytes=max_bytes,
-                    connect_timeout_s=connect_timeout_s,
-                    read_timeout_s=read_timeout_s,
-                    deadline=deadline,
-                ),
-                allow_networks=allow_networks,
-                max_redirects=max_redirects,
-                retries=max(0, retries),
-                backoff_s=backoff_s,
-                resolve=resolve or _getaddrinfo,
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        # Every failure path, KeyboardInterrupt included, leaves no partial file behind.
-        tmp.unlink(missing_ok=True)
-        raise
-    return Downloaded(dest, sink.size_bytes, sink.hasher.hexdigest(), final_url, content_type)
+    # Every failure path, KeyboardInterrupt included, leaves no partial file behind.
+    with write_whole(dest, fsync=True) as sink:
+        final_url, content_type = _fetch(
+            url,
+            sink,
+            _Limits(
+                max_bytes=max_bytes,
+                connect_timeout_s=connect_timeout_s,
+                read_timeout_s=read_timeout_s,
+                deadline=deadline,
+            ),
+            allow_networks=allow_networks,
+            max_redirects=max_redirects,
+            retries=max(0, retries),
+            backoff_s=backoff_s,
+            resolve=resolve or _getaddrinfo,
+        )
+    return Downloaded(dest, sink.size_bytes, sink.sha256, final_url, content_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,7 +442,7 @@ class _Limits:
 
 def _fetch(
     url: str,
-    sink: _Sink,
+    sink: HashingWriter,
     limits: _Limits,
     *,
     allow_networks: tuple[IPNetwork, ...],
@@ -550,7 +516,7 @@ def _pool(hop: _Hop, address: str, timeout: urllib3.Timeout) -> urllib3.HTTPConn
 
 
 def _attempt(
-    hop: _Hop, address: str, sink: _Sink, limits: _Limits
+    hop: _Hop, address: str, sink: HashingWriter, limits: _Limits
 ) -> tuple[str | None, str | None]:
     """One request to one address: (redirect location, None) or (None, content type).
 
@@ -593,7 +559,7 @@ def _attempt(
 
 
 def _handle(
-    resp: urllib3.BaseHTTPResponse, hop: _Hop, sink: _Sink, limits: _Limits
+    resp: urllib3.BaseHTTPResponse, hop: _Hop, sink: HashingWriter, limits: _Limits
 ) -> tuple[str | None, str | None]:
     """Act on the status, then stream a 2xx body into ``sink``."""
     status = resp.status

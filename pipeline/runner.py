@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from .errors import (
     StorageError,
     StorageNotFound,
 )
+from .files import sha256_file
 from .image import HeifCache, render_image
 from .manifest import Manifest as Manifest
 from .manifest import Output, build_manifest
@@ -570,7 +570,7 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
 
     extra_warnings += ui_warnings(out, out_info, _variants_of(r, presets),
                                   timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()))
-    sha = _sha256(out)
+    sha = sha256_file(out)
     key = asset_key(r.key, r.name)
     actions = list(dict.fromkeys([*r.actions, *extra_actions]))
     if "passed_through" in actions and len(actions) > 1 and extra_actions:
@@ -621,7 +621,7 @@ def _make_cover(c: CoverPlan, sources: dict[str, LocalMedia], thumbs: dict[str, 
     name = f"cover.{result.path.suffix.lstrip('.')}"
     key = asset_key(c.key, name)
     entry: dict[str, Any] = {"key": key, "mime": result.mime, "bytes": result.path.stat().st_size,
-                             "sha256": _sha256(result.path),
+                             "sha256": sha256_file(result.path),
                              "width": result.width, "height": result.height,
                              "warnings": list(result.warnings)}
     if t.source == "frame":
@@ -674,11 +674,3 @@ def _variants_of(r: Rendition, presets: PresetRegistry) -> list[Variant]:
         if pv is not None:
             found.append(pv[1])
     return found
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
