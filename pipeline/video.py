@@ -49,7 +49,6 @@ from .plan import (
 from .probe import (
     BROWSER_DEFAULT_DELAY_MS,
     BROWSER_MIN_DELAY_MS,
-    DEMUXERS,
     PIL_FORMATS,
     first_animation_frame,
     frame_delays_ms,
@@ -120,8 +119,8 @@ APNG_INPUT = {"max_fps": 1000 // BROWSER_MIN_DELAY_MS - 1,
 def _input(src: Path, src_format: str) -> Any:
     """The source as an ffmpeg-python input: our own file, forced demuxer, file protocol only."""
     opts: dict[str, Any] = dict(APNG_INPUT) if src_format == "png" else {}
-    return ffg.input("file:" + str(src.resolve()), f=DEMUXERS.get(src_format),
-                     protocol_whitelist="file", **opts)
+    name, locked = ffmpeg.locked_input(src, src_format)
+    return ffg.input(name, **locked, **opts)
 
 
 def _pre_chain(stream: Any, t: VideoTarget, g: Geometry) -> Any:
@@ -317,7 +316,7 @@ def _args(node: Any) -> list[str]:
 
 
 def _head(progress: bool) -> list[str]:
-    args = [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error"]
+    args = ffmpeg.ffmpeg_head("-y", "-v", "error")
     if progress:
         args += ["-progress", "pipe:1", "-nostats"]
     return args
@@ -444,8 +443,7 @@ def loudness_args(src: Path, src_format: str, *, trim_s: float | None) -> list[s
     if trim_s is not None:
         opts["t"] = f"{trim_s:.3f}"
     # loudnorm prints its JSON at log level info, after everything else.
-    return [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-v", "info",
-            *_args(ffg.output(a, "-", **opts))]
+    return [*ffmpeg.ffmpeg_head("-nostats", "-v", "info"), *_args(ffg.output(a, "-", **opts))]
 
 
 def decode_check_args(src: Path, src_format: str) -> list[str]:
@@ -455,8 +453,7 @@ def decode_check_args(src: Path, src_format: str) -> list[str]:
         ConfigError: ffmpeg is not installed.
     """
     node = ffg.output(_input(src, src_format)["v:0"], "-", f="null")
-    return [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-xerror",
-            *_args(node)]
+    return [*ffmpeg.ffmpeg_head("-v", "error", "-xerror"), *_args(node)]
 
 
 # --------------------------------------------------------------------------- running

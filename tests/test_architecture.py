@@ -160,3 +160,15 @@ def test_s3_is_called_from_storage_only() -> None:
     aws = {"boto3", "botocore", "s3transfer"}
     users = {name for name, path in MODULES.items() if _third_party_imports(path) & aws}
     assert users - {"pipeline.worker"} == {"pipeline.storage.s3"}
+
+
+def test_ffmpeg_argv_heads_and_input_lock_down_live_in_ffmpeg_py() -> None:
+    # The binary, its banner/stdin flags, the protocol allow-list and the demuxer table are
+    # spelled in one module; the others build only their own options.
+    spelled = ("-hide_banner", "protocol_whitelist", "ffmpeg_exe(", "ffprobe_exe(",
+               "DEMUXERS = ")
+    for name, path in MODULES.items():
+        if name == "pipeline.ffmpeg":
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert not [s for s in spelled if s in text], name
