@@ -10,7 +10,7 @@ from fractions import Fraction
 
 from . import rules
 from .errors import ProcessingFailed
-from .models import MediaInfo
+from .models import ImageFacts, MediaInfo
 from .plan import ImageTarget, VideoTarget, is_srgb_profile, start_tolerance_s
 from .presets import ImageSpec, VideoSpec
 
@@ -68,6 +68,12 @@ def check_image(info: MediaInfo, spec: ImageSpec, target: ImageTarget) -> list[s
         problems.append(f"short side {min(info.width, info.height)}, over {spec.max_short_side}")
     if not _image_aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max):
         problems.append(f"aspect {info.width}:{info.height} out of range")
+    return problems + _photo_problems(facts)
+
+
+def _photo_problems(facts: ImageFacts) -> list[str]:
+    """What a delivered photo must not carry: an orientation, metadata, a non-sRGB colour."""
+    problems: list[str] = []
     if facts.exif_orientation != 1:
         problems.append(f"EXIF orientation {facts.exif_orientation} left in the output")
     if facts.has_gps:
@@ -130,22 +136,40 @@ def check_video(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
         problems.append(f"{info.extra_streams} extra stream(s) (data, subtitles)")
     if abs(info.start_time_s) > start_tolerance_s(v.fps):
         problems.append(f"starts at {info.start_time_s:.3f} s")
+    problems += _audio_problems(info, spec, target)
+    problems += _duration_problems(info, spec, target, source_duration_s)
+    return problems
+
+
+def _audio_problems(info: MediaInfo, spec: VideoSpec, target: VideoTarget) -> list[str]:
+    """The audio track against the variant, and against what was planned for it."""
     a = info.audio
-    if a is not None:
-        if target.audio.action == "none":
-            problems.append("an audio track the source did not have")
-        if a.codec not in spec.audio.codecs:
-            problems.append(f"audio codec {a.codec}")
-        if a.codec == "aac" and (a.profile or "LC") != "LC":
-            problems.append(f"AAC profile {a.profile}, not LC")
-        if not 1 <= a.channels <= spec.audio.max_channels:
-            problems.append(f"{a.channels} audio channels")
-        if a.sample_rate_hz not in spec.audio.sample_rates_hz:
-            problems.append(f"audio sample rate {a.sample_rate_hz}")
-    elif spec.audio.required:
-        problems.append("no audio track")
-    elif target.audio.action not in ("none",):
-        problems.append("the audio track was lost")
+    problems: list[str] = []
+    if a is None:
+        if spec.audio.required:
+            problems.append("no audio track")
+        elif target.audio.action not in ("none",):
+            problems.append("the audio track was lost")
+        return problems
+    if target.audio.action == "none":
+        problems.append("an audio track the source did not have")
+    if a.codec not in spec.audio.codecs:
+        problems.append(f"audio codec {a.codec}")
+    if a.codec == "aac" and (a.profile or "LC") != "LC":
+        problems.append(f"AAC profile {a.profile}, not LC")
+    if not 1 <= a.channels <= spec.audio.max_channels:
+        problems.append(f"{a.channels} audio channels")
+    if a.sample_rate_hz not in spec.audio.sample_rates_hz:
+        problems.append(f"audio sample rate {a.sample_rate_hz}")
+    return problems
+
+
+def _duration_problems(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
+                       source_duration_s: float) -> list[str]:
+    """The output's length: the source's (looped, trimmed), and within the variant's maximum."""
+    v = info.video
+    assert v is not None
+    problems: list[str] = []
     looped_s = source_duration_s * target.loops
     expected = min(looped_s, target.trim_s or looped_s)
     # Two frames of slack (the last frame's duration, rounding), at least a quarter second,
