@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -189,23 +190,54 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
     emit = _emitter(job.id, on_event)
     with workdir.run_folder(settings.workdir, f"{job.workspace_id[:20]}-{job.id[:40]}-"
                             ) as folder:
+        # The steps, in order: ingest -> probe -> validate -> plan -> render -> store ->
+        # manifest. Each past the first reads the one run record.
         emit("ingest", "start")
         sources, probed, thumbs = _ingest_all(job, presets, settings, folder, deadline)
         emit("ingest", "done")
-        checks = [check_account(job, acc, presets.get(acc.platform), probed)  # type: ignore[arg-type]
-                  for acc in job.accounts]
-        jobplan = _plan_with_framing(job, checks, sources, probed, thumbs, settings=settings,
-                                     deadline=deadline)
-        outputs = _produce(jobplan, sources, probed, thumbs, job=job, settings=settings,
-                           presets=presets, storage=storage, workdir=folder, deadline=deadline,
-                           emit=emit)
+        run = Run(job=job, settings=settings, presets=presets, storage=storage, workdir=folder,
+                  deadline=deadline, emit=emit, sources=sources, probed=probed, thumbs=thumbs)
+        jobplan = _plan_with_framing(job, _validate(run), sources, probed, thumbs,
+                                     settings=settings, deadline=deadline)
+        outputs = _produce(run, jobplan)
         _add_urls(outputs, storage, settings)
-        manifest = build_manifest(job, jobplan, outputs, presets,
-                                  pipeline_version=__version__)
-        emit("manifest", "start")
-        stored = _store_manifest(manifest, storage)
-        emit("manifest", "done")
-        return dataclasses.replace(manifest, uri=stored.uri)
+        return _publish(run, jobplan, outputs)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One job's run: what every step after ingest reads (no step hands another a dict)."""
+
+    job: Job
+    settings: Settings
+    presets: PresetRegistry
+    storage: Storage
+    workdir: Path
+    deadline: Deadline
+    emit: Callable[..., None]
+    sources: dict[str, LocalMedia]
+    probed: dict[MediaRef, Probed]
+    thumbs: dict[str, MediaInfo]
+
+
+def _validate(run: Run) -> list[AccountCheck]:
+    """Every account judged on its own (counts, variants, durations, covers)."""
+    return [check_account(run.job, acc, run.presets.get(acc.platform), run.probed)  # type: ignore[arg-type]
+            for acc in run.job.accounts]
+
+
+def _publish(run: Run, jobplan: JobPlan, outputs: dict[str, Output]) -> Manifest:
+    """Build the manifest and store it last: the job's commit marker.
+
+    Raises:
+        StorageError: the manifest could not be written.
+    """
+    manifest = build_manifest(run.job, jobplan, outputs, run.presets,
+                              pipeline_version=__version__)
+    run.emit("manifest", "start")
+    stored = _store_manifest(manifest, run.storage)
+    run.emit("manifest", "done")
+    return dataclasses.replace(manifest, uri=stored.uri)
 
 
 def plan(job: Job, *, settings: Settings | None = None,
@@ -325,17 +357,18 @@ def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, workdir: 
 # --------------------------------------------------------------------------- produce
 
 
-def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[MediaRef, Probed],
-             thumbs: dict[str, MediaInfo], *, job: Job, settings: Settings,
-             presets: PresetRegistry, storage: Storage, workdir: Path, deadline: Deadline,
-             emit: Callable[..., None]) -> dict[str, Output]:
+def _produce(run: Run, jobplan: JobPlan) -> dict[str, Output]:
+    """Make (or reuse) every rendition, then every cover: what each content key became.
+
+    Raises:
+        Interrupted: stopped by a signal. Anything else fails its output (see :func:`_guard`).
+    """
+    job, deadline, emit = run.job, run.deadline, run.emit
     outputs: dict[str, Output] = {}
     delivered: dict[str, tuple[Path, MediaInfo]] = {}
     total = len(jobplan.renditions) + len(jobplan.covers)
     done = 0
-    prerendered = _render_shared_decodes(jobplan, sources, probed, job=job, settings=settings,
-                                         storage=storage, workdir=workdir, deadline=deadline,
-                                         emit=emit)
+    prerendered = _render_shared_decodes(run, jobplan)
     heif_cache = HeifCache()
     # Outputs of one source are made one after the other, so a decoded HEIC is held only while
     # its own outputs are made (and decoded once for all of them).
@@ -348,10 +381,8 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
                 heif_cache.clear()
             emit("render", "start", done / max(total, 1), rendition.name)
             outputs[rendition.key] = _guard(
-                functools.partial(_make_rendition, rendition, sources, probed, job=job,
-                                  settings=settings, presets=presets, storage=storage,
-                                  workdir=workdir, deadline=deadline, delivered=delivered,
-                                  emit=emit, prerendered=prerendered, heif_cache=heif_cache),
+                functools.partial(_make_rendition, run, rendition, delivered=delivered,
+                                  prerendered=prerendered, heif_cache=heif_cache),
                 job.id, rendition.name, deadline=deadline, stage="render")
             done += 1
     finally:
@@ -367,20 +398,14 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
                 failed.http_status, retryable=failed.retryable))
         else:
             outputs[cplan.key] = _guard(
-                functools.partial(_make_cover, cplan, sources, thumbs, jobplan,
-                                  settings=settings, storage=storage, workdir=workdir,
-                                  deadline=deadline, delivered=delivered, job=job,
-                                  presets=presets),
+                functools.partial(_make_cover, run, cplan, jobplan, delivered=delivered),
                 job.id, "cover", deadline=deadline, stage="cover")
         done += 1
     emit("render", "done", 1.0)
     return outputs
 
 
-def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
-                           probed: dict[MediaRef, Probed], *, job: Job, settings: Settings,
-                           storage: Storage, workdir: Path, deadline: Deadline,
-                           emit: Callable[..., None]) -> dict[str, Path | PipelineError]:
+def _render_shared_decodes(run: Run, jobplan: JobPlan) -> dict[str, Path | PipelineError]:
     """First passes of the encodes planned to share one decode (``jobplan.decodes``).
 
     Each group runs as one ffmpeg process (decode once, ``split``, several encoders) and
@@ -391,6 +416,8 @@ def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
     """
     from .video import render_shared
 
+    job, settings, storage, workdir = run.job, run.settings, run.storage, run.workdir
+    deadline, emit, sources, probed = run.deadline, run.emit, run.sources, run.probed
     made: dict[str, Path | PipelineError] = {}
     by_key = {r.key: r for r in jobplan.renditions}
     for keys in jobplan.decodes:
@@ -516,13 +543,12 @@ def _load_meta(storage: Storage, key: str, workdir: Path, *,
     return data
 
 
-def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[MediaRef, Probed],
-                    *, job: Job, settings: Settings, presets: PresetRegistry, storage: Storage,
-                    workdir: Path, deadline: Deadline,
-                    delivered: dict[str, tuple[Path, MediaInfo]],
-                    emit: Callable[..., None],
+def _make_rendition(run: Run, r: Rendition, *, delivered: dict[str, tuple[Path, MediaInfo]],
                     prerendered: dict[str, Path | PipelineError] | None = None,
                     heif_cache: HeifCache | None = None) -> dict[str, Any]:
+    job, settings, presets, storage = run.job, run.settings, run.presets, run.storage
+    workdir, deadline, emit = run.workdir, run.deadline, run.emit
+    sources, probed = run.sources, run.probed
     if not settings.force:
         meta = _load_meta(storage, r.key, workdir, max_bytes=r.target.max_bytes)
         if meta is not None:
@@ -591,10 +617,10 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
     return {**entry, "uri": stored.uri}
 
 
-def _make_cover(c: CoverPlan, sources: dict[str, LocalMedia], thumbs: dict[str, MediaInfo],
-                jobplan: JobPlan, *, settings: Settings, storage: Storage, workdir: Path,
-                deadline: Deadline, delivered: dict[str, tuple[Path, MediaInfo]],
-                job: Job, presets: PresetRegistry) -> dict[str, Any]:
+def _make_cover(run: Run, c: CoverPlan, jobplan: JobPlan, *,
+                delivered: dict[str, tuple[Path, MediaInfo]]) -> dict[str, Any]:
+    job, settings, presets, storage = run.job, run.settings, run.presets, run.storage
+    workdir, deadline, sources, thumbs = run.workdir, run.deadline, run.sources, run.thumbs
     if not settings.force:
         meta = _load_meta(storage, c.key, workdir, fields=_COVER_FIELDS,
                           max_bytes=c.target.max_bytes)
