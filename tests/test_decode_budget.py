@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,14 +36,24 @@ PRESETS = load_presets()
 REFUSAL_PEAK_MB = 300
 
 
+# Started by a small helper process, not by pytest: exec records the spawning process's
+# high-water RSS as the child's, so a child of this (large) test process would report the
+# test process's own peak instead of the conform run's.
+_MEASURE = """
+import os, subprocess, sys
+with open(sys.argv[1], "wb") as out, open(sys.argv[1] + ".err", "wb") as err:
+    proc = subprocess.Popen(sys.argv[2:], stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def _peak_rss_mb(args: list[str], out: Path, env: dict[str, str]) -> tuple[int, float]:
     """Run a process, return (exit code, its own peak RSS in MB)."""
-    with (out.open("wb") as stdout, (out.parent / (out.name + ".err")).open("wb") as stderr):
-        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(out), *args], env=env,
+                          capture_output=True, text=True, check=True, timeout=600)
+    code, maxrss_kb = done.stdout.split()
+    return int(code), int(maxrss_kb) / 1024
 
 
 @pytest.fixture(scope="module")
