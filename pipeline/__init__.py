@@ -28,14 +28,15 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .batch import BatchEntry, BatchSummary, JobOutcome, JobSource, Shard, process_batch
     from .job import parse_job, parse_job_text
+    from .manifest import Manifest
     from .models import Job, JobEvent
     from .presets import PresetRegistry, load_presets
-    from .runner import Manifest, process
+    from .runner import process
     from .worker import MessageResult, Worker, WorkerSummary
 
 # name -> module that defines it, imported when the name is first used (PEP 562).
 _LAZY = {
-    "process": "runner", "Manifest": "runner",
+    "process": "runner", "Manifest": "manifest",
     "process_batch": "batch", "JobSource": "batch", "BatchEntry": "batch",
     "BatchSummary": "batch", "JobOutcome": "batch", "Shard": "batch",
     "Worker": "worker", "MessageResult": "worker", "WorkerSummary": "worker",

@@ -582,6 +582,19 @@ def presets_show(ctx: click.Context, name: str, presets_dir: str | None) -> None
         click.echo(json.dumps(data, indent=2, default=str))
 
 
+@main.command("schema")
+@click.argument("name", type=click.Choice(["job", "manifest"]))
+def schema_cmd(name: str) -> None:
+    """Print the JSON Schema of a job or of a manifest (kept in the repository's schemas/).
+
+    Generated from the pipeline's typed records: a publish service can validate what it
+    sends (the job) and what it reads back (the manifest) against them.
+    """
+    from .schema import schema_text
+
+    click.echo(schema_text(name), nl=False)
+
+
 @main.command("report")
 @click.argument("manifest", metavar="MANIFEST")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
@@ -697,7 +710,7 @@ class _BatchView:
         if outcome.error is not None:
             detail = f"[{outcome.error.code}] {outcome.error.message}"
         elif outcome.manifest is not None and outcome.failed:
-            codes = sorted({e["code"] for a in outcome.manifest.accounts for e in a["errors"]})
+            codes = sorted({e.code for a in outcome.manifest.accounts for e in a.errors})
             detail = ", ".join(codes)
         elif outcome.note:
             detail = outcome.note
@@ -775,10 +788,10 @@ def _human_line(outcome: Any, done: int, total: int, page: str | None) -> str:
     line = f"[{done}/{total}] {status} {what}"
     manifest = outcome.manifest
     if manifest is not None:
-        ok = sum(1 for a in manifest.accounts if a["status"] == "ok")
-        warnings = sum(len(a["warnings"]) + sum(len(m["warnings"]) for m in a["media"])
+        ok = sum(1 for a in manifest.accounts if a.status == "ok")
+        warnings = sum(len(a.warnings) + sum(len(m.warnings) for m in a.media)
                        for a in manifest.accounts)
-        codes = sorted({e["code"] for a in manifest.accounts for e in a["errors"]})
+        codes = sorted({e.code for a in manifest.accounts for e in a.errors})
         line += (f": {ok} account(s) ok, {len(manifest.accounts) - ok} failed"
                  + (f" ({', '.join(codes)})" if codes else "")
                  + f", {warnings} warning(s)")

@@ -26,7 +26,6 @@ from .errors import (
 from .image import MIME, render_image, save_within_budget
 from .models import MediaInfo
 from .plan import CoverTarget, frame_target, thumbnail_target
-from .probe import DEMUXERS
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ def frame_args(video: Path, out: Path, *, at_ms: int, lookback_ms: float, frame_
     filters = [f"trim=end={end_s:.6f}", f"select='lte(t\\,{at_s + MATCH_SLACK_S:.6f})'"]
     if scale_to is not None:
         filters.append(f"scale={scale_to[0]}:{scale_to[1]}:flags=bicubic,setsar=1")
-    return [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error",
+    return [*ffmpeg.ffmpeg_head("-y", "-v", "error"),
             "-copyts", "-ss", f"{seek_ms / 1000:.3f}", *ffmpeg.safe_input(video, demuxer),
             "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", ",".join(filters),
             "-fps_mode", "passthrough", "-update", "1", "-f", "image2", "-c:v", "png",
@@ -110,7 +109,7 @@ def first_frame_args(video: Path, out: Path, *, at_ms: int, demuxer: str | None 
         ConfigError: ffmpeg is not installed.
     """
     vf = ["-vf", f"scale={scale_to[0]}:{scale_to[1]}:flags=bicubic,setsar=1"] if scale_to else []
-    return [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error",
+    return [*ffmpeg.ffmpeg_head("-y", "-v", "error"),
             "-ss", f"{at_ms / 1000:.3f}", *ffmpeg.safe_input(video, demuxer),
             "-map", "0:v:0", "-an", "-sn", "-dn", *vf, "-frames:v", "1", "-f", "image2",
             "-c:v", "png", "-pix_fmt", "rgb24", "-map_metadata", "-1", str(out)]
@@ -151,7 +150,7 @@ def extract_frame(video: Path, info: MediaInfo, at_ms: int, out: Path, *,
     if v is None:
         raise UnsupportedMedia("the file has no video stream to take a frame from")
     frame_ms = 1000 / float(v.fps) if v.fps else UNKNOWN_FRAME_MS
-    demuxer = DEMUXERS.get(info.format_name)
+    demuxer = ffmpeg.DEMUXERS.get(info.format_name)
     scale_to = None if _decoded_size(info) == (info.width, info.height) else (info.width,
                                                                                info.height)
     lookbacks = [2 * frame_ms + 1]

@@ -114,7 +114,7 @@ class UrlNotAllowed(SourceError):
 
 
 class TooLarge(SourceError):
-    """A source over the byte cap, or an output that cannot be brought under a platform cap."""
+    """A source over a byte, pixel or frame cap: too large to fetch or decode safely."""
 
     code = "too_large"
 
@@ -220,6 +220,17 @@ class ProcessingFailed(PipelineError):
     """Our own processing went wrong: an output that breaks its preset never ships."""
 
     code = "processing_failed"
+
+
+class CannotFit(PipelineError):
+    """An output that cannot be brought under a platform's byte cap at any size it allows.
+
+    Not a source error (the source was fetched and read: the cap is too small for it). It
+    keeps the manifest's code ``too_large`` and its 400, so manifest consumers see no change.
+    """
+
+    code = "too_large"
+    http_status = 400
 
 
 class Interrupted(PipelineError):

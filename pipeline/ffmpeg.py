@@ -197,6 +197,44 @@ def safe_input(path: Path, demuxer: str | None) -> list[str]:
     return [*args, "-i", "file:" + str(path.resolve())]
 
 
+# The demuxer we force for each sniffed container: ffmpeg never guesses (no playlists).
+DEMUXERS = {
+    "mp4": "mov", "mov": "mov", "webm": "matroska", "matroska": "matroska", "avi": "avi",
+    "mpegts": "mpegts", "gif": "gif", "png": "apng",
+}
+
+
+def locked_input(path: Path, fmt: str) -> tuple[str, dict[str, str | None]]:
+    """The input name and options of :func:`safe_input` for an ffmpeg-python ``input()``.
+
+    ``fmt`` is the probed container (``mp4``, ``gif``...); its demuxer is forced.
+    """
+    return "file:" + str(path.resolve()), {"f": DEMUXERS.get(fmt), "protocol_whitelist": "file"}
+
+
+def ffmpeg_head(*options: str) -> list[str]:
+    """The start of every ffmpeg argv: the binary, no banner, stdin never read, then ``options``.
+
+    Raises:
+        ConfigError: ffmpeg is not installed.
+    """
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", *options]
+
+
+def ffprobe_head(*options: str) -> list[str]:
+    """The start of every ffprobe argv: the binary, no banner, then ``options``.
+
+    Raises:
+        ConfigError: ffprobe is not installed.
+    """
+    return [ffprobe_exe(), "-hide_banner", *options]
+
+
+def probe_input(path: Path, fmt: str) -> list[str]:
+    """:func:`safe_input` for ffprobe, which takes the input as a positional argument."""
+    return [a for a in safe_input(path, DEMUXERS.get(fmt)) if a != "-i"]
+
+
 def stop_all() -> None:
     """Kill every running ffmpeg/ffprobe (SIGINT/SIGTERM handling) and refuse new ones."""
     _stopping.set()

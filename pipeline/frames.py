@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 from . import ffmpeg
 from .errors import CorruptMedia
 from .models import MediaInfo
-from .probe import DEMUXERS
+from .plan.geometry import round_even
 
 # What a delivered image or cover can be (the presets' formats): no other decoder is tried.
 OUTPUT_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
@@ -24,11 +24,7 @@ LONG_CLIP_S = 20.0  # above this, frames are taken by seeking rather than one fu
 def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """``width`` x ``height`` scaled to fit ``max_side`` (never up), both sides even and >= 2."""
     scale = min(1.0, max_side / max(width, height, 1))
-
-    def even(v: float) -> int:
-        return max(2, round(v * scale / 2) * 2)
-
-    return even(width), even(height)
+    return round_even(width * scale), round_even(height * scale)
 
 
 def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
@@ -53,7 +49,7 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
     duration_s = max(info.duration_s or 0.0, 0.04)
     step_s = duration_s / count
     scale = f"scale={width}:{height}:flags=area,setsar=1"
-    demuxer = DEMUXERS.get(info.format_name)  # as probed: ffmpeg never guesses the format
+    demuxer = ffmpeg.DEMUXERS.get(info.format_name)  # as probed: ffmpeg never guesses the format
     if duration_s <= LONG_CLIP_S:
         # One decode of the whole (short) clip, keeping one frame per slice.
         runs = [["-ss", f"{step_s / 2:.3f}", *ffmpeg.safe_input(path, demuxer),
@@ -64,8 +60,8 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
         runs = [["-ss", f"{step_s * (i + 0.5):.3f}", *ffmpeg.safe_input(path, demuxer),
                  "-vf", scale, "-frames:v", "1"] for i in range(count)]
     data = b"".join(
-        ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
-                    *run, "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+        ffmpeg.run([*ffmpeg.ffmpeg_head("-loglevel", "error"), *run,
+                    "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
                    timeout_s=timeout_s).stdout
         for run in runs)
     size = width * height * 3
@@ -90,12 +86,12 @@ def sample_rate(path: Path, info: MediaInfo, *, fps: float, max_side: int,
         CorruptMedia: no frame could be decoded.
     """
     width, height = fit_size(info.width, info.height, max_side)
-    demuxer = DEMUXERS.get(info.format_name)
+    demuxer = ffmpeg.DEMUXERS.get(info.format_name)
     # An input seek that keeps the file's clock (-copyts), so the fps grid below starts at
     # start_s exactly and frame i is the one shown at start_s + i / fps.
     window = ["-copyts", "-ss", f"{start_s:.4f}"] if start_s > 0 else []
     length = ["-frames:v", str(max(1, math.ceil(length_s * fps)))] if length_s is not None else []
-    data = ffmpeg.run([ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+    data = ffmpeg.run([*ffmpeg.ffmpeg_head("-loglevel", "error"),
                        *window, *ffmpeg.safe_input(path, demuxer),
                        "-vf", f"fps={fps:.4f}:start_time={start_s:.4f},"
                        f"scale={width}:{height}:flags=area,setsar=1", *length,

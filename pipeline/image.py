@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .budget import BUDGET, decode_cost_bytes, too_large
-from .errors import CorruptMedia, PipelineError, TooLarge
+from .errors import CannotFit, CorruptMedia, PipelineError, TooLarge
 from .plan import ANIMATION_PIXEL_BUDGET, Geometry, ImageTarget
 from .probe import open_image
 
@@ -92,7 +92,7 @@ def render_image(src: Path, src_format: str, target: ImageTarget, out: Path, *,
 
     Raises:
         CorruptMedia: the image cannot be decoded (truncated, damaged).
-        TooLarge: it cannot be brought under the byte cap above the quality floor and the
+        CannotFit: it cannot be brought under the byte cap above the quality floor and the
             variant's minimum size, or it is a decompression bomb.
     """
     try:
@@ -102,8 +102,8 @@ def render_image(src: Path, src_format: str, target: ImageTarget, out: Path, *,
                 out.write_bytes(data)
                 g = target.geometry
                 return ImageResult(out, MIME[src_format], g.width, g.height, (), ())
-            raise TooLarge(f"the image is {len(data)} bytes without its metadata, over the "
-                           f"{target.max_bytes}-byte cap")
+            raise CannotFit(f"the image is {len(data)} bytes without its metadata, over the "
+                            f"{target.max_bytes}-byte cap")
         if src_format == "heif" and heif_cache is not None:
             return render_decoded(heif_cache.get(src), target, out)  # the cache holds the cost
         draft, cost, reduced = _decode_plan(src, src_format, target)
@@ -135,7 +135,7 @@ def render_decoded(buf: DecodedBuffer, target: ImageTarget, out: Path) -> ImageR
     several targets of one HEIC can decode it once and call this for each.
 
     Raises:
-        TooLarge: it cannot be brought under the byte cap (see :func:`save_within_budget`).
+        CannotFit: it cannot be brought under the byte cap (see :func:`save_within_budget`).
         ValueError: Pillow refuses the buffer (mapped to ``corrupt_media`` by render_image).
     """
     im, geometry = scale_buffer(buf, target.geometry)
@@ -596,7 +596,7 @@ def save_within_budget(im: Any, target: ImageTarget, out: Path) -> ImageResult:
         the warnings ``quality_floor_reached`` and ``downscaled_for_byte_budget``.
 
     Raises:
-        TooLarge: not even the quality floor at the minimum size fits.
+        CannotFit: not even the quality floor at the minimum size fits.
     """
     fmt = target.format
     extra: list[str] = []
@@ -622,7 +622,7 @@ def save_within_budget(im: Any, target: ImageTarget, out: Path) -> ImageResult:
             extra.append("resized")
             warnings.append("downscaled_for_byte_budget")
     how = f"at quality {floor} " if fmt in ("jpeg", "webp") else ""
-    raise TooLarge(
+    raise CannotFit(
         f"cannot fit the image under {target.max_bytes} bytes as {fmt} {how}at any size the "
         f"platform allows (smallest tried {current.size[0]}x{current.size[1]})"
     )
@@ -674,7 +674,8 @@ def _render_animated(src: Path, fmt: str, target: ImageTarget, out: Path) -> Ima
     """Re-encode an animation (GIF) frame by frame into the planned geometry.
 
     Raises:
-        TooLarge: the animation is over the pixel budget or, re-encoded, over the byte cap.
+        TooLarge: the animation is over the pixel budget.
+        CannotFit: re-encoded, it is over the byte cap.
     """
     from PIL import ImageSequence
 
@@ -700,8 +701,8 @@ def _render_animated(src: Path, fmt: str, target: ImageTarget, out: Path) -> Ima
     first.save(buf, "GIF", **options)
     data = buf.getvalue()
     if len(data) > target.max_bytes:
-        raise TooLarge(f"the animation re-encoded is {len(data)} bytes, over the "
-                       f"{target.max_bytes}-byte cap")
+        raise CannotFit(f"the animation re-encoded is {len(data)} bytes, over the "
+                        f"{target.max_bytes}-byte cap")
     out.write_bytes(data)
     return ImageResult(out, MIME["gif"], g.width, g.height, (), ())
 

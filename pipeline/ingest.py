@@ -12,11 +12,10 @@ import hashlib
 import os
 import re
 import stat
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from .errors import (
     ConfigError,
@@ -30,6 +29,7 @@ from .errors import (
     TooLarge,
     UrlNotAllowed,
 )
+from .files import write_whole
 from .models import LocalMedia, MediaRef
 from .settings import Settings
 
@@ -264,58 +264,37 @@ def _write_hashed(ref: MediaRef, chunks: Iterable[bytes], dest: Path,
 
     Written to a temporary name and renamed, so a failure never leaves a partial source.
     """
-    digest = hashlib.sha256()
-    written = 0
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                written += len(chunk)
-                if written > max_bytes:
-                    raise TooLarge(f"media {ref.value!r} is over the {max_bytes}-byte cap")
-                digest.update(chunk)
-                out.write(chunk)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return LocalMedia(ref=ref, path=dest, size_bytes=written, sha256=digest.hexdigest())
+    with write_whole(dest) as out:
+        for chunk in chunks:
+            if out.size_bytes + len(chunk) > max_bytes:
+                raise TooLarge(f"media {ref.value!r} is over the {max_bytes}-byte cap")
+            out.write(chunk)
+    return LocalMedia(ref=ref, path=dest, size_bytes=out.size_bytes, sha256=out.sha256)
 
 
 def _from_s3(ref: MediaRef, location: str, dest: Path, settings: Settings) -> LocalMedia:
     """Stream the object straight through the hash to disk (one read, capped on the way)."""
-    import botocore.exceptions
-    import urllib3
-
     from . import storage
 
     parts = urllib.parse.urlsplit(location)
     bucket, key = parts.netloc, urllib.parse.unquote(parts.path).lstrip("/")
     if not bucket or not key:
         raise ConfigError(f"S3 library location {location!r} needs a bucket and a key")
-    client = storage.s3_client(endpoint_url=settings.endpoint_url)
-    boto_errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
     try:
-        obj = client.get_object(Bucket=bucket, Key=key)
-    except boto_errors as err:
-        raise _source_error(ref, storage.translate_client_error(err, op="get", key=location)
-                            ) from err
-    body: Any = obj["Body"]
-    try:
-        size = int(obj.get("ContentLength") or 0)
-        if size > settings.max_source_bytes:
-            raise TooLarge(f"media {ref.value!r} is {size} bytes, over the "
-                           f"{settings.max_source_bytes}-byte cap")
-        return _write_hashed(ref, body.iter_chunks(_COPY_CHUNK), dest, settings.max_source_bytes)
-    except boto_errors as err:
-        raise _source_error(ref, storage.translate_client_error(err, op="get", key=location)
-                            ) from err
-    except (OSError, urllib3.exceptions.HTTPError) as err:  # the connection broke mid-body
+        with storage.read_object(bucket, key, endpoint_url=settings.endpoint_url,
+                                 shown=location, chunk_bytes=_COPY_CHUNK) as (size, chunks):
+            if size > settings.max_source_bytes:
+                raise TooLarge(f"media {ref.value!r} is {size} bytes, over the "
+                               f"{settings.max_source_bytes}-byte cap")
+            return _write_hashed(ref, chunks, dest, settings.max_source_bytes)
+    except storage.StreamBroken as err:
+        raise DownloadFailed(f"media {ref.value!r}: the library download broke off: "
+                             f"{err.message}") from err
+    except StorageError as err:
+        raise _source_error(ref, err) from err
+    except OSError as err:  # the local copy could not be written
         raise DownloadFailed(f"media {ref.value!r}: the library download broke off: {err}"
                              ) from err
-    finally:
-        body.close()
 
 
 def _source_error(ref: MediaRef, err: StorageError) -> SourceError:

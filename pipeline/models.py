@@ -8,6 +8,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
+from .errors import PipelineError
+from .presets import CoverSpec, Preset, Variant
+
 Kind = Literal["image", "video"]
 MediaKind = Literal["image", "video", "audio"]
 
@@ -222,6 +225,24 @@ class ErrorInfo:
     media_index: int | None = None
     retryable: bool = False
 
+    @classmethod
+    def from_error(cls, err: BaseException, content_index: int | None = None,
+                   media_index: int | None = None) -> ErrorInfo:
+        """The manifest's error for a raised error: the one place errors become entries.
+
+        A :class:`PipelineError` keeps its code, status and retryability, and the content
+        and media index it names (else the ones given); anything else is our bug:
+        ``internal``, 500.
+        """
+        if not isinstance(err, PipelineError):
+            return cls("internal", f"internal error: {type(err).__name__}: {err}", 500)
+        ci = getattr(err, "content_index", None)
+        mi = getattr(err, "media_index", None)
+        return cls(code=err.code, message=err.message, http_status=err.http_status,
+                   content_index=ci if ci is not None else content_index,
+                   media_index=mi if mi is not None else media_index,
+                   retryable=err.retryable)
+
     def to_dict(self) -> dict[str, object]:
         """The manifest's error object."""
         out: dict[str, object] = {
@@ -232,3 +253,63 @@ class ErrorInfo:
         if self.media_index is not None:
             out["media_index"] = self.media_index
         return out
+
+
+# --------------------------------------------------------------------------- validation
+# What validating one account decided, handed to the planner (validate -> plan).
+
+Probed = MediaInfo | PipelineError
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    """One medium of the post as one account will publish it."""
+
+    content_index: int
+    media_index: int
+    ref: MediaRef
+    info: MediaInfo
+    variant: Variant
+    as_video: bool          # an animated image routed to a video variant
+    still_only: bool        # an animated image that must become a still (first frame)
+    carousel_size: int      # images in this content item that go to the same variant
+    trim_to_s: float | None = None
+    loops: int = 1          # an endless animation played this many whole times (a minimum)
+
+    @property
+    def delivered_s(self) -> float:
+        """How long the delivered medium plays: loops and trim applied."""
+        length = (self.info.duration_s or 0.0) * self.loops
+        return length if self.trim_to_s is None else min(length, self.trim_to_s)
+
+
+@dataclass(frozen=True, slots=True)
+class CoverChoice:
+    """Which cover the account takes, and the spec it must meet."""
+
+    source: Literal["frame", "image"]
+    spec: CoverSpec
+    video: Selected                     # the content[0] video the cover goes with
+    timestamp_ms: int | None = None     # frames: where in the video
+    thumbnail: MediaRef | None = None   # images: the custom thumbnail to conform
+    default_frame: bool = False         # a frame nobody asked for (Pinterest's 1 s default)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCheck:
+    """The outcome of validating one account."""
+
+    account: Account
+    preset: Preset
+    items: tuple[Selected, ...]
+    cover: CoverChoice | None
+    warnings: tuple[str, ...]
+    errors: tuple[ErrorInfo, ...]
+    # The variants the post's media would go to, for the manifest's label of an account that
+    # failed before any medium was placed (a corrupt image is still an image post).
+    intended_variants: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """No errors: the account can be processed."""
+        return not self.errors

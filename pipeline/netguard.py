@@ -13,20 +13,15 @@ never leave this module; callers see only :mod:`pipeline.errors` types.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import ipaddress
-import os
 import re
 import socket
 import ssl
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -35,7 +30,9 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.ssl_match_hostname import CertificateError as Urllib3CertificateError
 
 from . import __version__
+from .deadline import Deadline
 from .errors import DownloadFailed, DownloadRefused, SourceNotFound, TooLarge, UrlNotAllowed
+from .files import HashingWriter, write_whole
 from .settings import IPNetwork
 
 __all__ = ["Downloaded", "check_address", "check_url", "download", "safe_url"]
@@ -350,37 +347,6 @@ def _vet(url: str, allow_networks: tuple[IPNetwork, ...], resolve: Resolver) -> 
 # --- the download -----------------------------------------------------------------------------
 
 
-class _Deadline:
-    """One monotonic deadline for the whole download: every retry, redirect and read."""
-
-    def __init__(self, seconds: float, shown: str) -> None:
-        self._end = time.monotonic() + seconds
-        self._seconds = seconds
-        self._shown = shown
-
-    def remaining(self) -> float:
-        """Seconds left; raises once there are none.
-
-        Raises:
-            DownloadFailed: The deadline has passed.
-        """
-        left = self._end - time.monotonic()
-        if left <= 0:
-            self.expire()
-        return left
-
-    def expire(self, err: BaseException | None = None) -> NoReturn:
-        """Raise the deadline error.
-
-        Raises:
-            DownloadFailed: Always.
-        """
-        raise _download_error(
-            f"download of {self._shown} exceeded its {self._seconds:g} s deadline",
-            details={"url": self._shown, "retryable": True, "reason": "deadline"},
-        ) from err
-
-
 class _Transient(Exception):
     """A failure worth retrying: connection trouble or a 5xx answer."""
 
@@ -388,27 +354,6 @@ class _Transient(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
-
-
-class _Sink:
-    """The temporary file a body is streamed into, with its running size and hash."""
-
-    def __init__(self, fh: io.BufferedWriter) -> None:
-        self.fh = fh
-        self.size_bytes = 0
-        self.hasher = hashlib.sha256()
-
-    def reset(self) -> None:
-        """Forget a previous attempt's partial body."""
-        self.fh.seek(0)
-        self.fh.truncate()
-        self.size_bytes = 0
-        self.hasher = hashlib.sha256()
-
-    def write(self, data: bytes) -> None:
-        self.fh.write(data)
-        self.hasher.update(data)
-        self.size_bytes += len(data)
 
 
 def download(
@@ -463,36 +408,28 @@ def download(
     """
     shown = safe_url(url)
     check_url(url)
-    deadline = _Deadline(deadline_s, shown)
+    deadline = Deadline(deadline_s, lambda _: _download_error(
+        f"download of {shown} exceeded its {deadline_s:g} s deadline",
+        details={"url": shown, "retryable": True, "reason": "deadline"}))
     dest = Path(dest)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            sink = _Sink(fh)
-            final_url, content_type = _fetch(
-                url,
-                sink,
-                _Limits(
-                    max_bytes=max_bytes,
-                    connect_timeout_s=connect_timeout_s,
-                    read_timeout_s=read_timeout_s,
-                    deadline=deadline,
-                ),
-                allow_networks=allow_networks,
-                max_redirects=max_redirects,
-                retries=max(0, retries),
-                backoff_s=backoff_s,
-                resolve=resolve or _getaddrinfo,
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        # Every failure path, KeyboardInterrupt included, leaves no partial file behind.
-        tmp.unlink(missing_ok=True)
-        raise
-    return Downloaded(dest, sink.size_bytes, sink.hasher.hexdigest(), final_url, content_type)
+    # Every failure path, KeyboardInterrupt included, leaves no partial file behind.
+    with write_whole(dest, fsync=True) as sink:
+        final_url, content_type = _fetch(
+            url,
+            sink,
+            _Limits(
+                max_bytes=max_bytes,
+                connect_timeout_s=connect_timeout_s,
+                read_timeout_s=read_timeout_s,
+                deadline=deadline,
+            ),
+            allow_networks=allow_networks,
+            max_redirects=max_redirects,
+            retries=max(0, retries),
+            backoff_s=backoff_s,
+            resolve=resolve or _getaddrinfo,
+        )
+    return Downloaded(dest, sink.size_bytes, sink.sha256, final_url, content_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,12 +437,12 @@ class _Limits:
     max_bytes: int
     connect_timeout_s: float
     read_timeout_s: float
-    deadline: _Deadline
+    deadline: Deadline
 
 
 def _fetch(
     url: str,
-    sink: _Sink,
+    sink: HashingWriter,
     limits: _Limits,
     *,
     allow_networks: tuple[IPNetwork, ...],
@@ -520,7 +457,7 @@ def _fetch(
     redirects = 0
     current = url
     while True:
-        limits.deadline.remaining()  # resolution itself is not interruptible; don't start late
+        limits.deadline.time_left()  # resolution itself is not interruptible; don't start late
         hop = _vet(current, allow_networks, resolve)
         hop_attempts = 0
         while True:
@@ -544,7 +481,7 @@ def _fetch(
                     ) from cause
                 retries_left -= 1
                 delay = min(backoff_s * 2 ** (retries - retries_left - 1), MAX_BACKOFF_S)
-                if delay >= limits.deadline.remaining():
+                if delay >= limits.deadline.time_left():
                     limits.deadline.expire(cause)
                 time.sleep(delay)
                 continue
@@ -579,14 +516,14 @@ def _pool(hop: _Hop, address: str, timeout: urllib3.Timeout) -> urllib3.HTTPConn
 
 
 def _attempt(
-    hop: _Hop, address: str, sink: _Sink, limits: _Limits
+    hop: _Hop, address: str, sink: HashingWriter, limits: _Limits
 ) -> tuple[str | None, str | None]:
     """One request to one address: (redirect location, None) or (None, content type).
 
     Raises:
         _Transient: Connection trouble or a 5xx answer; the caller decides on a retry.
     """
-    left = limits.deadline.remaining()
+    left = limits.deadline.time_left()
     timeout = urllib3.Timeout(
         connect=min(limits.connect_timeout_s, left), read=min(limits.read_timeout_s, left)
     )
@@ -622,7 +559,7 @@ def _attempt(
 
 
 def _handle(
-    resp: urllib3.BaseHTTPResponse, hop: _Hop, sink: _Sink, limits: _Limits
+    resp: urllib3.BaseHTTPResponse, hop: _Hop, sink: HashingWriter, limits: _Limits
 ) -> tuple[str | None, str | None]:
     """Act on the status, then stream a 2xx body into ``sink``."""
     status = resp.status
@@ -656,7 +593,7 @@ def _handle(
         # Bound every read by both the read timeout and what is left of the deadline, so a
         # server dripping one byte at a time cannot outlast the deadline. read1 does at most
         # one socket read, so the bound holds per call.
-        _set_socket_timeout(resp, min(limits.read_timeout_s, limits.deadline.remaining()))
+        _set_socket_timeout(resp, min(limits.read_timeout_s, limits.deadline.time_left()))
         try:
             data = resp.read1(CHUNK_BYTES, decode_content=False)
         except Urllib3Error as err:
@@ -689,13 +626,13 @@ def _set_socket_timeout(resp: urllib3.BaseHTTPResponse, timeout_s: float) -> Non
         sock.settimeout(max(timeout_s, 0.001))
 
 
-def _translate(err: Urllib3Error, hop: _Hop, deadline: _Deadline) -> Exception:
+def _translate(err: Urllib3Error, hop: _Hop, deadline: Deadline) -> Exception:
     """Map a urllib3 error to a retryable ``_Transient`` or a final ``DownloadFailed``.
 
     Raises:
         DownloadFailed: The deadline passed while waiting.
     """
-    deadline.remaining()  # a timeout caused by the deadline is reported as the deadline
+    deadline.time_left()  # a timeout caused by the deadline is reported as the deadline
     if isinstance(err, SSLError) and _is_certificate_error(err):
         return _download_error(
             f"{hop.shown}: TLS certificate verification failed for {hop.host!r}",

@@ -37,11 +37,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_FORMATS = {"jpeg", "png", "webp", "gif", "heif", "avif", "tiff", "bmp"}
 VIDEO_FORMATS = {"mp4", "mov", "webm", "matroska", "avi", "mpegts"}
-# The demuxer we force for each sniffed container: ffmpeg never guesses (no playlists).
-DEMUXERS = {
-    "mp4": "mov", "mov": "mov", "webm": "matroska", "matroska": "matroska", "avi": "avi",
-    "mpegts": "mpegts", "gif": "gif", "png": "apng",
-}
 # Pillow decoders we allow, by sniffed format (Image.open(formats=...)).
 PIL_FORMATS = {
     "jpeg": ("JPEG", "MPO"), "png": ("PNG",), "webp": ("WEBP",), "gif": ("GIF",),
@@ -616,13 +611,10 @@ def ffprobe_argv(path: Path, fmt: str) -> list[str]:
         UnsupportedMedia: ``fmt`` has no demuxer of ours: ffprobe is never left to guess.
         ConfigError: ffprobe is not installed.
     """
-    demuxer = DEMUXERS.get(fmt)
-    if demuxer is None:
+    if fmt not in ffmpeg.DEMUXERS:
         raise UnsupportedMedia(f"no demuxer is allowed for {fmt!r}")
-    args = [ffmpeg.ffprobe_exe(), "-hide_banner", "-v", "error", "-print_format", "json",
-            "-show_format", "-show_streams", *ffmpeg.safe_input(path, demuxer)]
-    # ffprobe takes the input as a positional argument, not after -i
-    return [a for a in args if a != "-i"]
+    return ffmpeg.ffprobe_head("-v", "error", "-print_format", "json", "-show_format",
+                               "-show_streams", *ffmpeg.probe_input(path, fmt))
 
 
 def ffprobe_json(path: Path, fmt: str, *, timeout_s: float) -> dict[str, Any]:
@@ -756,10 +748,9 @@ def _scan_packets(path: Path, fmt: str, *, timeout_s: float) -> PacketFacts:
     # CSV, not JSON: one short line per packet keeps a 1-hour 60 fps file's scan at a few MB
     # (JSON objects cost ~0.75 KB per packet once parsed). ffprobe prints the fields in its own
     # order: pts_time, dts_time, duration_time, flags.
-    args = [ffmpeg.ffprobe_exe(), "-hide_banner", "-v", "error", "-select_streams", "v:0",
-            "-show_entries", "packet=pts_time,dts_time,duration_time,flags",
-            "-print_format", "csv=p=0", *ffmpeg.safe_input(path, DEMUXERS.get(fmt))]
-    args = [a for a in args if a != "-i"]
+    args = ffmpeg.ffprobe_head("-v", "error", "-select_streams", "v:0",
+                               "-show_entries", "packet=pts_time,dts_time,duration_time,flags",
+                               "-print_format", "csv=p=0", *ffmpeg.probe_input(path, fmt))
     try:
         out = ffmpeg.run(args, timeout_s=timeout_s).stdout
     except FFmpegTimeout:
@@ -827,7 +818,7 @@ def _video_stream(s: dict[str, Any]) -> VideoStream:
     sar = _ratio(s.get("sample_aspect_ratio")) or Fraction(1)
     rotation, mirrored, matrix = _rotation(s)
     disp_w = width * sar.numerator / sar.denominator if sar != 1 else width
-    disp_w_i, disp_h_i = _even(round(disp_w)), height
+    disp_w_i, disp_h_i = _floor_even(round(disp_w)), height
     if sar == 1:
         disp_w_i = width
     if rotation in (90, 270):
@@ -898,11 +889,11 @@ def _hidden_priming_s(path: Path, fmt: str, stream: dict[str, Any], *,
         CorruptMedia: ffprobe cannot read the packet.
         FFmpegTimeout: ffprobe ran past ``timeout_s``.
     """
-    args = [ffmpeg.ffprobe_exe(), "-hide_banner", "-v", "error", "-select_streams", "a:0",
-            "-read_intervals", "%+#1", "-show_entries", "packet=pts_time",
-            "-print_format", "csv=p=0", *ffmpeg.safe_input(path, DEMUXERS.get(fmt))]
+    args = ffmpeg.ffprobe_head("-v", "error", "-select_streams", "a:0",
+                               "-read_intervals", "%+#1", "-show_entries", "packet=pts_time",
+                               "-print_format", "csv=p=0", *ffmpeg.probe_input(path, fmt))
     try:
-        out = ffmpeg.run([a for a in args if a != "-i"], timeout_s=timeout_s).stdout
+        out = ffmpeg.run(args, timeout_s=timeout_s).stdout
     except FFmpegTimeout:
         raise
     except FFmpegError as err:
@@ -990,5 +981,6 @@ def _kbps(value: Any) -> int | None:
     return round(f / 1000) if f else None
 
 
-def _even(n: int) -> int:
+def _floor_even(n: int) -> int:
+    """``n`` rounded down to an even number, at least 2."""
     return max(2, n - (n % 2))

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, conform, cover, framing, ingest, probe, workdir
+from . import __version__, cover, framing, ingest, probe, verify, workdir
+from .deadline import Deadline
 from .errors import (
     ConfigError,
     CorruptMedia,
@@ -28,82 +27,30 @@ from .errors import (
     PipelineError,
     StorageError,
     StorageNotFound,
-    public_message,
 )
+from .files import sha256_file
 from .image import HeifCache, render_image
-from .models import ErrorInfo, Job, JobEvent, LocalMedia, MediaInfo, MediaRef
+from .manifest import Manifest as Manifest
+from .manifest import Output, build_manifest
+from .models import (
+    AccountCheck,
+    ErrorInfo,
+    Job,
+    JobEvent,
+    LocalMedia,
+    MediaInfo,
+    MediaRef,
+    Probed,
+)
 from .plan import ENCODER_VERSION, CoverPlan, JobPlan, Rendition, VideoTarget, plan_job
 from .presets import PresetRegistry, Variant, load_presets
 from .settings import Settings
 from .storage import IMMUTABLE, Storage, StoredObject, open_storage
-from .validate import AccountCheck, Probed, check_account, error_info
+from .validate import check_account
 
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[JobEvent], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """What a job produced, per account: the contract the publish flow reads."""
-
-    job_id: str
-    status: str
-    presets_version: str
-    accounts: tuple[dict[str, Any], ...]
-    uri: str | None = None
-    workspace_id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """Every account succeeded."""
-        return self.status == "succeeded"
-
-    @property
-    def retryable(self) -> bool:
-        """Every failure in it may go away on a re-run (storage outage, timeout...)."""
-        errors = [e for a in self.accounts for e in a["errors"]]
-        return bool(errors) and all(e.get("retryable") for e in errors)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest as JSON-ready data."""
-        accounts = [{**a, "errors": [{k: v for k, v in e.items() if k != "retryable"}
-                                     for e in a["errors"]]} for a in self.accounts]
-        return {"job_id": self.job_id, "workspace_id": self.workspace_id, "status": self.status,
-                "presets_version": self.presets_version, "accounts": accounts, **self.extra}
-
-
-class Deadline:
-    """A monotonic deadline for one job, checked between stages."""
-
-    def __init__(self, seconds: float) -> None:
-        self.expires_at = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        """Seconds left (never below one, so a tool call always gets a chance to fail cleanly)."""
-        return max(1.0, self.expires_at - time.monotonic())
-
-    def expired(self) -> bool:
-        """Whether the deadline has passed."""
-        return time.monotonic() > self.expires_at
-
-    def check(self, stage: str) -> None:
-        """Raise when the deadline has passed.
-
-        Raises:
-            DeadlineExceeded: past the deadline.
-        """
-        if self.expired():
-            raise DeadlineExceeded(f"job deadline passed before {stage}")
-
-
-@dataclass
-class _Output:
-    """A stored rendition or cover as the manifest reports it."""
-
-    entry: dict[str, Any] | None = None
-    error: ErrorInfo | None = None
 
 
 def asset_key(key: str, name: str) -> str:
@@ -174,7 +121,7 @@ def _object_metadata(job: Job, presets: PresetRegistry, source_sha256: str,
             "encoder-version": ENCODER_VERSION, "pipeline-version": __version__}
 
 
-def _add_urls(outputs: dict[str, _Output], storage: Storage, settings: Settings) -> None:
+def _add_urls(outputs: dict[str, Output], storage: Storage, settings: Settings) -> None:
     """Add ``url`` (public base URL or presigned GET) to every stored output, when asked."""
     if settings.public_base_url is None and settings.presign_s is None:
         return
@@ -243,22 +190,54 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
     emit = _emitter(job.id, on_event)
     with workdir.run_folder(settings.workdir, f"{job.workspace_id[:20]}-{job.id[:40]}-"
                             ) as folder:
+        # The steps, in order: ingest -> probe -> validate -> plan -> render -> store ->
+        # manifest. Each past the first reads the one run record.
         emit("ingest", "start")
         sources, probed, thumbs = _ingest_all(job, presets, settings, folder, deadline)
         emit("ingest", "done")
-        checks = [check_account(job, acc, presets.get(acc.platform), probed)  # type: ignore[arg-type]
-                  for acc in job.accounts]
-        jobplan = _plan_with_framing(job, checks, sources, probed, thumbs, settings=settings,
-                                     deadline=deadline)
-        outputs = _produce(jobplan, sources, probed, thumbs, job=job, settings=settings,
-                           presets=presets, storage=storage, workdir=folder, deadline=deadline,
-                           emit=emit)
+        run = Run(job=job, settings=settings, presets=presets, storage=storage, workdir=folder,
+                  deadline=deadline, emit=emit, sources=sources, probed=probed, thumbs=thumbs)
+        jobplan = _plan_with_framing(job, _validate(run), sources, probed, thumbs,
+                                     settings=settings, deadline=deadline)
+        outputs = _produce(run, jobplan)
         _add_urls(outputs, storage, settings)
-        manifest = _manifest(job, jobplan, outputs, presets)
-        emit("manifest", "start")
-        stored = _store_manifest(manifest, storage)
-        emit("manifest", "done")
-        return dataclasses.replace(manifest, uri=stored.uri)
+        return _publish(run, jobplan, outputs)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One job's run: what every step after ingest reads (no step hands another a dict)."""
+
+    job: Job
+    settings: Settings
+    presets: PresetRegistry
+    storage: Storage
+    workdir: Path
+    deadline: Deadline
+    emit: Callable[..., None]
+    sources: dict[str, LocalMedia]
+    probed: dict[MediaRef, Probed]
+    thumbs: dict[str, MediaInfo]
+
+
+def _validate(run: Run) -> list[AccountCheck]:
+    """Every account judged on its own (counts, variants, durations, covers)."""
+    return [check_account(run.job, acc, run.presets.get(acc.platform), run.probed)  # type: ignore[arg-type]
+            for acc in run.job.accounts]
+
+
+def _publish(run: Run, jobplan: JobPlan, outputs: dict[str, Output]) -> Manifest:
+    """Build the manifest and store it last: the job's commit marker.
+
+    Raises:
+        StorageError: the manifest could not be written.
+    """
+    manifest = build_manifest(run.job, jobplan, outputs, run.presets,
+                              pipeline_version=__version__)
+    run.emit("manifest", "start")
+    stored = _store_manifest(manifest, run.storage)
+    run.emit("manifest", "done")
+    return dataclasses.replace(manifest, uri=stored.uri)
 
 
 def plan(job: Job, *, settings: Settings | None = None,
@@ -378,17 +357,18 @@ def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, workdir: 
 # --------------------------------------------------------------------------- produce
 
 
-def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[MediaRef, Probed],
-             thumbs: dict[str, MediaInfo], *, job: Job, settings: Settings,
-             presets: PresetRegistry, storage: Storage, workdir: Path, deadline: Deadline,
-             emit: Callable[..., None]) -> dict[str, _Output]:
-    outputs: dict[str, _Output] = {}
+def _produce(run: Run, jobplan: JobPlan) -> dict[str, Output]:
+    """Make (or reuse) every rendition, then every cover: what each content key became.
+
+    Raises:
+        Interrupted: stopped by a signal. Anything else fails its output (see :func:`_guard`).
+    """
+    job, deadline, emit = run.job, run.deadline, run.emit
+    outputs: dict[str, Output] = {}
     delivered: dict[str, tuple[Path, MediaInfo]] = {}
     total = len(jobplan.renditions) + len(jobplan.covers)
     done = 0
-    prerendered = _render_shared_decodes(jobplan, sources, probed, job=job, settings=settings,
-                                         storage=storage, workdir=workdir, deadline=deadline,
-                                         emit=emit)
+    prerendered = _render_shared_decodes(run, jobplan)
     heif_cache = HeifCache()
     # Outputs of one source are made one after the other, so a decoded HEIC is held only while
     # its own outputs are made (and decoded once for all of them).
@@ -401,39 +381,31 @@ def _produce(jobplan: JobPlan, sources: dict[str, LocalMedia], probed: dict[Medi
                 heif_cache.clear()
             emit("render", "start", done / max(total, 1), rendition.name)
             outputs[rendition.key] = _guard(
-                functools.partial(_make_rendition, rendition, sources, probed, job=job,
-                                  settings=settings, presets=presets, storage=storage,
-                                  workdir=workdir, deadline=deadline, delivered=delivered,
-                                  emit=emit, prerendered=prerendered, heif_cache=heif_cache),
+                functools.partial(_make_rendition, run, rendition, delivered=delivered,
+                                  prerendered=prerendered, heif_cache=heif_cache),
                 job.id, rendition.name, deadline=deadline, stage="render")
             done += 1
     finally:
         heif_cache.clear()  # on a deadline or a signal too: it holds decode budget
     for cplan in jobplan.covers:
         emit("cover", "start", done / max(total, 1))
-        failed = outputs.get(cplan.rendition_key, _Output()).error
+        failed = outputs.get(cplan.rendition_key, Output()).error
         if cplan.target.source == "frame" and failed is not None:
             # The frame comes from the delivered video: no video, no cover (same code, so a
             # retryable video failure keeps the account retryable).
-            outputs[cplan.key] = _Output(error=ErrorInfo(
+            outputs[cplan.key] = Output(error=ErrorInfo(
                 failed.code, f"not made: the video it is taken from failed ({failed.message})",
                 failed.http_status, retryable=failed.retryable))
         else:
             outputs[cplan.key] = _guard(
-                functools.partial(_make_cover, cplan, sources, thumbs, jobplan,
-                                  settings=settings, storage=storage, workdir=workdir,
-                                  deadline=deadline, delivered=delivered, job=job,
-                                  presets=presets),
+                functools.partial(_make_cover, run, cplan, jobplan, delivered=delivered),
                 job.id, "cover", deadline=deadline, stage="cover")
         done += 1
     emit("render", "done", 1.0)
     return outputs
 
 
-def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
-                           probed: dict[MediaRef, Probed], *, job: Job, settings: Settings,
-                           storage: Storage, workdir: Path, deadline: Deadline,
-                           emit: Callable[..., None]) -> dict[str, Path | PipelineError]:
+def _render_shared_decodes(run: Run, jobplan: JobPlan) -> dict[str, Path | PipelineError]:
     """First passes of the encodes planned to share one decode (``jobplan.decodes``).
 
     Each group runs as one ffmpeg process (decode once, ``split``, several encoders) and
@@ -444,6 +416,8 @@ def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
     """
     from .video import render_shared
 
+    job, settings, storage, workdir = run.job, run.settings, run.storage, run.workdir
+    deadline, emit, sources, probed = run.deadline, run.emit, run.sources, run.probed
     made: dict[str, Path | PipelineError] = {}
     by_key = {r.key: r for r in jobplan.renditions}
     for keys in jobplan.decodes:
@@ -488,7 +462,7 @@ def _render_shared_decodes(jobplan: JobPlan, sources: dict[str, LocalMedia],
 
 
 def _guard(make: Callable[[], dict[str, Any]], job_id: str, what: str, *,
-           deadline: Deadline, stage: str) -> _Output:
+           deadline: Deadline, stage: str) -> Output:
     """Run one output's production; errors become the manifest's, never a traceback.
 
     The deadline is checked first: past it, the output fails with ``deadline_exceeded``
@@ -496,16 +470,15 @@ def _guard(make: Callable[[], dict[str, Any]], job_id: str, what: str, *,
     """
     try:
         deadline.check(stage)
-        return _Output(entry=make())
+        return Output(entry=make())
     except Interrupted:
         raise
     except PipelineError as err:
         log.warning("job %s: %s failed: %s", job_id, what, err.message)
-        return _Output(error=error_info(err))
+        return Output(error=ErrorInfo.from_error(err))
     except Exception as err:
         log.exception("job %s: unexpected error producing %s", job_id, what)
-        return _Output(error=ErrorInfo("internal", f"internal error: {type(err).__name__}: {err}",
-                                       500))
+        return Output(error=ErrorInfo.from_error(err))
 
 
 #: What a reused entry must carry to stand in for a fresh one in the manifest.
@@ -570,13 +543,12 @@ def _load_meta(storage: Storage, key: str, workdir: Path, *,
     return data
 
 
-def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[MediaRef, Probed],
-                    *, job: Job, settings: Settings, presets: PresetRegistry, storage: Storage,
-                    workdir: Path, deadline: Deadline,
-                    delivered: dict[str, tuple[Path, MediaInfo]],
-                    emit: Callable[..., None],
+def _make_rendition(run: Run, r: Rendition, *, delivered: dict[str, tuple[Path, MediaInfo]],
                     prerendered: dict[str, Path | PipelineError] | None = None,
                     heif_cache: HeifCache | None = None) -> dict[str, Any]:
+    job, settings, presets, storage = run.job, run.settings, run.presets, run.storage
+    workdir, deadline, emit = run.workdir, run.deadline, run.emit
+    sources, probed = run.sources, run.probed
     if not settings.force:
         meta = _load_meta(storage, r.key, workdir, max_bytes=r.target.max_bytes)
         if meta is not None:
@@ -608,7 +580,7 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
         out_info = probe.probe(out, timeout_s=settings.probe_timeout_s)
         for variant in _variants_of(r, presets):
             assert variant.video is not None
-            conform.require(conform.check_video(out_info, variant.video, target,
+            verify.require(verify.check_video(out_info, variant.video, target,
                                                 info.duration_s or 0.0), r.name)
         mime = "video/quicktime" if out_info.format_name == "mov" else "video/mp4"
     else:
@@ -618,13 +590,13 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
         out_info = probe.probe(out, max_pixels=settings.max_image_pixels)
         for variant in _variants_of(r, presets):
             assert variant.image is not None
-            conform.require(conform.check_image(out_info, variant.image, target), r.name)
+            verify.require(verify.check_image(out_info, variant.image, target), r.name)
         mime = iresult.mime
     from .subject import ui_warnings  # a face under a surface's UI warns, never fails
 
     extra_warnings += ui_warnings(out, out_info, _variants_of(r, presets),
                                   timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()))
-    sha = _sha256(out)
+    sha = sha256_file(out)
     key = asset_key(r.key, r.name)
     actions = list(dict.fromkeys([*r.actions, *extra_actions]))
     if "passed_through" in actions and len(actions) > 1 and extra_actions:
@@ -645,10 +617,10 @@ def _make_rendition(r: Rendition, sources: dict[str, LocalMedia], probed: dict[M
     return {**entry, "uri": stored.uri}
 
 
-def _make_cover(c: CoverPlan, sources: dict[str, LocalMedia], thumbs: dict[str, MediaInfo],
-                jobplan: JobPlan, *, settings: Settings, storage: Storage, workdir: Path,
-                deadline: Deadline, delivered: dict[str, tuple[Path, MediaInfo]],
-                job: Job, presets: PresetRegistry) -> dict[str, Any]:
+def _make_cover(run: Run, c: CoverPlan, jobplan: JobPlan, *,
+                delivered: dict[str, tuple[Path, MediaInfo]]) -> dict[str, Any]:
+    job, settings, presets, storage = run.job, run.settings, run.presets, run.storage
+    workdir, deadline, sources, thumbs = run.workdir, run.deadline, run.sources, run.thumbs
     if not settings.force:
         meta = _load_meta(storage, c.key, workdir, fields=_COVER_FIELDS,
                           max_bytes=c.target.max_bytes)
@@ -675,7 +647,7 @@ def _make_cover(c: CoverPlan, sources: dict[str, LocalMedia], thumbs: dict[str, 
     name = f"cover.{result.path.suffix.lstrip('.')}"
     key = asset_key(c.key, name)
     entry: dict[str, Any] = {"key": key, "mime": result.mime, "bytes": result.path.stat().st_size,
-                             "sha256": _sha256(result.path),
+                             "sha256": sha256_file(result.path),
                              "width": result.width, "height": result.height,
                              "warnings": list(result.warnings)}
     if t.source == "frame":
@@ -728,112 +700,3 @@ def _variants_of(r: Rendition, presets: PresetRegistry) -> list[Variant]:
         if pv is not None:
             found.append(pv[1])
     return found
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-def _manifest(job: Job, jobplan: JobPlan, outputs: dict[str, _Output],
-              presets: PresetRegistry) -> Manifest:
-    accounts: list[dict[str, Any]] = []
-    for ap in jobplan.accounts:
-        check: AccountCheck = ap.check
-        errors = [e.to_dict() | {"retryable": e.retryable} for e in check.errors]
-        media: list[dict[str, Any]] = []
-        if check.ok:
-            for sel, key in ap.media:
-                out = outputs.get(key, _Output())
-                if out.error is not None or out.entry is None:
-                    err = out.error or ErrorInfo("internal", "output missing", 500)
-                    errors.append(ErrorInfo(err.code, err.message, err.http_status,
-                                            sel.content_index, sel.media_index,
-                                            err.retryable).to_dict()
-                                  | {"retryable": err.retryable})
-                    continue
-                entry = out.entry
-                media.append({
-                    "content_index": sel.content_index, "media_index": sel.media_index,
-                    "source": sel.ref.value, "kind": entry["kind"], "uri": entry["uri"],
-                    **({"url": entry["url"]} if "url" in entry else {}),
-                    "mime": entry["mime"], "bytes": entry["bytes"], "sha256": entry["sha256"],
-                    "width": entry["width"], "height": entry["height"],
-                    "duration_ms": entry["duration_ms"], "actions": entry["actions"],
-                    "warnings": _own_surface_warnings(entry["warnings"], sel.variant.id),
-                    **({"reframe": entry["reframe"]} if "reframe" in entry else {}),
-                })
-        cover_entry = None
-        if check.ok and ap.cover_key is not None:
-            out = outputs.get(ap.cover_key, _Output())
-            if out.error is not None or out.entry is None:
-                err = out.error or ErrorInfo("internal", "cover missing", 500)
-                errors.append(ErrorInfo(err.code, f"cover: {err.message}", err.http_status,
-                                        0, None, err.retryable).to_dict()
-                              | {"retryable": err.retryable})
-            else:
-                cover_entry = _cover_entry(out.entry, check)
-        for e in errors:  # the manifest goes back to the API caller: no server paths
-            e["message"] = public_message(str(e["message"]))
-        ok = not errors
-        warnings = list(check.warnings) + ([w for w in (cover_entry or {}).pop("warnings", [])]
-                                           if cover_entry else [])
-        accounts.append({
-            "account_id": check.account.id, "platform": check.account.platform,
-            "variant": _variant_label(check), "status": "ok" if ok else "failed",
-            "media": media if ok else [], "cover": cover_entry if ok else None,
-            "warnings": warnings, "errors": errors,
-        })
-    statuses = {a["status"] for a in accounts}
-    status = ("succeeded" if statuses == {"ok"} else "failed" if "ok" not in statuses
-              else "partial")
-    return Manifest(job_id=job.id, workspace_id=job.workspace_id, status=status,
-                    presets_version=presets.version(), accounts=tuple(accounts),
-                    extra={"pipeline_version": __version__})
-
-
-def _own_surface_warnings(warnings: list[str], variant_id: str) -> list[str]:
-    """An output's warnings as one account sees them.
-
-    A shared output carries a ``subject_under_ui`` warning per surface that uses it, each
-    naming its variant (``... (tiktok-video)``); an X account sharing the TikTok file is not
-    told about TikTok's buttons.
-    """
-    return [w for w in warnings
-            if not w.startswith("subject_under_ui:") or w.endswith(f"({variant_id})")]
-
-
-def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> dict[str, Any]:
-    """The manifest's ``cover``: frames carry ``timestamp_ms``, thumbnails their reference.
-
-    ``source`` says where the cover came from: the thumbnail's reference (library ID or URL),
-    ``"video_cover_timestamp_ms"`` for the requested frame, or ``"default_frame"`` for a frame
-    nobody asked for (Pinterest's 1 s).
-    """
-    choice = check.cover
-    out: dict[str, Any] = {"uri": entry["uri"], **({"url": entry["url"]} if "url" in entry else {}),
-                           "mime": entry["mime"], "bytes": entry["bytes"],
-                           "width": entry["width"], "height": entry["height"],
-                           "warnings": entry.get("warnings", [])}
-    if choice is not None and choice.source == "frame":
-        out["timestamp_ms"] = choice.timestamp_ms
-        out["source"] = "default_frame" if choice.default_frame else "video_cover_timestamp_ms"
-    elif choice is not None and choice.thumbnail is not None:
-        out["source"] = choice.thumbnail.value
-    return out
-
-
-def _variant_label(check: AccountCheck) -> str:
-    """The account's variant: the one its media use (e.g. ``instagram-reels``)."""
-    names = list(dict.fromkeys(s.variant.id for s in check.items)) or list(
-        check.intended_variants)
-    if names:
-        return "+".join(names)
-    mode = check.preset.modes[check.account.mode]
-    return f"{check.preset.platform}-{mode.video or mode.image or check.account.mode}"

@@ -8,79 +8,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
 
 from .errors import PipelineError, ThumbnailInvalid
-from .models import Account, ErrorInfo, Job, MediaInfo, MediaRef
-from .presets import CoverSpec, Mode, Preset, Variant, VideoSpec
-
-Probed = MediaInfo | PipelineError
-
-
-@dataclass(frozen=True, slots=True)
-class Selected:
-    """One medium of the post as one account will publish it."""
-
-    content_index: int
-    media_index: int
-    ref: MediaRef
-    info: MediaInfo
-    variant: Variant
-    as_video: bool          # an animated image routed to a video variant
-    still_only: bool        # an animated image that must become a still (first frame)
-    carousel_size: int      # images in this content item that go to the same variant
-    trim_to_s: float | None = None
-    loops: int = 1          # an endless animation played this many whole times (a minimum)
-
-    @property
-    def delivered_s(self) -> float:
-        """How long the delivered medium plays: loops and trim applied."""
-        length = (self.info.duration_s or 0.0) * self.loops
-        return length if self.trim_to_s is None else min(length, self.trim_to_s)
-
-
-@dataclass(frozen=True, slots=True)
-class CoverChoice:
-    """Which cover the account takes, and the spec it must meet."""
-
-    source: Literal["frame", "image"]
-    spec: CoverSpec
-    video: Selected                     # the content[0] video the cover goes with
-    timestamp_ms: int | None = None     # frames: where in the video
-    thumbnail: MediaRef | None = None   # images: the custom thumbnail to conform
-    default_frame: bool = False         # a frame nobody asked for (Pinterest's 1 s default)
-
-
-@dataclass(frozen=True, slots=True)
-class AccountCheck:
-    """The outcome of validating one account."""
-
-    account: Account
-    preset: Preset
-    items: tuple[Selected, ...]
-    cover: CoverChoice | None
-    warnings: tuple[str, ...]
-    errors: tuple[ErrorInfo, ...]
-    # The variants the post's media would go to, for the manifest's label of an account that
-    # failed before any medium was placed (a corrupt image is still an image post).
-    intended_variants: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """No errors: the account can be processed."""
-        return not self.errors
-
-
-def error_info(err: PipelineError, content_index: int | None = None,
-               media_index: int | None = None) -> ErrorInfo:
-    """Turn a raised error into the manifest's error entry."""
-    ci = getattr(err, "content_index", None)
-    mi = getattr(err, "media_index", None)
-    return ErrorInfo(code=err.code, message=err.message, http_status=err.http_status,
-                     content_index=ci if ci is not None else content_index,
-                     media_index=mi if mi is not None else media_index,
-                     retryable=err.retryable)
+from .models import (
+    Account,
+    AccountCheck,
+    CoverChoice,
+    ErrorInfo,
+    Job,
+    MediaInfo,
+    MediaRef,
+    Probed,
+    Selected,
+)
+from .plan.images import animation_fits
+from .presets import Mode, Preset, VideoSpec
 
 
 def _err(code: str, message: str, ci: int | None = None, mi: int | None = None) -> ErrorInfo:
@@ -176,14 +118,11 @@ def _select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef,
     for mi, ref in enumerate(media):
         found = probed.get(ref)
         if isinstance(found, PipelineError):
-            errors.append(error_info(found, ci, mi))
+            errors.append(ErrorInfo.from_error(found, ci, mi))
         elif found is not None:
             infos.append((mi, ref, found))
     if errors:
         return [], errors
-
-    # Imported here: plan imports this module (the planner owns what fits a variant).
-    from .plan import animation_fits
 
     def routes_to_video(info: MediaInfo) -> bool:
         """Where an animated image goes: kept as an animation, made a video, or a still.

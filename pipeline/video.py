@@ -28,7 +28,13 @@ import ffmpeg as ffg  # ffmpeg-python: graph and argv building only
 
 from . import ffmpeg
 from .bmff import UnsupportedLayout, strip_boxes
-from .errors import CorruptMedia, FFmpegError, FFmpegTimeout, ProcessingFailed, TooLarge
+from .errors import (
+    CannotFit,
+    CorruptMedia,
+    FFmpegError,
+    FFmpegTimeout,
+    ProcessingFailed,
+)
 from .plan import (
     HDR_REFERENCE_WHITE_NITS,
     LOUDNORM_I,
@@ -37,11 +43,11 @@ from .plan import (
     Geometry,
     VideoTarget,
     budget_kbps,
+    round_even,
 )
 from .probe import (
     BROWSER_DEFAULT_DELAY_MS,
     BROWSER_MIN_DELAY_MS,
-    DEMUXERS,
     PIL_FORMATS,
     first_animation_frame,
     frame_delays_ms,
@@ -99,10 +105,6 @@ class Loudness:
     target_offset: float
 
 
-def _even(n: float) -> int:
-    return max(2, round(n / 2) * 2)
-
-
 # --------------------------------------------------------------------------- argv building
 
 
@@ -116,8 +118,8 @@ APNG_INPUT = {"max_fps": 1000 // BROWSER_MIN_DELAY_MS - 1,
 def _input(src: Path, src_format: str) -> Any:
     """The source as an ffmpeg-python input: our own file, forced demuxer, file protocol only."""
     opts: dict[str, Any] = dict(APNG_INPUT) if src_format == "png" else {}
-    return ffg.input("file:" + str(src.resolve()), f=DEMUXERS.get(src_format),
-                     protocol_whitelist="file", **opts)
+    name, locked = ffmpeg.locked_input(src, src_format)
+    return ffg.input(name, **locked, **opts)
 
 
 def _pre_chain(stream: Any, t: VideoTarget, g: Geometry) -> Any:
@@ -191,8 +193,8 @@ def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float) -
         if g.fit == "blur":
             split = v.filter_multi_output("split")
             fg, bg = split[0], split[1]
-            small_w = max(BLUR_MIN_SIDE, _even(g.width / BLUR_DOWNSCALE))
-            small_h = max(BLUR_MIN_SIDE, _even(g.height / BLUR_DOWNSCALE))
+            small_w = max(BLUR_MIN_SIDE, round_even(g.width / BLUR_DOWNSCALE))
+            small_h = max(BLUR_MIN_SIDE, round_even(g.height / BLUR_DOWNSCALE))
             # boxblur needs radius <= a quarter of the smaller side (the 4:2:0 chroma plane)
             radius = max(1, min(10, min(small_w, small_h) // 4))
             bg = (bg.filter("scale", small_w, small_h, force_original_aspect_ratio="increase")
@@ -313,7 +315,7 @@ def _args(node: Any) -> list[str]:
 
 
 def _head(progress: bool) -> list[str]:
-    args = [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error"]
+    args = ffmpeg.ffmpeg_head("-y", "-v", "error")
     if progress:
         args += ["-progress", "pipe:1", "-nostats"]
     return args
@@ -440,8 +442,7 @@ def loudness_args(src: Path, src_format: str, *, trim_s: float | None) -> list[s
     if trim_s is not None:
         opts["t"] = f"{trim_s:.3f}"
     # loudnorm prints its JSON at log level info, after everything else.
-    return [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-v", "info",
-            *_args(ffg.output(a, "-", **opts))]
+    return [*ffmpeg.ffmpeg_head("-nostats", "-v", "info"), *_args(ffg.output(a, "-", **opts))]
 
 
 def decode_check_args(src: Path, src_format: str) -> list[str]:
@@ -451,8 +452,7 @@ def decode_check_args(src: Path, src_format: str) -> list[str]:
         ConfigError: ffmpeg is not installed.
     """
     node = ffg.output(_input(src, src_format)["v:0"], "-", f="null")
-    return [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-xerror",
-            *_args(node)]
+    return [*ffmpeg.ffmpeg_head("-v", "error", "-xerror"), *_args(node)]
 
 
 # --------------------------------------------------------------------------- running
@@ -486,7 +486,7 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
         FFmpegError: ffmpeg failed for another reason (``processing_failed``, stderr tail in
             the message).
         FFmpegTimeout: ffmpeg ran past ``timeout_s`` (``processing_timeout``).
-        TooLarge: not even the smallest acceptable attempt fits the byte cap.
+        CannotFit: not even the smallest acceptable attempt fits the byte cap.
         ProcessingFailed: the pass-through copy could not be written.
     """
     fallback: tuple[str, ...] = ()
@@ -654,8 +654,8 @@ class _Work:
                          on_progress)
             size = self.out.stat().st_size
             if size > t.max_bytes:
-                raise TooLarge(f"the video is {size} bytes without re-encoding, over the "
-                               f"{t.max_bytes}-byte cap")
+                raise CannotFit(f"the video is {size} bytes without re-encoding, over the "
+                                f"{t.max_bytes}-byte cap")
             return VideoResult(self.out, (), ())
         audio_kbps = t.audio.bitrate_kbps if t.audio.action != "none" else 0
         budget = budget_kbps(t.max_bytes, self.length_s, audio_kbps)
@@ -700,7 +700,7 @@ class _Work:
             while rate < _floor_kbps(geometry, t):
                 smaller = _shrink(geometry, t)
                 if smaller is None:
-                    raise TooLarge(
+                    raise CannotFit(
                         f"cannot fit the video under {t.max_bytes} bytes: it would need "
                         f"{rate} kbps at {geometry.width}x{geometry.height} or less "
                         f"(at least {_floor_kbps(geometry, t)} kbps is needed)")
@@ -723,8 +723,8 @@ class _Work:
             if over_rate is not None and t.spec_max_bitrate_kbps:
                 shrink = min(shrink, t.spec_max_bitrate_kbps / over_rate)
             rate = int(rate * shrink * BUDGET_MARGIN)
-        raise TooLarge(f"cannot fit the video under {t.max_bytes} bytes after "
-                       f"{MAX_BUDGET_ATTEMPTS} attempts")
+        raise CannotFit(f"cannot fit the video under {t.max_bytes} bytes after "
+                        f"{MAX_BUDGET_ATTEMPTS} attempts")
 
     def _encode(self, args: list[str], on_progress: Callable[[float], None] | None) -> None:
         _run_encode(args, self.src, self.fmt, timeout_s=self.timeout_s, on_progress=on_progress,
@@ -820,7 +820,7 @@ def _shrink(g: Geometry, t: VideoTarget) -> Geometry | None:
         return None
 
     def s(n: int) -> int:
-        return _even(n * step)
+        return round_even(n * step)
 
     new = replace(g, width=s(g.width), height=s(g.height), content_width=s(g.content_width),
                   content_height=s(g.content_height))

@@ -25,13 +25,13 @@ from pipeline import cover
 from pipeline.cli import main
 from pipeline.errors import FFmpegError, ThumbnailInvalid, UnsupportedMedia, ValidationFailed
 from pipeline.job import parse_job
-from pipeline.models import MediaInfo, MediaRef
+from pipeline.models import CoverChoice, MediaInfo, MediaRef
 from pipeline.plan import CoverTarget, plan_cover
 from pipeline.presets import load_presets
 from pipeline.probe import probe, setup_pillow
 from pipeline.runner import process
 from pipeline.settings import Settings
-from pipeline.validate import CoverChoice, check_account
+from pipeline.validate import check_account
 from tests.factories import image_info, video_info
 
 PRESETS = load_presets()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -37,26 +36,22 @@ PRESETS = load_presets()
 REFUSAL_PEAK_MB = 300
 
 
-# The measured process is started from this small Python, not from pytest: Linux carries the
-# parent's memory high-water mark into a child's ru_maxrss at exec (exec_mmap), so a child of a
-# pytest process that has grown to 300 MB would report at least that.
+# Started by a small helper process, not by pytest: exec records the spawning process's
+# high-water RSS as the child's, so a child of this (large) test process would report the
+# test process's own peak instead of the conform run's.
 _MEASURE = """
-import os, sys
+import os, subprocess, sys
 with open(sys.argv[1], "wb") as out, open(sys.argv[1] + ".err", "wb") as err:
-    pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ,
-                         file_actions=[(os.POSIX_SPAWN_DUP2, out.fileno(), 1),
-                                       (os.POSIX_SPAWN_DUP2, err.fileno(), 2)])
-    _, status, usage = os.wait4(pid, 0)
+    proc = subprocess.Popen(sys.argv[2:], stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
 print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
 """
 
 
 def _peak_rss_mb(args: list[str], out: Path, env: dict[str, str]) -> tuple[int, float]:
     """Run a process, return (exit code, its own peak RSS in MB)."""
-    exe = shutil.which(args[0], path=env.get("PATH")) or args[0]
-    done = subprocess.run([sys.executable, "-S", "-c", _MEASURE, str(out), exe, *args[1:]],
-                          env=env, capture_output=True, text=True, check=True,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(out), *args], env=env,
+                          capture_output=True, text=True, check=True, timeout=600)
     code, maxrss_kb = done.stdout.split()
     return int(code), int(maxrss_kb) / 1024
 

@@ -21,9 +21,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageChops, ImageCms, ImageStat
 
-from pipeline import conform, probe
+from pipeline import probe, verify
 from pipeline.cli import main
-from pipeline.errors import CorruptMedia, TooLarge
+from pipeline.errors import CannotFit, CorruptMedia, SourceError
 from pipeline.image import (
     DecodedBuffer,
     decode_heif_buffer,
@@ -78,7 +78,7 @@ def conform_file(src: Path, variant_id: str, out_dir: Path, *, keep_animation: b
                                            keep_animation=keep_animation)
     result = render_image(src, info.format_name, target, out_dir / f"{variant_id}.{target.format}")
     assert platform_problems(result.path, spec, max_bytes) == []
-    assert conform.check_image(probe.probe(result.path), spec, target) == []
+    assert verify.check_image(probe.probe(result.path), spec, target) == []
     return (info, target, [*actions, *result.extra_actions], [*warnings, *result.warnings],
             result.path)
 
@@ -542,9 +542,12 @@ def test_quality_search_lowers_quality_before_size(tmp_path: Path) -> None:
 def test_too_large_when_nothing_fits(tmp_path: Path) -> None:
     src = tmp_path / "n.png"
     noise(400, 300).save(src)
-    with pytest.raises(TooLarge) as caught:
+    with pytest.raises(CannotFit) as caught:
         render_image(src, "png", small_target(400, 300, 5_000, min_width=400), tmp_path / "o.jpg")
     assert caught.value.code == "too_large" and "5000 bytes" in caught.value.message
+    # An output that cannot fit a cap is not a source error, and keeps the manifest's code
+    # and status.
+    assert not isinstance(caught.value, SourceError) and caught.value.http_status == 400
 
 
 def test_photo_png_goes_out_as_jpeg_when_it_cannot_fit(tmp_path: Path) -> None:
@@ -896,7 +899,7 @@ def test_200mp_heic_on_every_image_variant(corpus: Path, tmp_path: Path) -> None
             assert {"converted_colour", "converted_format", "stripped_metadata"} <= set(actions)
             result = render_decoded(buf, target, tmp_path / f"{variant.id}.jpg")
             assert platform_problems(result.path, spec, max_bytes) == [], variant.id
-            assert conform.check_image(probe.probe(result.path), spec, target) == [], variant.id
+            assert verify.check_image(probe.probe(result.path), spec, target) == [], variant.id
             with Image.open(result.path) as out:
                 assert out.height > out.width or target.geometry.fit == "crop"  # portrait
                 g = target.geometry

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline import conform, probe
+from pipeline import probe, verify
 from pipeline.errors import CorruptMedia, TooLarge
 from pipeline.image import DecodedBuffer, decode_heif_buffer, render_decoded, render_image
 from pipeline.models import MediaInfo
@@ -93,7 +93,7 @@ def test_corpus_image_on_every_image_variant(corpus: Path, tmp_path: Path, name:
     out = result.path
     assert platform_problems(out, spec, max_bytes) == []
     out_info = probe.probe(out)
-    assert conform.check_image(out_info, spec, target) == []
+    assert verify.check_image(out_info, spec, target) == []
     assert (out_info.width, out_info.height) == (result.width, result.height)
     assert out_info.animated == keep
 

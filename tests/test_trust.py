@@ -433,5 +433,5 @@ def test_a_download_is_clipped_to_the_jobs_time_left(tmp_path: Path, library: Pa
     manifest = process(parse_job(job, presets), settings=settings, presets=presets)
     assert time.monotonic() - started < 8  # not the 15 s the server would take
     assert manifest.status == "failed"
-    assert manifest.accounts[0]["errors"][0]["code"] in ("download_failed",
+    assert manifest.accounts[0].errors[0].code in ("download_failed",
                                                          "deadline_exceeded")

@@ -8,9 +8,9 @@ import pytest
 
 from pipeline.errors import CorruptMedia, SourceNotFound
 from pipeline.job import parse_job
-from pipeline.models import MediaRef
+from pipeline.models import AccountCheck, MediaRef, Probed
 from pipeline.presets import load_presets
-from pipeline.validate import AccountCheck, Probed, check_account
+from pipeline.validate import check_account
 from tests.factories import image_info, video_info
 
 PRESETS = load_presets()

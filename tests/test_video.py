@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import conform, ffmpeg
+from pipeline import ffmpeg, verify
 from pipeline.errors import CorruptMedia, FFmpegError, FFmpegTimeout
 from pipeline.job import parse_job
 from pipeline.models import JobEvent, MediaInfo
@@ -87,7 +87,7 @@ def deliver(src: Path, variant: str, tmp_path: Path, *, trim_s: float | None = N
     result = render_video(src, info.format_name, target, out, duration_s=info.duration_s or 0,
                           timeout_s=120, **render)
     out_info = probe(result.path)
-    assert conform.check_video(out_info, spec, target, info.duration_s or 0) == []
+    assert verify.check_video(out_info, spec, target, info.duration_s or 0) == []
     return Delivered(target, actions + list(result.extra_actions), result.path, out_info, info)
 
 
@@ -521,7 +521,7 @@ def test_one_decode_for_several_targets(make_clip: Any, tmp_path: Path,
     for account, variant in (("tt", "tiktok-video"), ("x", "twitter-video"),
                              ("pin", "pinterest-video")):
         platform_checks(outs[account], duration_s=4.0)
-        assert conform.check_video(probe(outs[account]), spec_of(variant),
+        assert verify.check_video(probe(outs[account]), spec_of(variant),
                                    plan_video(probe(src), spec_of(variant),
                                               max_bytes=10**9, trim_s=None, from_image=False,
                                               x264_preset=X264)[0], 4.0) == []
@@ -874,7 +874,7 @@ def test_corpus_clip_through_every_video_preset(corpus: Path, tmp_path: Path, na
                               first_pass=outs[key] if len(encodes) > 1 else None)
         out_info = probe(result.path)
         for variant, _, actions in uses:
-            problems = conform.check_video(out_info, spec_of(variant), target,
+            problems = verify.check_video(out_info, spec_of(variant), target,
                                            info.duration_s or 0)
             assert problems == [], (variant, actions, problems)
         # one file, checked once: every variant sharing it has the same stream rules here

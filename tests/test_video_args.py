@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from pipeline.conform import check_video
 from pipeline.errors import ProcessingFailed
 from pipeline.job import parse_job
 from pipeline.models import AudioStream, MediaInfo, MediaRef, VideoStream
@@ -30,6 +29,7 @@ from pipeline.plan import (
 )
 from pipeline.presets import VideoSpec, load_presets
 from pipeline.validate import check_account
+from pipeline.verify import check_video
 from pipeline.video import (
     Loudness,
     _shrink,

@@ -11,8 +11,9 @@ canvas), ``images``, ``videos`` and ``covers`` (one medium and one variant each)
 
 from __future__ import annotations
 
+from ..rules import H264_PROFILES
 from .covers import frame_target, plan_cover, thumbnail_target
-from .geometry import clamp_aspect, fit_geometry, nearest_ratio
+from .geometry import clamp_aspect, fit_geometry, nearest_ratio, round_even
 from .images import (
     ANIMATION_PIXEL_BUDGET,
     PNG_BUDGET_SHARE,
@@ -47,7 +48,6 @@ from .videos import (
     CONTAINER_OVERHEAD,
     CRF,
     H264_LEVELS,
-    H264_PROFILES,
     HDR_REFERENCE_WHITE_NITS,
     LOUDNORM_I,
     LOUDNORM_LRA,
@@ -123,6 +123,7 @@ __all__ = [
     "plan_image",
     "plan_job",
     "plan_video",
+    "round_even",
     "shared_decodes",
     "start_tolerance_s",
     "target_key",

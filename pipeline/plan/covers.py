@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from ..models import MediaInfo
+from ..models import CoverChoice, MediaInfo
 from ..presets import CoverSpec
-from ..validate import CoverChoice
 from .geometry import fit_geometry
 from .images import force_size, needs_srgb
 from .targets import CoverTarget, Geometry, ImageTarget

@@ -22,7 +22,12 @@ def nearest_ratio(aspect: Fraction, choices: Iterable[Fraction]) -> Fraction:
     return min(choices, key=lambda r: abs(math.log(aspect / r)))
 
 
-def _even(n: float) -> int:
+def round_even(n: float) -> int:
+    """``n`` rounded to the nearest even whole number, at least 2 (a YUV 4:2:0 frame side).
+
+    Raises:
+        Nothing.
+    """
     return max(2, round(n / 2) * 2)
 
 
@@ -68,7 +73,7 @@ def fit_geometry(width: int, height: int, *, aspect: Fraction | None, fit: FitMo
     if allow_upscale_to_min and need > scale:
         scale = need
         upscaled = need > 1.0
-    rnd = _even if even else (lambda v: max(1, round(v)))
+    rnd = round_even if even else (lambda v: max(1, round(v)))
     out_w, out_h = rnd(frame_w * scale), rnd(frame_h * scale)
 
     def over_caps(w: int, h: int) -> bool:

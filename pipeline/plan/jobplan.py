@@ -7,9 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from ..models import MediaInfo
+from ..models import AccountCheck, MediaInfo, Selected
 from ..presets import FitPolicy
-from ..validate import AccountCheck, Selected
 from .covers import plan_cover
 from .images import carousel_frame, plan_image
 from .targets import (

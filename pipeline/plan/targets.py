@@ -199,29 +199,45 @@ def target_key(source_sha256: str, target: Target | CoverTarget, extra: str = ""
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+# The fields of each target that go into its content key: the ones that change the output's
+# bytes. Adding a field to a target is not enough to put it in the key: list it here (or in
+# NOT_IN_KEY, saying why), or tests/test_plan.py fails; keys of existing outputs are pinned.
+IMAGE_KEY_FIELDS = ("format", "geometry", "background", "max_bytes", "quality",
+                    "quality_floor", "animated", "passthrough", "orientation", "to_srgb",
+                    "min_width", "min_height", "engine", "kind")
+COVER_KEY_FIELDS = ("source", "at_ms", "format", "width", "height", "fit", "max_bytes",
+                    "min_width")
+VIDEO_KEY_FIELDS = ("action", "geometry", "pad_color", "fps", "gop_frames", "tonemap",
+                    "deinterlace", "full_to_limited", "maxrate_kbps", "trim_s", "audio",
+                    "from_image", "x264_preset", "square_pixels", "in_matrix", "in_transfer",
+                    "in_primaries", "level", "source_codec", "reframe", "kind", "loops", "crf")
+# Only an encode makes the picture: a stream copy (remux, pass-through) keys on the rest.
+VIDEO_ENCODE_FIELDS = ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",
+                       "tonemap", "deinterlace", "full_to_limited", "square_pixels",
+                       "in_matrix", "in_transfer", "in_primaries", "level", "crf")
+# Fields that never reach the bytes, so outputs shared by platforms with different caps have
+# one key. The byte cap reaches a video only through maxrate_kbps (derived from it; the
+# rendition is verified against the smallest cap of everyone sharing it); the minimum size is
+# the floor of budget retries, and the cap decides whether it is reached.
+NOT_IN_KEY = {"video": ("max_bytes", "spec_max_bitrate_kbps", "min_width", "min_height"),
+              "image": (), "cover": ()}
+
+
 def _key_view(target: Target | CoverTarget) -> dict[str, object]:
-    view = asdict(target)
+    full = asdict(target)
     if isinstance(target, VideoTarget):
-        # The byte cap reaches the bytes only through maxrate_kbps (derived from it); the
-        # rendition is verified against the smallest cap of everyone sharing it.
-        view.pop("max_bytes")
-        view.pop("spec_max_bitrate_kbps")
-        view.pop("min_width")   # the floor of budget retries: the cap decides if it is reached
-        view.pop("min_height")
+        names = [n for n in VIDEO_KEY_FIELDS
+                 if not (target.action != "transcode" and n in VIDEO_ENCODE_FIELDS)
+                 # keys of everything not looped, and of outputs without smart framing, stay
+                 # what they were before those fields existed
+                 and not (n == "loops" and target.loops == 1)
+                 and not (n == "reframe" and not target.reframe)
+                 # "standard" quality keeps the keys made before the quality knob
+                 and not (n == "crf" and target.crf == 20)]
+        view = {n: full[n] for n in names}
         view["video_encoder"] = VIDEO_ENCODER_VERSION
-        if target.loops == 1:
-            view.pop("loops")  # keys of everything that is not looped stay what they were
         if target.from_image:
             view["animation_timing"] = ANIMATION_TIMING_VERSION
-        if not target.reframe:
-            view.pop("reframe")  # outputs without smart framing keep their existing keys
-        if target.crf == 20:
-            view.pop("crf")  # "standard" quality keeps the keys made before the knob
-        if target.action != "transcode":
-            # Stream copy: only the container and the audio track are made by us.
-            view.pop("crf", None)
-            for name in ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",
-                         "tonemap", "deinterlace", "full_to_limited", "square_pixels",
-                         "in_matrix", "in_transfer", "in_primaries", "level"):
-                view.pop(name)
-    return view
+        return view
+    names = list(IMAGE_KEY_FIELDS if isinstance(target, ImageTarget) else COVER_KEY_FIELDS)
+    return {n: full[n] for n in names}

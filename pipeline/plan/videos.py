@@ -8,6 +8,7 @@ from dataclasses import replace
 from fractions import Fraction
 from typing import Literal
 
+from .. import rules
 from ..models import MediaInfo
 from ..presets import FitPolicy, VideoSpec
 from .geometry import clamp_aspect, fit_geometry
@@ -79,7 +80,6 @@ H264_LEVELS = (
     ("6.1", 8_355_840, 139_264, 600_000, 600_000),
     ("6.2", 16_711_680, 139_264, 1_000_000, 1_000_000),
 )
-H264_PROFILES = ("baseline", "constrained baseline", "main", "high")
 # ffprobe colour-matrix names -> the names swscale's in_color_matrix takes.
 _SWS_MATRIX = {"bt709": "bt709", "smpte170m": "bt601", "bt470bg": "bt601", "fcc": "fcc",
                "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
@@ -174,49 +174,13 @@ def budget_kbps(max_bytes: int, duration_s: float, audio_kbps: int) -> int:
 def video_streams_conform(info: MediaInfo, spec: VideoSpec, max_bytes: int) -> list[str]:
     """Why the video stream cannot be kept as it is (empty: it can).
 
+    The shared stream rules (:mod:`pipeline.rules`), met exactly: the verifier allows an
+    output some rounding slack, so a stream kept here always passes verification.
+
     Raises:
         Nothing: ``info`` must have a video stream.
     """
-    v = info.video
-    assert v is not None
-    why: list[str] = []
-    if v.codec not in spec.codecs:
-        why.append(f"codec {v.codec}")
-    if v.pix_fmt not in spec.pix_fmts:
-        why.append(f"pixel format {v.pix_fmt}")
-    if v.codec == "h264" and (v.profile or "").lower() not in H264_PROFILES:
-        why.append(f"H.264 profile {v.profile}")
-    if v.rotation_deg or v.mirrored:
-        why.append("rotation metadata")
-    if v.sar != 1:
-        why.append("non-square pixels")
-    if v.interlaced:
-        why.append("interlaced")
-    if v.vfr:
-        why.append("variable frame rate")
-    if not (spec.fps_min <= v.fps <= spec.fps_max):
-        why.append(f"{float(v.fps):.3g} fps")
-    if v.max_keyframe_interval_s is not None and v.max_keyframe_interval_s > spec.gop_max_s + 1e-3:
-        why.append(f"keyframes {v.max_keyframe_interval_s:.1f} s apart")
-    if v.hdr and spec.sdr_only:
-        why.append("HDR")
-    if v.color_range == "pc" or v.pix_fmt.startswith("yuvj"):
-        why.append("full-range colour")
-    if not (spec.min_width <= info.width <= spec.max_width
-            and spec.min_height <= info.height <= spec.max_height):
-        why.append(f"size {info.width}x{info.height}")
-    if spec.max_long_side and max(info.width, info.height) > spec.max_long_side:
-        why.append("long side")
-    if info.width % 2 or info.height % 2:
-        why.append("odd size")
-    a = info.aspect
-    if (spec.aspect_min and a < spec.aspect_min) or (spec.aspect_max and a > spec.aspect_max):
-        why.append("aspect ratio")
-    if spec.max_bitrate_kbps and (v.bitrate_kbps or info.bitrate_kbps or 0) > spec.max_bitrate_kbps:
-        why.append("bitrate")
-    if info.size_bytes > max_bytes:
-        why.append("file size")
-    return why
+    return rules.video_stream_problems(info, spec, max_bytes=max_bytes, tolerance=rules.EXACT)
 
 
 def audio_target(info: MediaInfo, spec: VideoSpec, *, reencode_all: bool) -> AudioTarget:
@@ -315,9 +279,10 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         fps = min(max(Fraction(30), spec.fps_min), spec.fps_max)
         fps_changed = True
     aspect = None
-    a = info.aspect
-    if (spec.aspect_min and a < spec.aspect_min) or (spec.aspect_max and a > spec.aspect_max):
-        aspect = spec.target_aspect or clamp_aspect(a, spec.aspect_min, spec.aspect_max)
+    if not rules.aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max,
+                           rules.EXACT):
+        aspect = spec.target_aspect or clamp_aspect(info.aspect, spec.aspect_min,
+                                                    spec.aspect_max)
     geometry = fit_geometry(
         info.width, info.height, aspect=aspect, fit=fit if aspect else "none",
         max_width=min(spec.max_width, spec.target_width or spec.max_width),

@@ -24,8 +24,10 @@ from PIL import Image
 
 from .. import frames, probe
 from ..errors import ConfigError, Interrupted, JobInvalid, PipelineError
-from ..presets import PresetRegistry, UiZone
+from ..presets import PresetRegistry
 from ..storage import open_storage
+from . import html, sheet
+from .pictures import Picture
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +35,6 @@ POSTER_SIDE_PX = 480  # longer side of a poster or still: crisp at the page's 32
 STRIP_SIDE_PX = 120  # longer side of a filmstrip frame
 STRIP_FRAMES = 5
 FRAME_TIMEOUT_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Picture:
-    """The pictures made for one stored file, as names relative to the report folder."""
-
-    still: str | None
-    strip: tuple[str, ...] = ()
-    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,18 +92,6 @@ def _fetch(uri: str, dest: Path, *, endpoint_url: str | None) -> Path:
     raise ConfigError(f"cannot read {parts.scheme}:// URIs; use a path, file:// or s3://")
 
 
-def zones_for(variant_label: str, presets: PresetRegistry) -> tuple[UiZone, ...]:
-    """The UI zones of an account's variant (``"tiktok-video"``), empty when it has none.
-
-    A thread of several variants (``a+b``) takes the first that has zones.
-    """
-    for variant_id in variant_label.split("+"):
-        found = presets.find_variant(variant_id)
-        if found is not None and found[1].ui_zones:
-            return found[1].ui_zones
-    return ()
-
-
 def _picture(uri: str, kind: str, out_dir: Path, tmp: Path, *,
              endpoint_url: str | None) -> Picture:
     """Fetch one stored file and write its pictures into ``out_dir/pictures``."""
@@ -166,8 +147,6 @@ def make_report(manifest_source: str, out_dir: Path, *, presets: PresetRegistry,
             shown as such on the page instead).
         ConfigError: an unusable URI or output folder.
     """
-    from . import html, sheet
-
     data = dict(manifest) if manifest is not None else read_manifest(
         manifest_source, endpoint_url=endpoint_url)
     try:

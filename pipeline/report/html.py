@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 
 from ..presets import PresetRegistry, UiZone
-from . import Picture, zones_for
+from .pictures import Picture, zones_for
 
 BOX_PX = 320  # the longer side of a picture on the page
 REF_BOX_PX = 160  # the longer side of a picture that repeats one shown above

@@ -12,8 +12,8 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from ..presets import PresetRegistry, UiZone
-from . import Picture, zones_for
 from .html import ZONE_RGBA
+from .pictures import Picture, zones_for
 
 TILE_PX = 220  # the longer side of a picture on the sheet
 PAD_PX = 12

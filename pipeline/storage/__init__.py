@@ -19,18 +19,26 @@ from .base import (
     Storage,
     StorageRejected,
     StoredObject,
+    StreamBroken,
     _check_key,
     _redact,
 )
 from .local import LocalStorage
 
 if TYPE_CHECKING:
-    from .s3 import TRANSFER_CONFIG, S3Storage, make_s3_client, s3_client, translate_client_error
+    from .s3 import (
+        TRANSFER_CONFIG,
+        S3Storage,
+        make_s3_client,
+        read_object,
+        s3_client,
+        translate_client_error,
+    )
 
 # boto3 takes about 0.13 s to import: a run with a local destination and no S3 library never
 # pays for it. These names load the S3 backend on first use.
-_S3_NAMES = frozenset({"TRANSFER_CONFIG", "S3Storage", "make_s3_client", "s3_client",
-                       "translate_client_error"})
+_S3_NAMES = frozenset({"TRANSFER_CONFIG", "S3Storage", "make_s3_client", "read_object",
+                       "s3_client", "translate_client_error"})
 
 
 def __getattr__(name: str) -> Any:
@@ -49,8 +57,10 @@ __all__ = [
     "Storage",
     "StorageRejected",
     "StoredObject",
+    "StreamBroken",
     "make_s3_client",
     "open_storage",
+    "read_object",
     "s3_client",
     "translate_client_error",
 ]

@@ -106,6 +106,12 @@ class StorageRejected(StorageError):
     retryable = False
 
 
+class StreamBroken(StorageError):
+    """An object's body broke off while it was being read (connection reset, truncated)."""
+
+    retryable = True
+
+
 # --- key and argument checks ------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import boto3
 import botocore.exceptions as botoexc
+import urllib3
 from boto3.exceptions import Boto3Error, RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
@@ -29,6 +30,7 @@ from .base import (
     IMMUTABLE,
     StorageRejected,
     StoredObject,
+    StreamBroken,
     _check_key,
     _check_prefix,
     _check_presign,
@@ -701,6 +703,46 @@ def make_s3_client(
         return session.client("s3", endpoint_url=endpoint_url or None, config=config)
     except (botoexc.BotoCoreError, ValueError) as err:
         raise ConfigError(_redact(f"cannot create the S3 client: {err}")) from err
+
+
+@contextlib.contextmanager
+def read_object(bucket: str, key: str, *, endpoint_url: str | None, shown: str,
+                chunk_bytes: int) -> Iterator[tuple[int, Iterator[bytes]]]:
+    """An object as its stated length and a stream of chunks, for one read straight to disk.
+
+    Used by ingest for ``s3://`` media libraries: the read is not a :class:`Storage` (no
+    prefix, no keys of ours), but its S3 calls and error translation live here.
+
+    Args:
+        bucket: the bucket.
+        key: the object key.
+        endpoint_url: S3 endpoint (MinIO, R2, moto); default: the AWS configuration.
+        shown: how the object is named in errors (its ``s3://`` URI).
+        chunk_bytes: the size of each chunk read.
+
+    Raises:
+        StorageError: the object could not be read (``StorageNotFound`` when absent),
+            translated at the border; ``StreamBroken`` when the body broke off mid-read.
+    """
+    client = s3_client(endpoint_url=endpoint_url)
+    try:
+        obj = client.get_object(Bucket=bucket, Key=key)
+    except (botoexc.BotoCoreError, botoexc.ClientError) as err:
+        raise translate_client_error(err, op="get", key=shown) from err
+    body: Any = obj["Body"]
+    try:
+        yield int(obj.get("ContentLength") or 0), _body_chunks(body, chunk_bytes, shown)
+    finally:
+        body.close()
+
+
+def _body_chunks(body: Any, chunk_bytes: int, shown: str) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(chunk_bytes)
+    except (botoexc.BotoCoreError, botoexc.ClientError) as err:
+        raise translate_client_error(err, op="get", key=shown) from err
+    except (OSError, urllib3.exceptions.HTTPError) as err:  # the connection broke mid-body
+        raise StreamBroken(str(err)) from err
 
 
 def s3_client(*, endpoint_url: str | None = None, max_pool_connections: int = 16) -> Any:

@@ -8,19 +8,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from . import rules
 from .errors import ProcessingFailed
-from .models import MediaInfo
+from .models import ImageFacts, MediaInfo
 from .plan import ImageTarget, VideoTarget, is_srgb_profile, start_tolerance_s
 from .presets import ImageSpec, VideoSpec
-
-ASPECT_TOLERANCE = 0.01  # rounding to whole (even) pixels moves the ratio a little
-
-
-def _aspect_ok(w: int, h: int, lo: Fraction | None, hi: Fraction | None,
-               tolerance: float = ASPECT_TOLERANCE) -> bool:
-    a = w / h
-    return (lo is None or a >= float(lo) * (1 - tolerance)) and (
-        hi is None or a <= float(hi) * (1 + tolerance))
 
 
 def _image_aspect_ok(w: int, h: int, lo: Fraction | None, hi: Fraction | None) -> bool:
@@ -76,6 +68,12 @@ def check_image(info: MediaInfo, spec: ImageSpec, target: ImageTarget) -> list[s
         problems.append(f"short side {min(info.width, info.height)}, over {spec.max_short_side}")
     if not _image_aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max):
         problems.append(f"aspect {info.width}:{info.height} out of range")
+    return problems + _photo_problems(facts)
+
+
+def _photo_problems(facts: ImageFacts) -> list[str]:
+    """What a delivered photo must not carry: an orientation, metadata, a non-sRGB colour."""
+    problems: list[str] = []
     if facts.exif_orientation != 1:
         problems.append(f"EXIF orientation {facts.exif_orientation} left in the output")
     if facts.has_gps:
@@ -122,51 +120,12 @@ def check_video(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
     if info.format_name not in spec.containers and not (
             info.format_name == "mp4" and "mov" in spec.containers):
         problems.append(f"container {info.format_name}")
-    if v.codec not in spec.codecs:
-        problems.append(f"codec {v.codec}")
-    if v.codec == "h264" and (v.profile or "").lower() not in (
-            ("high",) if encoded else ("baseline", "constrained baseline", "main", "high")):
-        problems.append(f"H.264 profile {v.profile}")
-    if v.pix_fmt not in spec.pix_fmts:
-        problems.append(f"pixel format {v.pix_fmt}")
-    if v.interlaced:
-        problems.append("interlaced")
-    if v.rotation_deg or v.mirrored:
-        problems.append("rotation metadata left in the output")
-    if v.sar != 1:
-        problems.append(f"sample aspect ratio {v.sar}")
-    if not (spec.min_width <= info.width <= spec.max_width
-            and spec.min_height <= info.height <= spec.max_height):
-        problems.append(f"size {info.width}x{info.height} out of range")
-    if spec.max_long_side and max(info.width, info.height) > spec.max_long_side:
-        problems.append(f"long side {max(info.width, info.height)} over {spec.max_long_side}")
-    if info.width % 2 or info.height % 2:
-        problems.append(f"odd size {info.width}x{info.height}")
-    # Even dimensions move a small picture's ratio by up to one 2-pixel step.
-    if not _aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max,
-                      tolerance=max(ASPECT_TOLERANCE, 2 / min(info.width, info.height))):
-        problems.append(f"aspect {info.width}:{info.height} out of range")
-    if not (spec.fps_min * Fraction(99, 100) <= v.fps <= spec.fps_max * Fraction(101, 100)):
-        problems.append(f"{float(v.fps):.3f} fps out of range")
-    if v.vfr:
-        problems.append("variable frame rate")
-    if (v.max_keyframe_interval_s is not None
-            and v.max_keyframe_interval_s > spec.gop_max_s + 1e-3):
-        problems.append(f"keyframes {v.max_keyframe_interval_s:.2f} s apart "
-                        f"(at most {spec.gop_max_s:g} s)")
-    if spec.sdr_only and v.hdr:
-        problems.append("still HDR")
-    if v.color_range == "pc":
-        problems.append("full-range colour")
+    problems += rules.video_stream_problems(info, spec, max_bytes=target.max_bytes,
+                                            tolerance=rules.OUTPUT, encoded=encoded)
     if encoded:
         tags = (v.color_primaries, v.color_transfer, v.color_space)
         if tags != ("bt709", "bt709", "bt709"):
             problems.append(f"colour tags {'/'.join(str(x) for x in tags)}, not BT.709")
-    rate = v.bitrate_kbps or info.bitrate_kbps
-    if spec.max_bitrate_kbps and rate and rate > spec.max_bitrate_kbps:
-        problems.append(f"{rate} kbps over the {spec.max_bitrate_kbps} kbps cap")
-    if info.size_bytes > target.max_bytes:
-        problems.append(f"{info.size_bytes} bytes over the {target.max_bytes}-byte cap")
     if spec.faststart and info.format_name in ("mp4", "mov") and not info.moov_first:
         problems.append("moov atom not at the front")
     if spec.faststart and info.edit_list:
@@ -177,22 +136,40 @@ def check_video(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
         problems.append(f"{info.extra_streams} extra stream(s) (data, subtitles)")
     if abs(info.start_time_s) > start_tolerance_s(v.fps):
         problems.append(f"starts at {info.start_time_s:.3f} s")
+    problems += _audio_problems(info, spec, target)
+    problems += _duration_problems(info, spec, target, source_duration_s)
+    return problems
+
+
+def _audio_problems(info: MediaInfo, spec: VideoSpec, target: VideoTarget) -> list[str]:
+    """The audio track against the variant, and against what was planned for it."""
     a = info.audio
-    if a is not None:
-        if target.audio.action == "none":
-            problems.append("an audio track the source did not have")
-        if a.codec not in spec.audio.codecs:
-            problems.append(f"audio codec {a.codec}")
-        if a.codec == "aac" and (a.profile or "LC") != "LC":
-            problems.append(f"AAC profile {a.profile}, not LC")
-        if not 1 <= a.channels <= spec.audio.max_channels:
-            problems.append(f"{a.channels} audio channels")
-        if a.sample_rate_hz not in spec.audio.sample_rates_hz:
-            problems.append(f"audio sample rate {a.sample_rate_hz}")
-    elif spec.audio.required:
-        problems.append("no audio track")
-    elif target.audio.action not in ("none",):
-        problems.append("the audio track was lost")
+    problems: list[str] = []
+    if a is None:
+        if spec.audio.required:
+            problems.append("no audio track")
+        elif target.audio.action not in ("none",):
+            problems.append("the audio track was lost")
+        return problems
+    if target.audio.action == "none":
+        problems.append("an audio track the source did not have")
+    if a.codec not in spec.audio.codecs:
+        problems.append(f"audio codec {a.codec}")
+    if a.codec == "aac" and (a.profile or "LC") != "LC":
+        problems.append(f"AAC profile {a.profile}, not LC")
+    if not 1 <= a.channels <= spec.audio.max_channels:
+        problems.append(f"{a.channels} audio channels")
+    if a.sample_rate_hz not in spec.audio.sample_rates_hz:
+        problems.append(f"audio sample rate {a.sample_rate_hz}")
+    return problems
+
+
+def _duration_problems(info: MediaInfo, spec: VideoSpec, target: VideoTarget,
+                       source_duration_s: float) -> list[str]:
+    """The output's length: the source's (looped, trimmed), and within the variant's maximum."""
+    v = info.video
+    assert v is not None
+    problems: list[str] = []
     looped_s = source_duration_s * target.loops
     expected = min(looped_s, target.trim_s or looped_s)
     # Two frames of slack (the last frame's duration, rounding), at least a quarter second,

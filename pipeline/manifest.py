@@ -1,0 +1,244 @@
+"""The manifest: what a job produced, per account, as typed records with one ``to_dict`` each.
+
+The runner hands over what it made (:class:`Output` per content key) and the plan; this
+module turns them into :class:`Manifest`, the contract the publish flow reads. Errors become
+manifest errors in one place, :meth:`pipeline.models.ErrorInfo.from_error`; here they are
+only placed (which content item, which medium) and stripped of server paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from .errors import public_message
+from .models import AccountCheck, ErrorInfo, Job
+from .plan import AccountPlan, JobPlan
+from .presets import PresetRegistry
+
+
+@dataclass
+class Output:
+    """A stored rendition or cover as the runner made (or reused) it, or why it failed.
+
+    ``entry`` is the output's record as its ``meta.json`` keeps it (key, mime, bytes...).
+    """
+
+    entry: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaEntry:
+    """One delivered medium of an account."""
+
+    content_index: int
+    media_index: int
+    source: str
+    kind: Literal["image", "video"]
+    uri: str
+    mime: str
+    bytes: int
+    sha256: str
+    width: int
+    height: int
+    duration_ms: int | None
+    actions: tuple[str, ...]
+    warnings: tuple[str, ...]
+    url: str | None = None
+    reframe: tuple[dict[str, Any], ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's media object (``url`` and ``reframe`` only when there are some)."""
+        out: dict[str, Any] = {
+            "content_index": self.content_index, "media_index": self.media_index,
+            "source": self.source, "kind": self.kind, "uri": self.uri,
+            **({"url": self.url} if self.url is not None else {}),
+            "mime": self.mime, "bytes": self.bytes, "sha256": self.sha256,
+            "width": self.width, "height": self.height, "duration_ms": self.duration_ms,
+            "actions": list(self.actions), "warnings": list(self.warnings),
+        }
+        if self.reframe is not None:
+            out["reframe"] = [dict(shot) for shot in self.reframe]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CoverEntry:
+    """An account's cover.
+
+    ``source`` says where it came from: the thumbnail's reference (library ID or URL),
+    ``"video_cover_timestamp_ms"`` for the requested frame, or ``"default_frame"`` for a frame
+    nobody asked for (Pinterest's 1 s); frames carry ``timestamp_ms``.
+    """
+
+    uri: str
+    mime: str
+    bytes: int
+    width: int
+    height: int
+    url: str | None = None
+    timestamp_ms: int | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's cover object."""
+        out: dict[str, Any] = {"uri": self.uri,
+                               **({"url": self.url} if self.url is not None else {}),
+                               "mime": self.mime, "bytes": self.bytes, "width": self.width,
+                               "height": self.height}
+        if self.timestamp_ms is not None:
+            out["timestamp_ms"] = self.timestamp_ms
+        if self.source is not None:
+            out["source"] = self.source
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class AccountResult:
+    """What one account gets: its media and cover when ok, else its errors."""
+
+    account_id: str
+    platform: str
+    variant: str
+    status: Literal["ok", "failed"]
+    media: tuple[MediaEntry, ...]
+    cover: CoverEntry | None
+    warnings: tuple[str, ...]
+    errors: tuple[ErrorInfo, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's account object."""
+        return {"account_id": self.account_id, "platform": self.platform,
+                "variant": self.variant, "status": self.status,
+                "media": [m.to_dict() for m in self.media],
+                "cover": self.cover.to_dict() if self.cover is not None else None,
+                "warnings": list(self.warnings), "errors": [e.to_dict() for e in self.errors]}
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a job produced, per account: the contract the publish flow reads."""
+
+    job_id: str
+    status: Literal["succeeded", "partial", "failed"]
+    presets_version: str
+    accounts: tuple[AccountResult, ...]
+    uri: str | None = None
+    workspace_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Every account succeeded."""
+        return self.status == "succeeded"
+
+    @property
+    def retryable(self) -> bool:
+        """Every failure in it may go away on a re-run (storage outage, timeout...)."""
+        errors = [e for a in self.accounts for e in a.errors]
+        return bool(errors) and all(e.retryable for e in errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as JSON-ready data."""
+        return {"job_id": self.job_id, "workspace_id": self.workspace_id, "status": self.status,
+                "presets_version": self.presets_version,
+                "accounts": [a.to_dict() for a in self.accounts], **self.extra}
+
+
+def build_manifest(job: Job, jobplan: JobPlan, outputs: dict[str, Output],
+                   presets: PresetRegistry, *, pipeline_version: str) -> Manifest:
+    """The manifest of a job from its plan and what was made for each content key.
+
+    Raises:
+        Nothing: a missing output fails its account as ``internal``.
+    """
+    accounts = tuple(_account(ap, outputs) for ap in jobplan.accounts)
+    statuses = {a.status for a in accounts}
+    status: Literal["succeeded", "partial", "failed"] = (
+        "succeeded" if statuses == {"ok"} else "failed" if "ok" not in statuses else "partial")
+    return Manifest(job_id=job.id, workspace_id=job.workspace_id, status=status,
+                    presets_version=presets.version(), accounts=accounts,
+                    extra={"pipeline_version": pipeline_version})
+
+
+def _account(ap: AccountPlan, outputs: dict[str, Output]) -> AccountResult:
+    check, cover_key = ap.check, ap.cover_key
+    errors = list(check.errors)
+    media: list[MediaEntry] = []
+    if check.ok:
+        for sel, key in ap.media:
+            out = outputs.get(key, Output())
+            if out.error is not None or out.entry is None:
+                err = out.error or ErrorInfo("internal", "output missing", 500)
+                errors.append(replace(err, content_index=sel.content_index,
+                                      media_index=sel.media_index))
+                continue
+            media.append(_media_entry(out.entry, sel.content_index, sel.media_index,
+                                      sel.ref.value, sel.variant.id))
+    cover: CoverEntry | None = None
+    cover_warnings: list[str] = []
+    if check.ok and cover_key is not None:
+        out = outputs.get(cover_key, Output())
+        if out.error is not None or out.entry is None:
+            err = out.error or ErrorInfo("internal", "cover missing", 500)
+            errors.append(replace(err, message=f"cover: {err.message}", content_index=0,
+                                  media_index=None))
+        else:
+            cover = _cover_entry(out.entry, check)
+            cover_warnings = list(out.entry.get("warnings", []))
+    # The manifest goes back to the API caller: no server paths.
+    errors = [replace(e, message=public_message(e.message)) for e in errors]
+    ok = not errors
+    return AccountResult(
+        account_id=check.account.id, platform=check.account.platform,
+        variant=variant_label(check), status="ok" if ok else "failed",
+        media=tuple(media) if ok else (), cover=cover if ok else None,
+        warnings=(*check.warnings, *cover_warnings), errors=tuple(errors))
+
+
+def _media_entry(entry: dict[str, Any], content_index: int, media_index: int, source: str,
+                 variant_id: str) -> MediaEntry:
+    return MediaEntry(
+        content_index=content_index, media_index=media_index, source=source,
+        kind=entry["kind"], uri=entry["uri"], url=entry.get("url"), mime=entry["mime"],
+        bytes=entry["bytes"], sha256=entry["sha256"], width=entry["width"],
+        height=entry["height"], duration_ms=entry["duration_ms"],
+        actions=tuple(entry["actions"]),
+        warnings=tuple(own_surface_warnings(entry["warnings"], variant_id)),
+        reframe=tuple(entry["reframe"]) if "reframe" in entry else None)
+
+
+def own_surface_warnings(warnings: list[str], variant_id: str) -> list[str]:
+    """An output's warnings as one account sees them.
+
+    A shared output carries a ``subject_under_ui`` warning per surface that uses it, each
+    naming its variant (``... (tiktok-video)``); an X account sharing the TikTok file is not
+    told about TikTok's buttons.
+    """
+    return [w for w in warnings
+            if not w.startswith("subject_under_ui:") or w.endswith(f"({variant_id})")]
+
+
+def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> CoverEntry:
+    choice = check.cover
+    timestamp_ms: int | None = None
+    source: str | None = None
+    if choice is not None and choice.source == "frame":
+        timestamp_ms = choice.timestamp_ms
+        source = "default_frame" if choice.default_frame else "video_cover_timestamp_ms"
+    elif choice is not None and choice.thumbnail is not None:
+        source = choice.thumbnail.value
+    return CoverEntry(uri=entry["uri"], url=entry.get("url"), mime=entry["mime"],
+                      bytes=entry["bytes"], width=entry["width"], height=entry["height"],
+                      timestamp_ms=timestamp_ms, source=source)
+
+
+def variant_label(check: AccountCheck) -> str:
+    """The account's variant: the one its media use (e.g. ``instagram-reels``)."""
+    names = list(dict.fromkeys(s.variant.id for s in check.items)) or list(
+        check.intended_variants)
+    if names:
+        return "+".join(names)
+    mode = check.preset.modes[check.account.mode]
+    return f"{check.preset.platform}-{mode.video or mode.image or check.account.mode}"

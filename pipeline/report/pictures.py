@@ -1,0 +1,29 @@
+"""What the page and the sheet share: the pictures made for a stored file, a variant's UI zones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..presets import PresetRegistry, UiZone
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """The pictures made for one stored file, as names relative to the report folder."""
+
+    still: str | None
+    strip: tuple[str, ...] = ()
+    error: str | None = None
+
+
+
+def zones_for(variant_label: str, presets: PresetRegistry) -> tuple[UiZone, ...]:
+    """The UI zones of an account's variant (``"tiktok-video"``), empty when it has none.
+
+    A thread of several variants (``a+b``) takes the first that has zones.
+    """
+    for variant_id in variant_label.split("+"):
+        found = presets.find_variant(variant_id)
+        if found is not None and found[1].ui_zones:
+            return found[1].ui_zones
+    return ()
