@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # from the test extra (moto[server])
+import jsonschema  # the test extra
 from click.testing import CliRunner
 
 from pipeline.cli import main

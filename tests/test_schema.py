@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # from the test extra (moto[server])
+import jsonschema  # the test extra
 import pytest
 from click.testing import CliRunner
 
