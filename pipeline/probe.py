@@ -751,13 +751,7 @@ def _scan_packets(path: Path, fmt: str, *, timeout_s: float) -> PacketFacts:
     args = ffmpeg.ffprobe_head("-v", "error", "-select_streams", "v:0",
                                "-show_entries", "packet=pts_time,dts_time,duration_time,flags",
                                "-print_format", "csv=p=0", *ffmpeg.probe_input(path, fmt))
-    try:
-        out = ffmpeg.run(args, timeout_s=timeout_s).stdout
-    except FFmpegTimeout:
-        raise
-    except FFmpegError as err:
-        raise CorruptMedia(f"cannot read the video packets: {err.stderr_tail.strip()[-300:]}",
-                           details={"stderr": err.stderr_tail}) from err
+    out = _packets_csv(args, "video", timeout_s=timeout_s)
     times = array.array("d")
     keys = array.array("d")
     end = 0.0
@@ -892,13 +886,7 @@ def _hidden_priming_s(path: Path, fmt: str, stream: dict[str, Any], *,
     args = ffmpeg.ffprobe_head("-v", "error", "-select_streams", "a:0",
                                "-read_intervals", "%+#1", "-show_entries", "packet=pts_time",
                                "-print_format", "csv=p=0", *ffmpeg.probe_input(path, fmt))
-    try:
-        out = ffmpeg.run(args, timeout_s=timeout_s).stdout
-    except FFmpegTimeout:
-        raise
-    except FFmpegError as err:
-        raise CorruptMedia(f"cannot read the audio packets: {err.stderr_tail.strip()[-300:]}",
-                           details={"stderr": err.stderr_tail}) from err
+    out = _packets_csv(args, "audio", timeout_s=timeout_s)
     first = _float(out.decode("ascii", "replace").strip().split(",")[0] if out else None)
     start = _float(stream.get("start_time")) or 0.0
     return max(0.0, start - first) if first is not None else 0.0
@@ -984,3 +972,19 @@ def _kbps(value: Any) -> int | None:
 def _floor_even(n: int) -> int:
     """``n`` rounded down to an even number, at least 2."""
     return max(2, n - (n % 2))
+
+
+def _packets_csv(args: list[str], what: str, *, timeout_s: float) -> bytes:
+    """Run an ffprobe packet listing; a file it cannot read is corrupt media.
+
+    Raises:
+        CorruptMedia: ffprobe cannot read the packets.
+        FFmpegTimeout: ffprobe ran past ``timeout_s``.
+    """
+    try:
+        return ffmpeg.run(args, timeout_s=timeout_s).stdout
+    except FFmpegTimeout:
+        raise
+    except FFmpegError as err:
+        raise CorruptMedia(f"cannot read the {what} packets: {err.stderr_tail.strip()[-300:]}",
+                           details={"stderr": err.stderr_tail}) from err
