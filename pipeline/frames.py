@@ -64,12 +64,7 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
                     "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
                    timeout_s=timeout_s).stdout
         for run in runs)
-    size = width * height * 3
-    frames = [Image.frombytes("RGB", (width, height), data[i:i + size])
-              for i in range(0, len(data) - size + 1, size)]
-    if not frames:
-        raise CorruptMedia(f"{path.name}: no frame could be decoded")
-    return frames
+    return _rgb_frames(data, width, height, path)
 
 
 def sample_rate(path: Path, info: MediaInfo, *, fps: float, max_side: int,
@@ -97,12 +92,21 @@ def sample_rate(path: Path, info: MediaInfo, *, fps: float, max_side: int,
                        f"scale={width}:{height}:flags=area,setsar=1", *length,
                        "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
                       timeout_s=timeout_s).stdout
+    return _rgb_frames(data, width, height, path)
+
+
+def _rgb_frames(data: bytes, width: int, height: int, path: Path) -> list[Image.Image]:
+    """Split ffmpeg's raw RGB output into pictures (a partial last frame is dropped).
+
+    Raises:
+        CorruptMedia: not one whole frame was decoded.
+    """
     size = width * height * 3
-    out = [Image.frombytes("RGB", (width, height), data[i:i + size])
-           for i in range(0, len(data) - size + 1, size)]
-    if not out:
+    frames = [Image.frombytes("RGB", (width, height), data[i:i + size])
+              for i in range(0, len(data) - size + 1, size)]
+    if not frames:
         raise CorruptMedia(f"{path.name}: no frame could be decoded")
-    return out
+    return frames
 
 
 def still(path: Path, *, max_side: int) -> Image.Image:
