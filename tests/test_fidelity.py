@@ -112,15 +112,7 @@ def assert_in_sync(src: Path, out: Path, fps: float) -> None:
 
 
 def _render(src: Path, variant: str, out: Path, *, trim_s: float | None = None) -> Path:
-    found = PRESETS.find_variant(variant)
-    assert found is not None and found[1].video is not None
-    spec = found[1].video
-    info = probe(src)
-    target, _, _ = plan_video(info, spec, max_bytes=spec.max_bytes, trim_s=trim_s,
-                              from_image=False, x264_preset="veryfast")
-    result = render_video(src, info.format_name, target, out, duration_s=info.duration_s or 0,
-                          timeout_s=120)
-    return result.path
+    return _render_plan(src, variant, out, trim_s=trim_s)[2]
 
 
 # --------------------------------------------------------------------------- sync
@@ -184,12 +176,14 @@ def test_remux_shows_the_first_frame_at_zero(tmp_path: Path) -> None:
     assert start_times(out)["video"] == pytest.approx(0, abs=1e-3)
 
 
-def _render_plan(src: Path, variant: str, out: Path) -> tuple[str, str, Path]:
+def _render_plan(src: Path, variant: str, out: Path, *,
+                 trim_s: float | None = None) -> tuple[str, str, Path]:
+    """Plan ``src`` for ``variant`` and render it: (action, audio action, output)."""
     found = PRESETS.find_variant(variant)
     assert found is not None and found[1].video is not None
     spec = found[1].video
     info = probe(src)
-    target, _, _ = plan_video(info, spec, max_bytes=spec.max_bytes, trim_s=None,
+    target, _, _ = plan_video(info, spec, max_bytes=spec.max_bytes, trim_s=trim_s,
                               from_image=False, x264_preset="veryfast")
     result = render_video(src, info.format_name, target, out, duration_s=info.duration_s or 0,
                           timeout_s=120)
