@@ -119,9 +119,15 @@ def test_each_module_imports_alone() -> None:
         "        del sys.modules[loaded]\n"
         "    importlib.import_module(name)\n"
     )
+    _python(script)
+
+
+def _python(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter (a clean module table) and expect success."""
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+    return done
 
 
 def test_every_public_name_exists() -> None:
@@ -132,9 +138,7 @@ def test_every_public_name_exists() -> None:
               "assert len(set(pipeline.__all__)) == len(pipeline.__all__)\n"
               "missing = [n for n in pipeline.__all__ if getattr(pipeline, n, None) is None]\n"
               "assert not missing, missing\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
+    _python(script)
 
 
 def test_import_pipeline_stays_cheap() -> None:
@@ -144,9 +148,7 @@ def test_import_pipeline_stays_cheap() -> None:
               "heavy = [m for m in ('boto3', 'botocore', 'numpy', 'cv2', 'PIL')"
               " if m in sys.modules]\n"
               "print(','.join(heavy))\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
+    done = _python(script)
     assert done.stdout.strip() == ""
 
 
