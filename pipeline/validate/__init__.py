@@ -49,7 +49,7 @@ def check_account(job: Job, account: Account, preset: Preset,
     items: list[Selected] = []
     for ci in indices:
         chosen, item_errors = select_item(ci, job.content[ci].media, probed, preset, mode, job,
-                                           account)
+                                          account)
         errors += item_errors
         items += chosen
         if not item_errors:

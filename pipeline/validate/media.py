@@ -18,8 +18,8 @@ from .problem import unprocessable
 
 
 def select_item(ci: int, media: tuple[MediaRef, ...], probed: Mapping[MediaRef, Probed],
-                 preset: Preset, mode: Mode, job: Job,
-                 account: Account) -> tuple[list[Selected], list[ErrorInfo]]:
+                preset: Preset, mode: Mode, job: Job,
+                account: Account) -> tuple[list[Selected], list[ErrorInfo]]:
     """The variant each medium of content item ``ci`` goes to, or why it cannot go anywhere.
 
     A probing error for any medium of the item stops the item: its errors are all reported.
