@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PresetError
-from pipeline.presets import REPO_PRESETS_DIR, load_preset_file, load_presets
+from pipeline.presets import (
+    CAROUSEL_POLICIES,
+    FIT_POLICIES,
+    REPO_PRESETS_DIR,
+    load_preset_file,
+    load_presets,
+)
 
 PLATFORMS = {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok", "pinterest",
              "threads", "telegram", "bluesky"}
@@ -121,6 +127,21 @@ def test_each_kind_of_mistake_is_reported(tmp_path: Path, change: tuple[str, str
     with pytest.raises(PresetError) as info:
         load_preset_file(path)
     assert needle in info.value.message
+
+
+def test_closed_sets_come_from_their_literal_types(tmp_path: Path) -> None:
+    # A Literal field is read through Reader.choice: a bad value names every allowed one (taken
+    # from the Literal, so the checker and the type agree) and the field keeps its default.
+    assert FIT_POLICIES == ("crop", "pad", "blur", "smart")
+    text = (REPO_PRESETS_DIR / "bluesky.toml").read_text()
+    path = _write(tmp_path, "bluesky", text.replace('fit = "pad"', 'fit = "stretch"', 1))
+    with pytest.raises(PresetError) as info:
+        load_preset_file(path)
+    assert ("variants.image.image.fit: unknown value 'stretch' (one of crop, pad, blur, smart)"
+            in info.value.message)
+    preset = load_preset_file(REPO_PRESETS_DIR / "bluesky.toml")
+    image = preset.variant("image").image
+    assert image is not None and image.fit == "pad" and image.carousel in CAROUSEL_POLICIES
 
 
 def test_broken_toml(tmp_path: Path) -> None:
