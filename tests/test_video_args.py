@@ -32,13 +32,13 @@ from pipeline.validate import check_account
 from pipeline.verify import check_video
 from pipeline.video import (
     Loudness,
-    _shrink,
     build_args,
     build_shared_args,
     decode_check_args,
     loudness_args,
     parse_loudness,
 )
+from pipeline.video.render import _shrink
 
 PRESETS = load_presets()
 SRC = Path("/media/src.mp4")

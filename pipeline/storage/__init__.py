@@ -1,8 +1,8 @@
 """Where finished renditions go: one Storage protocol, a local-folder and an S3 backend.
 
 ``base`` holds the protocol and the checks both backends share, ``local`` the folder backend,
-``s3`` the S3 backend and the one place botocore errors are translated. ``open_storage``
-picks a backend from a two-entry scheme table.
+``s3storage`` the S3 backend and ``s3`` its boto3 border (clients, and the one place botocore
+errors are translated). ``open_storage`` picks a backend from a two-entry scheme table.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from .local import LocalStorage
 if TYPE_CHECKING:
     from .s3 import (
         TRANSFER_CONFIG,
-        S3Storage,
         make_s3_client,
         read_object,
         s3_client,
         translate_client_error,
     )
+    from .s3storage import S3Storage
 
 # boto3 takes about 0.13 s to import: a run with a local destination and no S3 library never
 # pays for it. These names load the S3 backend on first use.
@@ -42,6 +42,10 @@ _S3_NAMES = frozenset({"TRANSFER_CONFIG", "S3Storage", "make_s3_client", "read_o
 
 
 def __getattr__(name: str) -> Any:
+    if name == "S3Storage":
+        from .s3storage import S3Storage
+
+        return S3Storage
     if name in _S3_NAMES:
         from . import s3
 
@@ -78,7 +82,8 @@ def _open_s3(url: str, endpoint_url: str | None) -> Storage:
     prefix = unquote(parts.path).strip("/")
     if prefix:
         _check_key(prefix)
-    from .s3 import S3Storage, s3_client
+    from .s3 import s3_client
+    from .s3storage import S3Storage
 
     return S3Storage(bucket, prefix, s3_client(endpoint_url=endpoint_url))
 
