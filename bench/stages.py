@@ -116,7 +116,8 @@ def purpose(tool: str, argv: list[str]) -> str:
     joined = " ".join(argv)
     if tool == "ffprobe":
         if "-show_packets" in argv or "packet=" in joined:
-            return "probe: packet scan"
+            audio = _opt(argv, "-select_streams") in ("a", "a:0")
+            return "probe: audio packets (priming)" if audio else "probe: packet scan"
         if "-show_frames" in argv or "frame=" in joined:
             return "probe: frame read"
         return "probe: streams/format"
