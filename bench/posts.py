@@ -109,8 +109,10 @@ def _posts(ctx: Ctx, lib: Path) -> list[dict[str, Any]]:
     return posts
 
 
-def _naive(ctx: Ctx, lib: Path, posts: list[dict[str, Any]], out: Path) -> tuple[float, int]:
-    """The naive pipeline; returns CPU seconds and the number of outputs."""
+def _naive(ctx: Ctx, lib: Path, posts: list[dict[str, Any]], out: Path,
+           calls: list[tuple[str, float]] | None = None) -> tuple[float, int]:
+    """The naive pipeline; returns CPU seconds and the number of outputs (and, into
+    ``calls``, each ffmpeg call's purpose and CPU seconds)."""
     out.mkdir(parents=True, exist_ok=True)
     cpu, outputs = 0.0, 0
     images: list[tuple[str, str, int, int]] = []
@@ -132,6 +134,9 @@ def _naive(ctx: Ctx, lib: Path, posts: list[dict[str, Any]], out: Path) -> tuple
                                        "-movflags", "+faststart", str(out / f"{stem}.mp4")],
                                       env=ctx.env())
                     cpu += run.cpu_s
+                    if calls is not None:
+                        calls.append((f"encode {w}x{h}@src medium crf23 +aac"
+                                      f"{' [pad]' if pad else ''} ({account['id']})", run.cpu_s))
                 else:
                     w, h = NAIVE_IMAGE[account["id"]]
                     images.append((str(src), str(out / f"{stem}.jpg"), w, h))
@@ -139,6 +144,8 @@ def _naive(ctx: Ctx, lib: Path, posts: list[dict[str, Any]], out: Path) -> tuple
     listing = out / "images.json"
     listing.write_text(json.dumps(images))
     run = run_process([sys.executable, "-c", _NAIVE_PILLOW, str(listing)], env=ctx.env())
+    if calls is not None and images:
+        calls.append((f"Pillow, {len(images)} image(s) (one Python)", run.cpu_s))
     return cpu + run.cpu_s, outputs
 
 
@@ -179,6 +186,10 @@ def cost(ctx: Ctx) -> list[Row]:
     source = ctx.dir("jobs") / "cost.jsonl"
     source.write_text("".join(json.dumps(p) + "\n" for p in posts))
     accounts = sum(len(p["accounts"]) for p in posts)
+    if ctx.stages:
+        from .stages import profile_posts
+
+        return profile_posts(ctx, lib, posts, _naive)
     conform_cpu: list[float] = []
     naive_cpu: list[float] = []
     manifests: list[dict[str, Any]] = []
@@ -343,7 +354,11 @@ def x264(ctx: Ctx) -> list[Row]:
         raise BenchError(f"the corpus is not at {CORPUS}")
     quick = not ctx.profile.judge
     lib = ctx.dir("lib-x264")
-    clips = X264_CLIPS[:1] if quick else X264_CLIPS
+    clips = [c for c in X264_CLIPS if c[0] in ctx.clips] if ctx.clips else (
+        X264_CLIPS[:1] if quick else X264_CLIPS)
+    if not clips:
+        raise BenchError(f"no clip named {', '.join(ctx.clips)} "
+                         f"(have: {', '.join(c[0] for c in X264_CLIPS)})")
     candidates = X264_CANDIDATES[:2] if quick else X264_CANDIDATES
     secs = 3.5
     reels = {"id": "ig-reels", "platform": "instagram", "settings": {"post_type": "REELS"}}

@@ -171,6 +171,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-install", action="store_true",
                    help="never apt-get install libvips-tools")
     p.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
+    p.add_argument("--clips", default="",
+                   help="comma-separated corpus clips for x264 (e.g. phone-4k60); default all")
+    p.add_argument("--stages", action="store_true",
+                   help="cost: log every ffmpeg/ffprobe call (purpose, CPU s) per post")
     return p.parse_args(argv)
 
 
@@ -197,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="conform-bench-", dir=parent))
     ctx = Ctx(profile=profile, root=root, repo=REPO, log=_log, vipsthumbnail=vips,
-              vips_note=vips_note)
+              vips_note=vips_note,
+              clips=tuple(c.strip() for c in args.clips.split(",") if c.strip()),
+              stages=args.stages)
     started = time.monotonic()
     info = machine_info(vips)
     rows: list[Row] = []

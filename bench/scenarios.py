@@ -110,6 +110,8 @@ class Ctx:
     log: Callable[[str], None]
     vipsthumbnail: str | None = None
     vips_note: str = ""
+    clips: tuple[str, ...] = ()  # --clips: only these corpus clips (x264); empty: all
+    stages: bool = False  # --stages: log every ffmpeg/ffprobe call with its CPU (cost)
 
     def dir(self, name: str) -> Path:
         """A folder under the bench's temporary root."""
