@@ -172,6 +172,30 @@ def _walk(fh: IO[bytes], start: int, end: int) -> Iterator[tuple[bytes, int, int
         pos += size
 
 
+def top_level_boxes(fh: IO[bytes], end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, start, size) of each box from the current position to ``end``, leniently.
+
+    Unlike :func:`_walk` (the rewriter's, which refuses any box that does not fit), a box that
+    runs past ``end`` is yielded as declared: probing uses that to tell a file cut short. The
+    walk stops quietly at a header it cannot read.
+    """
+    pos = fh.tell()
+    while pos + 8 <= end:
+        fh.seek(pos)
+        header = fh.read(16)
+        if len(header) < 8:
+            return
+        size, kind = struct.unpack(">I4s", header[:8])
+        if size == 1 and len(header) >= 16:
+            size = struct.unpack(">Q", header[8:16])[0]
+        elif size == 0:
+            size = end - pos
+        if size < 8:
+            return
+        yield kind, pos, size
+        pos += size
+
+
 def _top_level(fh: IO[bytes], top: list[tuple[bytes, int, int, int]]
                ) -> tuple[_Box | None, _Box, list[tuple[int, int]], bool]:
     """(rebuilt ftyp, filtered moov, mdat payload ranges, moov before the first mdat)."""
@@ -395,4 +419,4 @@ def _copy_range(src: IO[bytes], dst: IO[bytes], offset: int, length: int) -> Non
         left -= len(block)
 
 
-__all__ = ["UnsupportedLayout", "strip_boxes"]
+__all__ = ["UnsupportedLayout", "strip_boxes", "top_level_boxes"]
