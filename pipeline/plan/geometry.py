@@ -8,6 +8,9 @@ from fractions import Fraction
 
 from .targets import FitMode, Geometry
 
+# What the manifest says a fit did to the picture.
+FIT_ACTIONS = {"crop": "cropped", "pad": "padded", "blur": "blurred", "smart": "reframed"}
+
 
 def clamp_aspect(aspect: Fraction, lo: Fraction | None, hi: Fraction | None) -> Fraction:
     if lo is not None and aspect < lo:
