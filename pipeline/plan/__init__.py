@@ -12,7 +12,7 @@ deduplicated).
 
 from __future__ import annotations
 
-from ..rules import H264_PROFILES
+from ..rules import H264_PROFILES, is_srgb_profile
 from .audio import LOUDNORM_I, LOUDNORM_LRA, LOUDNORM_TP, MIN_AUDIO_KBPS, audio_target
 from .covers import frame_target, plan_cover, thumbnail_target
 from .framerate import SNAP_TOLERANCE, STANDARD_RATES, choose_fps
@@ -23,7 +23,6 @@ from .images import (
     animation_fits,
     carousel_frame,
     force_size,
-    is_srgb_profile,
     needs_srgb,
     plan_image,
     wanted_aspect,
