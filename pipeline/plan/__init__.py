@@ -27,7 +27,7 @@ from .images import (
     plan_image,
     wanted_aspect,
 )
-from .jobplan import AccountPlan, JobPlan, plan_job
+from .jobplan import AccountPlan, JobPlan, account_preset, plan_job
 from .targets import (
     ENCODER_VERSION,
     IMAGE_ENGINE,
@@ -99,6 +99,7 @@ __all__ = [
     "Target",
     "Use",
     "VideoTarget",
+    "account_preset",
     "animation_fits",
     "audio_target",
     "budget_kbps",
