@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .models import ImageFacts, MediaInfo
+from .models import ImageFacts, MediaInfo, VideoStream
 from .presets import ImageSpec, VideoSpec
 
 # All four profiles a platform's H.264 decoder takes; our own encodes are always High.
@@ -58,32 +58,7 @@ def video_stream_problems(info: MediaInfo, spec: VideoSpec, *, max_bytes: int,
     """
     v = info.video
     assert v is not None
-    problems: list[str] = []
-    if v.codec not in spec.codecs:
-        problems.append(f"codec {v.codec}")
-    if v.codec == "h264" and (v.profile or "").lower() not in (
-            ("high",) if encoded else H264_PROFILES):
-        problems.append(f"H.264 profile {v.profile}")
-    if v.pix_fmt not in spec.pix_fmts:
-        problems.append(f"pixel format {v.pix_fmt}")
-    if v.interlaced:
-        problems.append("interlaced")
-    if v.rotation_deg or v.mirrored:
-        problems.append("rotation metadata")
-    if v.sar != 1:
-        problems.append(f"sample aspect ratio {v.sar}")
-    if v.vfr:
-        problems.append("variable frame rate")
-    if not (spec.fps_min * (1 - tolerance.fps) <= v.fps <= spec.fps_max * (1 + tolerance.fps)):
-        problems.append(f"{float(v.fps):.3f} fps out of range")
-    if (v.max_keyframe_interval_s is not None
-            and v.max_keyframe_interval_s > spec.gop_max_s + KEYFRAME_SLACK_S):
-        problems.append(f"keyframes {v.max_keyframe_interval_s:.2f} s apart "
-                        f"(at most {spec.gop_max_s:g} s)")
-    if spec.sdr_only and v.hdr:
-        problems.append("HDR")
-    if v.color_range == "pc" or v.pix_fmt.startswith("yuvj"):
-        problems.append("full-range colour")
+    problems = stream_format_problems(v, spec, tolerance, encoded=encoded)
     problems += size_problems(info, spec, tolerance)
     rate = v.bitrate_kbps or info.bitrate_kbps
     if spec.max_bitrate_kbps and rate and rate > spec.max_bitrate_kbps:
@@ -91,6 +66,34 @@ def video_stream_problems(info: MediaInfo, spec: VideoSpec, *, max_bytes: int,
     if info.size_bytes > max_bytes:
         problems.append(f"{info.size_bytes} bytes over the {max_bytes}-byte cap")
     return problems
+
+
+def stream_format_problems(v: VideoStream, spec: VideoSpec, tolerance: Tolerance, *,
+                           encoded: bool = False) -> list[str]:
+    """The stream's coding against the variant: codec, profile, pixels, timing, colour.
+
+    Raises:
+        Nothing.
+    """
+    profiles = ("high",) if encoded else H264_PROFILES
+    fps_ok = spec.fps_min * (1 - tolerance.fps) <= v.fps <= spec.fps_max * (1 + tolerance.fps)
+    gop_s = v.max_keyframe_interval_s
+    broken = (
+        (v.codec not in spec.codecs, f"codec {v.codec}"),
+        (v.codec == "h264" and (v.profile or "").lower() not in profiles,
+         f"H.264 profile {v.profile}"),
+        (v.pix_fmt not in spec.pix_fmts, f"pixel format {v.pix_fmt}"),
+        (v.interlaced, "interlaced"),
+        (bool(v.rotation_deg or v.mirrored), "rotation metadata"),
+        (v.sar != 1, f"sample aspect ratio {v.sar}"),
+        (v.vfr, "variable frame rate"),
+        (not fps_ok, f"{float(v.fps):.3f} fps out of range"),
+        (gop_s is not None and gop_s > spec.gop_max_s + KEYFRAME_SLACK_S,
+         f"keyframes {gop_s or 0:.2f} s apart (at most {spec.gop_max_s:g} s)"),
+        (spec.sdr_only and v.hdr, "HDR"),
+        (v.color_range == "pc" or v.pix_fmt.startswith("yuvj"), "full-range colour"),
+    )
+    return [problem for found, problem in broken if found]
 
 
 def size_problems(info: MediaInfo, spec: VideoSpec, tolerance: Tolerance) -> list[str]:
