@@ -42,8 +42,17 @@ from .models import (
     MediaRef,
     Probed,
 )
-from .plan import ENCODER_VERSION, CoverPlan, JobPlan, Rendition, VideoTarget, plan_job
-from .presets import PresetRegistry, Variant, load_presets
+from .plan import (
+    ENCODER_VERSION,
+    CoverPlan,
+    JobPlan,
+    Rendition,
+    Use,
+    VideoTarget,
+    account_preset,
+    plan_job,
+)
+from .presets import PresetRegistry, load_presets
 from .settings import Settings
 from .storage import IMMUTABLE, Storage, StoredObject, open_storage
 from .validate import check_account
@@ -105,19 +114,18 @@ def _check_destination(storage: Storage, settings: Settings, job: Job) -> None:
     storage.check()
 
 
-def _object_metadata(job: Job, presets: PresetRegistry, source_sha256: str,
-                     uses: Iterable[tuple[str, str]]) -> dict[str, str]:
+def _object_metadata(job: Job, source_sha256: str, uses: Iterable[Use]) -> dict[str, str]:
     """What an object carries about its origin (S3 user metadata; also kept in meta.json).
 
-    ``uses`` are ``(platform, variant id)`` pairs. An object is stored once for every job that
-    shares it, so this names the job and the presets that made it first.
+    An object is stored once for every job that shares it, so this names the job and the
+    presets that made it first.
     """
-    platforms = list(dict.fromkeys(p for p, _ in uses))
-    versions = [f"{p}={preset.version}" for p in platforms
-                if (preset := presets.get(p)) is not None]
+    uses = list(uses)
+    presets = {u.platform: u.preset for u in uses}
+    versions = [f"{p}={preset.version}" for p, preset in presets.items()]
     return {"source-sha256": source_sha256, "workspace-id": job.workspace_id, "job-id": job.id,
-            "preset-id": ",".join(platforms), "preset-version": ",".join(versions),
-            "variant": ",".join(dict.fromkeys(v for _, v in uses)),
+            "preset-id": ",".join(presets), "preset-version": ",".join(versions),
+            "variant": ",".join(dict.fromkeys(u.variant_id for u in uses)),
             "encoder-version": ENCODER_VERSION, "pipeline-version": __version__}
 
 
@@ -222,7 +230,7 @@ class Run:
 
 def _validate(run: Run) -> list[AccountCheck]:
     """Every account judged on its own (counts, variants, durations, covers)."""
-    return [check_account(run.job, acc, run.presets.get(acc.platform), run.probed)  # type: ignore[arg-type]
+    return [check_account(run.job, acc, account_preset(acc, run.presets), run.probed)
             for acc in run.job.accounts]
 
 
@@ -258,7 +266,7 @@ def plan(job: Job, *, settings: Settings | None = None,
     deadline = Deadline(settings.job_deadline_s)
     with workdir.run_folder(settings.workdir, f"plan-{job.id[:40]}-") as folder:
         sources, probed, thumbs = _ingest_all(job, presets, settings, folder, deadline)
-        checks = [check_account(job, acc, presets.get(acc.platform), probed)  # type: ignore[arg-type]
+        checks = [check_account(job, acc, account_preset(acc, presets), probed)
                   for acc in job.accounts]
         return _plan_with_framing(job, checks, sources, probed, thumbs, settings=settings,
                                   deadline=deadline)
@@ -428,7 +436,7 @@ def _render_shared_decodes(run: Run, jobplan: JobPlan) -> dict[str, Path | Pipel
         if deadline.expired():
             break  # each output then fails on its own with deadline_exceeded
         src = sources[todo[0].ref_text]
-        info = next(v for k, v in probed.items() if str(k) == todo[0].ref_text)
+        info = probed[todo[0].ref]
         assert isinstance(info, MediaInfo)
         outs: list[tuple[VideoTarget, Path]] = []
         for r in todo:
@@ -546,7 +554,7 @@ def _load_meta(storage: Storage, key: str, workdir: Path, *,
 def _make_rendition(run: Run, r: Rendition, *, delivered: dict[str, tuple[Path, MediaInfo]],
                     prerendered: dict[str, Path | PipelineError] | None = None,
                     heif_cache: HeifCache | None = None) -> dict[str, Any]:
-    job, settings, presets, storage = run.job, run.settings, run.presets, run.storage
+    job, settings, storage = run.job, run.settings, run.storage
     workdir, deadline, emit = run.workdir, run.deadline, run.emit
     sources, probed = run.sources, run.probed
     if not settings.force:
@@ -555,7 +563,7 @@ def _make_rendition(run: Run, r: Rendition, *, delivered: dict[str, tuple[Path, 
             return {**meta, "uri": storage.uri(meta["key"]),
                     "actions": ["reused", *meta.get("actions", [])]}
     src = sources[r.ref_text]
-    info = next(v for k, v in probed.items() if str(k) == r.ref_text)
+    info = probed[r.ref]
     assert isinstance(info, MediaInfo)
     out_dir = workdir / "out" / r.key[:16]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -578,7 +586,7 @@ def _make_rendition(run: Run, r: Rendition, *, delivered: dict[str, tuple[Path, 
         )
         out, extra_actions, extra_warnings = result.path, result.extra_actions, result.warnings
         out_info = probe.probe(out, timeout_s=settings.probe_timeout_s)
-        for variant in _variants_of(r, presets):
+        for variant in r.variants:
             assert variant.video is not None
             verify.require(verify.check_video(out_info, variant.video, target,
                                                 info.duration_s or 0.0), r.name)
@@ -588,13 +596,13 @@ def _make_rendition(run: Run, r: Rendition, *, delivered: dict[str, tuple[Path, 
         extra_actions, extra_warnings = iresult.extra_actions, iresult.warnings
         out = iresult.path
         out_info = probe.probe(out, max_pixels=settings.max_image_pixels)
-        for variant in _variants_of(r, presets):
+        for variant in r.variants:
             assert variant.image is not None
             verify.require(verify.check_image(out_info, variant.image, target), r.name)
         mime = iresult.mime
     from .subject import ui_warnings  # a face under a surface's UI warns, never fails
 
-    extra_warnings += ui_warnings(out, out_info, _variants_of(r, presets),
+    extra_warnings += ui_warnings(out, out_info, list(r.variants),
                                   timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()))
     sha = sha256_file(out)
     key = asset_key(r.key, r.name)
@@ -610,8 +618,7 @@ def _make_rendition(run: Run, r: Rendition, *, delivered: dict[str, tuple[Path, 
     }
     if isinstance(target, VideoTarget) and target.reframe:
         entry["reframe"] = [shot.to_dict() for shot in target.reframe]  # also in meta.json
-    origin = _object_metadata(job, presets, r.source_sha256,
-                              [(u.platform, u.variant_id) for u in r.uses])
+    origin = _object_metadata(job, r.source_sha256, r.uses)
     stored = _store_output(storage, out, key, r.key, entry, mime, origin)
     delivered[r.key] = (out, out_info)
     return {**entry, "uri": stored.uri}
@@ -619,7 +626,7 @@ def _make_rendition(run: Run, r: Rendition, *, delivered: dict[str, tuple[Path, 
 
 def _make_cover(run: Run, c: CoverPlan, jobplan: JobPlan, *,
                 delivered: dict[str, tuple[Path, MediaInfo]]) -> dict[str, Any]:
-    job, settings, presets, storage = run.job, run.settings, run.presets, run.storage
+    job, settings, storage = run.job, run.settings, run.storage
     workdir, deadline, sources, thumbs = run.workdir, run.deadline, run.sources, run.thumbs
     if not settings.force:
         meta = _load_meta(storage, c.key, workdir, fields=_COVER_FIELDS,
@@ -653,7 +660,7 @@ def _make_cover(run: Run, c: CoverPlan, jobplan: JobPlan, *,
     if t.source == "frame":
         entry["timestamp_ms"] = t.at_ms
     stored = _store_output(storage, result.path, key, c.key, entry, result.mime,
-                           _cover_metadata(c, jobplan, job, presets))
+                           _cover_metadata(c, jobplan, job))
     return {**entry, "uri": stored.uri}
 
 
@@ -672,14 +679,11 @@ def _store_output(storage: Storage, path: Path, key: str, content_key: str,
     return stored
 
 
-def _cover_metadata(c: CoverPlan, jobplan: JobPlan, job: Job,
-                    presets: PresetRegistry) -> dict[str, str]:
+def _cover_metadata(c: CoverPlan, jobplan: JobPlan, job: Job) -> dict[str, str]:
     """Origin metadata of a cover: the thumbnail (or the video) it was made from, its users."""
     r = next((x for x in jobplan.renditions if x.key == c.rendition_key), None)
-    uses = [(u.platform, u.variant_id) for u in (r.uses if r else ())
-            if u.account_id in c.accounts]
-    return _object_metadata(job, presets, c.thumbnail_sha256 or (r.source_sha256 if r else ""),
-                            uses)
+    uses = [u for u in (r.uses if r else ()) if u.account_id in c.accounts]
+    return _object_metadata(job, c.thumbnail_sha256 or (r.source_sha256 if r else ""), uses)
 
 
 def _fetch_delivered(rkey: str, jobplan: JobPlan, storage: Storage, cdir: Path,
@@ -691,12 +695,3 @@ def _fetch_delivered(rkey: str, jobplan: JobPlan, storage: Storage, cdir: Path,
     local = storage.get_file(meta["key"] if meta else asset_key(rkey, r.name), cdir / r.name)
     return local, probe.probe(local, timeout_s=settings.probe_timeout_s)
 
-
-def _variants_of(r: Rendition, presets: PresetRegistry) -> list[Variant]:
-    """Every variant that shares this output: it must satisfy all of them."""
-    found = []
-    for vid in dict.fromkeys(u.variant_id for u in r.uses):
-        pv = presets.find_variant(vid)
-        if pv is not None:
-            found.append(pv[1])
-    return found

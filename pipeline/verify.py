@@ -6,31 +6,19 @@ and the file does not ship.
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from . import rules
 from .errors import ProcessingFailed
-from .models import ImageFacts, MediaInfo
-from .plan import ImageTarget, VideoTarget, is_srgb_profile, start_tolerance_s
+from .models import MediaInfo
+from .plan import ImageTarget, VideoTarget, start_tolerance_s
 from .presets import ImageSpec, VideoSpec
-
-
-def _image_aspect_ok(w: int, h: int, lo: Fraction | None, hi: Fraction | None) -> bool:
-    """Within the range, or off it by less than the rounding of one pixel on each side.
-
-    An image range is usually hard (Instagram refuses 0.79 for its 4:5 minimum), so the only
-    slack is what whole pixels cannot avoid: a 9:16 story 128 pixels wide is 128x228.
-    """
-    return ((lo is None or Fraction(2 * w + 1, 2 * h - 1) >= lo)
-            and (hi is None or Fraction(2 * w - 1, 2 * h + 1) <= hi))
 
 
 def check_image(info: MediaInfo, spec: ImageSpec, target: ImageTarget) -> list[str]:
     """Problems of an image output against its variant, as the platform would judge it.
 
-    Format, byte cap, size limits, shape, frame count, and what a photo must not carry: an
-    EXIF orientation (it is upright), EXIF/GPS/XMP metadata, a colour space other than sRGB
-    (CMYK, 16 bits, a non-sRGB ICC profile).
+    The shared image rules (:func:`pipeline.rules.image_problems`), with the slack of whole
+    pixels: format, byte cap, size limits, shape, frame count, and what a photo must not
+    carry (an EXIF orientation, EXIF/GPS/XMP metadata, a colour space other than sRGB).
 
     Returns:
         Every problem found; empty when the output ships.
@@ -38,57 +26,8 @@ def check_image(info: MediaInfo, spec: ImageSpec, target: ImageTarget) -> list[s
     Raises:
         Nothing.
     """
-    problems: list[str] = []
-    facts = info.image
-    if info.kind != "image" or facts is None:
-        return [f"not an image ({info.kind})"]
-    animated = facts.frames > 1
-    if animated and not target.animated:
-        problems.append(f"{facts.frames} frames where a still was planned")
-    if animated:
-        if info.format_name not in spec.animated_formats:
-            problems.append(f"animated {info.format_name} not in {spec.animated_formats}")
-        if spec.max_animated_frames is not None and facts.frames > spec.max_animated_frames:
-            problems.append(f"{facts.frames} frames, over {spec.max_animated_frames}")
-    elif info.format_name not in spec.formats:
-        problems.append(f"format {info.format_name} not in {spec.formats}")
-    cap = min(target.max_bytes, (spec.max_animated_bytes or spec.max_bytes) if animated
-              else spec.max_bytes)
-    if info.size_bytes > cap:
-        problems.append(f"{info.size_bytes} bytes over the {cap}-byte cap")
-    if info.width > spec.max_width or info.height > spec.max_height:
-        problems.append(f"{info.width}x{info.height} over {spec.max_width}x{spec.max_height}")
-    if info.width < spec.min_width or info.height < spec.min_height:
-        problems.append(f"{info.width}x{info.height} under {spec.min_width}x{spec.min_height}")
-    if spec.max_pixels and info.width * info.height > spec.max_pixels:
-        problems.append(f"{info.width * info.height} pixels, over {spec.max_pixels}")
-    if spec.max_side_sum and info.width + info.height > spec.max_side_sum:
-        problems.append(f"width + height {info.width + info.height}, over {spec.max_side_sum}")
-    if spec.max_short_side and min(info.width, info.height) > spec.max_short_side:
-        problems.append(f"short side {min(info.width, info.height)}, over {spec.max_short_side}")
-    if not _image_aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max):
-        problems.append(f"aspect {info.width}:{info.height} out of range")
-    return problems + _photo_problems(facts)
-
-
-def _photo_problems(facts: ImageFacts) -> list[str]:
-    """What a delivered photo must not carry: an orientation, metadata, a non-sRGB colour."""
-    problems: list[str] = []
-    if facts.exif_orientation != 1:
-        problems.append(f"EXIF orientation {facts.exif_orientation} left in the output")
-    if facts.has_gps:
-        problems.append("GPS metadata left in the output")
-    if facts.has_exif:
-        problems.append("EXIF metadata left in the output")
-    if facts.has_xmp:
-        problems.append("XMP metadata left in the output")
-    if facts.bits != 8:
-        problems.append(f"{facts.bits} bits per channel")
-    if facts.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA", "1"):
-        problems.append(f"pixel mode {facts.mode} (not sRGB)")
-    if facts.icc_profile and not is_srgb_profile(facts.icc_profile):
-        problems.append(f"ICC profile {facts.icc_profile!r} is not sRGB")
-    return problems
+    return rules.image_problems(info, spec, max_bytes=target.max_bytes,
+                                animation=target.animated, tolerance=rules.IMAGE_OUTPUT)
 
 
 def check_video(info: MediaInfo, spec: VideoSpec, target: VideoTarget,

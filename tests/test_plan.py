@@ -7,9 +7,17 @@ from typing import Any
 
 import pytest
 
+from pipeline.errors import JobInvalid
 from pipeline.job import parse_job
-from pipeline.models import MediaRef
-from pipeline.plan import JobPlan, VideoTarget, fit_geometry, plan_job, target_key
+from pipeline.models import Account, MediaRef
+from pipeline.plan import (
+    JobPlan,
+    VideoTarget,
+    account_preset,
+    fit_geometry,
+    plan_job,
+    target_key,
+)
 from pipeline.presets import load_presets
 from pipeline.validate import check_account
 from tests.factories import image_info, video_info
@@ -21,8 +29,7 @@ def plan_for(content: list[dict[str, Any]], accounts: list[dict[str, Any]],
              probed: dict[str, Any]) -> JobPlan:
     job = parse_job({"workspace_id": "w", "content": content, "accounts": accounts}, PRESETS)
     refs = {MediaRef("library", k): v for k, v in probed.items()}
-    checks = [check_account(job, a, PRESETS.get(a.platform), refs)  # type: ignore[arg-type]
-              for a in job.accounts]
+    checks = [check_account(job, a, account_preset(a, PRESETS), refs) for a in job.accounts]
     return plan_job(checks, sha_of={f"library:{k}": f"sha-{k}" for k in probed}, thumb_infos={})
 
 
@@ -102,6 +109,30 @@ def test_landscape_to_vertical_platforms_is_one_encode() -> None:
     assert "blurred" in vertical[0].actions
     x = next(r for r in plan.renditions if any(u.account_id == "x" for u in r.uses))
     assert (x.target.geometry.width, x.target.geometry.height) == (1280, 720)
+
+
+def test_a_rendition_carries_its_source_and_variants() -> None:
+    vid = video_info(1920, 1080, duration_s=20)
+    accounts = [{"id": "tt", "platform": "tiktok"},
+                {"id": "ig", "platform": "instagram", "settings": {"post_type": "REELS"}}]
+    plan = plan_for([{"media": ["v"]}], accounts, {"v": vid})
+    (shared,) = plan.renditions
+    assert shared.ref == MediaRef("library", "v") and shared.ref_text == str(shared.ref)
+    # the objects validation chose, not ids to look up again (and in order of first use)
+    for use in shared.uses:
+        preset = PRESETS.get(use.platform)
+        assert preset is not None
+        assert use.preset is preset and use.variant is preset.variants[use.variant.name]
+        assert use.variant.id == use.variant_id
+    assert [v.id for v in shared.variants] == list(dict.fromkeys(u.variant_id
+                                                                 for u in shared.uses))
+
+
+def test_an_unknown_platform_is_an_invalid_job() -> None:
+    # parse_job refuses it; a job built in code reaches the planner's lookup
+    with pytest.raises(JobInvalid, match="unknown platform"):
+        account_preset(Account(id="a", platform="myspace", mode="feed"), PRESETS)
+    assert account_preset(Account(id="x", platform="x", mode=""), PRESETS).platform == "twitter"
 
 
 @pytest.mark.parametrize(

@@ -465,8 +465,10 @@ def test_shared_decodes_grouping() -> None:
     renditions = []
     for i, target in enumerate([t, dataclasses.replace(t, pad_color="white"), loud,
                                 dataclasses.replace(t, deinterlace=True)]):
+        from pipeline.models import MediaRef
         from pipeline.plan import Rendition
         renditions.append(Rendition(key=f"k{i}", source_sha256="s", ref_text="r",
+                                    ref=MediaRef("url", "r"),
                                     target=target, actions=(), warnings=(), name=f"{i}.mp4"))
     # loudnorm measures the whole track per output; a different pre-chain cannot split
     assert shared_decodes(renditions) == (("k0", "k1"),)

@@ -5,14 +5,17 @@ prints and what the content-addressed output keys are derived from. Identical ta
 the same source share one output.
 
 Modules: ``targets`` (what an output must be, its content address), ``geometry`` (crop, scale,
-canvas), ``images``, ``videos`` and ``covers`` (one medium and one variant each), ``jobplan``
-(a whole job, deduplicated).
+canvas), ``images``, ``videos`` and ``covers`` (one medium and one variant each; a video's
+``framerate`` and ``audio`` decisions have their own modules), ``jobplan`` (a whole job,
+deduplicated).
 """
 
 from __future__ import annotations
 
-from ..rules import H264_PROFILES
+from ..rules import H264_PROFILES, is_srgb_profile
+from .audio import LOUDNORM_I, LOUDNORM_LRA, LOUDNORM_TP, MIN_AUDIO_KBPS, audio_target
 from .covers import frame_target, plan_cover, thumbnail_target
+from .framerate import SNAP_TOLERANCE, STANDARD_RATES, choose_fps
 from .geometry import clamp_aspect, fit_geometry, nearest_ratio, round_even
 from .images import (
     ANIMATION_PIXEL_BUDGET,
@@ -20,12 +23,11 @@ from .images import (
     animation_fits,
     carousel_frame,
     force_size,
-    is_srgb_profile,
     needs_srgb,
     plan_image,
     wanted_aspect,
 )
-from .jobplan import AccountPlan, JobPlan, plan_job
+from .jobplan import AccountPlan, JobPlan, account_preset, plan_job
 from .targets import (
     ENCODER_VERSION,
     IMAGE_ENGINE,
@@ -49,19 +51,11 @@ from .videos import (
     CRF,
     H264_LEVELS,
     HDR_REFERENCE_WHITE_NITS,
-    LOUDNORM_I,
-    LOUDNORM_LRA,
-    LOUDNORM_TP,
     MAX_SHARED_OUTPUTS,
-    MIN_AUDIO_KBPS,
     MIN_CEILING_KBPS,
-    SNAP_TOLERANCE,
-    STANDARD_RATES,
     START_TOLERANCE_FRAMES,
     START_TOLERANCE_S,
-    audio_target,
     budget_kbps,
-    choose_fps,
     h264_level,
     merge_video_targets,
     plan_video,
@@ -105,6 +99,7 @@ __all__ = [
     "Target",
     "Use",
     "VideoTarget",
+    "account_preset",
     "animation_fits",
     "audio_target",
     "budget_kbps",

@@ -70,10 +70,6 @@ def plan_cover(choice: CoverChoice, video_geometry: Geometry | None,
                        spec.min_width)
 
 
-
-
-
-
 def thumbnail_target(thumb: MediaInfo, cover: CoverTarget) -> ImageTarget:
     """The image target that conforms a custom thumbnail to a cover's exact shape and size.
 

@@ -5,33 +5,23 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from .. import rules
 from ..models import ImageFacts, MediaInfo
 from ..presets import FitPolicy, ImageSpec
-from .geometry import clamp_aspect, fit_geometry, nearest_ratio
+from ..rules import is_srgb_profile
+from .geometry import FIT_ACTIONS, clamp_aspect, fit_geometry, nearest_ratio
 from .targets import Geometry, ImageTarget
 
 # Formats the engine writes. HEIF, AVIF, TIFF and BMP inputs are always converted: no preset
 # delivers HEIF/AVIF, and TIFF/BMP could only be kept by re-encoding them anyway.
 _WRITABLE = ("jpeg", "png", "webp", "gif")
 # Formats whose metadata `image.strip_metadata` removes without re-encoding: only these can
-# pass through.
+# pass through (the metadata is then no reason to re-encode).
 _STRIPPABLE = ("jpeg", "png", "webp", "gif")
 # A photo-like PNG (no alpha) that must be re-encoded is predicted to keep about its source's
 # bytes per pixel; over this share of the byte cap it is delivered as JPEG instead, because a
 # PNG has no quality knob and could only be shrunk to fit.
 PNG_BUDGET_SHARE = 0.8
-_FIT_ACTION = {"crop": "cropped", "pad": "padded", "blur": "blurred", "smart": "reframed"}
-
-
-def is_srgb_profile(description: str) -> bool:
-    """Whether an ICC profile, by its description, is sRGB itself.
-
-    Only a name that *starts* with sRGB counts ("sRGB IEC61966-2.1", "sRGB built-in",
-    "sRGB2014"): Samsung's "DCI-P3 D65 Gamut with sRGB Transfer" mentions sRGB but has P3
-    primaries. An unknown name is converted, which is never wrong, only not a pass-through.
-    """
-    name = description.strip().lower()
-    return name.startswith("srgb") and "p3" not in name
 
 
 def needs_srgb(facts: ImageFacts) -> bool:
@@ -128,55 +118,67 @@ def plan_image(info: MediaInfo, spec: ImageSpec, *, max_bytes: int,
     if animated and spec.max_animated_bytes:
         # The preset's animation cap replaces the photo cap (X: GIF 15 MB, photo 5 MB).
         max_bytes = spec.max_animated_bytes
-    aspect = (forced_aspect if forced_aspect is not None
-              else wanted_aspect(info.aspect, spec, fit))
-    if aspect == info.aspect:
-        aspect = None
-    geometry = _image_geometry(info, spec, aspect, fit)
-    if forced_size is not None and (geometry.width, geometry.height) != forced_size:
-        geometry = force_size(geometry, forced_size)
-    elif forced_size is None:
-        geometry = _inside_aspect_range(geometry, spec)
-    to_srgb = needs_srgb(facts)
-    changed = (facts.exif_orientation != 1 or to_srgb or geometry.fit != "none"
-               or geometry.resized or facts.bits != 8)
-    takes_format = info.format_name in (spec.animated_formats if animated else spec.formats)
-    keep_format = takes_format and info.format_name in _STRIPPABLE
-    passthrough = (keep_format and not changed and info.size_bytes <= max_bytes
-                   and (animated or not info.animated))
+    geometry = _planned_geometry(info, spec, forced_aspect, forced_size, fit)
+    passthrough = _keeps_source(info, spec, geometry, animated=animated, max_bytes=max_bytes)
     out_format = (info.format_name if passthrough or animated
                   else _encode_format(info, spec, geometry, max_bytes))
-    actions: list[str] = []
-    warnings: list[str] = []
-    if passthrough:
-        actions.append("passed_through")
-    else:
-        if facts.exif_orientation != 1:
-            actions.append("rotated")
-        if to_srgb or facts.bits != 8:
-            actions.append("converted_colour")
-        if facts.has_alpha and out_format == "jpeg":
-            actions.append("flattened_alpha")
-        if geometry.fit != "none":
-            actions.append(_FIT_ACTION[geometry.fit])
-        if geometry.resized:
-            actions.append("resized")
-        if out_format != info.format_name:
-            actions.append("converted_format")
-        if info.animated and not animated:
-            actions.append("first_frame")
-        actions.append("recompressed")
+    to_srgb = needs_srgb(facts)
+    actions = (["passed_through"] if passthrough
+               else _conversion_actions(info, geometry, out_format, animated=animated,
+                                        to_srgb=to_srgb))
     if facts.has_exif or facts.has_xmp or facts.has_gps:
         actions.append("stripped_metadata")
-    if geometry.upscaled:
-        warnings.append("upscaled")
     target = ImageTarget(
         format=out_format, geometry=geometry, background=spec.background, max_bytes=max_bytes,
         quality=spec.quality, quality_floor=spec.quality_floor, animated=animated,
         passthrough=passthrough, orientation=facts.exif_orientation, to_srgb=to_srgb,
         min_width=spec.min_width, min_height=spec.min_height,
     )
-    return target, actions, warnings
+    return target, actions, ["upscaled"] if geometry.upscaled else []
+
+
+def _planned_geometry(info: MediaInfo, spec: ImageSpec, forced_aspect: Fraction | None,
+                      forced_size: tuple[int, int] | None, fit: FitPolicy | None) -> Geometry:
+    """Shape and size: the carousel's when it imposes them, else the variant's for this image."""
+    aspect = (forced_aspect if forced_aspect is not None
+              else wanted_aspect(info.aspect, spec, fit))
+    if aspect == info.aspect:
+        aspect = None
+    geometry = _image_geometry(info, spec, aspect, fit)
+    if forced_size is None:
+        return _inside_aspect_range(geometry, spec)
+    if (geometry.width, geometry.height) != forced_size:
+        return force_size(geometry, forced_size)
+    return geometry
+
+
+def _keeps_source(info: MediaInfo, spec: ImageSpec, geometry: Geometry, *, animated: bool,
+                  max_bytes: int) -> bool:
+    """The source file can be delivered as it is.
+
+    It meets every rule of the variant exactly (:func:`pipeline.rules.image_problems`, the
+    verifier's list), the plan leaves the picture as it is, and its metadata is one the image
+    engine strips without re-encoding.
+    """
+    return (info.format_name in _STRIPPABLE and geometry.fit == "none" and not geometry.resized
+            and not rules.image_problems(info, spec, max_bytes=max_bytes, animation=animated,
+                                         tolerance=rules.IMAGE_EXACT, metadata=False))
+
+
+def _conversion_actions(info: MediaInfo, geometry: Geometry, out_format: str, *,
+                        animated: bool, to_srgb: bool) -> list[str]:
+    """What re-encoding an image does to it, in the manifest's vocabulary and order."""
+    assert info.image is not None
+    facts = info.image
+    done = (("rotated", facts.exif_orientation != 1),
+            ("converted_colour", to_srgb or facts.bits != 8),
+            ("flattened_alpha", facts.has_alpha and out_format == "jpeg"),
+            (FIT_ACTIONS.get(geometry.fit, ""), geometry.fit != "none"),
+            ("resized", geometry.resized),
+            ("converted_format", out_format != info.format_name),
+            ("first_frame", info.animated and not animated),
+            ("recompressed", True))
+    return [name for name, happens in done if happens]
 
 
 def animation_fits(info: MediaInfo, spec: ImageSpec) -> bool:

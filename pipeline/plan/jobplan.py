@@ -7,13 +7,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from ..models import AccountCheck, MediaInfo, Selected
-from ..presets import FitPolicy
+from ..errors import JobInvalid
+from ..models import Account, AccountCheck, CoverChoice, MediaInfo, Selected
+from ..presets import FitPolicy, Limits, Preset, PresetRegistry
 from .covers import plan_cover
 from .images import carousel_frame, plan_image
 from .targets import (
     CoverPlan,
     Geometry,
+    ImageTarget,
     ReframeShot,
     Rendition,
     Target,
@@ -22,6 +24,9 @@ from .targets import (
     target_key,
 )
 from .videos import merge_video_targets, plan_video, shared_decodes
+
+# A carousel's shape, and for a same-size carousel its size (see carousel_frame).
+_Frame = tuple[Fraction, tuple[int, int] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,15 @@ class JobPlan:
     decodes: tuple[tuple[str, ...], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """The job-wide planning choices every medium is planned with (see :func:`plan_job`)."""
+
+    x264_preset: str
+    fit: FitPolicy | None
+    reframes: Mapping[tuple[str, int, int], tuple[ReframeShot, ...] | None] | None
+
+
 def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
              thumb_infos: dict[str, MediaInfo], x264_preset: str = "medium",
              fit: FitPolicy | None = None,
@@ -62,7 +76,11 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             :mod:`pipeline.framing`; None: not analysed yet (smart crops stay centred). A
             smart target whose analysis is missing or found no subject takes the variant's
             normal fit, with a ``no_subject`` warning.
+
+    Raises:
+        Nothing: every check has been validated.
     """
+    options = _Options(x264_preset, fit, reframes)
     renditions: dict[str, Rendition] = {}
     covers: dict[str, CoverPlan] = {}
     accounts: list[AccountPlan] = []
@@ -71,88 +89,131 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             accounts.append(AccountPlan(check, (), None, ()))
             continue
         media: list[tuple[Selected, str]] = []
-        warnings: list[str] = []
-        frames = _carousel_frames(check)
         video_geometry: dict[tuple[int, int], Geometry] = {}
+        frames = _carousel_frames(check)
         for sel in check.items:
-            ref_text = str(sel.ref)
-            sha = sha_of[ref_text]
-            limits = check.preset.limits
-            target: Target
-            if sel.variant.kind == "image":
-                spec = sel.variant.image
-                assert spec is not None
-                max_bytes = min(spec.max_bytes, limits.max_image_bytes or spec.max_bytes)
-                frame = frames.get((sel.content_index, sel.variant.id))
-                image_plan = functools.partial(
-                    plan_image, sel.info, spec, max_bytes=max_bytes,
-                    forced_aspect=frame[0] if frame else None,
-                    forced_size=frame[1] if frame else None,
-                    keep_animation=not sel.still_only)
-                target, acts, warns = image_plan(fit=fit)
-                if target.geometry.fit == "smart" and reframes is not None:
-                    found = reframes.get(_framing_key(sha, target.geometry))
-                    if found:
-                        target = replace(target, geometry=_moved(target.geometry, found[0]))
-                    else:
-                        target, acts, warns = image_plan(fit=_fallback(spec.fit))
-                        warns = [*warns, _no_subject(target.geometry.fit)]
-            else:
-                vspec = sel.variant.video
-                assert vspec is not None
-                max_bytes = min(vspec.max_bytes, limits.max_video_bytes or vspec.max_bytes)
-                video_plan = functools.partial(
-                    plan_video, sel.info, vspec, max_bytes=max_bytes, trim_s=sel.trim_to_s,
-                    from_image=sel.as_video, x264_preset=x264_preset, loops=sel.loops)
-                vtarget, acts, warns = video_plan(fit=fit)
-                if (vtarget.geometry.fit == "smart" and reframes is not None
-                        and vtarget.action == "transcode"):
-                    found = reframes.get(_framing_key(sha, vtarget.geometry))
-                    if found:
-                        vtarget = replace(vtarget, reframe=found,
-                                          geometry=_moved(vtarget.geometry, found[0]))
-                    else:
-                        vtarget, acts, warns = video_plan(fit=_fallback(vspec.fit))
-                        warns = [*warns, _no_subject(vtarget.geometry.fit)]
-                target = vtarget
+            sha = sha_of[str(sel.ref)]
+            target, acts, warns = _plan_medium(
+                sel, check.preset.limits, sha, frames.get((sel.content_index, sel.variant.id)),
+                options)
+            if isinstance(target, VideoTarget):
                 video_geometry[(sel.content_index, sel.media_index)] = target.geometry
-            key = target_key(sha, target)
             use = Use(check.account.id, check.preset.platform, sel.variant.id,
-                      sel.content_index, sel.media_index)
-            existing = renditions.get(key)
-            if existing is None:
-                ext = _ext(target, sel.info)
-                renditions[key] = Rendition(key=key, source_sha256=sha, ref_text=ref_text,
-                                            target=target, actions=tuple(acts),
-                                            warnings=tuple(warns), name=f"{sel.variant.id}.{ext}",
-                                            uses=(use,))
-            else:
-                shared_target = existing.target
-                if isinstance(shared_target, VideoTarget) and isinstance(target, VideoTarget):
-                    shared_target = merge_video_targets(shared_target, target)
-                renditions[key] = replace(existing, target=shared_target,
-                                          uses=(*existing.uses, use))
-            media.append((sel, key))
+                      sel.content_index, sel.media_index, variant=sel.variant,
+                      preset=check.preset)
+            media.append((sel, _add_use(renditions, sel, sha, target, acts, warns, use)))
         cover_key = None
         if check.cover is not None:
-            choice = check.cover
-            vkey = next(k for s, k in media if s is choice.video)
-            thumb_info = thumb_infos.get(str(choice.thumbnail)) if choice.thumbnail else None
-            geom = video_geometry.get((choice.video.content_index, choice.video.media_index))
-            ctarget = plan_cover(choice, geom, thumb_info)
-            thumb_sha = sha_of.get(str(choice.thumbnail)) if choice.thumbnail else None
-            # A frame is addressed by the video it is taken from; a thumbnail by its own bytes
-            # (so accounts with different videos but the same thumbnail target share it).
-            base = thumb_sha if thumb_sha else vkey
-            cover_key = target_key(base, ctarget, extra="cover")
-            prev = covers.get(cover_key)
-            accounts_using = (*(prev.accounts if prev else ()), check.account.id)
-            covers[cover_key] = CoverPlan(
-                cover_key, ctarget, prev.rendition_key if prev else vkey, thumb_sha,
-                accounts_using, str(choice.thumbnail) if choice.thumbnail else None)
-        accounts.append(AccountPlan(check, tuple(media), cover_key, tuple(warnings)))
+            cover_key = _add_cover(covers, check, check.cover, media, video_geometry,
+                                   sha_of=sha_of, thumb_infos=thumb_infos)
+        accounts.append(AccountPlan(check, tuple(media), cover_key, ()))
     return JobPlan(tuple(renditions.values()), tuple(covers.values()), tuple(accounts),
                    decodes=shared_decodes(renditions.values()))
+
+
+def account_preset(account: Account, presets: PresetRegistry) -> Preset:
+    """The preset an account's platform names.
+
+    Job parsing only accepts known platforms, so this fails only for a job built in code.
+
+    Raises:
+        JobInvalid: no preset has that platform name or alias.
+    """
+    preset = presets.get(account.platform)
+    if preset is None:
+        raise JobInvalid([(f"accounts[{account.id}].platform",
+                           f"unknown platform {account.platform!r}")])
+    return preset
+
+
+def _plan_medium(sel: Selected, limits: Limits, sha: str, frame: _Frame | None,
+                 options: _Options) -> tuple[Target, list[str], list[str]]:
+    """One medium for one account's variant, with smart framing's window when it has one."""
+    if sel.variant.kind == "image":
+        return _plan_image_medium(sel, limits, sha, frame, options)
+    return _plan_video_medium(sel, limits, sha, options)
+
+
+def _plan_image_medium(sel: Selected, limits: Limits, sha: str, frame: _Frame | None,
+                       options: _Options) -> tuple[ImageTarget, list[str], list[str]]:
+    spec = sel.variant.image
+    assert spec is not None
+    max_bytes = min(spec.max_bytes, limits.max_image_bytes or spec.max_bytes)
+    image_plan = functools.partial(
+        plan_image, sel.info, spec, max_bytes=max_bytes,
+        forced_aspect=frame[0] if frame else None, forced_size=frame[1] if frame else None,
+        keep_animation=not sel.still_only)
+    target, acts, warns = image_plan(fit=options.fit)
+    if target.geometry.fit != "smart" or options.reframes is None:
+        return target, acts, warns
+    found = options.reframes.get(_framing_key(sha, target.geometry))
+    if found:
+        return replace(target, geometry=_moved(target.geometry, found[0])), acts, warns
+    target, acts, warns = image_plan(fit=_fallback(spec.fit))
+    return target, acts, [*warns, _no_subject(target.geometry.fit)]
+
+
+def _plan_video_medium(sel: Selected, limits: Limits, sha: str,
+                       options: _Options) -> tuple[VideoTarget, list[str], list[str]]:
+    spec = sel.variant.video
+    assert spec is not None
+    max_bytes = min(spec.max_bytes, limits.max_video_bytes or spec.max_bytes)
+    video_plan = functools.partial(
+        plan_video, sel.info, spec, max_bytes=max_bytes, trim_s=sel.trim_to_s,
+        from_image=sel.as_video, x264_preset=options.x264_preset, loops=sel.loops)
+    target, acts, warns = video_plan(fit=options.fit)
+    if (target.geometry.fit != "smart" or options.reframes is None
+            or target.action != "transcode"):
+        return target, acts, warns
+    found = options.reframes.get(_framing_key(sha, target.geometry))
+    if found:
+        moved = _moved(target.geometry, found[0])
+        return replace(target, reframe=found, geometry=moved), acts, warns
+    target, acts, warns = video_plan(fit=_fallback(spec.fit))
+    return target, acts, [*warns, _no_subject(target.geometry.fit)]
+
+
+def _add_use(renditions: dict[str, Rendition], sel: Selected, sha: str, target: Target,
+             acts: list[str], warns: list[str], use: Use) -> str:
+    """Add one use of a target to the output that makes it (new, or shared); its key."""
+    key = target_key(sha, target)
+    existing = renditions.get(key)
+    if existing is None:
+        renditions[key] = Rendition(
+            key=key, source_sha256=sha, ref_text=str(sel.ref), ref=sel.ref, target=target,
+            actions=tuple(acts), warnings=tuple(warns),
+            name=f"{sel.variant.id}.{_ext(target, sel.info)}", uses=(use,))
+        return key
+    shared = existing.target
+    if isinstance(shared, VideoTarget) and isinstance(target, VideoTarget):
+        shared = merge_video_targets(shared, target)
+    renditions[key] = replace(existing, target=shared, uses=(*existing.uses, use))
+    return key
+
+
+def _add_cover(covers: dict[str, CoverPlan], check: AccountCheck, choice: CoverChoice,
+               media: list[tuple[Selected, str]],
+               video_geometry: Mapping[tuple[int, int], Geometry], *,
+               sha_of: Mapping[str, str], thumb_infos: Mapping[str, MediaInfo]) -> str:
+    """Add the account's cover to the covers to make (new, or shared); its key.
+
+    ``media`` pairs each of the account's selections with its rendition key.
+    """
+    vkey = next(k for s, k in media if s is choice.video)
+    thumb = choice.thumbnail
+    thumb_info = thumb_infos.get(str(thumb)) if thumb else None
+    geom = video_geometry.get((choice.video.content_index, choice.video.media_index))
+    ctarget = plan_cover(choice, geom, thumb_info)
+    thumb_sha = sha_of.get(str(thumb)) if thumb else None
+    # A frame is addressed by the video it is taken from; a thumbnail by its own bytes
+    # (so accounts with different videos but the same thumbnail target share it).
+    cover_key = target_key(thumb_sha or vkey, ctarget, extra="cover")
+    prev = covers.get(cover_key)
+    covers[cover_key] = CoverPlan(
+        cover_key, ctarget, prev.rendition_key if prev else vkey, thumb_sha,
+        (*(prev.accounts if prev else ()), check.account.id),
+        str(thumb) if thumb else None, thumbnail=thumb)
+    return cover_key
 
 
 def _framing_key(sha: str, g: Geometry) -> tuple[str, int, int]:
@@ -174,15 +235,14 @@ def _no_subject(used: str) -> str:
     return f"no_subject: smart framing found no confident subject; used fit {used}"
 
 
-def _carousel_frames(check: AccountCheck
-                     ) -> dict[tuple[int, str], tuple[Fraction, tuple[int, int] | None]]:
+def _carousel_frames(check: AccountCheck) -> dict[tuple[int, str], _Frame]:
     """Per (content item, image variant) carousel: the shape and size every item takes."""
     groups: dict[tuple[int, str], list[Selected]] = {}
     for sel in check.items:
         spec = sel.variant.image
         if spec is not None and sel.carousel_size >= 2 and spec.carousel != "none":
             groups.setdefault((sel.content_index, sel.variant.id), []).append(sel)
-    frames: dict[tuple[int, str], tuple[Fraction, tuple[int, int] | None]] = {}
+    frames: dict[tuple[int, str], _Frame] = {}
     for key, sels in groups.items():
         spec = sels[0].variant.image
         assert spec is not None

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Literal
 
+from ..models import MediaRef
+from ..presets import Preset, Variant
+
 # Bump when the same target would now produce different bytes (encoder settings, filters).
 ENCODER_VERSION = "1"
 # The same for images: part of every image output's content address (``ImageTarget.engine``),
@@ -155,13 +158,19 @@ Target = ImageTarget | VideoTarget
 
 @dataclass(frozen=True, slots=True)
 class Use:
-    """One account's use of an output."""
+    """One account's use of an output: the ids the manifest names, and the variant itself.
+
+    ``variant`` and ``preset`` are the objects validation chose, carried so that nothing
+    later looks them up again by id (``platform`` and ``variant_id`` are their names).
+    """
 
     account_id: str
     platform: str
     variant_id: str
     content_index: int
     media_index: int
+    variant: Variant
+    preset: Preset
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +179,18 @@ class Rendition:
 
     key: str
     source_sha256: str
-    ref_text: str
+    ref_text: str          # str(ref): how sources are keyed and what `conform plan` prints
+    ref: MediaRef
     target: Target
     actions: tuple[str, ...]
     warnings: tuple[str, ...]
     name: str
     uses: tuple[Use, ...] = field(default_factory=tuple)
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        """Every variant that shares this output, in order of first use: it must meet them all."""
+        return tuple(dict.fromkeys(u.variant for u in self.uses))
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +203,7 @@ class CoverPlan:
     thumbnail_sha256: str | None
     accounts: tuple[str, ...]
     thumbnail_ref: str | None = None   # the job's reference text of the thumbnail (image covers)
+    thumbnail: MediaRef | None = None  # the thumbnail's reference itself
 
 
 def target_key(source_sha256: str, target: Target | CoverTarget, extra: str = "") -> str:

@@ -11,8 +11,10 @@ from typing import Literal
 from .. import rules
 from ..models import MediaInfo
 from ..presets import FitPolicy, VideoSpec
-from .geometry import clamp_aspect, fit_geometry
-from .targets import AudioTarget, Rendition, VideoTarget
+from .audio import audio_target
+from .framerate import output_fps
+from .geometry import FIT_ACTIONS, clamp_aspect, fit_geometry
+from .targets import AudioTarget, Geometry, Rendition, VideoTarget
 
 # x264 quality: CRF 20 is visually transparent for social re-encodes at these sizes.
 CRF = 20
@@ -25,8 +27,6 @@ QUALITY_CRF = {"high": 18, "standard": CRF, "compact": 24}
 BITS_PER_PIXEL_CEILING = 0.1
 # Container overhead kept out of a byte budget (moov index, muxing): 2 % plus 64 KB.
 CONTAINER_OVERHEAD = 0.02
-STANDARD_RATES = (Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001),
-                  Fraction(30), Fraction(48), Fraction(50), Fraction(60000, 1001), Fraction(60))
 
 
 # A first frame this close to 0 s needs no remux: without an edit list (Instagram and Threads
@@ -45,22 +45,6 @@ def start_tolerance_s(fps: Fraction | None) -> float:
     if not fps or fps <= 0:
         return START_TOLERANCE_S
     return max(START_TOLERANCE_S, START_TOLERANCE_FRAMES / float(fps))
-# A source rate within 1 % of a standard rate is that rate with timing jitter (a phone's
-# "29.87 fps" average is 30 fps that dropped a frame).
-SNAP_TOLERANCE = 0.01
-# Clamping rates: above the maximum we keep every 2nd/3rd frame of a standard rate when one
-# divides the source (120 -> 60, 90 -> 30), below the minimum we show every frame 2, 3... times
-# (15 -> 30, 12 -> 24), so motion stays even instead of juddering.
-_DOWN_RATES = (Fraction(60), Fraction(60000, 1001), Fraction(50), Fraction(30),
-               Fraction(30000, 1001), Fraction(25), Fraction(24), Fraction(24000, 1001))
-_UP_RATES = (Fraction(24), Fraction(25), Fraction(30))
-# AAC-LC at 128 kbps or more: Facebook's "stereo AAC at 128 kbps or more", X's recommended
-# minimum and the IG/Threads number (platform-specs sections 1, 2, 3, 8).
-MIN_AUDIO_KBPS = 128
-# EBU R128 measurement, streaming-normal target: no platform states a loudness target
-# (platform-specs 3d: "-14 LUFS is a streaming norm"), so a preset that asks for loudnorm gets
-# -14 LUFS integrated, -1 dBTP true peak, LRA 11 LU.
-LOUDNORM_I, LOUDNORM_TP, LOUDNORM_LRA = -14.0, -1.0, 11.0
 # HDR reference white (ITU-R BT.2408: 203 cd/m2 for PQ and HLG) is mapped to SDR white.
 HDR_REFERENCE_WHITE_NITS = 203
 # The bitrate ceiling never goes below this: a tiny picture (an 8x8 WebM) still needs a few
@@ -83,59 +67,6 @@ H264_LEVELS = (
 # ffprobe colour-matrix names -> the names swscale's in_color_matrix takes.
 _SWS_MATRIX = {"bt709": "bt709", "smpte170m": "bt601", "bt470bg": "bt601", "fcc": "fcc",
                "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
-
-
-def choose_fps(info: MediaInfo, spec: VideoSpec) -> tuple[Fraction, bool]:
-    """The constant output rate, and whether it differs from the source's.
-
-    Variable-rate sources take their base rate (``r_frame_rate``: the finest spacing, so no
-    frame is dropped), snapped to a standard rate; rates outside the preset's range are
-    clamped to an even multiple or divisor where one exists.
-
-    Raises:
-        Nothing: ``info`` must have a video stream.
-    """
-    v = info.video
-    assert v is not None
-    rate = v.fps if v.fps > 0 else v.fps_real
-    if v.vfr or not 0 < rate <= 240:
-        candidates = (v.fps_real, v.fps, Fraction(30))
-        rate = next(r for r in candidates if 0 < r <= 240)
-    rate = _snap_rate(rate)
-    if rate > spec.fps_max:
-        rate = _rate_down(rate, spec.fps_max)
-    elif rate < spec.fps_min:
-        rate = _rate_up(rate, spec.fps_min, spec.fps_max)
-    changed = v.vfr or v.fps <= 0 or abs(float(rate - v.fps)) > float(v.fps) * SNAP_TOLERANCE
-    return rate, changed
-
-
-def _snap_rate(rate: Fraction) -> Fraction:
-    near = min(STANDARD_RATES, key=lambda r: abs(float(r - rate)))
-    if abs(float(near - rate)) <= float(near) * SNAP_TOLERANCE:
-        return near
-    return rate.limit_denominator(1001)
-
-
-def _is_multiple(big: Fraction, small: Fraction) -> bool:
-    ratio = float(big / small)
-    return round(ratio) >= 1 and abs(ratio - round(ratio)) < 0.001
-
-
-def _rate_down(rate: Fraction, fps_max: Fraction) -> Fraction:
-    allowed = [r for r in _DOWN_RATES if r <= fps_max]
-    if not allowed:
-        return fps_max
-    even = [r for r in allowed if r >= 30 and _is_multiple(rate, r)]
-    return even[0] if even else allowed[0]
-
-
-def _rate_up(rate: Fraction, fps_min: Fraction, fps_max: Fraction) -> Fraction:
-    allowed = [r for r in _UP_RATES if fps_min <= r <= fps_max]
-    if not allowed:
-        return fps_min
-    even = [r for r in allowed if _is_multiple(r, rate)]
-    return even[0] if even else allowed[0]
 
 
 def h264_level(width: int, height: int, fps: Fraction, maxrate_kbps: int) -> str:
@@ -183,45 +114,6 @@ def video_streams_conform(info: MediaInfo, spec: VideoSpec, max_bytes: int) -> l
     return rules.video_stream_problems(info, spec, max_bytes=max_bytes, tolerance=rules.EXACT)
 
 
-def audio_target(info: MediaInfo, spec: VideoSpec, *, reencode_all: bool) -> AudioTarget:
-    """Keep conforming audio, encode the rest, add silence only when the preset requires it.
-
-    Encoded audio is AAC-LC at the source's rate when the preset allows it (44.1 kHz stays
-    44.1 kHz), else 48 kHz; more channels than allowed are downmixed to stereo. Audio whose
-    hidden priming would come a frame late or more once copied is encoded too.
-
-    Raises:
-        Nothing.
-    """
-    a = info.audio
-    aspec = spec.audio
-    default_rate = 48000 if 48000 in aspec.sample_rates_hz else aspec.sample_rates_hz[0]
-    kbps = max(aspec.bitrate_kbps, MIN_AUDIO_KBPS)
-    if a is None:
-        if aspec.required:
-            return AudioTarget("silent", sample_rate_hz=default_rate,
-                               channels=min(2, aspec.max_channels), bitrate_kbps=kbps)
-        return AudioTarget("none")
-    rate = a.sample_rate_hz if a.sample_rate_hz in aspec.sample_rates_hz else default_rate
-    channels = min(max(1, a.channels), aspec.max_channels)
-    if a.channels > aspec.max_channels:
-        channels = min(2, aspec.max_channels)  # 5.1 -> stereo, never 5.1 -> 4.0
-    # A copy plays the priming the source's edit list hid (we write none): keep it only while
-    # that moves the sound by less than a frame (48 kHz AAC from ffmpeg at 30 fps), else the
-    # encode puts the sound back where it was (an iPhone's 2112 samples are 48 ms).
-    frame_s = 1 / float(info.video.fps) if info.video and info.video.fps else 1 / 30
-    conforms = (a.codec in aspec.codecs and (a.codec != "aac" or (a.profile or "LC") == "LC")
-                and 1 <= a.channels <= aspec.max_channels
-                and a.sample_rate_hz in aspec.sample_rates_hz
-                and (a.bitrate_kbps or kbps) >= aspec.min_bitrate_kbps and not aspec.loudnorm
-                and a.priming_s < frame_s)
-    if conforms and not reencode_all:
-        return AudioTarget("copy", codec=a.codec, sample_rate_hz=a.sample_rate_hz,
-                           channels=a.channels, bitrate_kbps=a.bitrate_kbps or kbps)
-    return AudioTarget("encode", sample_rate_hz=rate, channels=channels, bitrate_kbps=kbps,
-                       loudnorm=aspec.loudnorm)
-
-
 def _container_ok(info: MediaInfo, spec: VideoSpec) -> bool:
     """The file itself can be delivered: an allowed MP4/MOV, moov first, nothing extra."""
     return (info.format_name in spec.containers and info.format_name in ("mp4", "mov")
@@ -247,6 +139,12 @@ def _colour_in(info: MediaInfo) -> tuple[str, str | None, str]:
     return matrix, transfer, v.color_primaries or ("bt2020" if v.hdr else "bt709")
 
 
+VideoAction = Literal["passthrough", "remux", "audio_only", "transcode"]
+# What the manifest says was done, by the least work chosen: a new audio track is a remux too.
+_DONE = {"passthrough": "passed_through", "remux": "remuxed", "audio_only": "remuxed",
+         "transcode": "transcoded"}
+
+
 def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: float | None,
                from_image: bool, x264_preset: str, loops: int = 1,
                fit: FitPolicy | None = None) -> tuple[VideoTarget, list[str], list[str]]:
@@ -262,109 +160,121 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     Raises:
         Nothing: validation has already checked durations and counts.
     """
-    fit = fit or spec.fit
     v = info.video
-    actions: list[str] = []
-    warnings: list[str] = []
     from_image = from_image or v is None
-    duration = min((info.duration_s or 1.0) * loops, trim_s or math.inf)
-    stream_problems = (["animated image"] if from_image
-                       else video_streams_conform(info, spec, max_bytes))
-    if trim_s is not None:
-        stream_problems.append("trim")
     audio = audio_target(info, spec, reencode_all=False)
-    if v is not None:
-        fps, fps_changed = choose_fps(info, spec)
-    else:  # an animation: its frame delays are resampled onto a constant 30 fps
-        fps = min(max(Fraction(30), spec.fps_min), spec.fps_max)
-        fps_changed = True
+    fps, fps_changed = output_fps(info, spec)
+    geometry = _video_geometry(info, spec, fit or spec.fit)
+    duration_s = min((info.duration_s or 1.0) * loops, trim_s or math.inf)
+    maxrate = _maxrate_kbps(spec, geometry, fps, max_bytes=max_bytes, duration_s=duration_s,
+                            audio=audio)
+    problems = (["animated image"] if from_image
+                else video_streams_conform(info, spec, max_bytes))
+    if trim_s is not None:
+        problems.append("trim")
+    action = _choose_action(info, spec, problems, audio)
+    matrix, transfer, primaries = _colour_in(info)
+    # Every encode is 8-bit SDR H.264, so HDR is tone-mapped whenever we encode, not only for
+    # SDR-only presets (an HDR source YouTube would keep still needs it once re-encoded).
+    hdr = bool(v and v.hdr)
+    target = VideoTarget(
+        action=action, geometry=geometry, pad_color=spec.pad_color, fps=fps,
+        gop_frames=max(1, math.floor(float(fps) * spec.gop_max_s)), tonemap=hdr,
+        deinterlace=bool(v and v.interlaced), full_to_limited=_full_range(info),
+        max_bytes=max_bytes, maxrate_kbps=maxrate, trim_s=trim_s, audio=audio,
+        from_image=from_image, x264_preset=x264_preset,
+        spec_max_bitrate_kbps=spec.max_bitrate_kbps, square_pixels=bool(v and v.sar != 1),
+        in_matrix=matrix, in_transfer=transfer if hdr else None, in_primaries=primaries,
+        level=h264_level(geometry.width, geometry.height, fps, maxrate),
+        min_width=spec.min_width, min_height=spec.min_height, loops=loops,
+        crf=QUALITY_CRF[spec.quality],
+    )
+    if action != "transcode":
+        assert v is not None  # a source without a video stream is always encoded
+        target = _stream_copy(target, v.codec)
+    actions = [_DONE[action]]
+    if action == "transcode":
+        actions += _picture_actions(target, info, fps_changed=fps_changed)
+    if action in ("audio_only", "transcode"):
+        actions += _audio_actions(audio)
+    if action != "passthrough" and (info.has_location or info.extra_streams):
+        actions.append("stripped_metadata")
+    return target, actions, ["upscaled"] if geometry.upscaled else []
+
+
+def _video_geometry(info: MediaInfo, spec: VideoSpec, fit: FitPolicy) -> Geometry:
+    """Shape and size: a shape outside the variant's range takes its target (or nearest) ratio."""
     aspect = None
     if not rules.aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max,
                            rules.EXACT):
         aspect = spec.target_aspect or clamp_aspect(info.aspect, spec.aspect_min,
                                                     spec.aspect_max)
-    geometry = fit_geometry(
+    return fit_geometry(
         info.width, info.height, aspect=aspect, fit=fit if aspect else "none",
         max_width=min(spec.max_width, spec.target_width or spec.max_width),
         max_height=min(spec.max_height, spec.target_height or spec.max_height),
         min_width=spec.min_width, min_height=spec.min_height,
         max_long_side=spec.max_long_side, even=True,
     )
+
+
+def _maxrate_kbps(spec: VideoSpec, geometry: Geometry, fps: Fraction, *, max_bytes: int,
+                  duration_s: float, audio: AudioTarget) -> int:
+    """The encode's bitrate cap: the byte budget, the pixel-rate ceiling and the preset's cap.
+
+    The planned cap never goes below 100 kbps: a budget under that is the byte-budget
+    retries' to judge (smaller pictures, or too_large).
+    """
     pixels_per_s = geometry.width * geometry.height * float(fps)
     ceiling = max(MIN_CEILING_KBPS, int(pixels_per_s * BITS_PER_PIXEL_CEILING / 1000))
-    # The planned cap never goes below 100 kbps: a budget under that is the byte-budget
-    # retries' to judge (smaller pictures, or too_large).
-    budget = max(100, budget_kbps(max_bytes, duration,
-                                  audio.bitrate_kbps if audio.action != "none" else 0))
-    maxrate = max(1, min(budget, ceiling, spec.max_bitrate_kbps or budget))
+    audio_kbps = audio.bitrate_kbps if audio.action != "none" else 0
+    budget = max(100, budget_kbps(max_bytes, duration_s, audio_kbps))
+    return max(1, min(budget, ceiling, spec.max_bitrate_kbps or budget))
 
-    action: Literal["passthrough", "remux", "audio_only", "transcode"]
+
+def _choose_action(info: MediaInfo, spec: VideoSpec, stream_problems: list[str],
+                   audio: AudioTarget) -> VideoAction:
+    """The least work: keep the file, copy its streams into a new one, add audio, or encode."""
     if stream_problems:
-        action = "transcode"
-    elif audio.action in ("copy", "none"):
-        action = "passthrough" if _container_ok(info, spec) else "remux"
-    else:
-        action = "audio_only"
-    transcode = action == "transcode"
-    # Every encode is 8-bit SDR H.264, so HDR is tone-mapped whenever we encode, not only for
-    # SDR-only presets (an HDR source YouTube would keep still needs it once re-encoded).
-    tonemap = bool(v and v.hdr and transcode)
-    matrix, transfer, primaries = _colour_in(info)
+        return "transcode"
+    if audio.action not in ("copy", "none"):
+        return "audio_only"
+    return "passthrough" if _container_ok(info, spec) else "remux"
 
-    if action == "passthrough":
-        actions.append("passed_through")
-    elif action in ("remux", "audio_only"):
-        actions.append("remuxed")
-    else:
-        actions.append("transcoded")
-        if v is not None and (v.rotation_deg or v.mirrored):
-            actions.append("rotated")
-        if v is not None and v.sar != 1:
-            actions.append("square_pixels")
-        if geometry.fit != "none":
-            actions.append({"crop": "cropped", "pad": "padded", "blur": "blurred",
-                            "smart": "reframed"}[geometry.fit])
-        if geometry.resized:
-            actions.append("resized")
-        if fps_changed:
-            actions.append("fps_changed")
-        if tonemap:
-            actions.append("tone_mapped")
-        if v is not None and v.interlaced:
-            actions.append("deinterlaced")
-        if trim_s is not None:
-            actions.append("trimmed")
-        if loops > 1:
-            actions.append("looped")
-    if action in ("audio_only", "transcode"):
-        if audio.action == "encode":
-            actions.append("audio_encoded")
-            if audio.loudnorm:
-                actions.append("loudness_normalised")
-        elif audio.action == "silent":
-            actions.append("audio_added")
-    if action != "passthrough" and (info.has_location or info.extra_streams):
-        actions.append("stripped_metadata")
-    if geometry.upscaled:
-        warnings.append("upscaled")
-    gop = max(1, math.floor(float(fps) * spec.gop_max_s))
-    target = VideoTarget(
-        action=action, geometry=geometry, pad_color=spec.pad_color,
-        fps=fps if transcode else None, gop_frames=gop, tonemap=tonemap,
-        deinterlace=bool(v and v.interlaced),
-        full_to_limited=bool(v and (v.color_range == "pc" or v.pix_fmt.startswith("yuvj"))),
-        max_bytes=max_bytes, maxrate_kbps=maxrate if transcode else 0,
-        trim_s=trim_s, audio=audio, from_image=from_image,
-        x264_preset=x264_preset if transcode else "",
-        spec_max_bitrate_kbps=spec.max_bitrate_kbps,
-        square_pixels=bool(v and v.sar != 1), in_matrix=matrix,
-        in_transfer=transfer if tonemap else None, in_primaries=primaries,
-        level=h264_level(geometry.width, geometry.height, fps, maxrate) if transcode else "",
-        min_width=spec.min_width, min_height=spec.min_height,
-        source_codec=v.codec if v is not None and not transcode else "",
-        loops=loops, crf=QUALITY_CRF[spec.quality] if transcode else CRF,
-    )
-    return target, actions, warnings
+
+def _full_range(info: MediaInfo) -> bool:
+    """The source is full-range (JPEG) YUV, which every encode squeezes to limited range."""
+    v = info.video
+    return bool(v and (v.color_range == "pc" or v.pix_fmt.startswith("yuvj")))
+
+
+def _stream_copy(target: VideoTarget, codec: str) -> VideoTarget:
+    """A stream copy (pass-through, remux, new audio) encodes no picture: no encoder settings."""
+    return replace(target, fps=None, tonemap=False, maxrate_kbps=0, x264_preset="",
+                   in_transfer=None, level="", source_codec=codec, crf=CRF)
+
+
+def _picture_actions(target: VideoTarget, info: MediaInfo, *, fps_changed: bool) -> list[str]:
+    """What an encode does to the picture, in the manifest's vocabulary and order."""
+    v = info.video
+    g = target.geometry
+    done = (("rotated", bool(v and (v.rotation_deg or v.mirrored))),
+            ("square_pixels", target.square_pixels),
+            (FIT_ACTIONS.get(g.fit, ""), g.fit != "none"),
+            ("resized", g.resized),
+            ("fps_changed", fps_changed),
+            ("tone_mapped", target.tonemap),
+            ("deinterlaced", target.deinterlace),
+            ("trimmed", target.trim_s is not None),
+            ("looped", target.loops > 1))
+    return [name for name, happens in done if happens]
+
+
+def _audio_actions(audio: AudioTarget) -> list[str]:
+    """What a new audio track does: encoded (and loudness-normalised), or silence added."""
+    if audio.action == "encode":
+        return ["audio_encoded", "loudness_normalised"] if audio.loudnorm else ["audio_encoded"]
+    return ["audio_added"] if audio.action == "silent" else []
 
 
 def merge_video_targets(a: VideoTarget, b: VideoTarget) -> VideoTarget:
