@@ -2,6 +2,8 @@
 verify → store → manifest (written last).
 
 One failing medium or account never stops the others; the manifest says what happened to each.
+The steps share one :class:`~pipeline.jobrun.Run`; making the outputs (reuse, shared decodes,
+renditions, covers) is :func:`pipeline.produce.produce`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .stored import asset_key as asset_key
 from .validate import check_account
 
 log = logging.getLogger(__name__)
+
 
 def manifest_key(workspace_id: str, job_id: str) -> str:
     """Storage key of a job's manifest: scoped by workspace, so tenants never share one.
