@@ -478,6 +478,45 @@ def test_frame_cover_made_from_a_reused_video(
     check_stored(dest, second, tmp_path)
 
 
+#: meta.json, in the order earlier versions wrote it: a later run (of any version) reuses it.
+RENDITION_META = ["key", "kind", "mime", "bytes", "sha256", "width", "height", "duration_ms",
+                  "actions", "warnings", "origin"]
+COVER_META = ["key", "mime", "bytes", "sha256", "width", "height", "warnings"]
+ORIGIN_META = ["source-sha256", "workspace-id", "job-id", "preset-id", "preset-version",
+               "variant", "encoder-version", "pipeline-version"]
+
+
+@pytest.mark.parametrize("doc", [JOB, FRAME_JOB], ids=["thumbnail", "frame"])
+def test_meta_json_keeps_its_keys_and_the_manifest_values(
+    doc: dict[str, Any], run: Run, tmp_path: Path
+) -> None:
+    root = tmp_path / "out"
+    dest = Dest("local", str(root), open_storage(str(root)), root=root)
+    manifest = run(dest, doc=doc).to_dict()
+
+    def meta_of(entry: dict[str, Any]) -> dict[str, Any]:
+        key = dest.key_of(entry["uri"])
+        data: dict[str, Any] = json.loads((root / key).with_name("meta.json").read_text())
+        assert data["key"] == key
+        assert list(data["origin"]) == ORIGIN_META
+        assert data["origin"]["job-id"] == doc["id"]
+        return data
+
+    for account in manifest["accounts"]:
+        for media in account["media"]:
+            meta = meta_of(media)
+            assert list(meta) == RENDITION_META
+            assert {k: meta[k] for k in RENDITION_META[1:-1]} == {
+                k: media[k] for k in RENDITION_META[1:-1]}
+        if account["cover"] is not None:
+            cover = account["cover"]
+            meta = meta_of(cover)
+            framed = ["timestamp_ms"] if "timestamp_ms" in cover else []
+            assert list(meta) == [*COVER_META, *framed, "origin"]
+            assert {k: meta[k] for k in ["mime", "bytes", "width", "height", *framed]} == {
+                k: cover[k] for k in ["mime", "bytes", "width", "height", *framed]}
+
+
 def test_failing_asset_store_fails_only_its_accounts(
     dest: Dest, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,

@@ -1,0 +1,157 @@
+"""One rendition, made: render (video or image engine) → probe → verify → store.
+
+Every variant that shares the output must accept it (``Rendition.variants``); the stored entry
+(:class:`~pipeline.stored.StoredRendition`) is what ``meta.json`` and the manifest report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__, probe, verify
+from .files import sha256_file
+from .image import HeifCache, render_image
+from .jobrun import Run
+from .models import MediaInfo
+from .plan import ENCODER_VERSION, ImageTarget, Rendition, Use, VideoTarget
+from .presets import Variant
+from .stored import StoredRendition, asset_key, store_output
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """A delivered file on local disk and what probing it found."""
+
+    path: Path
+    info: MediaInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """A rendition this run has for its accounts: made now, or reused from storage.
+
+    ``local`` is the file made now (a cover frame is taken from it); a reused rendition has
+    none, and its cover fetches the stored file named by ``entry.key``.
+    """
+
+    entry: StoredRendition
+    uri: str
+    local: LocalFile | None = None
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """The output's record as the manifest reads it: the stored entry and where it is."""
+        return {**self.entry.to_dict(), "uri": self.uri}
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    """What an engine wrote, probed, with what it did beyond the plan."""
+
+    path: Path
+    info: MediaInfo
+    mime: str
+    actions: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def make_rendition(run: Run, r: Rendition, *, first_pass: Path | None,
+                   heif_cache: HeifCache) -> Made:
+    """Render ``r``, check it against every variant sharing it, and store it.
+
+    Args:
+        run: the job's run.
+        r: the planned rendition.
+        first_pass: its first pass, when a shared decode already encoded it.
+        heif_cache: the decoded HEIF picture of its source, shared by that source's outputs.
+
+    Raises:
+        PipelineError: rendering, verification or storing failed (see :func:`produce._guard`).
+    """
+    variants = list(r.variants)
+    out = run.paths.output(r.key, r.name)
+    target = r.target
+    if isinstance(target, VideoTarget):
+        done = _render_video(run, r, target, out, first_pass, variants)
+    else:
+        done = _render_image(run, r, target, out, heif_cache, variants)
+    from .subject import ui_warnings  # a face under a surface's UI warns, never fails
+
+    done = dataclasses.replace(done, warnings=done.warnings + ui_warnings(
+        done.path, done.info, variants, timeout_s=run.tool_timeout_s()))
+    entry = _entry(r, done)
+    origin = object_metadata(run, r.source_sha256, r.uses)
+    stored = store_output(run.storage, done.path, entry, r.key, origin)
+    return Made(entry, stored.uri, LocalFile(done.path, done.info))
+
+
+def reuse(run: Run, entry: StoredRendition) -> Made:
+    """A rendition an earlier run stored, standing in for a fresh one (``reused`` first)."""
+    return Made(dataclasses.replace(entry, actions=("reused", *entry.actions)),
+                run.storage.uri(entry.key))
+
+
+def _render_video(run: Run, r: Rendition, target: VideoTarget, out: Path,
+                  first_pass: Path | None, variants: list[Variant]) -> _Rendered:
+    from .video import render_video
+
+    src, info = run.source_of(r.ref)
+    result = render_video(
+        src.path, info.format_name, target, out,
+        duration_s=info.duration_s or 0.0, timeout_s=run.tool_timeout_s(),
+        on_progress=lambda f: run.emit("encode", "progress", f, r.name),
+        first_pass=first_pass,
+    )
+    out_info = probe.probe(result.path, timeout_s=run.settings.probe_timeout_s)
+    for variant in variants:
+        assert variant.video is not None
+        verify.require(verify.check_video(out_info, variant.video, target,
+                                          info.duration_s or 0.0), r.name)
+    mime = "video/quicktime" if out_info.format_name == "mov" else "video/mp4"
+    return _Rendered(result.path, out_info, mime, result.extra_actions, result.warnings)
+
+
+def _render_image(run: Run, r: Rendition, target: ImageTarget, out: Path,
+                  heif_cache: HeifCache, variants: list[Variant]) -> _Rendered:
+    src, info = run.source_of(r.ref)
+    result = render_image(src.path, info.format_name, target, out, heif_cache=heif_cache)
+    out_info = probe.probe(result.path, max_pixels=run.settings.max_image_pixels)
+    for variant in variants:
+        assert variant.image is not None
+        verify.require(verify.check_image(out_info, variant.image, target), r.name)
+    return _Rendered(result.path, out_info, result.mime, result.extra_actions, result.warnings)
+
+
+def _entry(r: Rendition, done: _Rendered) -> StoredRendition:
+    """The stored entry: the plan's actions and warnings, then what rendering added."""
+    actions = list(dict.fromkeys([*r.actions, *done.actions]))
+    if "passed_through" in actions and len(actions) > 1 and done.actions:
+        actions.remove("passed_through")
+    video = r.target if isinstance(r.target, VideoTarget) else None
+    return StoredRendition(
+        key=asset_key(r.key, r.name), kind="video" if video else "image", mime=done.mime,
+        bytes=done.path.stat().st_size, sha256=sha256_file(done.path),
+        width=done.info.width, height=done.info.height,
+        duration_ms=done.info.duration_ms if video else None, actions=tuple(actions),
+        warnings=tuple(dict.fromkeys([*r.warnings, *done.warnings])),
+        reframe=tuple(shot.to_dict() for shot in video.reframe)
+        if video and video.reframe else None)
+
+
+def object_metadata(run: Run, source_sha256: str, uses: Sequence[Use]) -> dict[str, str]:
+    """What an object carries about its origin (S3 user metadata; also kept in meta.json).
+
+    An object is stored once for every job that shares it, so this names the job and the
+    presets that made it first.
+    """
+    job = run.job
+    presets = {u.platform: u.preset for u in uses}
+    versions = [f"{p}={preset.version}" for p, preset in presets.items()]
+    return {"source-sha256": source_sha256, "workspace-id": job.workspace_id, "job-id": job.id,
+            "preset-id": ",".join(presets), "preset-version": ",".join(versions),
+            "variant": ",".join(dict.fromkeys(u.variant_id for u in uses)),
+            "encoder-version": ENCODER_VERSION, "pipeline-version": __version__}
+
