@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
+from .deadline import Deadline
 from .errors import (
     ConfigError,
     DownloadFailed,
@@ -165,8 +166,7 @@ def fetch_local_path(path: Path, dest_dir: Path, *, settings: Settings) -> Local
     ref = MediaRef("library", str(path))
     dest_dir.mkdir(parents=True, exist_ok=True)
     # The operator's own path: links are followed on purpose (the copy opens the target).
-    return _copy_hashed(ref, Path(os.path.realpath(path)), dest_dir / "src-local",
-                        settings.max_source_bytes)
+    return _copy_hashed(ref, Path(os.path.realpath(path)), dest_dir / "src-local", settings)
 
 
 # --------------------------------------------------------------------------- backends
@@ -196,7 +196,7 @@ def _from_file(ref: MediaRef, location: str, dest: Path, settings: Settings) -> 
     resolved = Path(os.path.realpath(path))
     if root is None or not resolved.is_relative_to(root) or resolved == root:
         raise SourceNotFound(f"media {ref.value!r} not found in the library")
-    return _copy_hashed(ref, resolved, dest, settings.max_source_bytes)
+    return _copy_hashed(ref, resolved, dest, settings)
 
 
 def library_root(template: str) -> Path | None:
@@ -223,7 +223,7 @@ def library_root(template: str) -> Path | None:
     return Path(os.path.realpath(folder))
 
 
-def _copy_hashed(ref: MediaRef, path: Path, dest: Path, max_bytes: int) -> LocalMedia:
+def _copy_hashed(ref: MediaRef, path: Path, dest: Path, settings: Settings) -> LocalMedia:
     """Copy a regular file (never a FIFO or device: they could block or never end).
 
     The file is opened without following a final symlink and checked on the open descriptor,
@@ -242,16 +242,16 @@ def _copy_hashed(ref: MediaRef, path: Path, dest: Path, max_bytes: int) -> Local
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise SourceNotFound(f"media {ref.value!r} not found in the library")
-        if st.st_size > max_bytes:
+        if st.st_size > settings.max_source_bytes:
             raise TooLarge(f"media {ref.value!r} is {st.st_size} bytes, over the "
-                           f"{max_bytes}-byte cap")
+                           f"{settings.max_source_bytes}-byte cap")
         os.set_blocking(fd, True)
         src = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
     with src:
-        return _write_hashed(ref, _chunks(src), dest, max_bytes)
+        return _write_hashed(ref, _chunks(src), dest, settings)
 
 
 def _chunks(fh: IO[bytes]) -> Iterable[bytes]:
@@ -259,13 +259,26 @@ def _chunks(fh: IO[bytes]) -> Iterable[bytes]:
 
 
 def _write_hashed(ref: MediaRef, chunks: Iterable[bytes], dest: Path,
-                  max_bytes: int) -> LocalMedia:
-    """Stream ``chunks`` to ``dest`` through SHA-256, stopping the moment ``max_bytes`` is passed.
+                  settings: Settings) -> LocalMedia:
+    """Stream ``chunks`` to ``dest`` through SHA-256, stopping the moment the byte cap or the
+    read's deadline is passed.
 
-    Written to a temporary name and renamed, so a failure never leaves a partial source.
+    The deadline is the one a URL download gets (``download_deadline_s``, already clipped to
+    what is left of the job): a slow NFS mount or S3 endpoint must not hold a job past it any
+    more than a slow web server can. Written to a temporary name and renamed, so a failure never
+    leaves a partial source.
+
+    Raises:
+        TooLarge: over ``settings.max_source_bytes``.
+        DownloadFailed: the deadline passed (retryable, as for a URL).
     """
+    max_bytes, seconds = settings.max_source_bytes, settings.download_deadline_s
+    deadline = Deadline(seconds, lambda _: DownloadFailed(
+        f"media {ref.value!r}: reading it from the library exceeded its {seconds:g} s deadline",
+        details={"retryable": True, "reason": "deadline"}))
     with write_whole(dest) as out:
         for chunk in chunks:
+            deadline.check("")
             if out.size_bytes + len(chunk) > max_bytes:
                 raise TooLarge(f"media {ref.value!r} is over the {max_bytes}-byte cap")
             out.write(chunk)
@@ -286,7 +299,7 @@ def _from_s3(ref: MediaRef, location: str, dest: Path, settings: Settings) -> Lo
             if size > settings.max_source_bytes:
                 raise TooLarge(f"media {ref.value!r} is {size} bytes, over the "
                                f"{settings.max_source_bytes}-byte cap")
-            return _write_hashed(ref, chunks, dest, settings.max_source_bytes)
+            return _write_hashed(ref, chunks, dest, settings)
     except storage.StreamBroken as err:
         raise DownloadFailed(f"media {ref.value!r}: the library download broke off: "
                              f"{err.message}") from err

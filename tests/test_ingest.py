@@ -383,6 +383,39 @@ def test_stream_cap_aborts_the_moment_it_is_passed(tmp_path: Path) -> None:
             yield b"\0" * 1000
 
     with pytest.raises(TooLarge):
-        ingest._write_hashed(MediaRef("library", "grows"), endless(), tmp_path / "dest", 10_500)
+        ingest._write_hashed(MediaRef("library", "grows"), endless(), tmp_path / "dest",
+                             _settings(tmp_path, max_source_bytes=10_500))
     assert len(pulled) == 11  # stopped at the first chunk over the cap, not later
     assert list(tmp_path.iterdir()) == []  # no partial file
+
+
+# ------------------------------------------------------------------ deadline of library reads
+
+
+def test_file_library_read_stops_at_the_jobs_time_left(tmp_path: Path) -> None:
+    """A library read gets the same deadline as a URL download (clipped to the job's time)."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "big.jpg").write_bytes(b"\xff" * (3 * 1024 * 1024))  # three chunks
+    settings = _settings(tmp_path, library=f"file://{tmp_path}/lib/{{id}}")
+    with pytest.raises(DownloadFailed) as info:
+        ingest.fetch(MediaRef("library", "big.jpg"), tmp_path / "src", settings=settings,
+                     workspace_id="ws-1", deadline_s=1e-9)
+    assert info.value.retryable and info.value.details["reason"] == "deadline"
+    assert "deadline" in info.value.message
+    assert not list((tmp_path / "src").iterdir())  # no partial source left behind
+    got = ingest.fetch(MediaRef("library", "big.jpg"), tmp_path / "src", settings=settings,
+                       workspace_id="ws-1", deadline_s=60.0)
+    assert got.size_bytes == 3 * 1024 * 1024
+
+
+@pytest.mark.s3
+def test_s3_library_read_stops_at_the_jobs_time_left(s3_server: Any, s3_bucket: str,
+                                                      tmp_path: Path) -> None:
+    s3_server.client().put_object(Bucket=s3_bucket, Key="media/ws-1/big.jpg",
+                                  Body=b"\xff" * (3 * 1024 * 1024))
+    settings = _settings(tmp_path, library=f"s3://{s3_bucket}/media/{{workspace_id}}/{{id}}")
+    with pytest.raises(DownloadFailed) as info:
+        ingest.fetch(MediaRef("library", "big.jpg"), tmp_path / "src", settings=settings,
+                     workspace_id="ws-1", deadline_s=1e-9)
+    assert info.value.retryable and info.value.details["reason"] == "deadline"
+    assert not list((tmp_path / "src").iterdir())
