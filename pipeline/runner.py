@@ -218,7 +218,7 @@ def _plan_with_framing(job: Job, checks: list[AccountCheck], media: Ingested,
     needed = framing.framing_jobs(jobplan)
     if not needed:
         return jobplan
-    if deadline.remaining() <= 0:
+    if deadline.expired():
         # Out of time: every output then fails as deadline_exceeded, and the manifest says so
         # (a raise here would lose the manifest; see _guard).
         return jobplan
