@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline import batch as batch_mod
+from pipeline import batchsource
 from pipeline.batch import BatchEntry, JobSource, Shard, process_batch, shard_from_env, shard_of
 from pipeline.cli import main
 from pipeline.errors import ConfigError
@@ -212,7 +213,7 @@ def test_unusable_sources_exit_2(tmp_path: Path, library: Path) -> None:
 def test_an_oversized_line_is_invalid_and_the_rest_goes_on(tmp_path: Path, presets: Any,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
-    monkeypatch.setattr(batch_mod, "MAX_JOB_BYTES", 200)
+    monkeypatch.setattr(batchsource, "MAX_JOB_BYTES", 200)
     source = write_jsonl(tmp_path / "jobs.jsonl", [
         image_job("small"), {**image_job("big"), "pad": "x" * 1000}, image_job("after")])
     with JobSource(str(source), presets=presets, settings=Settings()) as src:
