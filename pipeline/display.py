@@ -25,7 +25,7 @@ from .models import JobEvent
 if TYPE_CHECKING:
     from .batch import BatchSummary, JobOutcome
     from .manifest import Manifest
-    from .worker import MessageResult
+    from .queuejob import MessageResult
 
 
 def jsonable(value: Any) -> Any:
