@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.presets import PresetRegistry, load_presets
+from tests.support.jobkit import make_library
+
 pytest_plugins = ["tests.support.httpserver", "tests.support.s3server", "tests.support.media",
                   "tests.support.jobkit"]
 
@@ -33,3 +36,17 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip("shared corpus not present")
     return CORPUS
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A media library for the batch, worker and trust tests: ``photo-0.jpg`` to ``photo-9.jpg``
+    and ``clip.mp4`` (see :func:`tests.support.jobkit.make_library`); one per test module,
+    which may add files to it. Modules that need another library define their own."""
+    return make_library(tmp_path_factory.mktemp("library"), images=10)
+
+
+@pytest.fixture(scope="module")
+def presets() -> PresetRegistry:
+    """The bundled presets, loaded once per test module."""
+    return load_presets()
