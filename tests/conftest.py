@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.presets import PresetRegistry, load_presets
-from tests.support.jobkit import make_library
 
 pytest_plugins = ["tests.support.httpserver", "tests.support.s3server", "tests.support.media",
                   "tests.support.jobkit"]
@@ -43,6 +42,10 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A media library for the batch, worker and trust tests: ``photo-0.jpg`` to ``photo-9.jpg``
     and ``clip.mp4`` (see :func:`tests.support.jobkit.make_library`); one per test module,
     which may add files to it. Modules that need another library define their own."""
+    # Imported here: tests.support.jobkit is a plugin (pytest_plugins), and importing it
+    # before pytest registers it would keep its asserts from being rewritten.
+    from tests.support.jobkit import make_library
+
     return make_library(tmp_path_factory.mktemp("library"), images=10)
 
 
