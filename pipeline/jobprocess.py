@@ -35,6 +35,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from . import ffmpeg
+from .errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,18 @@ class ChildDied:
                 name = str(-code)
             return f"killed by signal {name}"
         return f"exited with status {code}"
+
+
+class JobProcessLost(PipelineError):
+    """A job's process ended without a result (it died, or was killed): a bug or the OOM
+    killer, not the job's input, so running it again may succeed."""
+
+    retryable = True
+
+    def __init__(self, result: object) -> None:
+        reason = result.reason if isinstance(result, ChildDied) else "sent no result"
+        super().__init__(f"internal error: the job's process {reason}")
+        self.reason = reason
 
 
 # Imported once in the fork server, not once per job: the pipeline imports its image and

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -26,69 +24,37 @@ import boto3
 import botocore.exceptions as botoexc
 from botocore.config import Config
 
-from . import ffmpeg, jobprocess, workdir
-from .batch import current_job_id, read_job_uri, read_manifest
-from .errors import ConfigError, Interrupted, JobInvalid, PipelineError, public_message
-from .job import parse_job_text
-from .models import ErrorInfo, Job
+from . import ffmpeg, jobprocess
+from .errors import ConfigError
+from .batchjob import current_job_id
+from .models import Job
 from .presets import PresetRegistry, load_presets
-from .runner import EventCallback, Manifest, manifest_key, process
+from .queuejob import (
+    JobResult,
+    JobRunner,
+    LoopState,
+    MessageOutcome,
+    MessageResult,
+    ResultCallback,
+    WorkerSummary,
+    check_limits,
+)
+from .runner import EventCallback
 from .settings import Settings
 from .storage import Storage, open_storage
 
+__all__ = [
+    "MessageOutcome",
+    "MessageResult",
+    "ResultCallback",
+    "Worker",
+    "WorkerSummary",
+    "sqs_client",
+]
+
 log = logging.getLogger(__name__)
 
-MessageOutcome = Literal["succeeded", "partial", "failed", "skipped", "invalid", "retry",
-                         "released"]
-ResultCallback = Callable[["MessageResult"], None]
-
-#: SQS caps a message at 256 KiB; a bigger manifest is sent by reference only.
-_MAX_RESULT_MANIFEST_BYTES = 200_000
 _SQS_ERRORS = (botoexc.BotoCoreError, botoexc.ClientError)
-
-
-@dataclass(frozen=True, slots=True)
-class MessageResult:
-    """What the worker did with one message.
-
-    ``outcome``: the manifest's status for a job that ran (``succeeded``, ``partial``,
-    ``failed``), ``skipped`` when its manifest already said succeeded, ``invalid`` for a message
-    that is not a usable job, ``retry`` when the failure was temporary and the message was left
-    for redelivery, ``released`` when a stop request interrupted the job and the message was
-    made visible again at once.
-    """
-
-    message_id: str
-    receive_count: int
-    outcome: MessageOutcome
-    job_id: str | None = None
-    manifest: Manifest | None = None
-    manifest_uri: str | None = None
-    error: ErrorInfo | None = None
-    deleted: bool = False
-    heartbeats: int = 0
-    elapsed_s: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The completion message (``--results-queue-url``) and the worker's stdout line."""
-        out: dict[str, Any] = {"message_id": self.message_id, "job_id": self.job_id,
-                               "status": self.outcome, "receive_count": self.receive_count,
-                               "manifest_uri": self.manifest_uri}
-        if self.error is not None:
-            out["errors"] = [self.error.to_dict()]
-        if self.manifest is not None:
-            out["manifest"] = self.manifest.to_dict()
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSummary:
-    """Why the worker stopped and what it handled."""
-
-    messages: int
-    by_outcome: Mapping[str, int]
-    stopped_by: Literal["max_messages", "idle", "stop", "interrupt"]
-    interrupted_job: bool = False
 
 
 def _region_from_queue_url(queue_url: str) -> str | None:
@@ -160,73 +126,6 @@ class _Heartbeat:
                             err, extra={"job_id": self._job()})
 
 
-def _execute(job: Job, *, settings: Settings, presets: PresetRegistry,
-             storage: Storage | None, on_event: EventCallback | None = None
-             ) -> tuple[MessageOutcome, Manifest | None, str | None, ErrorInfo | None]:
-    """Run one message's job (on the worker's thread or in a process of its own).
-
-    Returns:
-        The outcome, the manifest, its URI and the error; never raises for a job's failure.
-    """
-    if storage is None:
-        storage = open_storage(settings.dest, endpoint_url=settings.endpoint_url)
-    try:
-        if not settings.force:
-            stored = read_manifest(storage, job, settings.workdir)
-            if stored is not None and stored.get("status") == "succeeded":
-                return "skipped", None, storage.uri(manifest_key(job.workspace_id, job.id)), None
-        manifest = process(job, settings=settings, presets=presets, storage=storage,
-                           on_event=on_event)
-    except JobInvalid as err:
-        text = "; ".join(f"{p}: {m}" if p else m for p, m in err.problems)
-        log.info("message is not a usable job: %s", text)
-        return "invalid", None, None, ErrorInfo(err.code, text, err.http_status)
-    except (Interrupted, KeyboardInterrupt):
-        ffmpeg.stop_all()
-        return "released", None, None, None
-    except PipelineError as err:
-        info = ErrorInfo(err.code, public_message(err.message), err.http_status,
-                         retryable=err.retryable)
-        log.warning("job %s failed: %s", job.id, err.message)
-        return ("retry" if err.retryable else "failed"), None, None, info
-    except Exception as err:  # a bug: retried, then dead-lettered by the queue
-        log.exception("job %s: unexpected error", job.id)
-        return ("retry", None, None,
-                ErrorInfo("internal", f"internal error: {type(err).__name__}: {err}", 500,
-                          retryable=True))
-    if not manifest.ok and manifest.retryable:
-        return "retry", manifest, manifest.uri, None
-    status: MessageOutcome = ("succeeded" if manifest.ok else
-                              "partial" if manifest.status == "partial" else "failed")
-    return status, manifest, manifest.uri, None
-
-
-StopReason = Literal["max_messages", "idle", "stop", "interrupt"]
-
-
-@dataclass
-class _RunState:
-    """What the receive loops of one :meth:`Worker.run` share."""
-
-    last_message: float
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    claimed: int = 0
-    handled: int = 0
-    by_outcome: dict[str, int] = dataclasses.field(default_factory=dict)
-    stopped_by: StopReason | None = None
-    interrupted_job: bool = False
-    done: bool = False
-    error: Exception | None = None
-
-    def stop(self, reason: StopReason) -> None:
-        with self.lock:
-            self.stop_locked(reason)
-
-    def stop_locked(self, reason: StopReason) -> None:
-        self.done = True
-        self.stopped_by = self.stopped_by or reason
-
-
 class Worker:
     """Long-polls a queue and runs each message's job; see the module docstring.
 
@@ -285,14 +184,7 @@ class Worker:
         Raises:
             ConfigError: unusable settings, destination or AWS configuration.
         """
-        if not 0 <= wait_time_s <= 20:
-            raise ConfigError("wait time must be between 0 and 20 seconds (an SQS limit)")
-        if visibility_timeout_s is not None and not 1 <= visibility_timeout_s <= 43200:
-            raise ConfigError("visibility timeout must be between 1 s and 12 h (an SQS limit)")
-        if not 0 <= retry_delay_s <= 43200:
-            raise ConfigError("retry delay must be between 0 s and 12 h (an SQS limit)")
-        if workers < 1:
-            raise ConfigError("workers must be at least 1")
+        check_limits(wait_time_s, visibility_timeout_s, retry_delay_s, workers)
         self.queue_url = queue_url
         self.settings = settings or Settings.from_env()
         self.presets = presets or load_presets(self.settings.presets_dir)
@@ -304,15 +196,14 @@ class Worker:
         self.retry_delay_s = retry_delay_s
         self.max_messages = max_messages
         self.idle_exit_s = idle_exit_s
-        self.on_event = on_event
         self.on_result = on_result
         self._visibility_s = visibility_timeout_s
         self.isolation = isolation
         self.workers = workers
         if isolation == "process":
             self.workers = jobprocess.cap_workers(workers, self.settings.max_decode_bytes)
-        # A storage given by the caller goes to job processes as it is; else each opens its own.
-        self._child_storage = storage
+        self._jobs = JobRunner(self.settings, self.presets, self.storage, child_storage=storage,
+                               on_event=on_event, isolation=isolation)
         self._stop = threading.Event()
         self._busy = threading.Event()
         self._busy_count = 0
@@ -383,7 +274,7 @@ class Worker:
             ConfigError: the queue cannot be read (wrong URL, no permission).
         """
         self.visibility_timeout_s()
-        state = _RunState(last_message=time.monotonic())
+        state = LoopState(last_message=time.monotonic())
         threads: list[threading.Thread] = []
         try:
             if self.workers == 1:
@@ -414,7 +305,7 @@ class Worker:
         return WorkerSummary(state.handled, state.by_outcome, state.stopped_by or "stop",
                              state.interrupted_job)
 
-    def _thread_loop(self, state: _RunState) -> None:
+    def _thread_loop(self, state: LoopState) -> None:
         try:
             self._loop(state)
         except Exception as err:  # ConfigError, or a bug: stop every loop, raise it in run()
@@ -422,38 +313,18 @@ class Worker:
                 state.error = state.error or err
             state.stop("stop")
 
-    def _loop(self, state: _RunState) -> None:
+    def _loop(self, state: LoopState) -> None:
         """One receive loop; ``workers`` of them share ``state``."""
         while True:
-            with state.lock:
-                if self._stop.is_set() or state.done:
-                    return
-                if self.max_messages is not None and state.claimed >= self.max_messages:
-                    state.stop_locked("max_messages")
-                    return
-                wait = self.wait_time_s
-                if self.idle_exit_s is not None:
-                    left = self.idle_exit_s - (time.monotonic() - state.last_message)
-                    if left <= 0:
-                        state.stop_locked("idle")
-                        return
-                    wait = max(0, min(wait, int(left + 0.999)))
-                state.claimed += 1  # a message this loop may receive counts against the limit
+            wait = state.claim(stopped=self._stop.is_set(), max_messages=self.max_messages,
+                               wait_time_s=self.wait_time_s, idle_exit_s=self.idle_exit_s)
+            if wait is None:
+                return
             result = None
             try:
                 result = self.poll_once(wait_time_s=wait)
             finally:
-                with state.lock:
-                    if result is None:
-                        state.claimed -= 1
-                    else:
-                        state.last_message = time.monotonic()
-                        state.handled += 1
-                        state.by_outcome[result.outcome] = (
-                            state.by_outcome.get(result.outcome, 0) + 1)
-                        if result.outcome == "released":
-                            state.interrupted_job = True
-                            state.stop_locked("interrupt")
+                state.record(result)
             if result is not None and result.outcome == "released":
                 return
 
@@ -513,8 +384,8 @@ class Worker:
         try:
             with _Heartbeat(self.sqs, self.queue_url, receipt, self.visibility_timeout_s(),
                             lambda: holder[0]) as heartbeat:
-                outcome, job, manifest, uri, error = self._work(str(message.get("Body", "")),
-                                                                holder)
+                job, (outcome, manifest, uri, error) = self._work(
+                    str(message.get("Body", "")), holder)
             result = MessageResult(message_id, count, outcome, job_id=job.id if job else None,
                                    manifest=manifest, manifest_uri=uri, error=error,
                                    heartbeats=heartbeat.count)
@@ -532,53 +403,17 @@ class Worker:
                 if not self._busy_count:
                     self._busy.clear()
 
-    def _work(self, body: str, holder: list[str | None]
-              ) -> tuple[MessageOutcome, Job | None, Manifest | None, str | None,
-                         ErrorInfo | None]:
-        job: Job | None = None
+    def _work(self, body: str, holder: list[str | None]) -> tuple[Job | None, JobResult]:
         try:
-            job = self._read_job(body)
-        except JobInvalid as err:
-            text = "; ".join(f"{p}: {m}" if p else m for p, m in err.problems)
-            log.info("message is not a usable job: %s", text)
-            return "invalid", job, None, None, ErrorInfo(err.code, text, err.http_status)
+            job = self._jobs.read(body)
         except KeyboardInterrupt:
             self._interrupt()
-            return "released", job, None, None, None
-        except PipelineError as err:
-            info = ErrorInfo(err.code, public_message(err.message), err.http_status,
-                             retryable=err.retryable)
-            log.warning("message failed: %s", err.message)
-            return ("retry" if err.retryable else "failed"), job, None, None, info
+            return None, ("released", None, None, None)
+        if not isinstance(job, Job):
+            return None, job
         holder[0] = job.id
         current_job_id.set(job.id)
-        if self.isolation == "thread":
-            outcome, manifest, uri, error = _execute(job, settings=self.settings,
-                                                     presets=self.presets, storage=self.storage,
-                                                     on_event=self.on_event)
-            return outcome, job, manifest, uri, error
-        result = jobprocess.run_in_process(_execute, job, settings=self.settings,
-                                           presets=self.presets, storage=self._child_storage,
-                                           on_event=self.on_event)
-        if isinstance(result, tuple):
-            outcome, manifest, uri, error = result
-            return outcome, job, manifest, uri, error
-        if jobprocess.stopping():  # killed by the stop request before it could answer
-            return "released", job, None, None, None
-        reason = result.reason if isinstance(result, jobprocess.ChildDied) else "sent no result"
-        log.error("job %s: its process %s", job.id, reason, extra={"job_id": job.id})
-        workdir.clean_stale(self.settings.workdir)  # the work folder the dead process left
-        return ("retry", job, None, None,
-                ErrorInfo("internal", f"internal error: the job's process {reason}", 500,
-                          retryable=True))
-
-    def _read_job(self, body: str) -> Job:
-        text = body.strip()
-        if not text:
-            raise JobInvalid([("", "empty message")])
-        if text.lower().startswith("s3://"):
-            text = read_job_uri(text, settings=self.settings)
-        return parse_job_text(text, self.presets, workspace=self.settings.workspace)
+        return job, self._jobs.run(job)
 
     def _settle(self, result: MessageResult, receipt: str) -> MessageResult:
         """Delete, hide for a retry, or release the message, according to the outcome."""
@@ -608,12 +443,8 @@ class Worker:
     def _send_result(self, result: MessageResult) -> None:
         if not self.results_queue_url:
             return
-        data = result.to_dict()
-        body = json.dumps(data, separators=(",", ":"))
-        if len(body.encode()) > _MAX_RESULT_MANIFEST_BYTES:
-            data.pop("manifest", None)
-            body = json.dumps(data, separators=(",", ":"))
         try:
-            self.sqs.send_message(QueueUrl=self.results_queue_url, MessageBody=body)
+            self.sqs.send_message(QueueUrl=self.results_queue_url,
+                                  MessageBody=result.completion_message())
         except _SQS_ERRORS as err:
             log.warning("cannot send the completion message of %s: %s", result.job_id, err)

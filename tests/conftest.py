@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.presets import PresetRegistry, load_presets
+
 pytest_plugins = ["tests.support.httpserver", "tests.support.s3server", "tests.support.media",
                   "tests.support.jobkit"]
 
@@ -33,3 +35,21 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip("shared corpus not present")
     return CORPUS
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A media library for the batch, worker and trust tests: ``photo-0.jpg`` to ``photo-9.jpg``
+    and ``clip.mp4`` (see :func:`tests.support.jobkit.make_library`); one per test module,
+    which may add files to it. Modules that need another library define their own."""
+    # Imported here: tests.support.jobkit is a plugin (pytest_plugins), and importing it
+    # before pytest registers it would keep its asserts from being rewritten.
+    from tests.support.jobkit import make_library
+
+    return make_library(tmp_path_factory.mktemp("library"), images=10)
+
+
+@pytest.fixture(scope="module")
+def presets() -> PresetRegistry:
+    """The bundled presets, loaded once per test module."""
+    return load_presets()

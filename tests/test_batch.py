@@ -20,34 +20,25 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline import batch as batch_mod
+from pipeline import batchsource
 from pipeline.batch import BatchEntry, JobSource, Shard, process_batch, shard_from_env, shard_of
 from pipeline.cli import main
 from pipeline.errors import ConfigError
 from pipeline.job import parse_job
 from pipeline.models import JobEvent
-from pipeline.presets import load_presets
 from pipeline.settings import Settings
 from tests.support.jobkit import (
     conform_cmd,
     fake_ffmpeg,
     image_job,
-    make_library,
+    library_settings,
     pid_alive,
     subprocess_env,
     video_job,
     wait_for,
+    workdir_clean,
     write_jsonl,
 )
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_library(tmp_path_factory.mktemp("library"), images=10)
-
-
-@pytest.fixture(scope="module")
-def presets() -> Any:
-    return load_presets()
 
 
 def _cli(tmp: Path, library: Path, *args: str, input: str | None = None) -> Any:
@@ -59,16 +50,6 @@ def _cli(tmp: Path, library: Path, *args: str, input: str | None = None) -> Any:
 
 def _lines(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
-
-
-def _settings(tmp: Path, library: Path, **kw: Any) -> Settings:
-    return Settings.from_env().replace(library=f"file://{library}/{{id}}",
-                                       dest=str(tmp / "out"), workdir=tmp / "work", **kw)
-
-
-def _workdir_clean(tmp: Path) -> bool:
-    work = tmp / "work"
-    return not work.exists() or not [p for p in work.iterdir() if p.name.startswith("conform-")]
 
 
 # --------------------------------------------------------------------------- sharding
@@ -159,7 +140,7 @@ def test_bad_entries_are_isolated_and_reported_with_their_line(tmp_path: Path,
         with Image.open(media["uri"].removeprefix("file://")) as img:
             assert img.size == (media["width"], media["height"])
     assert "2 succeeded" in result.stderr and "2 invalid" in result.stderr
-    assert _workdir_clean(tmp_path)
+    assert workdir_clean(tmp_path)
 
 
 @pytest.mark.ffmpeg
@@ -200,7 +181,7 @@ def test_s3_sources(tmp_path: Path, library: Path, s3_server: Any, s3_bucket: st
     assert json.loads(stored)["status"] == "succeeded"
     result = _cli(tmp_path, library, f"s3://{s3_bucket}/nothing-here", "--dest", dest)
     assert result.exit_code == 2
-    assert _workdir_clean(tmp_path)
+    assert workdir_clean(tmp_path)
 
 
 def test_unusable_sources_exit_2(tmp_path: Path, library: Path) -> None:
@@ -212,7 +193,7 @@ def test_unusable_sources_exit_2(tmp_path: Path, library: Path) -> None:
 def test_an_oversized_line_is_invalid_and_the_rest_goes_on(tmp_path: Path, presets: Any,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
-    monkeypatch.setattr(batch_mod, "MAX_JOB_BYTES", 200)
+    monkeypatch.setattr(batchsource, "MAX_JOB_BYTES", 200)
     source = write_jsonl(tmp_path / "jobs.jsonl", [
         image_job("small"), {**image_job("big"), "pad": "x" * 1000}, image_job("after")])
     with JobSource(str(source), presets=presets, settings=Settings()) as src:
@@ -247,7 +228,7 @@ def test_process_batch_runs_jobs_concurrently_within_the_bound(tmp_path: Path, l
                 running.discard(event.job_id)
 
     outcomes: list[Any] = []
-    summary = process_batch(jobs, settings=_settings(tmp_path, library, force=True),
+    summary = process_batch(jobs, settings=library_settings(tmp_path, library, force=True),
                             presets=presets, workers=2, on_event=on_event,
                             on_outcome=outcomes.append)
     assert peak == 2  # concurrent, and never more than --workers
@@ -263,13 +244,13 @@ def test_fail_fast_stops_scheduling(tmp_path: Path, library: Path, presets: Any)
     entries = [BatchEntry(1, "#1", job=parse_job(image_job("bad", "nope.jpg"), presets))] + [
         BatchEntry(i, f"#{i}", job=parse_job(image_job(f"g-{i}", f"photo-{i}.jpg"), presets))
         for i in range(2, 5)]
-    summary = process_batch(entries, settings=_settings(tmp_path, library), presets=presets,
-                            workers=1, fail_fast=True)
+    summary = process_batch(entries, settings=library_settings(tmp_path, library),
+                            presets=presets, workers=1, fail_fast=True)
     assert (summary.failed, summary.succeeded, summary.not_started) == (1, 0, 3)
     assert summary.exit_status == 1
     assert not (tmp_path / "out" / "manifests" / "ws" / "g-2.json").exists()
-    summary = process_batch(entries, settings=_settings(tmp_path, library), presets=presets,
-                            workers=1)
+    summary = process_batch(entries, settings=library_settings(tmp_path, library),
+                            presets=presets, workers=1)
     # Without --fail-fast everything runs; the failed job's manifest exists, so it is skipped.
     assert (summary.skipped, summary.succeeded, summary.not_started) == (1, 3, 0)
 
@@ -277,7 +258,7 @@ def test_fail_fast_stops_scheduling(tmp_path: Path, library: Path, presets: Any)
 @pytest.mark.ffmpeg
 def test_skips_existing_manifests_and_duplicate_ids(tmp_path: Path, library: Path,
                                                     presets: Any) -> None:
-    settings = _settings(tmp_path, library)
+    settings = library_settings(tmp_path, library)
     failing = parse_job(image_job("flaky", "later.jpg"), presets)
     first = process_batch([failing], settings=settings, presets=presets)
     assert first.failed == 1
@@ -350,7 +331,7 @@ def test_sigterm_kills_ffmpeg_cleans_up_and_exits_130(tmp_path: Path, library: P
     assert proc.returncode == 130, err
     assert out == b""  # no job finished
     assert not any(pid_alive(pid) for pid in pids)
-    assert _workdir_clean(tmp_path)
+    assert workdir_clean(tmp_path)
     assert not list((tmp_path / "out").glob("manifests/**/*.json"))
     assert len(marker.read_text().split()) == 2  # nothing was scheduled after the signal
 

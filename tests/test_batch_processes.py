@@ -22,17 +22,11 @@ from pipeline.settings import Settings
 from tests.support.jobkit import (
     conform_cmd,
     image_job,
-    make_library,
     pid_alive,
     subprocess_env,
     video_job,
     write_jsonl,
 )
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_library(tmp_path_factory.mktemp("library"), images=4)
 
 
 def _spy_ffmpeg(directory: Path, log: Path, *, crash_first: bool = False) -> Path:

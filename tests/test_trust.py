@@ -24,7 +24,6 @@ from pipeline.batch import JobSource, process_batch
 from pipeline.cli import main
 from pipeline.errors import JobInvalid
 from pipeline.job import parse_job, parse_job_text
-from pipeline.presets import load_presets
 from pipeline.runner import process
 from pipeline.settings import Settings
 from pipeline.storage import open_storage
@@ -33,28 +32,13 @@ from tests.support.jobkit import (
     conform_cmd,
     fake_ffmpeg,
     image_job,
-    make_library,
+    library_settings,
     pid_alive,
     subprocess_env,
     video_job,
     wait_for,
     write_jsonl,
 )
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_library(tmp_path_factory.mktemp("library"), images=4)
-
-
-@pytest.fixture(scope="module")
-def presets() -> Any:
-    return load_presets()
-
-
-def _settings(tmp: Path, library: Path, **kw: Any) -> Settings:
-    return Settings.from_env().replace(library=f"file://{library}/{{id}}",
-                                       dest=str(tmp / "out"), workdir=tmp / "work", **kw)
 
 
 def _job(workspace: str, job_id: str, photo: str) -> dict[str, Any]:
@@ -91,7 +75,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> Any:
 @pytest.mark.ffmpeg
 def test_the_same_job_id_in_two_workspaces_keeps_two_manifests(tmp_path: Path, library: Path,
                                                                presets: Any) -> None:
-    settings = _settings(tmp_path, library)
+    settings = library_settings(tmp_path, library)
     a = process(parse_job(_job("ws-a", "post-42", "photo-0.jpg"), presets), settings=settings,
                 presets=presets)
     b = process(parse_job(_job("ws-b", "post-42", "photo-1.jpg"), presets), settings=settings,
@@ -110,7 +94,7 @@ def test_the_same_job_id_in_two_workspaces_keeps_two_manifests(tmp_path: Path, l
 @pytest.mark.ffmpeg
 def test_another_workspaces_manifest_does_not_make_a_batch_skip(tmp_path: Path, library: Path,
                                                                 presets: Any) -> None:
-    settings = _settings(tmp_path, library)
+    settings = library_settings(tmp_path, library)
     # B's post-43 is done first.
     process(parse_job(_job("ws-b", "post-43", "photo-1.jpg"), presets), settings=settings,
             presets=presets)
@@ -185,7 +169,7 @@ def test_a_job_of_another_workspace_is_refused_when_the_workspace_is_pinned(
 
 def test_a_library_caller_cannot_run_another_workspaces_job(tmp_path: Path, library: Path,
                                                             presets: Any) -> None:
-    settings = _settings(tmp_path, library, workspace="ws-a")
+    settings = library_settings(tmp_path, library, workspace="ws-a")
     with pytest.raises(JobInvalid):
         process(parse_job(_job("ws-b", "x", "photo-0.jpg"), presets), settings=settings,
                 presets=presets)
@@ -247,7 +231,7 @@ def test_a_batch_goes_on_past_unparseable_lines(tmp_path: Path, library: Path) -
 @pytest.mark.ffmpeg
 def test_a_deadline_overrun_is_permanent_and_writes_a_manifest(tmp_path: Path, library: Path,
                                                                presets: Any) -> None:
-    settings = _settings(tmp_path, library, job_deadline_s=1e-6)
+    settings = library_settings(tmp_path, library, job_deadline_s=1e-6)
     manifest = process(parse_job(image_job("late"), presets), settings=settings,
                        presets=presets)
     assert manifest.status == "failed" and not manifest.retryable
@@ -390,7 +374,7 @@ def test_manifest_errors_carry_no_server_paths(tmp_path: Path, library: Path,
     (bad / "trunc.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
                                     + os.urandom(3000))
     (bad / "noise.mp4").write_bytes(os.urandom(3000))
-    settings = _settings(tmp_path, bad).replace(library=f"file://{bad}/{{id}}")
+    settings = library_settings(tmp_path, bad).replace(library=f"file://{bad}/{{id}}")
     job = {"workspace_id": "ws", "id": "paths",
            "content": [{"media": ["trunc.mp4"]}, {"media": ["noise.mp4"]}],
            "accounts": [{"id": "a1", "platform": "x"}]}
@@ -425,8 +409,8 @@ def test_a_download_is_clipped_to_the_jobs_time_left(tmp_path: Path, library: Pa
                                                      presets: Any,
                                                      http_server: LocalHTTPServer) -> None:
     http_server.route("/slow.jpg", drip(0.1, total_bytes=150))  # 15 s for 150 bytes
-    settings = _settings(tmp_path, library, job_deadline_s=2.0, allow_networks=LOOPBACK,
-                         http_retries=0)
+    settings = library_settings(tmp_path, library, job_deadline_s=2.0,
+                                allow_networks=LOOPBACK, http_retries=0)
     job = {"workspace_id": "ws", "id": "drip", "content": [{"media": [
         http_server.url("/slow.jpg")]}], "accounts": [{"id": "a1", "platform": "telegram"}]}
     started = time.monotonic()

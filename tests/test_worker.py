@@ -28,20 +28,16 @@ from tests.support.jobkit import (
     conform_cmd,
     fake_ffmpeg,
     image_job,
-    make_library,
+    library_settings,
     pid_alive,
     subprocess_env,
     video_job,
     wait_for,
+    workdir_clean,
 )
 from tests.support.s3server import count_puts
 
 pytestmark = [pytest.mark.s3, pytest.mark.ffmpeg]
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_library(tmp_path_factory.mktemp("library"), images=6)
 
 
 @dataclass
@@ -95,8 +91,7 @@ def queues(s3_server: Any) -> Iterator[Queues]:
 
 
 def _settings(tmp: Path, library: Path, bucket: str, **kw: Any) -> Settings:
-    return Settings.from_env().replace(library=f"file://{library}/{{id}}",
-                                       dest=f"s3://{bucket}/out", workdir=tmp / "work", **kw)
+    return library_settings(tmp, library, dest=f"s3://{bucket}/out", **kw)
 
 
 def _worker(tmp: Path, library: Path, bucket: str, q: Queues, **kw: Any) -> Worker:
@@ -108,11 +103,6 @@ def _worker(tmp: Path, library: Path, bucket: str, q: Queues, **kw: Any) -> Work
 def _manifest(s3_server: Any, bucket: str, job_id: str) -> dict[str, Any]:
     body = s3_server.client().get_object(Bucket=bucket, Key=f"out/manifests/ws/{job_id}.json")
     return json.loads(body["Body"].read())
-
-
-def _workdir_clean(tmp: Path) -> bool:
-    work = tmp / "work"
-    return not work.exists() or not [p for p in work.iterdir() if p.name.startswith("conform-")]
 
 
 # --------------------------------------------------------------------------- the loop
@@ -144,7 +134,7 @@ def test_happy_path_inline_and_s3_jobs(tmp_path: Path, library: Path, s3_server:
                                                           ("w-2", "succeeded")]
     assert done[0]["manifest_uri"] == f"s3://{s3_bucket}/out/manifests/ws/w-1.json"
     assert done[0]["manifest"]["status"] == "succeeded"
-    assert _workdir_clean(tmp_path)
+    assert workdir_clean(tmp_path)
 
 
 def test_tenants_with_the_same_job_id_and_the_pinned_workspace(tmp_path: Path, library: Path,
@@ -177,7 +167,7 @@ def test_tenants_with_the_same_job_id_and_the_pinned_workspace(tmp_path: Path, l
     assert result.error is not None and result.error.code == "invalid_job"
     missing = client.list_objects_v2(Bucket=s3_bucket, Prefix="out/manifests/ws-b/post-44")
     assert missing.get("KeyCount", 0) == 0
-    assert _workdir_clean(tmp_path)
+    assert workdir_clean(tmp_path)
 
 
 def test_a_message_delivered_twice_does_the_work_once(tmp_path: Path, library: Path,
@@ -268,7 +258,7 @@ def test_retryable_failures_are_redelivered_then_dead_lettered(tmp_path: Path, l
     dead = q.sqs.receive_message(QueueUrl=q.dlq, WaitTimeSeconds=0)["Messages"]
     assert json.loads(dead[0]["Body"])["id"] == "poison"
     assert q.drain(q.results) == []  # no completion for a job that never completed
-    assert _workdir_clean(tmp_path)
+    assert workdir_clean(tmp_path)
 
 
 def test_a_timeout_is_permanent_not_redelivered_forever(tmp_path: Path, library: Path,
@@ -287,7 +277,7 @@ def test_a_timeout_is_permanent_not_redelivered_forever(tmp_path: Path, library:
     assert worker.poll_once() is None  # not redelivered
     assert q.counts(q.jobs) == (0, 0)
     assert [m["status"] for m in q.drain(q.results)] == ["failed"]
-    assert _workdir_clean(tmp_path)
+    assert workdir_clean(tmp_path)
 
 
 def test_limits_idle_exit_and_max_messages(tmp_path: Path, library: Path, s3_bucket: str,
@@ -361,7 +351,7 @@ def test_sigterm_mid_job_releases_the_message_at_once(tmp_path: Path, library: P
     # Visible again at once, though the queue's visibility timeout is 30 s.
     again = queues.sqs.receive_message(QueueUrl=queues.jobs, WaitTimeSeconds=0)["Messages"]
     assert json.loads(again[0]["Body"])["id"] == "term"
-    assert _workdir_clean(tmp_path)
+    assert workdir_clean(tmp_path)
     missing = s3_server.client().list_objects_v2(Bucket=s3_bucket, Prefix="out/manifests/")
     assert missing.get("KeyCount", 0) == 0
 

@@ -10,16 +10,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.jobkit import conform_cmd, make_library, subprocess_env, video_job
+from tests.support.jobkit import conform_cmd, subprocess_env, video_job
 from tests.test_batch_processes import _probe_codec, _spy_ffmpeg
 from tests.test_worker import Queues, make_queues
 
 pytestmark = [pytest.mark.s3, pytest.mark.ffmpeg]
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_library(tmp_path_factory.mktemp("library"), images=2)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from pipeline import ffmpeg
+from pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,6 +40,19 @@ def make_library(root: Path, images: int = 8, video: bool = True) -> Path:
              "sine=duration=1", "-c:v", "mpeg4", "-q:v", "5", "-c:a", "aac", "-shortest",
              str(root / "clip.mp4")], check=True, capture_output=True)
     return root
+
+
+def library_settings(tmp: Path, library: Path, **kw: Any) -> Settings:
+    """Settings for a test: media from ``library``, outputs in tmp/out, work files in tmp/work."""
+    kw.setdefault("dest", str(tmp / "out"))
+    return Settings.from_env().replace(library=f"file://{library}/{{id}}",
+                                       workdir=tmp / "work", **kw)
+
+
+def workdir_clean(tmp: Path) -> bool:
+    """No work folder of a job is left in tmp/work."""
+    work = tmp / "work"
+    return not work.exists() or not [p for p in work.iterdir() if p.name.startswith("conform-")]
 
 
 def image_job(job_id: str, photo: str = "photo-0.jpg", platform: str = "telegram"

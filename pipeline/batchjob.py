@@ -1,0 +1,65 @@
+"""What the batch and the queue worker share around one job: the job id for log lines, the
+stored manifest that says whether to run it, and its error when it ends without a manifest.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import JobInvalid, PipelineError, StorageNotFound, public_message
+from .models import ErrorInfo, Job
+from .runner import manifest_key
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+#: The job a thread is working on, for log lines (the CLI's log formatter reads it).
+current_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "conform_job_id", default=None)
+
+
+def read_manifest(storage: Storage, job: Job, workdir: Path) -> dict[str, Any] | None:
+    """The stored manifest of ``job``, or ``None`` when there is none (or it is unreadable).
+
+    Only the job's own workspace is looked in (``manifests/<workspace_id>/<id>.json``): the
+    same id in another workspace is another job. A manifest of an older version, stored
+    without the workspace (``manifests/<id>.json``), is not read: see README, "Trust
+    boundaries", for the migration.
+
+    Raises:
+        StorageError: the store could not be asked.
+    """
+    job_id = job.id
+    key = manifest_key(job.workspace_id, job.id)
+    if not storage.exists(key):
+        return None
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="conform-manifest-", dir=workdir) as tmp:
+        try:
+            data = json.loads(storage.get_file(key, Path(tmp) / "m.json").read_text())
+        except StorageNotFound:
+            return None
+        except (OSError, ValueError):
+            log.warning("job %s: stored manifest is unreadable; running the job again", job_id,
+                        extra={"job_id": job_id})
+            return None
+    return data if isinstance(data, dict) else None
+
+
+def error_info(err: BaseException) -> ErrorInfo:
+    """The error of a job that ended without a manifest, as the batch and the worker report it.
+
+    :meth:`ErrorInfo.from_error`, with the server's paths cut from a library error's message
+    (the line goes back to the API caller). The problems of an invalid job quote the caller's
+    own document and are kept as they are.
+    """
+    info = ErrorInfo.from_error(err)
+    if isinstance(err, PipelineError) and not isinstance(err, JobInvalid):
+        return dataclasses.replace(info, message=public_message(info.message))
+    return info

@@ -1,0 +1,264 @@
+"""What the queue worker does with one message's job, apart from the queue itself.
+
+The result records (:class:`MessageResult`, :class:`WorkerSummary`), and :class:`JobRunner`:
+a message body read as a job, the job run on the worker's thread or in a process of its own,
+and every way it can end turned into an outcome. :mod:`pipeline.worker` settles the message
+(delete, retry, release) according to that outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import ffmpeg, jobprocess, workdir
+from .batchsource import read_job_uri
+from .errors import ConfigError, Interrupted, JobInvalid, PipelineError
+from .job import parse_job_text
+from .batchjob import error_info, read_manifest
+from .models import ErrorInfo, Job
+from .presets import PresetRegistry
+from .runner import EventCallback, Manifest, manifest_key, process
+from .settings import Settings
+from .storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+
+MessageOutcome = Literal["succeeded", "partial", "failed", "skipped", "invalid", "retry",
+                         "released"]
+ResultCallback = Callable[["MessageResult"], None]
+#: SQS caps a message at 256 KiB; a bigger manifest is sent by reference only.
+_MAX_RESULT_MANIFEST_BYTES = 200_000
+#: The outcome of one job, the manifest, its URI and the error.
+JobResult = tuple[MessageOutcome, Manifest | None, str | None, ErrorInfo | None]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageResult:
+    """What the worker did with one message.
+
+    ``outcome``: the manifest's status for a job that ran (``succeeded``, ``partial``,
+    ``failed``), ``skipped`` when its manifest already said succeeded, ``invalid`` for a message
+    that is not a usable job, ``retry`` when the failure was temporary and the message was left
+    for redelivery, ``released`` when a stop request interrupted the job and the message was
+    made visible again at once.
+    """
+
+    message_id: str
+    receive_count: int
+    outcome: MessageOutcome
+    job_id: str | None = None
+    manifest: Manifest | None = None
+    manifest_uri: str | None = None
+    error: ErrorInfo | None = None
+    deleted: bool = False
+    heartbeats: int = 0
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The completion message (``--results-queue-url``) and the worker's stdout line."""
+        out: dict[str, Any] = {"message_id": self.message_id, "job_id": self.job_id,
+                               "status": self.outcome, "receive_count": self.receive_count,
+                               "manifest_uri": self.manifest_uri}
+        if self.error is not None:
+            out["errors"] = [self.error.to_dict()]
+        if self.manifest is not None:
+            out["manifest"] = self.manifest.to_dict()
+        return out
+
+    def completion_message(self) -> str:
+        """:meth:`to_dict` as a queue message; without the manifest when it would not fit."""
+        data = self.to_dict()
+        body = json.dumps(data, separators=(",", ":"))
+        if len(body.encode()) > _MAX_RESULT_MANIFEST_BYTES:
+            data.pop("manifest", None)
+            body = json.dumps(data, separators=(",", ":"))
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSummary:
+    """Why the worker stopped and what it handled."""
+
+    messages: int
+    by_outcome: Mapping[str, int]
+    stopped_by: Literal["max_messages", "idle", "stop", "interrupt"]
+    interrupted_job: bool = False
+
+
+StopReason = Literal["max_messages", "idle", "stop", "interrupt"]
+
+
+@dataclass
+class LoopState:
+    """What the receive loops of one :meth:`Worker.run` share: how many messages each may
+    still take, what they handled, and why they stop."""
+
+    last_message: float
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    claimed: int = 0
+    handled: int = 0
+    by_outcome: dict[str, int] = dataclasses.field(default_factory=dict)
+    stopped_by: StopReason | None = None
+    interrupted_job: bool = False
+    done: bool = False
+    error: Exception | None = None
+
+    def stop(self, reason: StopReason) -> None:
+        """End every loop (the first reason given is the one reported)."""
+        with self.lock:
+            self.stop_locked(reason)
+
+    def stop_locked(self, reason: StopReason) -> None:
+        """:meth:`stop` with :attr:`lock` already held."""
+        self.done = True
+        self.stopped_by = self.stopped_by or reason
+
+    def claim(self, *, stopped: bool, max_messages: int | None, wait_time_s: int,
+              idle_exit_s: float | None) -> int | None:
+        """May a loop receive one more message? Its long-poll wait, or ``None``: stop.
+
+        A message a loop may receive counts against ``max_messages`` until
+        :meth:`record` says none came.
+        """
+        with self.lock:
+            if stopped or self.done:
+                return None
+            if max_messages is not None and self.claimed >= max_messages:
+                self.stop_locked("max_messages")
+                return None
+            wait = wait_time_s
+            if idle_exit_s is not None:
+                left = idle_exit_s - (time.monotonic() - self.last_message)
+                if left <= 0:
+                    self.stop_locked("idle")
+                    return None
+                wait = max(0, min(wait, int(left + 0.999)))
+            self.claimed += 1
+            return wait
+
+    def record(self, result: MessageResult | None) -> None:
+        """What one receive brought: nothing (the claim is returned) or a handled message."""
+        with self.lock:
+            if result is None:
+                self.claimed -= 1
+                return
+            self.last_message = time.monotonic()
+            self.handled += 1
+            self.by_outcome[result.outcome] = self.by_outcome.get(result.outcome, 0) + 1
+            if result.outcome == "released":
+                self.interrupted_job = True
+                self.stop_locked("interrupt")
+
+
+def check_limits(wait_time_s: int, visibility_timeout_s: int | None, retry_delay_s: int,
+                 workers: int) -> None:
+    """SQS's own limits, checked before anything is received.
+
+    Raises:
+        ConfigError: a value outside its limit.
+    """
+    if not 0 <= wait_time_s <= 20:
+        raise ConfigError("wait time must be between 0 and 20 seconds (an SQS limit)")
+    if visibility_timeout_s is not None and not 1 <= visibility_timeout_s <= 43200:
+        raise ConfigError("visibility timeout must be between 1 s and 12 h (an SQS limit)")
+    if not 0 <= retry_delay_s <= 43200:
+        raise ConfigError("retry delay must be between 0 s and 12 h (an SQS limit)")
+    if workers < 1:
+        raise ConfigError("workers must be at least 1")
+
+
+def _failed(err: PipelineError) -> JobResult:
+    """A job (or its message) that failed before a manifest: retried when it may pass."""
+    return ("retry" if err.retryable else "failed"), None, None, error_info(err)
+
+
+def _invalid(err: JobInvalid) -> JobResult:
+    log.info("message is not a usable job: %s", err.message)
+    return "invalid", None, None, error_info(err)
+
+
+def execute(job: Job, *, settings: Settings, presets: PresetRegistry,
+            storage: Storage | None, on_event: EventCallback | None = None) -> JobResult:
+    """Run one message's job (on the worker's thread or in a process of its own).
+
+    Returns:
+        The outcome, the manifest, its URI and the error; never raises for a job's failure.
+    """
+    if storage is None:
+        storage = open_storage(settings.dest, endpoint_url=settings.endpoint_url)
+    try:
+        if not settings.force:
+            stored = read_manifest(storage, job, settings.workdir)
+            if stored is not None and stored.get("status") == "succeeded":
+                return "skipped", None, storage.uri(manifest_key(job.workspace_id, job.id)), None
+        manifest = process(job, settings=settings, presets=presets, storage=storage,
+                           on_event=on_event)
+    except JobInvalid as err:
+        return _invalid(err)
+    except (Interrupted, KeyboardInterrupt):
+        ffmpeg.stop_all()
+        return "released", None, None, None
+    except PipelineError as err:
+        log.warning("job %s failed: %s", job.id, err.message)
+        return _failed(err)
+    except Exception as err:  # a bug: retried, then dead-lettered by the queue
+        log.exception("job %s: unexpected error", job.id)
+        return "retry", None, None, dataclasses.replace(error_info(err), retryable=True)
+    if not manifest.ok and manifest.retryable:
+        return "retry", manifest, manifest.uri, None
+    status: MessageOutcome = ("succeeded" if manifest.ok else
+                              "partial" if manifest.status == "partial" else "failed")
+    return status, manifest, manifest.uri, None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRunner:
+    """How a worker runs each message's job: the same arguments for every message."""
+
+    settings: Settings
+    presets: PresetRegistry
+    storage: Storage
+    # A storage the caller gave goes to job processes as it is; else each opens its own.
+    child_storage: Storage | None
+    on_event: EventCallback | None
+    isolation: Literal["thread", "process"]
+
+    def read(self, body: str) -> Job | JobResult:
+        """The job of a message body (its JSON or an ``s3://`` URI of it), or why not."""
+        try:
+            text = body.strip()
+            if not text:
+                raise JobInvalid([("", "empty message")])
+            if text.lower().startswith("s3://"):
+                text = read_job_uri(text, settings=self.settings)
+            return parse_job_text(text, self.presets, workspace=self.settings.workspace)
+        except JobInvalid as err:
+            return _invalid(err)
+        except PipelineError as err:
+            log.warning("message failed: %s", err.message)
+            return _failed(err)
+
+    def run(self, job: Job) -> JobResult:
+        """Run ``job`` as :attr:`isolation` says; a job process that dies means a retry."""
+        if self.isolation == "thread":
+            return execute(job, settings=self.settings, presets=self.presets,
+                           storage=self.storage, on_event=self.on_event)
+        result = jobprocess.run_in_process(execute, job, settings=self.settings,
+                                           presets=self.presets, storage=self.child_storage,
+                                           on_event=self.on_event)
+        if isinstance(result, tuple):
+            outcome, manifest, uri, error = result
+            return outcome, manifest, uri, error
+        if jobprocess.stopping():  # killed by the stop request before it could answer
+            return "released", None, None, None
+        lost = jobprocess.JobProcessLost(result)
+        log.error("job %s: its process %s", job.id, lost.reason, extra={"job_id": job.id})
+        workdir.clean_stale(self.settings.workdir)  # the work folder the dead process left
+        return "retry", None, None, error_info(lost)
