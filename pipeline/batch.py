@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import ffmpeg, jobprocess, workdir
+from .batchjob import current_job_id, error_info, read_manifest
 from .batchsource import (
     MAX_JOB_BYTES,
     SHARD_INDEX_VARIABLES,
@@ -32,7 +33,6 @@ from .batchsource import (
     split_s3_uri,
 )
 from .errors import ExitStatus, Interrupted, JobInvalid, PipelineError
-from .batchjob import current_job_id, error_info, read_manifest
 from .models import ErrorInfo, Job
 from .presets import PresetRegistry, load_presets
 from .runner import EventCallback, Manifest, process

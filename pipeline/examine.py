@@ -13,16 +13,27 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from . import cover, ingest, probe
-from .display import jsonable
 from .errors import JobInvalid, SourceNotFound
 from .job import parse_media_ref
 from .models import LocalMedia, MediaInfo
 from .plan import AccountPlan, JobPlan, Rendition
 from .settings import Settings
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` (from :func:`dataclasses.asdict`) as JSON data: rates as ``"num/den"``."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Fraction):
+        return f"{value.numerator}/{value.denominator}"
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import ffmpeg, jobprocess, workdir
+from .batchjob import error_info, read_manifest
 from .batchsource import read_job_uri
 from .errors import ConfigError, Interrupted, JobInvalid, PipelineError
 from .job import parse_job_text
-from .batchjob import error_info, read_manifest
 from .models import ErrorInfo, Job
 from .presets import PresetRegistry
 from .runner import EventCallback, Manifest, manifest_key, process

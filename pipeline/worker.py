@@ -25,8 +25,8 @@ import botocore.exceptions as botoexc
 from botocore.config import Config
 
 from . import ffmpeg, jobprocess
-from .errors import ConfigError
 from .batchjob import current_job_id
+from .errors import ConfigError
 from .models import Job
 from .presets import PresetRegistry, load_presets
 from .queuejob import (

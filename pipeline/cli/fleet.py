@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import ffmpeg
-from ..display import BatchView, json_event_printer, message_printer
 from ..errors import ExitStatus
 from ..presets import load_presets
 from .common import (
@@ -24,6 +23,7 @@ from .common import (
     make_settings,
     start,
 )
+from .display import BatchView, json_event_printer, message_printer
 
 if TYPE_CHECKING:
     from ..worker import Worker

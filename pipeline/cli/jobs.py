@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from .. import ffmpeg
-from ..display import json_line, plan_table, progress_printer
 from ..errors import ExitStatus, JobInvalid
 from ..job import parse_job_text
 from ..presets import load_presets
@@ -24,6 +23,7 @@ from .common import (
     read_job_text,
     start,
 )
+from .display import json_line, plan_table, progress_printer
 from .tools import write_report
 
 

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import ffmpeg
-from ..display import jsonable, probe_text
 from ..errors import ExitStatus, Interrupted, PipelineError
+from ..examine import jsonable
 from ..presets import PresetRegistry, load_presets
 from ..settings import Settings
 from .common import common_options, handle_errors, make_settings
+from .display import probe_text
 
 if TYPE_CHECKING:
     from ..report import Report

@@ -15,28 +15,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .models import JobEvent
+from ..models import JobEvent
 
 if TYPE_CHECKING:
-    from .batch import BatchSummary, JobOutcome
-    from .manifest import Manifest
-    from .queuejob import MessageResult
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` (from :func:`dataclasses.asdict`) as JSON data: rates as ``"num/den"``."""
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Fraction):
-        return f"{value.numerator}/{value.denominator}"
-    return value
+    from ..batch import BatchSummary, JobOutcome
+    from ..manifest import Manifest
+    from ..queuejob import MessageResult
 
 
 def json_line(message: str, **fields: Any) -> str:
