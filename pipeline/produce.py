@@ -229,15 +229,14 @@ def _make_covers(run: Run, jobplan: JobPlan, outputs: Mapping[str, Output],
                 failed.code, f"not made: the video it is taken from failed ({failed.message})",
                 failed.http_status, retryable=failed.retryable))
             continue
-        result = _guard(functools.partial(_make_cover, run, c, jobplan, made), run, "cover",
+        result = _guard(functools.partial(_make_cover, run, c, made), run, "cover",
                         stage="cover")
         covers[c.key] = Output(error=result) if isinstance(result, ErrorInfo) else Output(
             entry={**result[0].to_dict(), "uri": result[1]})
     return covers
 
 
-def _make_cover(run: Run, c: CoverPlan, jobplan: JobPlan,
-                made: Mapping[str, Made]) -> tuple[StoredCover, str]:
+def _make_cover(run: Run, c: CoverPlan, made: Mapping[str, Made]) -> tuple[StoredCover, str]:
     """Reuse or make one cover; its stored entry and URI."""
     if not run.settings.force:
         found = find_stored(run.storage, c.key, run.paths.meta(c.key), StoredCover.from_json,
@@ -248,7 +247,7 @@ def _make_cover(run: Run, c: CoverPlan, jobplan: JobPlan,
     t = c.target
     if t.source == "frame":
         assert t.at_ms is not None
-        video = _delivered_video(run, c, jobplan, made, folder)
+        video = _delivered_video(run, c, made, folder)
         result = cover.make_frame_cover(video.path, video.info, t.at_ms, t, folder,
                                         timeout_s=run.tool_timeout_s())
     else:
@@ -264,11 +263,11 @@ def _make_cover(run: Run, c: CoverPlan, jobplan: JobPlan,
         width=result.width, height=result.height, warnings=tuple(result.warnings),
         timestamp_ms=t.at_ms if t.source == "frame" else None)
     stored = store_output(run.storage, result.path, entry, c.key,
-                          _cover_metadata(run, c, jobplan))
+                          _cover_metadata(run, c))
     return entry, stored.uri
 
 
-def _delivered_video(run: Run, c: CoverPlan, jobplan: JobPlan, made: Mapping[str, Made],
+def _delivered_video(run: Run, c: CoverPlan, made: Mapping[str, Made],
                      folder: Path) -> LocalFile:
     """The delivered video a frame cover is taken from: made now, or fetched back.
 
@@ -279,13 +278,12 @@ def _delivered_video(run: Run, c: CoverPlan, jobplan: JobPlan, made: Mapping[str
     video = made[c.rendition_key]
     if video.local is not None:
         return video.local
-    r = next(x for x in jobplan.renditions if x.key == c.rendition_key)
-    local = run.storage.get_file(video.entry.key, folder / r.name)
+    local = run.storage.get_file(video.entry.key, folder / c.video().name)
     return LocalFile(local, probe.probe(local, timeout_s=run.settings.probe_timeout_s))
 
 
-def _cover_metadata(run: Run, c: CoverPlan, jobplan: JobPlan) -> dict[str, str]:
+def _cover_metadata(run: Run, c: CoverPlan) -> dict[str, str]:
     """Origin metadata of a cover: the thumbnail (or the video) it was made from, its users."""
-    r = next((x for x in jobplan.renditions if x.key == c.rendition_key), None)
-    uses = [u for u in (r.uses if r else ()) if u.account_id in c.accounts]
-    return object_metadata(run, c.thumbnail_sha256 or (r.source_sha256 if r else ""), uses)
+    r = c.video()
+    uses = [u for u in r.uses if u.account_id in c.accounts]
+    return object_metadata(run, c.thumbnail_sha256 or r.source_sha256, uses)

@@ -128,6 +128,19 @@ def test_a_rendition_carries_its_source_and_variants() -> None:
                                                                  for u in shared.uses))
 
 
+def test_a_cover_carries_its_rendition_as_finally_planned() -> None:
+    """The cover links to the rendition object, with the uses added after the cover was planned."""
+    vid = video_info(1920, 1080, duration_s=20)
+    accounts = [{"id": "tt", "platform": "tiktok"}, {"id": "tt2", "platform": "tiktok"}]
+    content = [{"media": ["v"], "cover_image": {"video_cover_timestamp_ms": 1000}}]
+    plan = plan_for(content, accounts, {"v": vid})
+    (shared,) = plan.renditions
+    (cover,) = plan.covers
+    assert cover.video() is shared and cover.rendition_key == shared.key
+    assert cover.accounts == ("tt", "tt2")
+    assert [u.account_id for u in cover.video().uses] == ["tt", "tt2"]
+
+
 def test_an_unknown_platform_is_an_invalid_job() -> None:
     # parse_job refuses it; a job built in code reaches the planner's lookup
     with pytest.raises(JobInvalid, match="unknown platform"):

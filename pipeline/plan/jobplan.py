@@ -107,7 +107,9 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             cover_key = _add_cover(covers, check, check.cover, media, video_geometry,
                                    sha_of=sha_of, thumb_infos=thumb_infos)
         accounts.append(AccountPlan(check, tuple(media), cover_key, ()))
-    return JobPlan(tuple(renditions.values()), tuple(covers.values()), tuple(accounts),
+    # Renditions are replaced as accounts add their uses, so covers link to the final ones.
+    linked = tuple(replace(c, rendition=renditions[c.rendition_key]) for c in covers.values())
+    return JobPlan(tuple(renditions.values()), linked, tuple(accounts),
                    decodes=shared_decodes(renditions.values()))
 
 

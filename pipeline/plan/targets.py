@@ -204,6 +204,16 @@ class CoverPlan:
     accounts: tuple[str, ...]
     thumbnail_ref: str | None = None   # the job's reference text of the thumbnail (image covers)
     thumbnail: MediaRef | None = None  # the thumbnail's reference itself
+    # The rendition named by ``rendition_key``, as finally planned (every account using it):
+    # set by ``plan_job`` once all renditions are known. A frame is taken from its output; its
+    # uses name the presets a cover's origin metadata records.
+    rendition: Rendition | None = field(default=None, compare=False, repr=False)
+
+    def video(self) -> Rendition:
+        """The rendition this cover belongs to (a planned cover always has one)."""
+        if self.rendition is None:
+            raise ValueError(f"cover {self.key[:16]} was not linked to its rendition")
+        return self.rendition
 
 
 def target_key(source_sha256: str, target: Target | CoverTarget, extra: str = "") -> str:
