@@ -299,6 +299,13 @@ def run(
         )
         with _live_lock:
             _live.add(proc)
+            # stop_all() sets the flag, then takes its list under this lock: if it looked
+            # before this process was listed, the flag is already set here, so a signal that
+            # lands between Popen and this line still stops the process (it would otherwise
+            # run on, and the job with it, until its timeout).
+            stopped_early = _stopping.is_set()
+        if stopped_early:
+            proc.kill()
 
         def _expire() -> None:
             timed_out.set()
