@@ -229,6 +229,7 @@ def _copy_hashed(ref: MediaRef, path: Path, dest: Path, settings: Settings) -> L
     The file is opened without following a final symlink and checked on the open descriptor,
     so it cannot be swapped for a link or a FIFO between the check and the read.
     """
+    deadline = _read_deadline(ref, settings)
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -251,31 +252,37 @@ def _copy_hashed(ref: MediaRef, path: Path, dest: Path, settings: Settings) -> L
         os.close(fd)
         raise
     with src:
-        return _write_hashed(ref, _chunks(src), dest, settings)
+        return _write_hashed(ref, _chunks(src), dest, settings.max_source_bytes, deadline)
 
 
 def _chunks(fh: IO[bytes]) -> Iterable[bytes]:
     return iter(lambda: fh.read(_COPY_CHUNK), b"")
 
 
-def _write_hashed(ref: MediaRef, chunks: Iterable[bytes], dest: Path,
-                  settings: Settings) -> LocalMedia:
-    """Stream ``chunks`` to ``dest`` through SHA-256, stopping the moment the byte cap or the
-    read's deadline is passed.
+def _read_deadline(ref: MediaRef, settings: Settings) -> Deadline:
+    """The deadline of one library read, started when the read starts.
 
-    The deadline is the one a URL download gets (``download_deadline_s``, already clipped to
-    what is left of the job): a slow NFS mount or S3 endpoint must not hold a job past it any
-    more than a slow web server can. Written to a temporary name and renamed, so a failure never
-    leaves a partial source.
-
-    Raises:
-        TooLarge: over ``settings.max_source_bytes``.
-        DownloadFailed: the deadline passed (retryable, as for a URL).
+    It is the one a URL download gets (``download_deadline_s``, already clipped to what is left
+    of the job): a slow NFS mount or S3 endpoint must not hold a job past it any more than a
+    slow web server can.
     """
-    max_bytes, seconds = settings.max_source_bytes, settings.download_deadline_s
-    deadline = Deadline(seconds, lambda _: DownloadFailed(
+    seconds = settings.download_deadline_s
+    return Deadline(seconds, lambda _: DownloadFailed(
         f"media {ref.value!r}: reading it from the library exceeded its {seconds:g} s deadline",
         details={"retryable": True, "reason": "deadline"}))
+
+
+def _write_hashed(ref: MediaRef, chunks: Iterable[bytes], dest: Path, max_bytes: int,
+                  deadline: Deadline) -> LocalMedia:
+    """Stream ``chunks`` to ``dest`` through SHA-256, stopping the moment ``max_bytes`` or the
+    read's deadline is passed.
+
+    Written to a temporary name and renamed, so a failure never leaves a partial source.
+
+    Raises:
+        TooLarge: over ``max_bytes``.
+        DownloadFailed: the deadline passed (retryable, as for a URL).
+    """
     with write_whole(dest) as out:
         for chunk in chunks:
             deadline.check("")
@@ -293,13 +300,14 @@ def _from_s3(ref: MediaRef, location: str, dest: Path, settings: Settings) -> Lo
     bucket, key = parts.netloc, urllib.parse.unquote(parts.path).lstrip("/")
     if not bucket or not key:
         raise ConfigError(f"S3 library location {location!r} needs a bucket and a key")
+    deadline = _read_deadline(ref, settings)  # from the request on, not from the first byte
     try:
         with storage.read_object(bucket, key, endpoint_url=settings.endpoint_url,
                                  shown=location, chunk_bytes=_COPY_CHUNK) as (size, chunks):
             if size > settings.max_source_bytes:
                 raise TooLarge(f"media {ref.value!r} is {size} bytes, over the "
                                f"{settings.max_source_bytes}-byte cap")
-            return _write_hashed(ref, chunks, dest, settings)
+            return _write_hashed(ref, chunks, dest, settings.max_source_bytes, deadline)
     except storage.StreamBroken as err:
         raise DownloadFailed(f"media {ref.value!r}: the library download broke off: "
                              f"{err.message}") from err

@@ -15,6 +15,7 @@ from PIL import Image
 
 from pipeline import ingest
 from pipeline.cli import main
+from pipeline.deadline import Deadline
 from pipeline.errors import (
     ConfigError,
     DownloadFailed,
@@ -383,8 +384,8 @@ def test_stream_cap_aborts_the_moment_it_is_passed(tmp_path: Path) -> None:
             yield b"\0" * 1000
 
     with pytest.raises(TooLarge):
-        ingest._write_hashed(MediaRef("library", "grows"), endless(), tmp_path / "dest",
-                             _settings(tmp_path, max_source_bytes=10_500))
+        ingest._write_hashed(MediaRef("library", "grows"), endless(), tmp_path / "dest", 10_500,
+                             Deadline(60))
     assert len(pulled) == 11  # stopped at the first chunk over the cap, not later
     assert list(tmp_path.iterdir()) == []  # no partial file
 
