@@ -22,8 +22,7 @@ from .errors import (
     StorageError,
 )
 from .settings import Settings
-
-__version__ = "0.1.0"
+from .version import __version__
 
 if TYPE_CHECKING:
     from .batch import BatchEntry, BatchSummary, JobOutcome, JobSource, Shard, process_batch

@@ -129,13 +129,6 @@ def ffprobe_exe() -> str:
 
 
 @functools.cache
-def version_line() -> str:
-    """The first line of ``ffmpeg -version``, for ``conform --version`` and the manifest."""
-    out = run([ffmpeg_exe(), "-hide_banner", "-version"], timeout_s=30).stdout
-    return out.decode("utf-8", "replace").splitlines()[0] if out else "ffmpeg (unknown version)"
-
-
-@functools.cache
 def encoders() -> frozenset[str]:
     """Names of the encoders this ffmpeg build has."""
     out = run([ffmpeg_exe(), "-hide_banner", "-encoders"], timeout_s=30).stdout.decode()

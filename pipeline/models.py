@@ -192,18 +192,6 @@ class LocalMedia:
 
 
 @dataclass(frozen=True, slots=True)
-class Rendered:
-    """A produced output file in the workdir, with what was done to make it."""
-
-    path: Path
-    mime: str
-    ext: str
-    info: MediaInfo
-    actions: tuple[str, ...]
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class JobEvent:
     """A progress event for callers that draw their own progress display."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, probe, verify
+from . import probe, verify
 from .files import sha256_file
 from .image import HeifCache, render_image
 from .jobrun import Run
@@ -20,6 +20,7 @@ from .models import MediaInfo
 from .plan import ENCODER_VERSION, ImageTarget, Rendition, Use, VideoTarget
 from .presets import Variant
 from .stored import StoredRendition, asset_key, store_output
+from .version import __version__
 
 
 @dataclass(frozen=True, slots=True)

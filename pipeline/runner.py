@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from . import __version__, framing, ingest, probe, workdir
+from . import framing, ingest, probe, workdir
 from .deadline import Deadline
 from .errors import ConfigError, Interrupted, JobInvalid, PipelineError, StorageError
 from .jobrun import EventCallback as EventCallback
@@ -29,6 +29,7 @@ from .settings import Settings
 from .storage import Storage, StoredObject, open_storage
 from .stored import asset_key as asset_key
 from .validate import check_account
+from .version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -179,3 +179,32 @@ def test_ffmpeg_argv_heads_and_input_lock_down_live_in_ffmpeg_py() -> None:
             continue
         text = path.read_text(encoding="utf-8")
         assert not [s for s in spelled if s in text], name
+
+
+def _root_names_imported(path: Path, name: str) -> list[str]:
+    """Names a module takes from the package root ``pipeline`` itself (not its submodules)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        depth = len(package.split(".")) - node.level + 1 if node.level else 0
+        from_root = (node.module == "pipeline" and not node.level) or (
+            node.level and depth == 1 and node.module is None)
+        if from_root:
+            found += [a.name for a in node.names if f"pipeline.{a.name}" not in MODULES]
+    return found
+
+
+def test_no_module_reads_from_the_package_root() -> None:
+    # The root's lazy exports reach half the pipeline; a module that needs the version (or
+    # anything else) imports the leaf that defines it, so a low-level import stays low-level.
+    offenders = {name: names for name, path in MODULES.items()
+                 if name not in ("pipeline", "pipeline.__main__")
+                 and (names := _root_names_imported(path, name))}
+    assert offenders == {}
+
+
+def test_root_import_finder_sees_a_version_import() -> None:
+    path = _write("from .. import __version__\nfrom .. import probe\n")
+    assert _root_names_imported(path, "pipeline.netguard.client") == ["__version__"]

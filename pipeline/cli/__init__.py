@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
+from ..version import __version__
 from .common import install_signal_handlers, setup_logging
 from .fleet import batch, worker
 from .jobs import plan, run

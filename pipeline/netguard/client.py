@@ -22,11 +22,11 @@ from urllib3.exceptions import NewConnectionError, ProtocolError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.ssl_match_hostname import CertificateError as Urllib3CertificateError
 
-from .. import __version__
 from ..deadline import Deadline
 from ..errors import SourceNotFound, TooLarge
 from ..files import HashingWriter, write_whole
 from ..settings import IPNetwork
+from ..version import __version__
 from .vet import Hop, Resolver, check_url, download_error, resolve_tcp, safe_url, vet
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
