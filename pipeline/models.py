@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import PipelineError
-from .presets import CoverSpec, Preset, Variant
+from .presets import AccountLimits, CoverSpec, Preset, Variant
 
 Kind = Literal["image", "video"]
 MediaKind = Literal["image", "video", "audio"]
@@ -43,6 +43,13 @@ class ContentItem:
     text: str | None
     media: tuple[MediaRef, ...]
     cover: CoverRequest | None = None
+    # Alt text per medium, in the order of ``media`` (None: none given); cleaned of control
+    # characters when parsed, cut to each platform's limit in the manifest.
+    alts: tuple[str | None, ...] = ()
+
+    def alt(self, media_index: int) -> str | None:
+        """The alt text given for ``media[media_index]``, if any."""
+        return self.alts[media_index] if media_index < len(self.alts) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,9 @@ class Account:
     platform: str
     mode: str
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # conform.limits: what the platform told the publish API about this account (X Premium,
+    # TikTok creator_info); applied to its preset by presets.with_account_limits
+    limits: AccountLimits | None = None
 
 
 @dataclass(frozen=True, slots=True)

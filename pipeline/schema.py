@@ -17,6 +17,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union
 
+from .job import MAX_ALT_CHARS
 from .manifest import CoverEntry, Manifest, MediaEntry
 from .models import Account, ContentItem, CoverRequest, ErrorInfo, Job, MediaRef
 
@@ -24,9 +25,13 @@ SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 # Record fields the JSON does not carry (kept for the caller, not published).
 _HIDDEN = {(Manifest, "uri"), (Manifest, "extra"), (ErrorInfo, "retryable"),
-           (Job, "duration_policy"), (Job, "fit")}
+           (Job, "duration_policy"), (Job, "fit"),
+           # carried inside the request's own shapes: a medium's {"src", "alt"} and an
+           # account's "conform": {"limits"} (added by job_schema)
+           (ContentItem, "alts"), (Account, "limits")}
 # Fields written only when they have a value.
-_OMITTED_WHEN_NONE = {(MediaEntry, "url"), (MediaEntry, "reframe"), (CoverEntry, "url"),
+_OMITTED_WHEN_NONE = {(MediaEntry, "url"), (MediaEntry, "reframe"), (MediaEntry, "alt"),
+                      (CoverEntry, "url"),
                       (CoverEntry, "timestamp_ms"), (CoverEntry, "source"),
                       (ErrorInfo, "content_index"), (ErrorInfo, "media_index")}
 # Job fields under another name in the request.
@@ -126,8 +131,28 @@ def job_schema() -> dict[str, Any]:
             "fit": _type_schema(typing.get_type_hints(Job)["fit"], defs, job=True),
         },
     }
+    defs["ContentItem"]["properties"]["media"] = {"type": "array", "items": {"anyOf": [
+        _type_schema(MediaRef, defs, job=True), _MEDIUM_WITH_ALT]}}
+    defs["Account"]["properties"]["conform"] = {
+        "type": "object", "properties": {"limits": _ACCOUNT_LIMITS}}
     return {"$schema": SCHEMA_DRAFT, "$id": "conform-pipeline/job.json",
             "title": "conform-pipeline job", **root, "$defs": dict(sorted(defs.items()))}
+
+
+# A medium given with its alt text (a plain reference stays what it is).
+_MEDIUM_WITH_ALT: dict[str, Any] = {
+    "type": "object", "description": "a medium with its alt text",
+    "properties": {"src": {"type": ["string", "integer"],
+                           "description": "a media-library ID or an http(s) URL"},
+                   "alt": {"type": "string", "maxLength": MAX_ALT_CHARS}},
+    "required": ["src"], "additionalProperties": False}
+# An account's own limits (accounts[].conform.limits), held to each variant's ceiling.
+_ACCOUNT_LIMITS: dict[str, Any] = {
+    "type": "object", "description": "the account's own limits, as its platform reported them",
+    "properties": {"max_duration_s": {"type": "number", "exclusiveMinimum": 0},
+                   "max_video_bytes": {"type": "integer", "exclusiveMinimum": 0},
+                   "max_image_bytes": {"type": "integer", "exclusiveMinimum": 0}},
+    "additionalProperties": False}
 
 
 SCHEMAS = {"job": job_schema, "manifest": manifest_schema}

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 from ..errors import JobInvalid
 from ..models import Account, AccountCheck, CoverChoice, MediaInfo, Selected
-from ..presets import FitPolicy, Limits, Preset, PresetRegistry
+from ..presets import FitPolicy, Limits, Preset, PresetRegistry, with_account_limits
 from .covers import plan_cover
 from .images import carousel_frame, plan_image
 from .targets import (
@@ -114,7 +114,7 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
 
 
 def account_preset(account: Account, presets: PresetRegistry) -> Preset:
-    """The preset an account's platform names.
+    """The preset an account's platform names, with the account's own limits in place.
 
     Job parsing only accepts known platforms, so this fails only for a job built in code.
 
@@ -125,7 +125,7 @@ def account_preset(account: Account, presets: PresetRegistry) -> Preset:
     if preset is None:
         raise JobInvalid([(f"accounts[{account.id}].platform",
                            f"unknown platform {account.platform!r}")])
-    return preset
+    return with_account_limits(preset, account.limits)
 
 
 def _plan_medium(sel: Selected, limits: Limits, sha: str, frame: _Frame | None,

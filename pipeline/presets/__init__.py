@@ -13,6 +13,7 @@ re-exported here, so ``from pipeline.presets import ...`` is the one import path
 
 from __future__ import annotations
 
+from .account import applied_limits, limit_problems, with_account_limits
 from .parse import load_preset_file, parse_preset
 from .reader import parse_ratio
 from .records import (
@@ -28,6 +29,8 @@ from .records import (
     VARIANT_KINDS,
     VIDEO_CODECS,
     VIDEO_QUALITIES,
+    AccountCeiling,
+    AccountLimits,
     AudioSpec,
     CarouselPolicy,
     CoverSource,
@@ -59,6 +62,8 @@ __all__ = [
     "VARIANT_KINDS",
     "VIDEO_CODECS",
     "VIDEO_QUALITIES",
+    "AccountCeiling",
+    "AccountLimits",
     "AudioSpec",
     "CarouselPolicy",
     "CoverSource",
@@ -74,9 +79,12 @@ __all__ = [
     "Variant",
     "VariantKind",
     "VideoSpec",
+    "applied_limits",
     "bundled_presets_dir",
+    "limit_problems",
     "load_preset_file",
     "load_presets",
     "parse_preset",
     "parse_ratio",
+    "with_account_limits",
 ]

@@ -29,6 +29,7 @@ from .records import (
     VARIANT_KINDS,
     VIDEO_CODECS,
     VIDEO_QUALITIES,
+    AccountCeiling,
     AudioSpec,
     CoverSpec,
     ImageSpec,
@@ -38,6 +39,7 @@ from .records import (
     UiEdge,
     UiZone,
     Variant,
+    VariantKind,
     VideoSpec,
 )
 
@@ -122,6 +124,7 @@ def _limits(r: Reader | None) -> Limits:
         thread=r.bool_("thread"),
         min_carousel=r.int_("min_carousel", 2, lo=1) or 2,
         max_items=r.int_("max_items", None, lo=1),
+        alt_text_max_chars=r.int_("alt_text_max_chars", None, lo=1),
     )
     r.finish()
     return limits
@@ -196,9 +199,22 @@ def _variant(platform: str, name: str, r: Reader) -> Variant:
     cover = _cover(c) if c else None
     z = r.table("ui_zones")
     ui_zones = _ui_zones(z) if z else ()
+    a = r.table("account_ceiling")
+    ceiling = _account_ceiling(a, kind) if a else None
     r.finish()
     return Variant(id=f"{platform}-{name}", name=name, kind=kind, label=label, image=image,
-                   video=video, cover=cover, ui_zones=ui_zones)
+                   video=video, cover=cover, ui_zones=ui_zones, account_ceiling=ceiling)
+
+
+def _account_ceiling(r: Reader, kind: VariantKind) -> AccountCeiling:
+    """``[variants.X.account_ceiling]``: the most an account's own limits may ask for."""
+    source = r.str_("source", "", required=True) or ""
+    ceiling = AccountCeiling(
+        source=source,
+        max_duration_s=r.float_("max_duration_s", None, lo=0.001) if kind == "video" else None,
+        max_bytes=r.int_("max_bytes", None, lo=1))
+    r.finish()
+    return ceiling
 
 
 def _audio(r: Reader | None) -> AudioSpec:
