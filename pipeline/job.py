@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import JobInvalid
-from .models import Account, ContentItem, CoverRequest, Job, MediaRef
+from .models import Account, CaptionRequest, ContentItem, CoverRequest, Job, MediaRef
 from .presets import FIT_POLICIES, AccountLimits, Preset, PresetRegistry, limit_problems
 
 _HTTP_RE = re.compile(r"^https?://", re.IGNORECASE)
@@ -200,10 +200,11 @@ def _content(raw: Any, problems: list[tuple[str, str]]) -> tuple[ContentItem, ..
                 media.append(parsed)
                 alts.append(alt)
         cover = _cover(item.get("cover_image"), f"{path}.cover_image", problems)
+        captions = _captions(item.get("captions"), f"{path}.captions", problems)
         if not (text or media_raw):
             problems.append((path, "needs text or media"))
         items.append(ContentItem(text=text, media=tuple(media), cover=cover,
-                                 alts=tuple(alts) if any(alts) else ()))
+                                 alts=tuple(alts) if any(alts) else (), captions=captions))
     return tuple(items)
 
 
@@ -238,6 +239,53 @@ def _alt(raw: Any, path: str, problems: list[tuple[str, str]]) -> str | None:
         return None
     text = " ".join(_CONTROL_RE.sub("", raw.replace("\t", " ").replace("\n", " ")).split())
     return text or None
+
+
+# Bluesky takes the most caption tracks, 20; a job naming more is not a real post.
+MAX_CAPTION_TRACKS = 20
+_LANG_RE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}$")
+
+
+def _captions(raw: Any, path: str,
+              problems: list[tuple[str, str]]) -> tuple[CaptionRequest, ...]:
+    """``captions``: ``[{"src", "lang", "burn_in"}]``, one track per language, at most one
+    burned in."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_CAPTION_TRACKS:
+        problems.append((path, f"must be an array of at most {MAX_CAPTION_TRACKS} tracks"))
+        return ()
+    tracks: list[CaptionRequest] = []
+    for i, entry in enumerate(raw):
+        track = _caption(entry, f"{path}[{i}]", problems)
+        if track is None:
+            continue
+        if any(t.lang.lower() == track.lang.lower() for t in tracks):
+            problems.append((f"{path}[{i}].lang", f"a second track for {track.lang!r}"))
+        elif track.burn_in and any(t.burn_in for t in tracks):
+            problems.append((f"{path}[{i}].burn_in", "only one track can be burned in"))
+        else:
+            tracks.append(track)
+    return tuple(tracks)
+
+
+def _caption(raw: Any, path: str, problems: list[tuple[str, str]]) -> CaptionRequest | None:
+    if not isinstance(raw, dict):
+        problems.append((path, "must be an object with src and lang"))
+        return None
+    unknown = sorted(set(raw) - {"src", "lang", "burn_in"})
+    if unknown:
+        problems.append((f"{path}.{unknown[0]}", "unknown key (src, lang, burn_in)"))
+    ref = parse_media_ref(raw.get("src"), f"{path}.src", problems)
+    lang = raw.get("lang")
+    if not isinstance(lang, str) or not _LANG_RE.match(lang):
+        problems.append((f"{path}.lang", "required: a language tag such as en or pt-BR"))
+        lang = None
+    burn_in = raw.get("burn_in", False)
+    if not isinstance(burn_in, bool):
+        problems.append((f"{path}.burn_in", "must be true or false"))
+        burn_in = False
+    return CaptionRequest(ref, lang, burn_in) if ref is not None and lang else None
 
 
 def _cover(raw: Any, path: str, problems: list[tuple[str, str]]) -> CoverRequest | None:

@@ -37,6 +37,16 @@ class CoverRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class CaptionRequest:
+    """One caption track of a content item: its source, language, and whether the video
+    shows it burned in rather than carrying it as a file."""
+
+    ref: MediaRef
+    lang: str
+    burn_in: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ContentItem:
     """One item of the post's thread: text and media."""
 
@@ -46,6 +56,7 @@ class ContentItem:
     # Alt text per medium, in the order of ``media`` (None: none given); cleaned of control
     # characters when parsed, cut to each platform's limit in the manifest.
     alts: tuple[str | None, ...] = ()
+    captions: tuple[CaptionRequest, ...] = ()
 
     def alt(self, media_index: int) -> str | None:
         """The alt text given for ``media[media_index]``, if any."""

@@ -18,8 +18,16 @@ from collections.abc import Mapping
 from typing import Any, Literal, Union
 
 from .job import MAX_ALT_CHARS
-from .manifest import CoverEntry, Manifest, MediaEntry
-from .models import Account, ContentItem, CoverRequest, ErrorInfo, Job, MediaRef
+from .manifest import CaptionFile, CoverEntry, Manifest, MediaEntry
+from .models import (
+    Account,
+    CaptionRequest,
+    ContentItem,
+    CoverRequest,
+    ErrorInfo,
+    Job,
+    MediaRef,
+)
 
 SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -28,20 +36,21 @@ _HIDDEN = {(Manifest, "uri"), (Manifest, "extra"), (ErrorInfo, "retryable"),
            (Job, "duration_policy"), (Job, "fit"),
            # carried inside the request's own shapes: a medium's {"src", "alt"} and an
            # account's "conform": {"limits"} (added by job_schema)
-           (ContentItem, "alts"), (Account, "limits")}
+           (ContentItem, "alts"), (Account, "limits"), (CaptionFile, "key")}
 # Fields written only when they have a value.
 _OMITTED_WHEN_NONE = {(MediaEntry, "url"), (MediaEntry, "reframe"), (MediaEntry, "alt"),
-                      (CoverEntry, "url"),
+                      (MediaEntry, "captions"), (CaptionFile, "url"), (CoverEntry, "url"),
                       (CoverEntry, "timestamp_ms"), (CoverEntry, "source"),
                       (ErrorInfo, "content_index"), (ErrorInfo, "media_index")}
 # Job fields under another name in the request.
-_JSON_NAMES = {(ContentItem, "cover"): "cover_image",
+_JSON_NAMES = {(ContentItem, "cover"): "cover_image", (CaptionRequest, "ref"): "src",
                (CoverRequest, "timestamp_ms"): "video_cover_timestamp_ms"}
 # Job fields the request may leave out (an id is derived from the request, a post may be
 # text only, settings and covers are optional).
 _OPTIONAL_IN_JOB = {(Job, "id"), (ContentItem, "text"), (ContentItem, "media"),
                     (ContentItem, "cover"), (Account, "mode"), (Account, "settings"),
-                    (CoverRequest, "thumbnail"), (CoverRequest, "timestamp_ms")}
+                    (CoverRequest, "thumbnail"), (CoverRequest, "timestamp_ms"),
+                    (ContentItem, "captions"), (CaptionRequest, "burn_in")}
 # Job fields the request does not carry at all (derived from the platform's settings).
 _DERIVED_IN_JOB = {(Account, "mode")}
 _ID = {"type": ["string", "integer"]}

@@ -18,6 +18,7 @@ from .parse import load_preset_file, parse_preset
 from .reader import parse_ratio
 from .records import (
     AUDIO_CODECS,
+    CAPTION_FORMATS,
     CAROUSEL_POLICIES,
     CONTAINERS,
     COVER_FIT_POLICIES,
@@ -32,6 +33,8 @@ from .records import (
     AccountCeiling,
     AccountLimits,
     AudioSpec,
+    CaptionFormat,
+    CaptionSpec,
     CarouselPolicy,
     CoverSource,
     CoverSpec,
@@ -50,6 +53,7 @@ from .registry import REPO_PRESETS_DIR, PresetRegistry, bundled_presets_dir, loa
 
 __all__ = [
     "AUDIO_CODECS",
+    "CAPTION_FORMATS",
     "CAROUSEL_POLICIES",
     "CONTAINERS",
     "COVER_FIT_POLICIES",
@@ -65,6 +69,8 @@ __all__ = [
     "AccountCeiling",
     "AccountLimits",
     "AudioSpec",
+    "CaptionFormat",
+    "CaptionSpec",
     "CarouselPolicy",
     "CoverSource",
     "CoverSpec",

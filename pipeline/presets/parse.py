@@ -18,6 +18,7 @@ from ..errors import PresetError
 from .reader import Reader, pick
 from .records import (
     AUDIO_CODECS,
+    CAPTION_FORMATS,
     CAROUSEL_POLICIES,
     CONTAINERS,
     COVER_FIT_POLICIES,
@@ -31,6 +32,7 @@ from .records import (
     VIDEO_QUALITIES,
     AccountCeiling,
     AudioSpec,
+    CaptionSpec,
     CoverSpec,
     ImageSpec,
     Limits,
@@ -72,13 +74,16 @@ def parse_preset(data: Mapping[str, Any], *, origin: str, stem: str | None = Non
     variants = _variants(head.platform, r.table("variants", required=True))
     modes = _modes(r.table("modes", required=True), variants, default_mode)
     enums = _enums(r.table("enums"))
+    c = r.table("captions")
+    captions = _captions(c) if c else None
     r.finish()
     if problems:
         raise PresetError(f"{origin}: " + "; ".join(problems), details={"problems": problems})
     return Preset(platform=head.platform, version=head.version, label=head.label,
                   aliases=head.aliases, sources=head.sources, checked=head.checked,
                   limits=limits, mode_setting=mode_setting, default_mode=default_mode,
-                  modes=modes, enums=enums, variants=variants, origin=origin)
+                  modes=modes, enums=enums, variants=variants, origin=origin,
+                  captions=captions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +175,20 @@ def _check_mode_refs(r: Reader, name: str, mode: Mode, variants: Mapping[str, Va
             r.problems.append(f"modes.{name}.{want}: no variant {ref!r}")
         elif ref is not None and variants[ref].kind != want:
             r.problems.append(f"modes.{name}.{want}: variant {ref!r} is not an {want} variant")
+
+
+def _captions(r: Reader) -> CaptionSpec:
+    """``[captions]``: the caption files the platform takes with a video."""
+    picked = (pick(name, CAPTION_FORMATS) for name in r.strs("formats", choices=CAPTION_FORMATS))
+    formats = tuple(f for f in picked if f is not None)
+    if not formats:
+        r.problem("formats", "required: the caption formats the platform takes, best first")
+    spec = CaptionSpec(formats=formats,
+                       source=r.str_("source", "", required=True) or "",
+                       max_bytes=r.int_("max_bytes", None, lo=1),
+                       max_tracks=r.int_("max_tracks", None, lo=1))
+    r.finish()
+    return spec
 
 
 def _enums(r: Reader | None) -> dict[str, tuple[str, ...]]:

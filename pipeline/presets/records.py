@@ -35,6 +35,8 @@ CONTAINERS = ("mp4", "mov", "webm", "matroska", "avi", "mpegts")
 VIDEO_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
 VIDEO_QUALITIES = ("high", "standard", "compact")  # a video variant's `quality` (its x264 CRF)
 AUDIO_CODECS = ("aac", "opus", "mp3", "vorbis", "ac3")
+CaptionFormat = Literal["srt", "vtt"]
+CAPTION_FORMATS: tuple[CaptionFormat, ...] = get_args(CaptionFormat)
 
 
 # --------------------------------------------------------------------------- schema
@@ -224,6 +226,17 @@ class Variant:
 
 
 @dataclass(frozen=True, slots=True)
+class CaptionSpec:
+    """The caption files a platform takes with a video (``[captions]``): the formats (the
+    first is what is delivered), the largest file, how many tracks; ``source`` says where."""
+
+    formats: tuple[CaptionFormat, ...]
+    source: str
+    max_bytes: int | None = None
+    max_tracks: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Mode:
     """What a value of the mode setting maps to."""
 
@@ -250,6 +263,8 @@ class Preset:
     enums: Mapping[str, tuple[str, ...]]
     variants: Mapping[str, Variant]
     origin: str = ""
+    # None: the platform's API takes no caption files (captions_not_supported)
+    captions: CaptionSpec | None = None
 
     def variant(self, name: str) -> Variant:
         """The variant called ``name``.
