@@ -22,7 +22,7 @@ from .jobrun import WorkPaths, emitter
 from .manifest import Carried, Output, build_manifest
 from .manifest import Manifest as Manifest
 from .models import AccountCheck, Job, LocalMedia, MediaInfo, MediaRef, Probed
-from .plan import JobPlan, account_preset, plan_job
+from .plan import BurnSource, JobPlan, account_preset, plan_job
 from .presets import PresetRegistry, load_presets
 from .produce import produce
 from .settings import Settings
@@ -226,6 +226,13 @@ def plan(job: Job, *, settings: Settings | None = None,
 
 def _plan_with_framing(job: Job, checks: list[AccountCheck], media: Ingested,
                        settings: Settings, deadline: Deadline) -> JobPlan:
+    burn, unburnable = sidecars.burn_sources(job, media.captions)
+    return _plan_framed(job, sidecars.fail_unburnable(checks, unburnable), media, settings,
+                        deadline, burn)
+
+
+def _plan_framed(job: Job, checks: list[AccountCheck], media: Ingested, settings: Settings,
+                 deadline: Deadline, burn: dict[int, BurnSource]) -> JobPlan:
     """Plan the outputs; smart-framed ones are analysed first, then planned with their path.
 
     Raises:
@@ -234,7 +241,7 @@ def _plan_with_framing(job: Job, checks: list[AccountCheck], media: Ingested,
     sources, thumbs = media.sources, media.thumbs
     sha_of = {k: v.sha256 for k, v in sources.items()}
     jobplan = plan_job(checks, sha_of=sha_of, thumb_infos=thumbs,
-                       x264_preset=settings.x264_preset, fit=job.fit)
+                       x264_preset=settings.x264_preset, fit=job.fit, burn=burn)
     needed = framing.framing_jobs(jobplan)
     if not needed:
         return jobplan
@@ -246,7 +253,7 @@ def _plan_with_framing(job: Job, checks: list[AccountCheck], media: Ingested,
     found = framing.analyse(needed, {k: v.path for k, v in sources.items()}, infos,
                             timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()))
     return plan_job(checks, sha_of=sha_of, thumb_infos=thumbs, x264_preset=settings.x264_preset,
-                    fit=job.fit, reframes=found)
+                    fit=job.fit, reframes=found, burn=burn)
 
 
 # --------------------------------------------------------------------------- ingest

@@ -21,8 +21,8 @@ from .captions import Cue, fit_to_video, flatten, parse_captions, render
 from .deadline import Deadline
 from .errors import CorruptMedia, Interrupted, PipelineError, TooLarge, UnsupportedMedia
 from .manifest import CaptionFile, Carried, Sidecars
-from .models import CaptionRequest, ErrorInfo, Job, MediaRef, Selected
-from .plan import AccountPlan
+from .models import AccountCheck, CaptionRequest, ErrorInfo, Job, MediaRef, Selected
+from .plan import AccountPlan, BurnSource
 from .presets import CaptionSpec
 from .probe.sniff import sniff
 from .settings import Settings
@@ -165,3 +165,35 @@ def carry_captions(job: Job, accounts: Iterable[AccountPlan], parsed: Parsed,
             files = tuple(dataclasses.replace(f, url=url_of(f.key)) for f in found.files)
             carried[where] = Sidecars(files, found.warnings)
     return carried
+
+
+def burn_sources(job: Job, parsed: Parsed) -> tuple[dict[int, BurnSource], dict[int, ErrorInfo]]:
+    """Each content item's burned-in track as the planner takes it, or why it can't be drawn
+    (by content index)."""
+    sources: dict[int, BurnSource] = {}
+    errors: dict[int, ErrorInfo] = {}
+    for ci, item in enumerate(job.content):
+        for request in item.captions:
+            if not request.burn_in or request.ref not in parsed:
+                continue
+            cues = parsed[request.ref]
+            if isinstance(cues, PipelineError):
+                errors[ci] = ErrorInfo.from_error(cues, ci)
+            else:
+                sources[ci] = (request.lang, tuple(cues))
+    return sources, errors
+
+
+def fail_unburnable(checks: list[AccountCheck], errors: Mapping[int, ErrorInfo]
+                    ) -> list[AccountCheck]:
+    """Accounts whose videos would show a burned-in track that can't be read fail with its
+    error (the others go on)."""
+    if not errors:
+        return checks
+    out = []
+    for check in checks:
+        found = [errors[ci] for ci in dict.fromkeys(
+            s.content_index for s in check.items if s.variant.kind == "video") if ci in errors]
+        out.append(dataclasses.replace(check, errors=(*check.errors, *found)) if found
+                   else check)
+    return out

@@ -4,6 +4,8 @@ with the line they broke on (no ffmpeg needed)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.captions import (
@@ -116,3 +118,22 @@ def test_stacked_cues_are_refused_not_swept_quadratically() -> None:
     stacked = [Cue(i, 10_000_000, f"c{i}") for i in range(5000)]
     with pytest.raises(InvalidCaptions, match="on screen at once"):
         flatten(stacked)
+
+
+def test_burned_in_text_cannot_restyle_itself(tmp_path: Path) -> None:
+    from pipeline.plan import BurnIn
+    from pipeline.video.burnin import write_script
+
+    cue = parse_captions(b"1\n00:00:01,000 --> 00:00:02,000\n{\\fs400}big \\N{\\pos(0,0)}x\n"
+                         b"a { b } c \\ d\n")[1][0]
+    burn = BurnIn(sha256="s", lang="en", bottom=0.22, left=0.0, right=0.16, cues=(cue,))
+    script = write_script(burn, 1080, 1920, tmp_path / "c.ass").read_text()
+    dialogue = script.splitlines()[-1]
+    assert dialogue.startswith("Dialogue: 0,0:00:01.00,0:00:02.00,Caption,")
+    text = dialogue.split(",,", 2)[-1]
+    assert "{" not in text and "}" not in text  # no override block survives
+    assert text.count("\\N") == 1 and text.replace("\\N", "").count("\\") == 0
+    style = next(line for line in script.splitlines() if line.startswith("Style: Caption"))
+    fields = style.split(",")
+    # 5 % of the short side; margins: the UI bands plus 3 % of clear space, in pixels
+    assert fields[2] == "54" and fields[-4:] == ["33", "206", "480", "1"]
