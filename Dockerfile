@@ -23,7 +23,7 @@ RUN pip install --no-cache-dir .
 FROM ${BASE_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg \
+    && apt-get install -y --no-install-recommends ffmpeg fonts-dejavu-core \
     && if ! command -v python3 >/dev/null; then apt-get install -y --no-install-recommends python3; fi \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv

@@ -154,6 +154,12 @@ class ThumbnailInvalid(MediaError):
     code = "thumbnail_invalid"
 
 
+class InvalidCaptions(MediaError):
+    """A caption file that is neither SRT nor WebVTT, or breaks on a line it names."""
+
+    code = "invalid_captions"
+
+
 # --- per-account validation (API error table: 422) -----------------------------------------
 
 

@@ -22,6 +22,7 @@ from .errors import JobInvalid, SourceNotFound
 from .job import parse_media_ref
 from .models import LocalMedia, MediaInfo
 from .plan import AccountPlan, JobPlan, Rendition
+from .presets import applied_limits
 from .settings import Settings
 
 
@@ -208,4 +209,6 @@ def _account_summary(ap: AccountPlan) -> dict[str, Any]:
                        "variant": s.variant.id, "output": key}
                       for s, key in ap.media],
             "cover": ap.cover_key, "warnings": list(ch.warnings),
+            # the account's own limits, which replaced its preset's (empty: the preset's)
+            "limits": applied_limits(ch.account.limits),
             "errors": [e.to_dict() for e in ch.errors]}

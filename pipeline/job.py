@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import JobInvalid
-from .models import Account, ContentItem, CoverRequest, Job, MediaRef
-from .presets import FIT_POLICIES, PresetRegistry
+from .models import Account, CaptionRequest, ContentItem, CoverRequest, Job, MediaRef
+from .presets import FIT_POLICIES, AccountLimits, Preset, PresetRegistry, limit_problems
 
 _HTTP_RE = re.compile(r"^https?://", re.IGNORECASE)
 DURATION_POLICIES = ("refuse", "trim")
@@ -188,20 +188,104 @@ def _content(raw: Any, problems: list[tuple[str, str]]) -> tuple[ContentItem, ..
             text = None
         media_raw = item.get("media", [])
         media: list[MediaRef] = []
+        alts: list[str | None] = []
         if media_raw is None:
             media_raw = []
         if not isinstance(media_raw, list):
             problems.append((f"{path}.media", "must be an array"))
             media_raw = []
         for j, ref in enumerate(media_raw):
-            parsed = parse_media_ref(ref, f"{path}.media[{j}]", problems)
+            parsed, alt = _medium(ref, f"{path}.media[{j}]", problems)
             if parsed is not None:
                 media.append(parsed)
+                alts.append(alt)
         cover = _cover(item.get("cover_image"), f"{path}.cover_image", problems)
+        captions = _captions(item.get("captions"), f"{path}.captions", problems)
         if not (text or media_raw):
             problems.append((path, "needs text or media"))
-        items.append(ContentItem(text=text, media=tuple(media), cover=cover))
+        items.append(ContentItem(text=text, media=tuple(media), cover=cover,
+                                 alts=tuple(alts) if any(alts) else (), captions=captions))
     return tuple(items)
+
+
+# Alt text longer than any platform takes (LinkedIn's 4,086 is the most) is cut per platform
+# in the manifest; this bound only keeps a job from carrying megabytes of it.
+MAX_ALT_CHARS = 10_000
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _medium(value: Any, path: str,
+            problems: list[tuple[str, str]]) -> tuple[MediaRef | None, str | None]:
+    """A medium: a reference as :func:`parse_media_ref` takes it, or ``{"src", "alt"}``."""
+    if not (isinstance(value, dict) and "src" in value):
+        return parse_media_ref(value, path, problems), None
+    unknown = sorted(set(value) - {"src", "alt"})
+    if unknown:
+        problems.append((path, f"unknown key {unknown[0]!r} (a medium object has src and alt)"))
+    ref = parse_media_ref(value["src"], f"{path}.src", problems)
+    return ref, _alt(value.get("alt"), f"{path}.alt", problems)
+
+
+def _alt(raw: Any, path: str, problems: list[tuple[str, str]]) -> str | None:
+    """Alt text, with control and direction-override characters taken out (a screen reader
+    reads them aloud or they reorder what follows); newlines and tabs become spaces."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        problems.append((path, "must be a string"))
+        return None
+    if len(raw) > MAX_ALT_CHARS:
+        problems.append((path, f"longer than {MAX_ALT_CHARS} characters"))
+        return None
+    text = " ".join(_CONTROL_RE.sub("", raw.replace("\t", " ").replace("\n", " ")).split())
+    return text or None
+
+
+# Bluesky takes the most caption tracks, 20; a job naming more is not a real post.
+MAX_CAPTION_TRACKS = 20
+_LANG_RE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}$")
+
+
+def _captions(raw: Any, path: str,
+              problems: list[tuple[str, str]]) -> tuple[CaptionRequest, ...]:
+    """``captions``: ``[{"src", "lang", "burn_in"}]``, one track per language, at most one
+    burned in."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_CAPTION_TRACKS:
+        problems.append((path, f"must be an array of at most {MAX_CAPTION_TRACKS} tracks"))
+        return ()
+    tracks: list[CaptionRequest] = []
+    for i, entry in enumerate(raw):
+        track = _caption(entry, f"{path}[{i}]", problems)
+        if track is None:
+            continue
+        if any(t.lang.lower() == track.lang.lower() for t in tracks):
+            problems.append((f"{path}[{i}].lang", f"a second track for {track.lang!r}"))
+        elif track.burn_in and any(t.burn_in for t in tracks):
+            problems.append((f"{path}[{i}].burn_in", "only one track can be burned in"))
+        else:
+            tracks.append(track)
+    return tuple(tracks)
+
+
+def _caption(raw: Any, path: str, problems: list[tuple[str, str]]) -> CaptionRequest | None:
+    if not isinstance(raw, dict):
+        problems.append((path, "must be an object with src and lang"))
+        return None
+    unknown = sorted(set(raw) - {"src", "lang", "burn_in"})
+    if unknown:
+        problems.append((f"{path}.{unknown[0]}", "unknown key (src, lang, burn_in)"))
+    ref = parse_media_ref(raw.get("src"), f"{path}.src", problems)
+    lang = raw.get("lang")
+    if not isinstance(lang, str) or not _LANG_RE.match(lang):
+        problems.append((f"{path}.lang", "required: a language tag such as en or pt-BR"))
+        lang = None
+    burn_in = raw.get("burn_in", False)
+    if not isinstance(burn_in, bool):
+        problems.append((f"{path}.burn_in", "must be true or false"))
+        burn_in = False
+    return CaptionRequest(ref, lang, burn_in) if ref is not None and lang else None
 
 
 def _cover(raw: Any, path: str, problems: list[tuple[str, str]]) -> CoverRequest | None:
@@ -262,9 +346,51 @@ def _accounts(raw: Any, presets: PresetRegistry,
         for name, allowed in preset.enums.items():
             if settings.get(name) is not None:
                 _enum(settings[name], allowed, f"{path}.settings.{name}", problems)
+        limits = _account_limits(acc.get("conform"), preset, mode, f"{path}.conform", problems)
         accounts.append(Account(id=acc_id, platform=preset.platform, mode=mode,
-                                settings=dict(settings)))
+                                settings=dict(settings), limits=limits))
     return tuple(accounts)
+
+
+_LIMIT_TYPES: dict[str, tuple[type, ...]] = {
+    "max_duration_s": (int, float), "max_video_bytes": (int,), "max_image_bytes": (int,)}
+
+
+def _account_limits(raw: Any, preset: Preset, mode: str, path: str,
+                    problems: list[tuple[str, str]]) -> AccountLimits | None:
+    """``accounts[].conform.limits``: typed, positive, and within each variant's ceiling."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append((path, "must be an object"))
+        return None
+    limits_raw = raw.get("limits")
+    if limits_raw is None:
+        return None
+    path = f"{path}.limits"
+    if not isinstance(limits_raw, dict):
+        problems.append((path, "must be an object"))
+        return None
+    values: dict[str, Any] = {}
+    for name, value in limits_raw.items():
+        types = _LIMIT_TYPES.get(name)
+        if types is None:
+            problems.append((f"{path}.{name}", "unknown limit (one of "
+                             f"{', '.join(_LIMIT_TYPES)})"))
+        elif (isinstance(value, bool) or not isinstance(value, types)
+              or not isinstance(value, int | float) or not 0 < value < float("inf")):
+            kind = "a positive number" if float in types else "a positive integer"
+            problems.append((f"{path}.{name}", f"must be {kind}, got {value!r}"))
+        else:
+            values[name] = value
+    limits = AccountLimits(**values)
+    chosen = preset.modes.get(mode)
+    names = () if chosen is None else (chosen.image, chosen.video, chosen.carousel)
+    variants = tuple(preset.variants[n] for n in dict.fromkeys(names)
+                     if n is not None and n in preset.variants)
+    found = limit_problems(preset, variants, limits)
+    problems.extend((f"{path}.{name}", message) for name, message in found)
+    return limits if values and not found else None
 
 
 def _enum(value: Any, allowed: tuple[str, ...], path: str,

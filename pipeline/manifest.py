@@ -14,7 +14,7 @@ from typing import Any, Literal
 from .errors import public_message
 from .models import AccountCheck, ErrorInfo, Job
 from .plan import AccountPlan, JobPlan
-from .presets import PresetRegistry
+from .presets import CaptionFormat, PresetRegistry
 
 
 @dataclass
@@ -26,6 +26,36 @@ class Output:
 
     entry: dict[str, Any] | None = None
     error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaptionFile:
+    """One stored caption track of an account's video (the manifest's ``captions`` item)."""
+
+    uri: str
+    format: CaptionFormat
+    lang: str
+    bytes: int
+    key: str
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """The manifest's caption object (``url`` only when URLs were asked for)."""
+        return {"uri": self.uri, **({"url": self.url} if self.url is not None else {}),
+                "format": self.format, "lang": self.lang, "bytes": self.bytes}
+
+
+@dataclass(frozen=True, slots=True)
+class Sidecars:
+    """What one account's medium carries: its caption files and the warnings about them."""
+
+    files: tuple[CaptionFile, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+#: Where each account's medium stands with its captions: (account id, content index, media
+#: index) to the files it carries, or the error that fails the account.
+Carried = dict[tuple[str, int, int], "Sidecars | ErrorInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +77,12 @@ class MediaEntry:
     warnings: tuple[str, ...]
     url: str | None = None
     reframe: tuple[dict[str, Any], ...] | None = None
+    alt: str | None = None
+    captions: tuple[CaptionFile, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The manifest's media object (``url`` and ``reframe`` only when there are some)."""
+        """The manifest's media object (``url``, ``alt`` and ``reframe`` only when there are
+        some)."""
         out: dict[str, Any] = {
             "content_index": self.content_index, "media_index": self.media_index,
             "source": self.source, "kind": self.kind, "uri": self.uri,
@@ -58,6 +91,10 @@ class MediaEntry:
             "width": self.width, "height": self.height, "duration_ms": self.duration_ms,
             "actions": list(self.actions), "warnings": list(self.warnings),
         }
+        if self.alt is not None:
+            out["alt"] = self.alt
+        if self.captions is not None:
+            out["captions"] = [c.to_dict() for c in self.captions]
         if self.reframe is not None:
             out["reframe"] = [dict(shot) for shot in self.reframe]
         return out
@@ -147,13 +184,14 @@ class Manifest:
 
 
 def build_manifest(job: Job, jobplan: JobPlan, outputs: dict[str, Output],
-                   presets: PresetRegistry, *, pipeline_version: str) -> Manifest:
+                   presets: PresetRegistry, *, pipeline_version: str,
+                   captions: Carried | None = None) -> Manifest:
     """The manifest of a job from its plan and what was made for each content key.
 
     Raises:
         Nothing: a missing output fails its account as ``internal``.
     """
-    accounts = tuple(_account(ap, outputs) for ap in jobplan.accounts)
+    accounts = tuple(_account(ap, outputs, job, captions or {}) for ap in jobplan.accounts)
     statuses = {a.status for a in accounts}
     status: Literal["succeeded", "partial", "failed"] = (
         "succeeded" if statuses == {"ok"} else "failed" if "ok" not in statuses else "partial")
@@ -162,7 +200,8 @@ def build_manifest(job: Job, jobplan: JobPlan, outputs: dict[str, Output],
                     extra={"pipeline_version": pipeline_version})
 
 
-def _account(ap: AccountPlan, outputs: dict[str, Output]) -> AccountResult:
+def _account(ap: AccountPlan, outputs: dict[str, Output], job: Job,
+             captions: Carried) -> AccountResult:
     check, cover_key = ap.check, ap.cover_key
     errors = list(check.errors)
     media: list[MediaEntry] = []
@@ -174,8 +213,16 @@ def _account(ap: AccountPlan, outputs: dict[str, Output]) -> AccountResult:
                 errors.append(replace(err, content_index=sel.content_index,
                                       media_index=sel.media_index))
                 continue
-            media.append(_media_entry(out.entry, sel.content_index, sel.media_index,
-                                      sel.ref.value, sel.variant.id))
+            entry = _media_entry(out.entry, sel.content_index, sel.media_index,
+                                 sel.ref.value, sel.variant.id)
+            given = job.content[sel.content_index].alt(sel.media_index)
+            entry = with_alt(entry, given, check.preset.limits.alt_text_max_chars)
+            carried = captions.get((check.account.id, sel.content_index, sel.media_index))
+            if isinstance(carried, ErrorInfo):
+                errors.append(carried)
+            elif carried is not None:
+                entry = with_captions(entry, carried)
+            media.append(entry)
     cover: CoverEntry | None = None
     cover_warnings: list[str] = []
     if check.ok and cover_key is not None:
@@ -207,6 +254,33 @@ def _media_entry(entry: dict[str, Any], content_index: int, media_index: int, so
         actions=tuple(entry["actions"]),
         warnings=tuple(own_surface_warnings(entry["warnings"], variant_id)),
         reframe=tuple(entry["reframe"]) if "reframe" in entry else None)
+
+
+def with_alt(entry: MediaEntry, alt: str | None, max_chars: int | None) -> MediaEntry:
+    """A media entry with its alt text as the account's platform takes it.
+
+    Over the platform's limit the text is cut at the last word boundary that fits (a cut word
+    reads worse than a shorter sentence), with the warning ``alt_text_truncated``; a platform
+    that takes no alt text gets none, with ``alt_text_not_supported``.
+    """
+    if alt is None:
+        return entry
+    if max_chars is None:
+        return replace(entry, warnings=(*entry.warnings, "alt_text_not_supported: the "
+                                        "platform's API takes no alt text; it is not carried"))
+    if len(alt) <= max_chars:
+        return replace(entry, alt=alt)
+    cut = alt[:max_chars + 1].rsplit(" ", 1)[0] if " " in alt[:max_chars + 1] else ""
+    cut = (cut or alt[:max_chars]).rstrip()
+    return replace(entry, alt=cut, warnings=(
+        *entry.warnings, f"alt_text_truncated: {len(alt)} characters cut to {len(cut)} "
+                         f"(the platform takes {max_chars})"))
+
+
+def with_captions(entry: MediaEntry, carried: Sidecars) -> MediaEntry:
+    """A media entry with the caption files it carries and the warnings about them."""
+    return replace(entry, captions=carried.files or None,
+                   warnings=(*entry.warnings, *carried.warnings))
 
 
 def own_surface_warnings(warnings: list[str], variant_id: str) -> list[str]:

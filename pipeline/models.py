@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import PipelineError
-from .presets import CoverSpec, Preset, Variant
+from .presets import AccountLimits, CoverSpec, Preset, Variant
 
 Kind = Literal["image", "video"]
 MediaKind = Literal["image", "video", "audio"]
@@ -37,12 +37,30 @@ class CoverRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class CaptionRequest:
+    """One caption track of a content item: its source, language, and whether the video
+    shows it burned in rather than carrying it as a file."""
+
+    ref: MediaRef
+    lang: str
+    burn_in: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ContentItem:
     """One item of the post's thread: text and media."""
 
     text: str | None
     media: tuple[MediaRef, ...]
     cover: CoverRequest | None = None
+    # Alt text per medium, in the order of ``media`` (None: none given); cleaned of control
+    # characters when parsed, cut to each platform's limit in the manifest.
+    alts: tuple[str | None, ...] = ()
+    captions: tuple[CaptionRequest, ...] = ()
+
+    def alt(self, media_index: int) -> str | None:
+        """The alt text given for ``media[media_index]``, if any."""
+        return self.alts[media_index] if media_index < len(self.alts) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +71,9 @@ class Account:
     platform: str
     mode: str
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # conform.limits: what the platform told the publish API about this account (X Premium,
+    # TikTok creator_info); applied to its preset by presets.with_account_limits
+    limits: AccountLimits | None = None
 
 
 @dataclass(frozen=True, slots=True)

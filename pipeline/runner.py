@@ -13,16 +13,16 @@ import json
 import logging
 from dataclasses import dataclass
 
-from . import framing, ingest, probe, workdir
+from . import framing, ingest, probe, sidecars, workdir
 from .deadline import Deadline
 from .errors import ConfigError, Interrupted, JobInvalid, PipelineError, StorageError
 from .jobrun import EventCallback as EventCallback
 from .jobrun import Run as Run
 from .jobrun import WorkPaths, emitter
+from .manifest import Carried, Output, build_manifest
 from .manifest import Manifest as Manifest
-from .manifest import Output, build_manifest
 from .models import AccountCheck, Job, LocalMedia, MediaInfo, MediaRef, Probed
-from .plan import JobPlan, account_preset, plan_job
+from .plan import BurnSource, JobPlan, account_preset, plan_job
 from .presets import PresetRegistry, load_presets
 from .produce import produce
 from .settings import Settings
@@ -158,7 +158,7 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
         jobplan = _plan_with_framing(job, _validate(run), media, settings, deadline)
         outputs = produce(run, jobplan)
         _add_urls(outputs, storage, settings)
-        return _publish(run, jobplan, outputs)
+        return _publish(run, jobplan, outputs, _captions(run, jobplan, media.captions))
 
 
 def _validate(run: Run) -> list[AccountCheck]:
@@ -167,14 +167,34 @@ def _validate(run: Run) -> list[AccountCheck]:
             for acc in run.job.accounts]
 
 
-def _publish(run: Run, jobplan: JobPlan, outputs: dict[str, Output]) -> Manifest:
+def _captions(run: Run, jobplan: JobPlan, parsed: sidecars.Parsed) -> Carried:
+    """Each account's caption files, stored beside its outputs (URLs added when asked for).
+
+    Raises:
+        Interrupted: stopped by a signal; a caption problem fails only its accounts.
+    """
+    settings = run.settings
+    if not parsed:
+        return {}
+
+    def url_of(key: str) -> str | None:
+        if settings.public_base_url is None and settings.presign_s is None:
+            return None
+        return run.storage.public_url(key, base_url=settings.public_base_url,
+                                      presign_s=settings.presign_s)
+
+    return sidecars.carry_captions(run.job, jobplan.accounts, parsed, run.storage, url_of)
+
+
+def _publish(run: Run, jobplan: JobPlan, outputs: dict[str, Output],
+             captions: Carried) -> Manifest:
     """Build the manifest and store it last: the job's commit marker.
 
     Raises:
         StorageError: the manifest could not be written.
     """
     manifest = build_manifest(run.job, jobplan, outputs, run.presets,
-                              pipeline_version=__version__)
+                              pipeline_version=__version__, captions=captions)
     run.emit("manifest", "start")
     stored = _store_manifest(manifest, run.storage)
     run.emit("manifest", "done")
@@ -207,6 +227,13 @@ def plan(job: Job, *, settings: Settings | None = None,
 
 def _plan_with_framing(job: Job, checks: list[AccountCheck], media: Ingested,
                        settings: Settings, deadline: Deadline) -> JobPlan:
+    burn, unburnable = sidecars.burn_sources(job, media.captions)
+    return _plan_framed(job, sidecars.fail_unburnable(checks, unburnable), media, settings,
+                        deadline, burn)
+
+
+def _plan_framed(job: Job, checks: list[AccountCheck], media: Ingested, settings: Settings,
+                 deadline: Deadline, burn: dict[int, BurnSource]) -> JobPlan:
     """Plan the outputs; smart-framed ones are analysed first, then planned with their path.
 
     Raises:
@@ -215,7 +242,7 @@ def _plan_with_framing(job: Job, checks: list[AccountCheck], media: Ingested,
     sources, thumbs = media.sources, media.thumbs
     sha_of = {k: v.sha256 for k, v in sources.items()}
     jobplan = plan_job(checks, sha_of=sha_of, thumb_infos=thumbs,
-                       x264_preset=settings.x264_preset, fit=job.fit)
+                       x264_preset=settings.x264_preset, fit=job.fit, burn=burn)
     needed = framing.framing_jobs(jobplan)
     if not needed:
         return jobplan
@@ -227,7 +254,7 @@ def _plan_with_framing(job: Job, checks: list[AccountCheck], media: Ingested,
     found = framing.analyse(needed, {k: v.path for k, v in sources.items()}, infos,
                             timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()))
     return plan_job(checks, sha_of=sha_of, thumb_infos=thumbs, x264_preset=settings.x264_preset,
-                    fit=job.fit, reframes=found)
+                    fit=job.fit, reframes=found, burn=burn)
 
 
 # --------------------------------------------------------------------------- ingest
@@ -244,13 +271,19 @@ class Ingested:
     sources: dict[str, LocalMedia]
     probed: dict[MediaRef, Probed]
     thumbs: dict[str, MediaInfo]
+    captions: sidecars.Parsed
+
+
+def _used_items(job: Job, presets: PresetRegistry) -> range:
+    """The content items at least one account publishes: all of a thread, else the first."""
+    threads = any((p := presets.get(a.platform)) is not None and p.limits.thread
+                  for a in job.accounts)
+    return range(len(job.content) if threads else 1)
 
 
 def _needed_refs(job: Job, presets: PresetRegistry) -> tuple[list[MediaRef], MediaRef | None]:
     """Media that at least one account will publish, and the cover thumbnail if one is used."""
-    threads = any((p := presets.get(a.platform)) is not None and p.limits.thread
-                  for a in job.accounts)
-    items = job.content if threads else job.content[:1]
+    items = [job.content[i] for i in _used_items(job, presets)]
     refs: list[MediaRef] = []
     for item in items:
         for ref in item.media:
@@ -297,4 +330,7 @@ def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, paths: Wo
             probed[ref] = err
     if thumb is not None and isinstance(thumb_info := probed.get(thumb), MediaInfo):
         thumbs[str(thumb)] = thumb_info
-    return Ingested(sources, probed, thumbs)
+    captions = sidecars.read_captions(
+        sidecars.caption_refs(job, _used_items(job, presets)), paths.sources / "captions",
+        settings=settings, workspace_id=job.workspace_id, deadline=deadline)
+    return Ingested(sources, probed, thumbs, captions)

@@ -17,26 +17,40 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union
 
-from .manifest import CoverEntry, Manifest, MediaEntry
-from .models import Account, ContentItem, CoverRequest, ErrorInfo, Job, MediaRef
+from .job import MAX_ALT_CHARS
+from .manifest import CaptionFile, CoverEntry, Manifest, MediaEntry
+from .models import (
+    Account,
+    CaptionRequest,
+    ContentItem,
+    CoverRequest,
+    ErrorInfo,
+    Job,
+    MediaRef,
+)
 
 SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 # Record fields the JSON does not carry (kept for the caller, not published).
 _HIDDEN = {(Manifest, "uri"), (Manifest, "extra"), (ErrorInfo, "retryable"),
-           (Job, "duration_policy"), (Job, "fit")}
+           (Job, "duration_policy"), (Job, "fit"),
+           # carried inside the request's own shapes: a medium's {"src", "alt"} and an
+           # account's "conform": {"limits"} (added by job_schema)
+           (ContentItem, "alts"), (Account, "limits"), (CaptionFile, "key")}
 # Fields written only when they have a value.
-_OMITTED_WHEN_NONE = {(MediaEntry, "url"), (MediaEntry, "reframe"), (CoverEntry, "url"),
+_OMITTED_WHEN_NONE = {(MediaEntry, "url"), (MediaEntry, "reframe"), (MediaEntry, "alt"),
+                      (MediaEntry, "captions"), (CaptionFile, "url"), (CoverEntry, "url"),
                       (CoverEntry, "timestamp_ms"), (CoverEntry, "source"),
                       (ErrorInfo, "content_index"), (ErrorInfo, "media_index")}
 # Job fields under another name in the request.
-_JSON_NAMES = {(ContentItem, "cover"): "cover_image",
+_JSON_NAMES = {(ContentItem, "cover"): "cover_image", (CaptionRequest, "ref"): "src",
                (CoverRequest, "timestamp_ms"): "video_cover_timestamp_ms"}
 # Job fields the request may leave out (an id is derived from the request, a post may be
 # text only, settings and covers are optional).
 _OPTIONAL_IN_JOB = {(Job, "id"), (ContentItem, "text"), (ContentItem, "media"),
                     (ContentItem, "cover"), (Account, "mode"), (Account, "settings"),
-                    (CoverRequest, "thumbnail"), (CoverRequest, "timestamp_ms")}
+                    (CoverRequest, "thumbnail"), (CoverRequest, "timestamp_ms"),
+                    (ContentItem, "captions"), (CaptionRequest, "burn_in")}
 # Job fields the request does not carry at all (derived from the platform's settings).
 _DERIVED_IN_JOB = {(Account, "mode")}
 _ID = {"type": ["string", "integer"]}
@@ -126,8 +140,28 @@ def job_schema() -> dict[str, Any]:
             "fit": _type_schema(typing.get_type_hints(Job)["fit"], defs, job=True),
         },
     }
+    defs["ContentItem"]["properties"]["media"] = {"type": "array", "items": {"anyOf": [
+        _type_schema(MediaRef, defs, job=True), _MEDIUM_WITH_ALT]}}
+    defs["Account"]["properties"]["conform"] = {
+        "type": "object", "properties": {"limits": _ACCOUNT_LIMITS}}
     return {"$schema": SCHEMA_DRAFT, "$id": "conform-pipeline/job.json",
             "title": "conform-pipeline job", **root, "$defs": dict(sorted(defs.items()))}
+
+
+# A medium given with its alt text (a plain reference stays what it is).
+_MEDIUM_WITH_ALT: dict[str, Any] = {
+    "type": "object", "description": "a medium with its alt text",
+    "properties": {"src": {"type": ["string", "integer"],
+                           "description": "a media-library ID or an http(s) URL"},
+                   "alt": {"type": "string", "maxLength": MAX_ALT_CHARS}},
+    "required": ["src"], "additionalProperties": False}
+# An account's own limits (accounts[].conform.limits), held to each variant's ceiling.
+_ACCOUNT_LIMITS: dict[str, Any] = {
+    "type": "object", "description": "the account's own limits, as its platform reported them",
+    "properties": {"max_duration_s": {"type": "number", "exclusiveMinimum": 0},
+                   "max_video_bytes": {"type": "integer", "exclusiveMinimum": 0},
+                   "max_image_bytes": {"type": "integer", "exclusiveMinimum": 0}},
+    "additionalProperties": False}
 
 
 SCHEMAS = {"job": job_schema, "manifest": manifest_schema}

@@ -151,6 +151,8 @@ def plan_table(data: dict[str, Any]) -> str:
             ", ".join(sorted({m["variant"] for m in a["media"]}))
         lines.append(f"{a['account_id'][:16]:<16} {a['platform']:<10} "
                      f"{'ok' if a['ok'] else 'FAILED':<8} {details}")
+        for limit in a.get("limits", []):
+            lines.append(f"{'':<36} limit: {limit} (the account's)")
         for w in a["warnings"]:
             lines.append(f"{'':<36} warning: {w}")
     # Account ids, sources and messages come from the job: a terminal must not obey them.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..rules import H264_PROFILES, is_srgb_profile
 from .audio import LOUDNORM_I, LOUDNORM_LRA, LOUDNORM_TP, MIN_AUDIO_KBPS, audio_target
+from .burnin import BurnSource
 from .covers import frame_target, plan_cover, thumbnail_target
 from .framerate import SNAP_TOLERANCE, STANDARD_RATES, choose_fps
 from .geometry import clamp_aspect, fit_geometry, nearest_ratio, round_even
@@ -33,6 +34,7 @@ from .targets import (
     IMAGE_ENGINE,
     VIDEO_ENCODER_VERSION,
     AudioTarget,
+    BurnIn,
     CoverPlan,
     CoverTarget,
     FitMode,
@@ -89,6 +91,8 @@ __all__ = [
     "VIDEO_ENCODER_VERSION",
     "AccountPlan",
     "AudioTarget",
+    "BurnIn",
+    "BurnSource",
     "CoverPlan",
     "CoverTarget",
     "FitMode",

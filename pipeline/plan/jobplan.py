@@ -9,7 +9,8 @@ from fractions import Fraction
 
 from ..errors import JobInvalid
 from ..models import Account, AccountCheck, CoverChoice, MediaInfo, Selected
-from ..presets import FitPolicy, Limits, Preset, PresetRegistry
+from ..presets import FitPolicy, Limits, Preset, PresetRegistry, with_account_limits
+from .burnin import BurnSource, burn_in_for
 from .covers import plan_cover
 from .images import carousel_frame, plan_image
 from .targets import (
@@ -57,13 +58,14 @@ class _Options:
     x264_preset: str
     fit: FitPolicy | None
     reframes: Mapping[tuple[str, int, int], tuple[ReframeShot, ...] | None] | None
+    burn: Mapping[int, BurnSource]
 
 
 def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
              thumb_infos: dict[str, MediaInfo], x264_preset: str = "medium",
              fit: FitPolicy | None = None,
              reframes: Mapping[tuple[str, int, int], tuple[ReframeShot, ...] | None] | None
-             = None) -> JobPlan:
+             = None, burn: Mapping[int, BurnSource] | None = None) -> JobPlan:
     """Plan all outputs of a job; identical targets for the same source share one rendition.
 
     Args:
@@ -76,11 +78,13 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             :mod:`pipeline.framing`; None: not analysed yet (smart crops stay centred). A
             smart target whose analysis is missing or found no subject takes the variant's
             normal fit, with a ``no_subject`` warning.
+        burn: each content item's burned-in caption track (by content index), drawn into
+            every video of that item.
 
     Raises:
         Nothing: every check has been validated.
     """
-    options = _Options(x264_preset, fit, reframes)
+    options = _Options(x264_preset, fit, reframes, burn or {})
     renditions: dict[str, Rendition] = {}
     covers: dict[str, CoverPlan] = {}
     accounts: list[AccountPlan] = []
@@ -114,7 +118,7 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
 
 
 def account_preset(account: Account, presets: PresetRegistry) -> Preset:
-    """The preset an account's platform names.
+    """The preset an account's platform names, with the account's own limits in place.
 
     Job parsing only accepts known platforms, so this fails only for a job built in code.
 
@@ -125,7 +129,7 @@ def account_preset(account: Account, presets: PresetRegistry) -> Preset:
     if preset is None:
         raise JobInvalid([(f"accounts[{account.id}].platform",
                            f"unknown platform {account.platform!r}")])
-    return preset
+    return with_account_limits(preset, account.limits)
 
 
 def _plan_medium(sel: Selected, limits: Limits, sha: str, frame: _Frame | None,
@@ -162,7 +166,8 @@ def _plan_video_medium(sel: Selected, limits: Limits, sha: str,
     max_bytes = min(spec.max_bytes, limits.max_video_bytes or spec.max_bytes)
     video_plan = functools.partial(
         plan_video, sel.info, spec, max_bytes=max_bytes, trim_s=sel.trim_to_s,
-        from_image=sel.as_video, x264_preset=options.x264_preset, loops=sel.loops)
+        from_image=sel.as_video, x264_preset=options.x264_preset, loops=sel.loops,
+        burn_in=burn_in_for(sel, options.burn.get(sel.content_index)))
     target, acts, warns = video_plan(fit=options.fit)
     if (target.geometry.fit != "smart" or options.reframes is None
             or target.action != "transcode"):

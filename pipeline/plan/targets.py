@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Literal
 
+from ..captions import Cue
 from ..models import MediaRef
 from ..presets import Preset, Variant
 
@@ -21,6 +22,8 @@ VIDEO_ENCODER_VERSION = "2"
 # The same for videos made from animations only (frame timing): "2" keeps every frame's own
 # delay (WebP used to get 100 ms per frame), so no earlier output of one is ever reused.
 ANIMATION_TIMING_VERSION = "2"
+# The same for burned-in captions (font, size, outline, margins: pipeline/video/burnin.py).
+BURN_IN_STYLE_VERSION = "1"
 
 FitMode = Literal["none", "crop", "pad", "blur", "smart"]
 
@@ -107,6 +110,29 @@ class AudioTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class BurnIn:
+    """Captions rendered into the picture, inside the surface's safe area.
+
+    ``cues`` are already timed to the delivered video (trims, loops); ``sha256`` names them
+    (the SRT they make), so the content key holds the text and timing without the cues
+    themselves. The bands are the shares of the frame the app's own UI covers (the variant's
+    ``ui_zones``), which the captions stay out of.
+    """
+
+    sha256: str
+    lang: str
+    bottom: float
+    left: float
+    right: float
+    cues: tuple[Cue, ...] = field(default=(), compare=False, repr=False)
+
+    def key_view(self) -> dict[str, object]:
+        """What of it changes the pixels (the cues by their hash, the style's version)."""
+        return {"sha256": self.sha256, "lang": self.lang, "bottom": self.bottom,
+                "left": self.left, "right": self.right, "style": BURN_IN_STYLE_VERSION}
+
+
+@dataclass(frozen=True, slots=True)
 class VideoTarget:
     """What one video output must be, and whether we pass, remux or encode to get there."""
 
@@ -137,6 +163,7 @@ class VideoTarget:
     kind: Literal["video"] = "video"
     loops: int = 1                    # an endless animation played this many whole times
     crf: int = 20                     # x264 CRF of a constant-quality encode (preset quality)
+    burn_in: BurnIn | None = None     # captions rendered into the picture
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,11 +263,12 @@ COVER_KEY_FIELDS = ("source", "at_ms", "format", "width", "height", "fit", "max_
 VIDEO_KEY_FIELDS = ("action", "geometry", "pad_color", "fps", "gop_frames", "tonemap",
                     "deinterlace", "full_to_limited", "maxrate_kbps", "trim_s", "audio",
                     "from_image", "x264_preset", "square_pixels", "in_matrix", "in_transfer",
-                    "in_primaries", "level", "source_codec", "reframe", "kind", "loops", "crf")
+                    "in_primaries", "level", "source_codec", "reframe", "kind", "loops", "crf",
+                    "burn_in")
 # Only an encode makes the picture: a stream copy (remux, pass-through) keys on the rest.
 VIDEO_ENCODE_FIELDS = ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",
                        "tonemap", "deinterlace", "full_to_limited", "square_pixels",
-                       "in_matrix", "in_transfer", "in_primaries", "level", "crf")
+                       "in_matrix", "in_transfer", "in_primaries", "level", "crf", "burn_in")
 # Fields that never reach the bytes, so outputs shared by platforms with different caps have
 # one key. The byte cap reaches a video only through maxrate_kbps (derived from it; the
 # rendition is verified against the smallest cap of everyone sharing it); the minimum size is
@@ -259,8 +287,11 @@ def _key_view(target: Target | CoverTarget) -> dict[str, object]:
                  and not (n == "loops" and target.loops == 1)
                  and not (n == "reframe" and not target.reframe)
                  # "standard" quality keeps the keys made before the quality knob
-                 and not (n == "crf" and target.crf == 20)]
+                 and not (n == "crf" and target.crf == 20)
+                 and not (n == "burn_in" and target.burn_in is None)]
         view = {n: full[n] for n in names}
+        if target.burn_in is not None and "burn_in" in view:
+            view["burn_in"] = target.burn_in.key_view()
         view["video_encoder"] = VIDEO_ENCODER_VERSION
         if target.from_image:
             view["animation_timing"] = ANIMATION_TIMING_VERSION

@@ -14,7 +14,7 @@ from ..presets import FitPolicy, VideoSpec
 from .audio import audio_target
 from .framerate import output_fps
 from .geometry import FIT_ACTIONS, clamp_aspect, fit_geometry
-from .targets import AudioTarget, Geometry, Rendition, VideoTarget
+from .targets import AudioTarget, BurnIn, Geometry, Rendition, VideoTarget
 
 # x264 quality: CRF 20 is visually transparent for social re-encodes at these sizes.
 CRF = 20
@@ -147,7 +147,8 @@ _DONE = {"passthrough": "passed_through", "remux": "remuxed", "audio_only": "rem
 
 def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: float | None,
                from_image: bool, x264_preset: str, loops: int = 1,
-               fit: FitPolicy | None = None) -> tuple[VideoTarget, list[str], list[str]]:
+               fit: FitPolicy | None = None,
+               burn_in: BurnIn | None = None) -> tuple[VideoTarget, list[str], list[str]]:
     """Target, planned actions and warnings for one video (or animation) and one video variant.
 
     The least work wins: untouched (``passthrough``) when stream and container conform,
@@ -155,7 +156,8 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     track only (``audio_only``), else a full encode (``transcode``). ``loops`` > 1 (an endless
     animation under the variant's minimum, see validation) plays it that many whole times.
 
-    ``fit`` overrides the variant's fit for a shape change (the job's ``conform.fit``).
+    ``fit`` overrides the variant's fit for a shape change (the job's ``conform.fit``);
+    ``burn_in`` renders captions into the picture (always an encode).
 
     Raises:
         Nothing: validation has already checked durations and counts.
@@ -172,6 +174,8 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
                 else video_streams_conform(info, spec, max_bytes))
     if trim_s is not None:
         problems.append("trim")
+    if burn_in is not None:
+        problems.append("captions burned in")
     action = _choose_action(info, spec, problems, audio)
     matrix, transfer, primaries = _colour_in(info)
     # Every encode is 8-bit SDR H.264, so HDR is tone-mapped whenever we encode, not only for
@@ -187,7 +191,7 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         in_matrix=matrix, in_transfer=transfer if hdr else None, in_primaries=primaries,
         level=h264_level(geometry.width, geometry.height, fps, maxrate),
         min_width=spec.min_width, min_height=spec.min_height, loops=loops,
-        crf=QUALITY_CRF[spec.quality],
+        crf=QUALITY_CRF[spec.quality], burn_in=burn_in,
     )
     if action != "transcode":
         assert v is not None  # a source without a video stream is always encoded
@@ -195,6 +199,8 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     actions = [_DONE[action]]
     if action == "transcode":
         actions += _picture_actions(target, info, fps_changed=fps_changed)
+    if burn_in is not None:
+        actions.append("burned_in_captions")
     if action in ("audio_only", "transcode"):
         actions += _audio_actions(audio)
     if action != "passthrough" and (info.has_location or info.extra_streams):
@@ -304,7 +310,9 @@ def shared_decodes(renditions: Iterable[Rendition]) -> tuple[tuple[str, ...], ..
     groups: dict[tuple[object, ...], list[str]] = {}
     for r in renditions:
         t = r.target
-        if isinstance(t, VideoTarget) and t.action == "transcode" and not t.audio.loudnorm:
+        # Burned-in captions draw on one branch with a file of their own: not shared (yet).
+        if (isinstance(t, VideoTarget) and t.action == "transcode" and not t.audio.loudnorm
+                and t.burn_in is None):
             key = (r.source_sha256, t.deinterlace, t.from_image, t.square_pixels,
                    t.full_to_limited, t.loops)
             groups.setdefault(key, []).append(r.key)

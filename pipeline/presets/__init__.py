@@ -13,10 +13,12 @@ re-exported here, so ``from pipeline.presets import ...`` is the one import path
 
 from __future__ import annotations
 
+from .account import applied_limits, limit_problems, with_account_limits
 from .parse import load_preset_file, parse_preset
 from .reader import parse_ratio
 from .records import (
     AUDIO_CODECS,
+    CAPTION_FORMATS,
     CAROUSEL_POLICIES,
     CONTAINERS,
     COVER_FIT_POLICIES,
@@ -28,7 +30,11 @@ from .records import (
     VARIANT_KINDS,
     VIDEO_CODECS,
     VIDEO_QUALITIES,
+    AccountCeiling,
+    AccountLimits,
     AudioSpec,
+    CaptionFormat,
+    CaptionSpec,
     CarouselPolicy,
     CoverSource,
     CoverSpec,
@@ -47,6 +53,7 @@ from .registry import REPO_PRESETS_DIR, PresetRegistry, bundled_presets_dir, loa
 
 __all__ = [
     "AUDIO_CODECS",
+    "CAPTION_FORMATS",
     "CAROUSEL_POLICIES",
     "CONTAINERS",
     "COVER_FIT_POLICIES",
@@ -59,7 +66,11 @@ __all__ = [
     "VARIANT_KINDS",
     "VIDEO_CODECS",
     "VIDEO_QUALITIES",
+    "AccountCeiling",
+    "AccountLimits",
     "AudioSpec",
+    "CaptionFormat",
+    "CaptionSpec",
     "CarouselPolicy",
     "CoverSource",
     "CoverSpec",
@@ -74,9 +85,12 @@ __all__ = [
     "Variant",
     "VariantKind",
     "VideoSpec",
+    "applied_limits",
     "bundled_presets_dir",
+    "limit_problems",
     "load_preset_file",
     "load_presets",
     "parse_preset",
     "parse_ratio",
+    "with_account_limits",
 ]

@@ -18,6 +18,7 @@ from ..errors import PresetError
 from .reader import Reader, pick
 from .records import (
     AUDIO_CODECS,
+    CAPTION_FORMATS,
     CAROUSEL_POLICIES,
     CONTAINERS,
     COVER_FIT_POLICIES,
@@ -29,7 +30,9 @@ from .records import (
     VARIANT_KINDS,
     VIDEO_CODECS,
     VIDEO_QUALITIES,
+    AccountCeiling,
     AudioSpec,
+    CaptionSpec,
     CoverSpec,
     ImageSpec,
     Limits,
@@ -38,6 +41,7 @@ from .records import (
     UiEdge,
     UiZone,
     Variant,
+    VariantKind,
     VideoSpec,
 )
 
@@ -70,13 +74,16 @@ def parse_preset(data: Mapping[str, Any], *, origin: str, stem: str | None = Non
     variants = _variants(head.platform, r.table("variants", required=True))
     modes = _modes(r.table("modes", required=True), variants, default_mode)
     enums = _enums(r.table("enums"))
+    c = r.table("captions")
+    captions = _captions(c) if c else None
     r.finish()
     if problems:
         raise PresetError(f"{origin}: " + "; ".join(problems), details={"problems": problems})
     return Preset(platform=head.platform, version=head.version, label=head.label,
                   aliases=head.aliases, sources=head.sources, checked=head.checked,
                   limits=limits, mode_setting=mode_setting, default_mode=default_mode,
-                  modes=modes, enums=enums, variants=variants, origin=origin)
+                  modes=modes, enums=enums, variants=variants, origin=origin,
+                  captions=captions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +129,7 @@ def _limits(r: Reader | None) -> Limits:
         thread=r.bool_("thread"),
         min_carousel=r.int_("min_carousel", 2, lo=1) or 2,
         max_items=r.int_("max_items", None, lo=1),
+        alt_text_max_chars=r.int_("alt_text_max_chars", None, lo=1),
     )
     r.finish()
     return limits
@@ -169,6 +177,20 @@ def _check_mode_refs(r: Reader, name: str, mode: Mode, variants: Mapping[str, Va
             r.problems.append(f"modes.{name}.{want}: variant {ref!r} is not an {want} variant")
 
 
+def _captions(r: Reader) -> CaptionSpec:
+    """``[captions]``: the caption files the platform takes with a video."""
+    picked = (pick(name, CAPTION_FORMATS) for name in r.strs("formats", choices=CAPTION_FORMATS))
+    formats = tuple(f for f in picked if f is not None)
+    if not formats:
+        r.problem("formats", "required: the caption formats the platform takes, best first")
+    spec = CaptionSpec(formats=formats,
+                       source=r.str_("source", "", required=True) or "",
+                       max_bytes=r.int_("max_bytes", None, lo=1),
+                       max_tracks=r.int_("max_tracks", None, lo=1))
+    r.finish()
+    return spec
+
+
 def _enums(r: Reader | None) -> dict[str, tuple[str, ...]]:
     enums: dict[str, tuple[str, ...]] = {}
     if r is None:
@@ -196,9 +218,22 @@ def _variant(platform: str, name: str, r: Reader) -> Variant:
     cover = _cover(c) if c else None
     z = r.table("ui_zones")
     ui_zones = _ui_zones(z) if z else ()
+    a = r.table("account_ceiling")
+    ceiling = _account_ceiling(a, kind) if a else None
     r.finish()
     return Variant(id=f"{platform}-{name}", name=name, kind=kind, label=label, image=image,
-                   video=video, cover=cover, ui_zones=ui_zones)
+                   video=video, cover=cover, ui_zones=ui_zones, account_ceiling=ceiling)
+
+
+def _account_ceiling(r: Reader, kind: VariantKind) -> AccountCeiling:
+    """``[variants.X.account_ceiling]``: the most an account's own limits may ask for."""
+    source = r.str_("source", "", required=True) or ""
+    ceiling = AccountCeiling(
+        source=source,
+        max_duration_s=r.float_("max_duration_s", None, lo=0.001) if kind == "video" else None,
+        max_bytes=r.int_("max_bytes", None, lo=1))
+    r.finish()
+    return ceiling
 
 
 def _audio(r: Reader | None) -> AudioSpec:

@@ -35,6 +35,8 @@ CONTAINERS = ("mp4", "mov", "webm", "matroska", "avi", "mpegts")
 VIDEO_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
 VIDEO_QUALITIES = ("high", "standard", "compact")  # a video variant's `quality` (its x264 CRF)
 AUDIO_CODECS = ("aac", "opus", "mp3", "vorbis", "ac3")
+CaptionFormat = Literal["srt", "vtt"]
+CAPTION_FORMATS: tuple[CaptionFormat, ...] = get_args(CaptionFormat)
 
 
 # --------------------------------------------------------------------------- schema
@@ -55,6 +57,9 @@ class Limits:
     # Images and videos together in one post (a mixed carousel or media group); None: the
     # per-kind counts are the only limit (platforms that never mix kinds).
     max_items: int | None = None
+    # The longest alt text the platform takes on a medium (characters); None: it takes none
+    # through its API, so the manifest carries none (with the warning alt_text_not_supported).
+    alt_text_max_chars: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +175,42 @@ class UiZone:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountCeiling:
+    """How far an account's own limits may loosen a variant's (``[variants.X.account_ceiling]``).
+
+    A platform that grants some accounts more (X Premium: 125 min and 16 GB instead of the
+    default) publishes the most any account gets; an account's ``conform.limits`` may ask for
+    up to that, never more. A variant without a ceiling can only be tightened.
+    ``source`` says where the numbers come from.
+    """
+
+    source: str
+    max_duration_s: float | None = None
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLimits:
+    """An account's own limits (``accounts[].conform.limits``), as its platform reported them.
+
+    X gives Premium accounts 125 min and 16 GB; TikTok tells each creator its longest post
+    (``creator_info``). Each value replaces the variants' own (None: the preset's stands);
+    :func:`pipeline.presets.account.limit_problems` holds them to the variants' ceilings.
+    """
+
+    max_duration_s: float | None = None
+    max_video_bytes: int | None = None
+    max_image_bytes: int | None = None
+
+    def items(self) -> tuple[tuple[str, float | int], ...]:
+        """The limits that are set, by name, in the job's spelling."""
+        pairs = (("max_duration_s", self.max_duration_s),
+                 ("max_video_bytes", self.max_video_bytes),
+                 ("max_image_bytes", self.max_image_bytes))
+        return tuple((name, value) for name, value in pairs if value is not None)
+
+
+@dataclass(frozen=True, slots=True)
 class Variant:
     """One media variant of a platform, e.g. ``instagram-reels``."""
 
@@ -181,6 +222,18 @@ class Variant:
     video: VideoSpec | None = None
     cover: CoverSpec | None = None
     ui_zones: tuple[UiZone, ...] = ()
+    account_ceiling: AccountCeiling | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaptionSpec:
+    """The caption files a platform takes with a video (``[captions]``): the formats (the
+    first is what is delivered), the largest file, how many tracks; ``source`` says where."""
+
+    formats: tuple[CaptionFormat, ...]
+    source: str
+    max_bytes: int | None = None
+    max_tracks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +263,8 @@ class Preset:
     enums: Mapping[str, tuple[str, ...]]
     variants: Mapping[str, Variant]
     origin: str = ""
+    # None: the platform's API takes no caption files (captions_not_supported)
+    captions: CaptionSpec | None = None
 
     def variant(self, name: str) -> Variant:
         """The variant called ``name``.

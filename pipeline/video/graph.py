@@ -24,6 +24,7 @@ from ..plan import (
     round_even,
 )
 from ..probe import BROWSER_DEFAULT_DELAY_MS, BROWSER_MIN_DELAY_MS
+from .burnin import FONTS_DIR
 from .loudness import Loudness
 
 # The blurred background is computed at 1/8 size: the blur hides the detail anyway, and it
@@ -96,8 +97,10 @@ def _colour_chain(v: Any, t: VideoTarget) -> Any:
     return v
 
 
-def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float) -> Any:
-    """One output's own picture filters: rate, crop, scale, colour, fill."""
+def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float,
+                  captions: Path | None = None) -> Any:
+    """One output's own picture filters: rate, crop, scale, colour, fill, burned-in captions
+    (``captions``: the ASS script of :mod:`pipeline.video.burnin`)."""
     v = stream
     if duration_s > 0:
         # Hold the last frame so the picture lasts as long as the file says (a last frame
@@ -138,6 +141,9 @@ def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float) -
             v = ffg.overlay(bg, fg, x="(W-w)/2", y="(H-h)/2")
         else:
             v = v.filter("pad", g.width, g.height, "(ow-iw)/2", "(oh-ih)/2", color=t.pad_color)
+    if captions is not None:
+        # Drawn on the finished frame, so the margins are the output's own pixels.
+        v = v.filter("ass", filename=str(captions), fontsdir=str(FONTS_DIR))
     return v.filter("setsar", 1).filter("format", "yuv420p")
 
 
@@ -262,7 +268,8 @@ STREAM_COPY_ACTIONS = frozenset({"passthrough", "remux", "audio_only"})
 def build_args(src: Path, src_format: str, t: VideoTarget, out: Path, *,
                maxrate_kbps: int | None = None, geometry: Geometry | None = None,
                two_pass: int = 0, passlog: Path | None = None, progress: bool = False,
-               loudness: Loudness | None = None, duration_s: float = 0.0) -> list[str]:
+               loudness: Loudness | None = None, duration_s: float = 0.0,
+               captions: Path | None = None) -> list[str]:
     """The full ffmpeg argv for one target (pure: no process is started).
 
     Args:
@@ -280,6 +287,8 @@ def build_args(src: Path, src_format: str, t: VideoTarget, out: Path, *,
         duration_s: the source's duration: an encode lasts exactly this long (or the
             trim), holding the last frame if the picture ends early. A looped target lasts
             ``t.loops`` times this, ``src`` then being the looped frames from ``_decodable``.
+        captions: the ASS script of the target's burned-in captions (see
+            :func:`pipeline.video.burnin.write_script`).
 
     Returns:
         argv, ``argv[0]`` being the ffmpeg binary.
@@ -293,7 +302,7 @@ def build_args(src: Path, src_format: str, t: VideoTarget, out: Path, *,
     else:
         g = geometry or t.geometry
         length = output_length(t, duration_s)
-        v = _branch_chain(_pre_chain(inp["v:0"], t, g), t, g, length)
+        v = _branch_chain(_pre_chain(inp["v:0"], t, g), t, g, length, captions)
         opts = _output_opts(t, rate_kbps=maxrate_kbps or t.maxrate_kbps, two_pass=two_pass,
                             passlog=passlog, duration_s=length)
         if two_pass == 1:

@@ -13,6 +13,7 @@ from ..errors import CannotFit, CorruptMedia, FFmpegError, FFmpegTimeout, Proces
 from ..plan import Geometry, VideoTarget, budget_kbps, round_even
 from ..probe import PIL_FORMATS, first_animation_frame, frame_delays_ms, probe_video
 from .brands import describe_brands
+from .burnin import write_script
 from .graph import (
     build_args,
     build_shared_args,
@@ -183,6 +184,9 @@ class _Work:
         self.length_s = output_length(t, duration_s)  # the output's: loops and trim applied
         self.passlog = out.with_name(out.stem + "-passlog")
         self.loudness: Loudness | None = None
+        self.captions = (write_script(t.burn_in, t.geometry.width, t.geometry.height,
+                                      out.with_name(out.stem + "-captions.ass"))
+                         if t.burn_in is not None else None)
 
     def run(self, on_progress: Callable[[float], None] | None,
             first_pass: Path | None) -> VideoResult:
@@ -233,6 +237,7 @@ class _Work:
     def _first_args(self, progress: bool) -> list[str]:
         """The first attempt's argv: the plan as it is, one pass."""
         return build_args(self.src, self.fmt, self.t, self.out, loudness=self.loudness,
+                          captions=self.captions,
                           duration_s=self.duration_s, progress=progress)
 
     def _over_bitrate_cap(self) -> int | None:
@@ -264,11 +269,13 @@ class _Work:
             if analysed != geometry:  # the analysis pass depends on the picture, not the rate
                 self._encode(build_args(self.src, self.fmt, t, self.out, maxrate_kbps=rate,
                                         geometry=geometry, two_pass=1, passlog=self.passlog,
-                                        duration_s=self.duration_s), None)
+                                        duration_s=self.duration_s, captions=self.captions),
+                             None)
                 analysed = geometry
             self._encode(build_args(self.src, self.fmt, t, self.out, maxrate_kbps=rate,
                                     geometry=geometry, two_pass=2, passlog=self.passlog,
-                                    loudness=self.loudness, duration_s=self.duration_s), None)
+                                    loudness=self.loudness, duration_s=self.duration_s,
+                                    captions=self.captions), None)
             size = self.out.stat().st_size
             over_rate = self._over_bitrate_cap()
             if size <= t.max_bytes and over_rate is None:
@@ -289,6 +296,8 @@ class _Work:
             p.unlink(missing_ok=True)
         if self.src != self.original:
             self.src.unlink(missing_ok=True)  # the APNG made from a WebP or looped animation
+        if self.captions is not None:
+            self.captions.unlink(missing_ok=True)
 
 
 def _run_encode(args: list[str], src: Path, src_format: str, *, timeout_s: float,
