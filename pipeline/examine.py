@@ -111,12 +111,7 @@ def probe_source(source: str, *, settings: Settings,
     """
     with _scratch(settings, "conform-probe-") as tmp:
         local = _fetch(source, tmp, settings=settings, workspace_id=workspace_id)
-        info = probe.probe(local.path, timeout_s=settings.probe_timeout_s,
-                           max_pixels=settings.max_image_pixels,
-                           max_frames=settings.max_animation_frames,
-                           max_video_side_px=settings.max_video_side_px,
-                           max_video_pixels=settings.max_video_pixels,
-                           max_decode_bytes=settings.max_decode_bytes)
+        info = probe.probe_with_limits(local.path, settings)
     return SourceProbe(source, local.sha256, info)
 
 
@@ -151,11 +146,7 @@ def cover_frame(video: str, at_ms: int, dest: Path, *, settings: Settings) -> Co
     probe.setup_pillow(settings.max_image_pixels, settings.max_decode_bytes)
     with _scratch(settings, "conform-cover-") as tmp:
         local = ingest.fetch_local_path(Path(video), tmp / "src", settings=settings)
-        info = probe.probe(local.path, timeout_s=settings.probe_timeout_s,
-                           max_pixels=settings.max_image_pixels,
-                           max_video_side_px=settings.max_video_side_px,
-                           max_video_pixels=settings.max_video_pixels,
-                           max_decode_bytes=settings.max_decode_bytes)
+        info = probe.probe_with_limits(local.path, settings)
         result = cover.cover_at(local.path, info, at_ms, tmp,
                                 timeout_s=settings.ffmpeg_timeout_s)
         try:

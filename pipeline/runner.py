@@ -315,13 +315,9 @@ def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, paths: Wo
             if local.sha256 in by_sha:  # the same bytes under another name: probe once
                 probed[ref] = by_sha[local.sha256]
                 continue
-            info = probe.probe(local.path, timeout_s=min(settings.probe_timeout_s,
-                                                         deadline.remaining()),
-                               max_pixels=settings.max_image_pixels,
-                               max_frames=settings.max_animation_frames,
-                               max_video_side_px=settings.max_video_side_px,
-                               max_video_pixels=settings.max_video_pixels,
-                               max_decode_bytes=settings.max_decode_bytes)
+            info = probe.probe_with_limits(
+                local.path, settings,
+                timeout_s=min(settings.probe_timeout_s, deadline.remaining()))
             probed[ref] = by_sha[local.sha256] = info
         except Interrupted:
             raise

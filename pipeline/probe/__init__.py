@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..budget import MAX_DECODE_BYTES
 from ..models import MediaInfo
+from ..settings import Settings
 from .containers import check_bmff_complete, check_matroska_complete
 from .ffprobe import PacketFacts, ffprobe_argv, ffprobe_json
 from .images import (
@@ -41,11 +42,30 @@ from .videos import (
 )
 
 __all__ = [
-    "BROWSER_DEFAULT_DELAY_MS", "BROWSER_MIN_DELAY_MS", "HDR_TRANSFERS", "IMAGE_FORMATS",
-    "MAX_VIDEO_PIXELS", "MAX_VIDEO_SIDE_PX", "PIL_FORMATS", "VIDEO_FORMATS", "PacketFacts",
-    "check_bmff_complete", "check_frame_size", "check_matroska_complete", "ffprobe_argv",
-    "ffprobe_json", "first_animation_frame", "frame_delays_ms", "open_image", "probe",
-    "probe_image", "probe_video", "setup_pillow", "shown_delay_ms", "sniff",
+    "BROWSER_DEFAULT_DELAY_MS",
+    "BROWSER_MIN_DELAY_MS",
+    "HDR_TRANSFERS",
+    "IMAGE_FORMATS",
+    "MAX_VIDEO_PIXELS",
+    "MAX_VIDEO_SIDE_PX",
+    "PIL_FORMATS",
+    "VIDEO_FORMATS",
+    "PacketFacts",
+    "check_bmff_complete",
+    "check_frame_size",
+    "check_matroska_complete",
+    "ffprobe_argv",
+    "ffprobe_json",
+    "first_animation_frame",
+    "frame_delays_ms",
+    "open_image",
+    "probe",
+    "probe_image",
+    "probe_video",
+    "probe_with_limits",
+    "setup_pillow",
+    "shown_delay_ms",
+    "sniff",
 ]
 
 
@@ -74,3 +94,18 @@ def probe(path: Path, *, timeout_s: float = 60.0, max_pixels: int = 400_000_000,
         check_matroska_complete(path)
     return probe_video(path, fmt, timeout_s=timeout_s, max_side_px=max_video_side_px,
                        max_pixels=max_video_pixels)
+
+
+def probe_with_limits(path: Path, settings: Settings, *,
+                      timeout_s: float | None = None) -> MediaInfo:
+    """:func:`probe` with every limit the operator configured (pixels, frames, video size,
+    decode memory): how a source from a job, or from ``conform probe``, is read.
+
+    Raises:
+        UnsupportedMedia, CorruptMedia, TooLarge: as :func:`probe`.
+    """
+    return probe(path, timeout_s=settings.probe_timeout_s if timeout_s is None else timeout_s,
+                 max_pixels=settings.max_image_pixels, max_frames=settings.max_animation_frames,
+                 max_video_side_px=settings.max_video_side_px,
+                 max_video_pixels=settings.max_video_pixels,
+                 max_decode_bytes=settings.max_decode_bytes)
