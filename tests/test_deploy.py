@@ -161,5 +161,5 @@ def test_ci_runs_the_container_proof_after_the_tests() -> None:
     text = script.read_text()
     for needed in ("debootstrap", 'runtime = "runc"', "default_ulimits", "--network host",
                    "update-ca-certificates", "--build-arg BASE_IMAGE=", "CONFORM_JOB_URI",
-                   "--version", "moto.server"):
+                   "--version", "tests.support.seaweed"):
         assert needed in text, needed
