@@ -3,21 +3,21 @@
 
 It is an input surface, so it is kept small and hostile-safe: GET (and HEAD) on the three paths
 only (anything else is 404 or 405, with no body read), a bounded request line and headers
-(http.server's own caps: 64 KiB line, 100 headers), a socket timeout so a slow or silent
-client is dropped, one request per connection, and a cap on connections served at once (the
-rest are closed unanswered). Responses are a few kilobytes, made from the monitor's state
-only: a request never reaches the queue or the storage.
+(http.server's own caps: 64 KiB line, 100 headers), a socket timeout so a silent client is
+dropped and a deadline per connection so a dribbling one is too, one request per connection,
+and a cap on connections served at once (the rest are closed unanswered). Responses are a few
+kilobytes, made from the monitor's state only: a request never reaches the queue or the storage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import ipaddress
 import logging
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from .errors import ConfigError
@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 #: Connections answered at once; Prometheus and the kubelet need one or two.
 MAX_CONNECTIONS = 8
-#: Seconds a client may take to send its request (and to take the response).
+#: Seconds a client may stay silent while sending its request (or taking the response).
 REQUEST_TIMEOUT_S = 5.0
+#: Seconds a whole connection may last, however it dribbles: a client sending a byte every few
+#: seconds would otherwise hold a connection slot for ever.
+CONNECTION_DEADLINE_S = 10.0
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -65,6 +68,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     default_request_version = "HTTP/1.0"  # errors to garbage get a status line too
     server_version = "conform"
     sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self._watchdog = threading.Timer(CONNECTION_DEADLINE_S, self._cut)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def finish(self) -> None:
+        self._watchdog.cancel()
+        super().finish()
+
+    def _cut(self) -> None:
+        """The connection outlived its deadline: end it (the handler's read then fails)."""
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def do_GET(self) -> None:
         self._answer(with_body=True)
@@ -146,7 +164,7 @@ class StatusServer(http.server.ThreadingHTTPServer):
         return f"http://{shown}:{port}"
 
 
-@contextmanager
+@contextlib.contextmanager
 def serving(address: str | None, monitor: Monitor) -> Iterator[StatusServer | None]:
     """Serve ``monitor`` on ``address`` in a background thread while the block runs; nothing
     when ``address`` is None.

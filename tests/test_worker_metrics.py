@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -197,6 +198,32 @@ def test_endpoint_survives_hostile_clients(served: tuple[Monitor, str],
         for sock in silent:
             sock.close()
     wait_for(lambda: _get(url, "/healthz")[0] == 200, 10, "the endpoint to answer again")
+
+
+def test_a_dribbling_client_is_cut_off_at_the_connection_deadline(
+        served: tuple[Monitor, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import statusserver
+
+    monkeypatch.setattr(statusserver, "CONNECTION_DEADLINE_S", 1.0)
+    _, url = served
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    request = b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 100
+    started = time.monotonic()
+    cut_after = None
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        for byte in request:  # one byte every 0.05 s: never silent, never a whole request
+            try:
+                sock.sendall(bytes([byte]))
+                # Readable with nothing to read: the server closed the connection.
+                if select.select([sock], [], [], 0)[0] and sock.recv(100) == b"":
+                    cut_after = time.monotonic() - started
+                    break
+            except OSError:  # reset by the server
+                cut_after = time.monotonic() - started
+                break
+            time.sleep(0.05)
+    assert cut_after is not None, "a dribbling client kept its connection"
+    assert 0.9 < cut_after < 3.0
 
 
 def test_addresses() -> None:

@@ -26,8 +26,9 @@ from .common import (
 from .display import BatchView, json_event_printer, message_printer
 
 if TYPE_CHECKING:
-    from ..batch import BatchEntry, JobOutcome
+    from ..batch import BatchEntry, JobOutcome, OutcomeCallback
     from ..metrics import Monitor
+    from ..settings import Settings
     from ..worker import Worker
 
 metrics_option = click.option(
@@ -209,7 +210,7 @@ class _BatchMonitor:
         self.monitor = monitor
         self._tokens: dict[int, int] = {}
 
-    def started(self, settings: Any) -> None:
+    def started(self, settings: Settings) -> None:
         """The source was opened and counted; check the destination once."""
         from ..storage import open_storage
 
@@ -221,7 +222,7 @@ class _BatchMonitor:
     def on_start(self, entry: BatchEntry) -> None:
         self._tokens[entry.index] = self.monitor.job_started()
 
-    def outcome_to(self, then: Any) -> Any:
+    def outcome_to(self, then: OutcomeCallback) -> OutcomeCallback:
         """An ``on_outcome`` that counts the outcome, then calls ``then``."""
 
         def on_outcome(outcome: JobOutcome) -> None:
@@ -233,7 +234,7 @@ class _BatchMonitor:
         return on_outcome
 
 
-def _batch_monitor(settings: Any) -> _BatchMonitor:
+def _batch_monitor(settings: Settings) -> _BatchMonitor:
     from ..metrics import Monitor
 
     # Reading the next entries (an S3 listing) may take a while; a job has its deadline.
