@@ -115,6 +115,28 @@ def _isolate_aws_environment(mp: pytest.MonkeyPatch, endpoint: str) -> None:
         mp.delenv(name, raising=False)
 
 
+#: The one SeaweedFS of this test process and how many fixture instances use it. Modules that
+#: re-export the fixture (``s3_server = s3server.s3_server``) get a session fixture of their
+#: own; they must all see one server, or a bucket made through one would be missing on the
+#: other (moto's in-process servers happened to share their state).
+_SHARED: dict[str, Any] = {"server": None, "users": 0}
+
+
+def _acquire_seaweed(tmp_path_factory: pytest.TempPathFactory) -> SeaweedServer:
+    if _SHARED["server"] is None:
+        _SHARED["server"] = SeaweedServer.start(tmp_path_factory.mktemp("seaweedfs"))
+    _SHARED["users"] += 1
+    server: SeaweedServer = _SHARED["server"]
+    return server
+
+
+def _release_seaweed() -> None:
+    _SHARED["users"] -= 1
+    if _SHARED["users"] == 0 and _SHARED["server"] is not None:
+        _SHARED["server"].stop()
+        _SHARED["server"] = None
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """SeaweedFS (``weed mini``) on 127.0.0.1 for the whole session, with the AWS environment
@@ -124,13 +146,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         if os.environ.get("CONFORM_REQUIRE_FFMPEG"):
             pytest.fail("weed (SeaweedFS) is missing: scripts/setup test installs it")
         pytest.skip("weed (SeaweedFS) not installed: scripts/setup test installs it")
-    server = SeaweedServer.start(tmp_path_factory.mktemp("seaweedfs"))
-    with pytest.MonkeyPatch.context() as mp:
-        _isolate_aws_environment(mp, server.endpoint_url)
-        try:
+    server = _acquire_seaweed(tmp_path_factory)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            _isolate_aws_environment(mp, server.endpoint_url)
             yield S3Server(endpoint_url=server.endpoint_url)
-        finally:
-            server.stop()
+    finally:
+        _release_seaweed()
 
 
 @pytest.fixture(scope="session")
