@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,6 +262,47 @@ def test_worker_readiness_follows_queue_and_destination(tmp_path: Path, library:
     assert not worker.monitor.readiness().ok  # before the loop reached anything
     worker.run()
     assert worker.monitor.readiness().ok
+
+
+class _StuckQueue:
+    """An SQS client whose receive hangs until released, as one behind a dead connection."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.receiving = threading.Event()
+
+    def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
+        return {"Attributes": {"VisibilityTimeout": "30"}}
+
+    def receive_message(self, **_: Any) -> dict[str, Any]:
+        self.receiving.set()
+        self.release.wait(30)
+        return {"Messages": []}
+
+
+def test_a_stuck_receive_turns_healthz_to_503(tmp_path: Path, library: Path) -> None:
+    stuck = _StuckQueue()
+    monitor = Monitor(idle_limit_s=0.5, job_limit_s=60)
+    settings = library_settings(tmp_path, library, dest=str(tmp_path / "out"))
+    worker = Worker("https://sqs.eu-west-1.amazonaws.com/1/q", settings=settings, sqs=stuck,
+                    wait_time_s=0, max_messages=1, idle_exit_s=0.1, monitor=monitor)
+    with serving("127.0.0.1:0", monitor) as server:
+        assert server is not None
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            assert stuck.receiving.wait(10)
+            assert _get(server.url, "/healthz")[0] == 200  # just turned
+            wait_for(lambda: _get(server.url, "/healthz")[0] == 503, 5, "healthz to turn 503")
+            status, body = _get(server.url, "/healthz")
+            assert "no turn of the loop" in body
+            # Readiness is about what was reached: the destination was, the queue not yet.
+            status, body = _get(server.url, "/readyz")
+            assert status == 503 and "destination: ok" in body and "queue: not reached" in body
+        finally:
+            stuck.release.set()
+            thread.join(10)
+        assert _get(server.url, "/healthz") == (503, "unavailable\nthe loop has ended\n")
 
 
 def _gated_ffmpeg(directory: Path, gate: Path) -> Path:
