@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 OutcomeStatus = Literal["succeeded", "partial", "failed", "invalid", "error", "skipped",
                         "interrupted"]
 OutcomeCallback = Callable[["JobOutcome"], None]
+StartCallback = Callable[[BatchEntry], None]
 
 
 # --------------------------------------------------------------------------- data
@@ -156,6 +157,7 @@ def process_batch(
     on_event: EventCallback | None = None,
     on_outcome: OutcomeCallback | None = None,
     isolation: Literal["thread", "process"] = "thread",
+    on_start: StartCallback | None = None,
 ) -> BatchSummary:
     """Run many jobs concurrently, each isolated from the others.
 
@@ -180,6 +182,8 @@ def process_batch(
             fails only its job; ``workers`` is then capped so that each process's decode
             budget fits in the available memory); arguments must be picklable. ``"thread"``
             runs jobs on threads of this process.
+        on_start: called with each entry whose job is handed to a worker, from the calling
+            thread (its outcome follows through ``on_outcome``).
 
     Returns:
         The counts and the failed outcomes.
@@ -197,7 +201,7 @@ def process_batch(
     if isolation == "process":
         workers = jobprocess.cap_workers(workers, settings.max_decode_bytes)
     batch = _Batch(run, workers=workers, shard=shard or Shard(), fail_fast=fail_fast,
-                   on_outcome=on_outcome)
+                   on_outcome=on_outcome, on_start=on_start)
     entries = _as_entries(jobs)
     try:
         try:
@@ -249,6 +253,7 @@ class _Batch:
     shard: Shard
     fail_fast: bool
     on_outcome: OutcomeCallback | None
+    on_start: StartCallback | None = None
     started: float = field(default_factory=time.monotonic)
     total: int = 0
     not_started: int = 0
@@ -293,6 +298,8 @@ class _Batch:
         if self.stopping:  # a job that finished while we waited failed (--fail-fast)
             self.not_started += 1
             return
+        if self.on_start is not None:
+            self.on_start(entry)
         self.inflight[self.pool.submit(self.run, entry, entry.job)] = entry
 
     def _finish(self, outcome: JobOutcome) -> None:

@@ -262,3 +262,46 @@ class JobRunner:
         log.error("job %s: its process %s", job.id, lost.reason, extra={"job_id": job.id})
         workdir.clean_stale(self.settings.workdir)  # the work folder the dead process left
         return "retry", None, None, error_info(lost)
+
+
+class Heartbeat:
+    """Keeps a message invisible while its job runs, by extending the visibility timeout."""
+
+    def __init__(self, sqs: Any, queue_url: str, receipt: str, visibility_s: int,
+                 job: Callable[[], str | None],
+                 errors: tuple[type[Exception], ...]) -> None:
+        """``errors``: what a failed extension raises (the SQS client's own exceptions)."""
+        self._sqs, self._queue_url, self._receipt = sqs, queue_url, receipt
+        self._errors = errors
+        self._visibility_s = visibility_s
+        # Extend at a third of the timeout: two extensions may fail before the message shows.
+        self._interval_s = max(0.2, visibility_s / 3)
+        self._stop = threading.Event()
+        self._job = job
+        self.count = 0
+        self._thread = threading.Thread(target=self._run, name="conform-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop extending, and wait so no extension races the delete or the release."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._sqs.change_message_visibility(QueueUrl=self._queue_url,
+                                                    ReceiptHandle=self._receipt,
+                                                    VisibilityTimeout=self._visibility_s)
+                self.count += 1
+            except self._errors as err:
+                # Another consumer may get the message; outputs are idempotent, so go on.
+                log.warning("job %s: cannot extend the message's visibility: %s", self._job(),
+                            err, extra={"job_id": self._job()})

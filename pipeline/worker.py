@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -27,9 +27,11 @@ from botocore.config import Config
 from . import ffmpeg, jobprocess
 from .batchjob import current_job_id
 from .errors import ConfigError
+from .metrics import Monitor
 from .models import Job
 from .presets import PresetRegistry, load_presets
 from .queuejob import (
+    Heartbeat,
     JobResult,
     JobRunner,
     LoopState,
@@ -86,46 +88,6 @@ def sqs_client(queue_url: str, *, endpoint_url: str | None = None) -> Any:
         raise ConfigError(f"cannot create the SQS client: {err}") from err
 
 
-class _Heartbeat:
-    """Keeps a message invisible while its job runs, by extending the visibility timeout."""
-
-    def __init__(self, sqs: Any, queue_url: str, receipt: str, visibility_s: int,
-                 job: Callable[[], str | None]) -> None:
-        self._sqs, self._queue_url, self._receipt = sqs, queue_url, receipt
-        self._visibility_s = visibility_s
-        # Extend at a third of the timeout: two extensions may fail before the message shows.
-        self._interval_s = max(0.2, visibility_s / 3)
-        self._stop = threading.Event()
-        self._job = job
-        self.count = 0
-        self._thread = threading.Thread(target=self._run, name="conform-heartbeat", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """Stop extending, and wait so no extension races the delete or the release."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self._sqs.change_message_visibility(QueueUrl=self._queue_url,
-                                                    ReceiptHandle=self._receipt,
-                                                    VisibilityTimeout=self._visibility_s)
-                self.count += 1
-            except _SQS_ERRORS as err:
-                # Another consumer may get the message; outputs are idempotent, so go on.
-                log.warning("job %s: cannot extend the message's visibility: %s", self._job(),
-                            err, extra={"job_id": self._job()})
-
-
 class Worker:
     """Long-polls a queue and runs each message's job; see the module docstring.
 
@@ -155,6 +117,7 @@ class Worker:
         on_result: ResultCallback | None = None,
         workers: int = 1,
         isolation: Literal["thread", "process"] = "thread",
+        monitor: Monitor | None = None,
     ) -> None:
         """Set up the worker; nothing is received until :meth:`run` or :meth:`poll_once`.
 
@@ -180,6 +143,8 @@ class Worker:
                 (:mod:`pipeline.jobprocess`: every core busy, a crash fails only its message,
                 which is left for redelivery; ``workers`` is capped so that each process's
                 decode budget fits in memory); ``"thread"`` runs it on the loop's thread.
+            monitor: told of every receive, job and destination check (metrics, /healthz,
+                /readyz); defaults to one of its own (see :attr:`monitor`).
 
         Raises:
             ConfigError: unusable settings, destination or AWS configuration.
@@ -209,6 +174,10 @@ class Worker:
         self._busy_count = 0
         self._lock = threading.Lock()
         self._grace_timer: threading.Timer | None = None
+        # A turn of the loop takes at most a long poll plus the SQS client's read timeout and
+        # the pause after a failed receive; a job, its deadline plus the clean-up.
+        self.monitor = monitor or Monitor(idle_limit_s=self.wait_time_s + 90.0,
+                                          job_limit_s=self.settings.job_deadline_s + 120.0)
 
     # ------------------------------------------------------------------ control
 
@@ -274,6 +243,7 @@ class Worker:
             ConfigError: the queue cannot be read (wrong URL, no permission).
         """
         self.visibility_timeout_s()
+        self.monitor.check_destination(self.storage.check, force=True)
         state = LoopState(last_message=time.monotonic())
         threads: list[threading.Thread] = []
         try:
@@ -302,6 +272,7 @@ class Worker:
                 self._grace_timer.cancel()
             if self.isolation == "process" and not any(t.is_alive() for t in threads):
                 jobprocess.shutdown()
+            self.monitor.loop_ended()
         return WorkerSummary(state.handled, state.by_outcome, state.stopped_by or "stop",
                              state.interrupted_job)
 
@@ -337,6 +308,9 @@ class Worker:
         Raises:
             ConfigError: the queue cannot be read (wrong URL, no permission).
         """
+        self.monitor.check_destination(self.storage.check)
+        self.monitor.beat()
+        began = time.monotonic()
         try:
             response = self.sqs.receive_message(
                 QueueUrl=self.queue_url, MaxNumberOfMessages=1,
@@ -345,15 +319,18 @@ class Worker:
                 MessageSystemAttributeNames=["ApproximateReceiveCount"])
         except botoexc.ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
+            self.monitor.received(time.monotonic() - began, ok=False, reason=code)
             if "NonExistentQueue" in code or "AccessDenied" in code:
                 raise ConfigError(f"cannot receive from {self.queue_url}: {err}") from err
             log.warning("receive failed, trying again: %s", err)
             time.sleep(1.0)
             return None
         except botoexc.BotoCoreError as err:
+            self.monitor.received(time.monotonic() - began, ok=False, reason=str(err)[:200])
             log.warning("receive failed, trying again: %s", err)
             time.sleep(1.0)
             return None
+        self.monitor.received(time.monotonic() - began, ok=True)
         messages = response.get("Messages") or []
         if not messages:
             return None
@@ -375,15 +352,17 @@ class Worker:
             self._busy_count += 1
             self._busy.set()
         started = time.monotonic()
+        token = self.monitor.job_started()
         holder: list[str | None] = [None]
         message_id = str(message.get("MessageId", ""))
         receipt = str(message["ReceiptHandle"])
         attrs = message.get("Attributes") or {}
         count = int(attrs.get("ApproximateReceiveCount", 1))
-        token = current_job_id.set(None)
+        job_token = current_job_id.set(None)
+        result: MessageResult | None = None
         try:
-            with _Heartbeat(self.sqs, self.queue_url, receipt, self.visibility_timeout_s(),
-                            lambda: holder[0]) as heartbeat:
+            with Heartbeat(self.sqs, self.queue_url, receipt, self.visibility_timeout_s(),
+                           lambda: holder[0], _SQS_ERRORS) as heartbeat:
                 job, (outcome, manifest, uri, error) = self._work(
                     str(message.get("Body", "")), holder)
             result = MessageResult(message_id, count, outcome, job_id=job.id if job else None,
@@ -397,7 +376,11 @@ class Worker:
                 self.on_result(result)
             return result
         finally:
-            current_job_id.reset(token)
+            current_job_id.reset(job_token)
+            self.monitor.job_finished(
+                token, result.outcome if result else "error", time.monotonic() - started,
+                manifest=result.manifest if result else None,
+                error=result.error if result else None)
             with self._lock:
                 self._busy_count -= 1
                 if not self._busy_count:

@@ -34,7 +34,7 @@ def _run(tmp: Path, library: Path, *args: str, env: dict[str, str] | None = None
 
 
 def _ours(stderr: str) -> list[dict[str, Any]]:
-    """The JSON log records of the pipeline (the in-process moto server logs through them too)."""
+    """The JSON log records of the pipeline (other libraries may log through them too)."""
     records = [json.loads(line) for line in stderr.splitlines()]
     return [r for r in records if r["logger"].startswith("pipeline")]
 

@@ -17,6 +17,7 @@ import yaml
 from pipeline.batch import SHARD_INDEX_VARIABLES
 from pipeline.cli import main
 from pipeline.errors import ExitStatus
+from pipeline.statusserver import parse_address
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -129,6 +130,55 @@ def test_keda_scaled_workers_match_the_worker_flags() -> None:
     assert params["dest"].startswith("s3://")
 
 
+def test_keda_workers_are_probed_and_scraped_where_the_worker_serves() -> None:
+    deployment = next(d for d in _docs("keda-sqs-worker.yaml") if d["kind"] == "Deployment")
+    template = deployment["spec"]["template"]
+    container = _container(template["spec"])
+    _, params = parse_conform(container["args"])
+    host, port = parse_address(params["metrics_address"])
+    assert host == "0.0.0.0"  # the kubelet and Prometheus reach the pod's address
+    (declared,) = container["ports"]
+    assert declared["containerPort"] == port
+    probes = {kind: container[kind]["httpGet"] for kind in ("livenessProbe", "readinessProbe")}
+    assert probes["livenessProbe"]["path"] == "/healthz"
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    assert {p["port"] for p in probes.values()} == {declared["name"]}
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # Liveness must not kill a worker sooner than its receive loop may legitimately pause.
+    live = container["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] >= params["wait_time_s"] + 60
+
+
+KUBERNETES_FILES = ["keda-sqs-worker.yaml", "k8s-indexed-job.yaml"]
+
+
+@pytest.mark.parametrize("name", KUBERNETES_FILES)
+def test_kubernetes_examples_validate_strictly(name: str) -> None:
+    # Against the Kubernetes API schemas (kubernetes-validate --strict: unknown fields are
+    # errors). KEDA's own kinds have no schema there; their fields are checked above.
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    checked = 0
+    for doc in _docs(name):
+        if doc["apiVersion"].startswith("keda.sh/"):
+            continue
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+        checked += 1
+    assert checked >= 1
+
+
+def test_strict_validation_catches_a_misplaced_field() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    deployment = next(d for d in _docs("keda-sqs-worker.yaml") if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["livenessProbe"]["httpGet"]["pth"] = "/healthz"  # a typo
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(),
+                                     strict=True)
+
+
 def test_aws_batch_array_job_definition() -> None:
     (definition,) = _docs("aws-batch-job-definition.yaml")
     assert definition["type"] == "container"
@@ -161,5 +211,5 @@ def test_ci_runs_the_container_proof_after_the_tests() -> None:
     text = script.read_text()
     for needed in ("debootstrap", 'runtime = "runc"', "default_ulimits", "--network host",
                    "update-ca-certificates", "--build-arg BASE_IMAGE=", "CONFORM_JOB_URI",
-                   "--version", "moto.server"):
+                   "--version", "tests.support.seaweed"):
         assert needed in text, needed

@@ -1,4 +1,4 @@
-"""The runner's storage contract end to end, ONE suite over a local folder and moto's S3 server.
+"""The runner's storage contract end to end, ONE suite over a local folder and real S3 (SeaweedFS).
 
 What is checked, the way a publisher reading the manifest would see it: every output the
 manifest names exists with the reported bytes, sha256 and size (HEAD, download, probe); the

@@ -1,4 +1,5 @@
-"""One conformance suite for LocalStorage and S3Storage (moto), plus S3-specific failure tests."""
+"""One conformance suite for LocalStorage and S3Storage (SeaweedFS, a real S3 server), plus
+S3-specific failure tests (faults injected in the client, before a request is sent)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ s3_bucket = s3server.s3_bucket
 no_retry_sleep = s3server.no_retry_sleep
 
 MiB = 1024 * 1024
-# moto, like S3, refuses parts under 5 MiB (except the last), so 5 MiB is the smallest
+# S3 refuses parts under 5 MiB (except the last), so 5 MiB is the smallest
 # threshold that still exercises multipart; an 11 MiB file goes up as 3 parts.
 SMALL_TRANSFER = TransferConfig(
     multipart_threshold=5 * MiB,

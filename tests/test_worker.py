@@ -68,8 +68,8 @@ class Queues:
             out += [json.loads(m["Body"]) for m in got]
 
 
-def make_queues(s3_server: Any, *, visibility_s: int = 30, max_receives: int = 2) -> Queues:
-    sqs = boto3.client("sqs", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
+def make_queues(moto_server: Any, *, visibility_s: int = 30, max_receives: int = 2) -> Queues:
+    sqs = boto3.client("sqs", endpoint_url=moto_server.endpoint_url, region_name="us-east-1")
     name = f"conform-{uuid.uuid4().hex[:10]}"
     dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
@@ -83,8 +83,8 @@ def make_queues(s3_server: Any, *, visibility_s: int = 30, max_receives: int = 2
 
 
 @pytest.fixture
-def queues(s3_server: Any) -> Iterator[Queues]:
-    q = make_queues(s3_server)
+def queues(moto_server: Any) -> Iterator[Queues]:
+    q = make_queues(moto_server)
     yield q
     for url in (q.jobs, q.results, q.dlq):
         q.sqs.delete_queue(QueueUrl=url)
@@ -211,9 +211,9 @@ def test_permanent_failures_are_done_and_invalid_messages_dropped(tmp_path: Path
 
 
 def test_visibility_is_extended_while_a_slow_job_runs(tmp_path: Path, library: Path,
-                                                      s3_server: Any, s3_bucket: str,
-                                                      use_ffmpeg: Any) -> None:
-    q = make_queues(s3_server, visibility_s=1)
+                                                      s3_server: Any, moto_server: Any,
+                                                      s3_bucket: str, use_ffmpeg: Any) -> None:
+    q = make_queues(moto_server, visibility_s=1)
     use_ffmpeg(fake_ffmpeg(tmp_path, mode="slow", delay_s=3.5))
     q.send(video_job("slow"))
     worker = _worker(tmp_path, library, s3_bucket, q)
@@ -237,10 +237,11 @@ def test_visibility_is_extended_while_a_slow_job_runs(tmp_path: Path, library: P
 
 
 def test_retryable_failures_are_redelivered_then_dead_lettered(tmp_path: Path, library: Path,
-                                                               s3_server: Any, s3_bucket: str,
+                                                               s3_server: Any, moto_server: Any,
+                                                               s3_bucket: str,
                                                                http_server: LocalHTTPServer
                                                                ) -> None:
-    q = make_queues(s3_server, visibility_s=30, max_receives=2)
+    q = make_queues(moto_server, visibility_s=30, max_receives=2)
     http_server.route("/busy.jpg", status(503))  # a source server that is down: may pass
     job = {"workspace_id": "ws", "id": "poison",
            "content": [{"media": [http_server.url("/busy.jpg")]}],
@@ -262,10 +263,10 @@ def test_retryable_failures_are_redelivered_then_dead_lettered(tmp_path: Path, l
 
 
 def test_a_timeout_is_permanent_not_redelivered_forever(tmp_path: Path, library: Path,
-                                                        s3_server: Any, s3_bucket: str,
-                                                        use_ffmpeg: Any) -> None:
+                                                        s3_server: Any, moto_server: Any,
+                                                        s3_bucket: str, use_ffmpeg: Any) -> None:
     # The same encode under the same limit times out every time: retrying never ends.
-    q = make_queues(s3_server, visibility_s=30, max_receives=5)
+    q = make_queues(moto_server, visibility_s=30, max_receives=5)
     use_ffmpeg(fake_ffmpeg(tmp_path, mode="hang"))
     q.send(video_job("too-slow"))
     settings = _settings(tmp_path, library, s3_bucket, ffmpeg_timeout_s=1.0)
@@ -294,8 +295,8 @@ def test_limits_idle_exit_and_max_messages(tmp_path: Path, library: Path, s3_buc
 
 
 def test_configuration_errors(tmp_path: Path, library: Path, s3_bucket: str,
-                              s3_server: Any) -> None:
-    q = make_queues(s3_server)
+                              s3_server: Any, moto_server: Any) -> None:
+    q = make_queues(moto_server)
     for bad in ({"wait_time_s": 21}, {"visibility_timeout_s": 0}, {"retry_delay_s": -1}):
         with pytest.raises(ConfigError):
             _worker(tmp_path, library, s3_bucket, q, **bad)

@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.s3, pytest.mark.ffmpeg]
 
 
 @pytest.fixture
-def queues(s3_server: Any) -> Iterator[Queues]:
-    q = make_queues(s3_server, max_receives=3)
+def queues(moto_server: Any) -> Iterator[Queues]:
+    q = make_queues(moto_server, max_receives=3)
     yield q
     for url in (q.jobs, q.results, q.dlq):
         q.sqs.delete_queue(QueueUrl=url)

@@ -26,7 +26,16 @@ from .common import (
 from .display import BatchView, json_event_printer, message_printer
 
 if TYPE_CHECKING:
+    from ..batch import BatchEntry, JobOutcome, OutcomeCallback
+    from ..metrics import Monitor
+    from ..settings import Settings
     from ..worker import Worker
+
+metrics_option = click.option(
+    "--metrics-address", envvar="CONFORM_METRICS_ADDRESS", default=None, metavar="HOST:PORT",
+    help="Serve GET /metrics (Prometheus), /healthz and /readyz on this address while running "
+         "(also $CONFORM_METRICS_ADDRESS; a bare PORT means 127.0.0.1; 0.0.0.0:PORT for every "
+         "interface). Off unless given.")
 
 
 @click.command()
@@ -55,10 +64,12 @@ if TYPE_CHECKING:
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               metavar="DIR",
               help="Write each job's preview sheet to DIR/<workspace id>/<job id>/index.html.")
+@metrics_option
 @click.pass_context
 def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bool,
           retry_failed: bool, shard_index: int | None, shard_count: int | None,
-          progress: bool, as_json: bool, report_dir: str | None, **flags: Any) -> None:
+          progress: bool, as_json: bool, report_dir: str | None, metrics_address: str | None,
+          **flags: Any) -> None:
     """Conform many posts: SOURCE is a JSON Lines file, a folder of job .json files, - (stdin)
     or an s3:// URI of either.
 
@@ -71,6 +82,7 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
     """
     from ..batch import JobSource, process_batch, shard_from_env
     from ..sheets import sheet_writer
+    from ..statusserver import serving
 
     with handle_errors(ctx):
         settings = make_settings(**flags)
@@ -78,8 +90,11 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
         shard = shard_from_env(shard_index, shard_count)
         ffmpeg.require_capabilities()
         start(settings)
-        with JobSource(source, presets=presets, settings=settings) as src:
+        monitor = _batch_monitor(settings)
+        with JobSource(source, presets=presets, settings=settings) as src, \
+                serving(metrics_address, monitor.monitor):
             total = sum(1 for entry in src.entries() if shard.owns(entry.shard_key))
+            monitor.started(settings)
             mode = ("json" if log_format(ctx) == "json" else
                     "bar" if progress and sys.stderr.isatty() else "lines")
             report = None if report_dir is None else sheet_writer(
@@ -89,8 +104,10 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
             summary = process_batch(src.entries(), settings=settings, presets=presets,
                                     workers=workers, fail_fast=fail_fast,
                                     retry_failed=retry_failed, shard=shard,
-                                    on_event=view.on_event, on_outcome=view.on_outcome,
-                                    isolation="process")
+                                    on_event=view.on_event,
+                                    on_outcome=monitor.outcome_to(view.on_outcome),
+                                    on_start=monitor.on_start, isolation="process")
+            monitor.monitor.loop_ended()
             view.finish(summary)
         ctx.exit(summary.exit_status)
 
@@ -129,11 +146,12 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Messages handled at the same time, each job in its own process (fewer "
                    "when their decode-memory budgets would not fit in memory).")
+@metrics_option
 @click.pass_context
 def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
            results_queue_url: str | None, max_messages: int | None, idle_exit_s: float | None,
            wait_time_s: int, visibility_timeout_s: int | None, retry_delay_s: int,
-           grace_s: float, workers: int, **flags: Any) -> None:
+           grace_s: float, workers: int, metrics_address: str | None, **flags: Any) -> None:
     """Run jobs from a queue until stopped: delete each message after its manifest is written.
 
     Prints one JSON line per handled message on stdout. Temporary failures are left on the
@@ -141,6 +159,7 @@ def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
     done. Exit codes: 0 stopped (limit, idle or signal between jobs), 2 unusable settings or
     queue, 130 a signal interrupted a job (its message was released).
     """
+    from ..statusserver import serving
     from ..worker import Worker
 
     json_logs = log_format(ctx) == "json"
@@ -156,7 +175,7 @@ def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
                    idle_exit_s=idle_exit_s,
                    on_event=json_event_printer() if json_logs else None,
                    on_result=message_printer(json_logs), workers=workers, isolation="process")
-        with _stop_on_signals(w, grace_s):
+        with serving(metrics_address, w.monitor), _stop_on_signals(w, grace_s):
             summary = w.run()
         ctx.exit(ExitStatus.INTERRUPTED if summary.interrupted_job else ExitStatus.OK)
 
@@ -181,3 +200,43 @@ def _stop_on_signals(w: Worker, grace_s: float) -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+class _BatchMonitor:
+    """A batch's monitor: the source and the destination must be reached; each scheduled
+    entry is a job in progress until its outcome."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self._tokens: dict[int, int] = {}
+
+    def started(self, settings: Settings) -> None:
+        """The source was opened and counted; check the destination once."""
+        from ..storage import open_storage
+
+        self.monitor.mark("source", True)
+        self.monitor.beat()
+        storage = open_storage(settings.dest, endpoint_url=settings.endpoint_url)
+        self.monitor.check_destination(storage.check, force=True)
+
+    def on_start(self, entry: BatchEntry) -> None:
+        self._tokens[entry.index] = self.monitor.job_started()
+
+    def outcome_to(self, then: OutcomeCallback) -> OutcomeCallback:
+        """An ``on_outcome`` that counts the outcome, then calls ``then``."""
+
+        def on_outcome(outcome: JobOutcome) -> None:
+            self.monitor.job_finished(self._tokens.pop(outcome.index, None), outcome.status,
+                                      outcome.elapsed_s, manifest=outcome.manifest,
+                                      error=outcome.error)
+            then(outcome)
+
+        return on_outcome
+
+
+def _batch_monitor(settings: Settings) -> _BatchMonitor:
+    from ..metrics import Monitor
+
+    # Reading the next entries (an S3 listing) may take a while; a job has its deadline.
+    return _BatchMonitor(Monitor(("source", "destination"), idle_limit_s=600.0,
+                                 job_limit_s=settings.job_deadline_s + 120.0))

@@ -1,20 +1,23 @@
-"""A moto S3 server on loopback for the whole session, plus helpers for S3 tests.
+"""A real S3 server (SeaweedFS) on loopback for the whole session, moto for SQS, and helpers.
 
 Use it from any test module (storage, ingest from an S3 library, the SQS worker)::
 
     from tests.support.s3server import count_puts, s3_bucket, s3_server  # noqa: F401
 
 Fixtures:
-    s3_server (session): starts moto's ``ThreadedMotoServer`` on 127.0.0.1 and a free port,
-        and for the rest of the session points the standard AWS variables at it
-        (``AWS_ENDPOINT_URL``, test credentials ``testing``/``testing``, region us-east-1;
-        ``AWS_PROFILE``, config files and IMDS are switched off so a developer's real
-        credentials can never be used). Restored when the session ends. Yields an
-        ``S3Server``: ``.endpoint_url``, ``.client()`` (a fresh plain boto3 client for
-        arranging and asserting), ``.reset()`` (wipe all moto state; every service, not only
-        S3, so don't call it while a module-scoped bucket is in use).
-    s3_bucket (function): a new, uniquely named, empty bucket; its name is returned. Its
-        objects, unfinished multipart uploads and the bucket itself are removed afterwards.
+    s3_server (session): starts SeaweedFS (``weed mini``, tests/support/seaweed.py) on
+        127.0.0.1, every port free and loopback-only, and for the rest of the session points
+        the standard AWS variables at it (``AWS_ENDPOINT_URL``, test credentials
+        ``testing``/``testing``, region us-east-1; ``AWS_PROFILE``, config files and IMDS are
+        switched off so a developer's real credentials can never be used). Restored when the
+        session ends. Yields an ``S3Server``: ``.endpoint_url``, ``.client()`` (a fresh plain
+        boto3 client for arranging and asserting).
+    moto_server (session): moto's ``ThreadedMotoServer`` beside it, for SQS (the worker's
+        queues; ``AWS_ENDPOINT_URL_SQS`` points at it) and for a test that needs a server to
+        misbehave as a real one won't. ``.reset()`` wipes all moto state.
+    s3_bucket / moto_bucket (function): a new, uniquely named, empty bucket on that server;
+        its name is returned. Its objects, unfinished multipart uploads and the bucket itself
+        are removed afterwards.
     no_retry_sleep (function): removes botocore's retry backoff so retry tests run in
         milliseconds; the number of attempts is unchanged.
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -42,26 +46,30 @@ import urllib3
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
+from tests.support.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedServer, find_weed
+
 __all__ = [
     "RequestCounter",
     "S3Server",
     "count_puts",
     "error_response",
+    "moto_bucket",
+    "moto_server",
     "no_retry_sleep",
     "s3_bucket",
     "s3_server",
 ]
 
-TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
 TEST_REGION = "us-east-1"
 
 
 @dataclass
 class S3Server:
-    """The running moto server."""
+    """A running S3(-compatible) server on loopback: SeaweedFS, or moto for SQS and fakes."""
 
     endpoint_url: str
-    _server: Any = field(repr=False)
+    kind: str = "seaweedfs"
 
     def client(self, **config: Any) -> Any:
         """A plain boto3 S3 client for this server (path-style, no retries beyond 1)."""
@@ -75,43 +83,92 @@ class S3Server:
         )
 
     def reset(self) -> None:
-        """Wipe all moto state (POST /moto-api/reset)."""
+        """Wipe all moto state (POST /moto-api/reset); moto only."""
+        assert self.kind == "moto", "only moto can be reset"
         http = urllib3.PoolManager()
         response = http.request("POST", f"{self.endpoint_url}/moto-api/reset")
         assert response.status == 200, response.status
 
 
+def _isolate_aws_environment(mp: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Test credentials and ``endpoint`` for every AWS service; never a developer's own."""
+    for name, value in TEST_CREDENTIALS.items():
+        mp.setenv(name, value)
+    mp.setenv("AWS_DEFAULT_REGION", TEST_REGION)
+    mp.setenv("AWS_ENDPOINT_URL", endpoint)
+    mp.setenv("AWS_CONFIG_FILE", "/nonexistent/conform-test-aws-config")
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/conform-test-aws-credentials")
+    mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_S3_ADDRESSING_STYLE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        mp.delenv(name, raising=False)
+
+
+#: The one SeaweedFS of this test process and how many fixture instances use it. Modules that
+#: re-export the fixture (``s3_server = s3server.s3_server``) get a session fixture of their
+#: own; they must all see one server, or a bucket made through one would be missing on the
+#: other (moto's in-process servers happened to share their state).
+_SHARED: dict[str, Any] = {"server": None, "users": 0}
+
+
+def _acquire_seaweed(tmp_path_factory: pytest.TempPathFactory) -> SeaweedServer:
+    if _SHARED["server"] is None:
+        _SHARED["server"] = SeaweedServer.start(tmp_path_factory.mktemp("seaweedfs"))
+    _SHARED["users"] += 1
+    server: SeaweedServer = _SHARED["server"]
+    return server
+
+
+def _release_seaweed() -> None:
+    _SHARED["users"] -= 1
+    if _SHARED["users"] == 0 and _SHARED["server"] is not None:
+        _SHARED["server"].stop()
+        _SHARED["server"] = None
+
+
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """moto's S3 server on 127.0.0.1, with the AWS environment pointed at it for the session."""
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS (``weed mini``) on 127.0.0.1 for the whole session, with the AWS environment
+    pointed at it (``AWS_ENDPOINT_URL``). Skips only where weed is missing and CI does not
+    demand it (``CONFORM_REQUIRE_FFMPEG``, which scripts/test sets, demands it too)."""
+    if find_weed() is None:
+        if os.environ.get("CONFORM_REQUIRE_FFMPEG"):
+            pytest.fail("weed (SeaweedFS) is missing: scripts/setup test installs it")
+        pytest.skip("weed (SeaweedFS) not installed: scripts/setup test installs it")
+    server = _acquire_seaweed(tmp_path_factory)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            _isolate_aws_environment(mp, server.endpoint_url)
+            yield S3Server(endpoint_url=server.endpoint_url)
+    finally:
+        _release_seaweed()
+
+
+@pytest.fixture(scope="session")
+def moto_server(s3_server: S3Server) -> Iterator[S3Server]:
+    """moto's server on 127.0.0.1: the SQS queues of the worker tests (SeaweedFS has no SQS;
+    ``AWS_ENDPOINT_URL_SQS`` points here for the session), and an S3 for the few tests that
+    need a server to misbehave in ways a real one won't."""
     moto_server = pytest.importorskip("moto.server")
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in TEST_CREDENTIALS.items():
-            mp.setenv(name, value)
-        mp.setenv("AWS_DEFAULT_REGION", TEST_REGION)
-        mp.setenv("AWS_ENDPOINT_URL", endpoint)
-        mp.setenv("AWS_CONFIG_FILE", "/nonexistent/conform-test-aws-config")
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/conform-test-aws-credentials")
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        for name in (
-            "AWS_PROFILE",
-            "AWS_DEFAULT_PROFILE",
-            "AWS_SESSION_TOKEN",
-            "AWS_SECURITY_TOKEN",
-            "AWS_REGION",
-            "AWS_ENDPOINT_URL_S3",
-            "AWS_S3_ADDRESSING_STYLE",
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-        ):
-            mp.delenv(name, raising=False)
+        mp.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
         try:
-            yield S3Server(endpoint_url=endpoint, _server=server)
+            yield S3Server(endpoint_url=endpoint, kind="moto")
         finally:
             server.stop()
 
@@ -131,16 +188,29 @@ def _empty_bucket(client: Any, bucket: str) -> None:
         client.delete_bucket(Bucket=bucket)
 
 
-@pytest.fixture
-def s3_bucket(s3_server: S3Server) -> Iterator[str]:
-    """A fresh, uniquely named bucket on the moto server; removed with its contents after."""
-    client = s3_server.client()
+@contextlib.contextmanager
+def _fresh_bucket(server: S3Server) -> Iterator[str]:
+    client = server.client()
     name = f"conform-test-{uuid.uuid4().hex[:16]}"
     client.create_bucket(Bucket=name)
     try:
         yield name
     finally:
         _empty_bucket(client, name)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A fresh, uniquely named bucket on SeaweedFS; removed with its contents after."""
+    with _fresh_bucket(s3_server) as name:
+        yield name
+
+
+@pytest.fixture
+def moto_bucket(moto_server: S3Server) -> Iterator[str]:
+    """A fresh, uniquely named bucket on moto; removed with its contents after."""
+    with _fresh_bucket(moto_server) as name:
+        yield name
 
 
 @pytest.fixture
