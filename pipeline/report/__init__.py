@@ -10,24 +10,25 @@ to it. Vertical surfaces get their platform's UI zones (preset data) drawn over 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 
 from .. import frames, probe
-from ..errors import ConfigError, Interrupted, JobInvalid, PipelineError
+from ..errors import ConfigError, Interrupted, PipelineError, StorageError
 from ..presets import PresetRegistry
-from ..storage import open_storage
 from . import html, sheet
-from .pictures import Picture
+from .folder import fresh_folder
+from .load import check_manifest, read_manifest, shown
+from .pictures import NOT_AVAILABLE, Picture
+from .scope import Root, open_root, root_of_manifest
+
+__all__ = ["Report", "make_report", "read_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -46,60 +47,17 @@ class Report:
     sheet_png: Path | None
 
 
-def read_manifest(source: str, *, endpoint_url: str | None = None) -> dict[str, Any]:
-    """Read a manifest from a local path, ``file://`` or ``s3://`` URI.
-
-    Raises:
-        JobInvalid: the file is not a manifest (not JSON, no ``accounts`` list).
-        StorageError: the object could not be fetched (``StorageNotFound`` when absent).
-        ConfigError: an unusable URI.
-    """
-    with tempfile.TemporaryDirectory(prefix="conform-report-") as tmp:
-        path = _fetch(source, Path(tmp) / "manifest.json", endpoint_url=endpoint_url)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise JobInvalid([("", f"not a manifest: {err}")]) from err
-    if not isinstance(data, dict) or not isinstance(data.get("accounts"), list):
-        raise JobInvalid([("accounts", "not a manifest: no accounts list")])
-    return data
-
-
-def _fetch(uri: str, dest: Path, *, endpoint_url: str | None) -> Path:
-    """A local path for ``uri``: local files are used in place, S3 objects are downloaded.
-
-    Raises:
-        ConfigError: a scheme other than ``file`` or ``s3``, or a malformed URI.
-        StorageError: the S3 object could not be fetched.
-    """
-    if "://" not in uri:
-        path = Path(uri)
-        if not path.is_file():
-            raise ConfigError(f"no such file: {uri}")
-        return path
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        path = Path(unquote(parts.path))
-        if parts.netloc not in ("", "localhost") or not path.is_file():
-            raise ConfigError(f"no such local file: {uri}")
-        return path
-    if parts.scheme == "s3":
-        key = unquote(parts.path).lstrip("/")
-        if not parts.netloc or not key:
-            raise ConfigError(f"s3:// URI needs a bucket and a key: {uri}")
-        storage = open_storage(f"s3://{parts.netloc}", endpoint_url=endpoint_url)
-        return storage.get_file(key, dest)
-    raise ConfigError(f"cannot read {parts.scheme}:// URIs; use a path, file:// or s3://")
-
-
-def _picture(uri: str, kind: str, out_dir: Path, tmp: Path, *,
-             endpoint_url: str | None) -> Picture:
-    """Fetch one stored file and write its pictures into ``out_dir/pictures``."""
+def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path) -> Picture:
+    """Fetch one stored file (only under ``root``) and write its pictures into ``pics``."""
     name = hashlib.sha256(uri.encode()).hexdigest()[:20]
-    pics = out_dir / "pictures"
-    pics.mkdir(parents=True, exist_ok=True)
     try:
-        local = _fetch(uri, tmp / name, endpoint_url=endpoint_url)
+        local = root.fetch(uri, tmp / name)
+    except (StorageError, ConfigError) as err:
+        # Outside the root, absent, or unreadable: the page says the same for each, so it
+        # tells nothing about which files exist. The operator's log says why.
+        log.warning("no picture for %s: %s", shown(uri), shown(err.message))
+        return Picture(still=None, error=NOT_AVAILABLE)
+    try:
         if kind == "video":
             info = probe.probe(local, timeout_s=FRAME_TIMEOUT_S)
             shots = frames.sample_video(local, info, count=STRIP_FRAMES,
@@ -120,60 +78,62 @@ def _picture(uri: str, kind: str, out_dir: Path, tmp: Path, *,
         raise
     except PipelineError as err:
         # One unreadable output must not hide the others: the page says what went wrong.
-        log.warning("no picture for %s: %s", uri, err.message)
+        log.warning("no picture for %s: %s", shown(uri), shown(err.message))
         return Picture(still=None, error=f"{err.code}: {err.message}")
+
+
+def _pictures(data: Mapping[str, Any], root: Root, pics: Path) -> dict[str, Picture]:
+    """The pictures of every distinct output the manifest names, by URI."""
+    pictures: dict[str, Picture] = {}
+    with tempfile.TemporaryDirectory(prefix="conform-report-") as tmp:
+        for account in data["accounts"]:
+            entries = [(m, m["kind"]) for m in account["media"]]
+            if account["cover"] is not None:
+                entries.append((account["cover"], "image"))
+            for entry, kind in entries:
+                if entry["uri"] not in pictures:
+                    pictures[entry["uri"]] = _picture(entry["uri"], kind, root, pics, Path(tmp))
+    return pictures
 
 
 def make_report(manifest_source: str, out_dir: Path, *, presets: PresetRegistry,
                 png: bool = False, endpoint_url: str | None = None,
-                manifest: Mapping[str, Any] | None = None) -> Report:
+                manifest: Mapping[str, Any] | None = None, dest: str | None = None) -> Report:
     """Write ``out_dir/index.html`` (and ``sheet.png`` with ``png``) for a manifest.
 
     Args:
         manifest_source: a local path, ``file://`` or ``s3://`` URI of the manifest.
-        out_dir: the report folder (created; pictures go to ``out_dir/pictures``).
+        out_dir: the report folder: written fresh and swapped in whole (an earlier report
+            there is replaced; any other non-empty folder is refused).
         presets: where the surfaces' UI zones come from.
         png: also write a PNG contact sheet.
         endpoint_url: S3 endpoint for ``s3://`` manifests and outputs.
         manifest: the manifest itself when the caller already has it (``conform run
-            --report``); ``manifest_source`` is then only shown on the page.
+            --report``); ``manifest_source`` is then where it is stored.
+        dest: the destination root outputs are read from; default: the root the manifest
+            was read from (see :mod:`pipeline.report.scope`).
 
     Returns:
         Where the page (and sheet) were written.
 
     Raises:
-        JobInvalid: the manifest is not one.
+        ManifestInvalid: the manifest is not one of the published shape.
         StorageError: the manifest could not be fetched (an output that can't be fetched is
-            shown as such on the page instead).
-        ConfigError: an unusable URI or output folder.
+            shown as "not available" on the page instead).
+        ConfigError: an unusable URI, ``--dest`` or output folder.
     """
-    data = dict(manifest) if manifest is not None else read_manifest(
-        manifest_source, endpoint_url=endpoint_url)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create the report folder {out_dir}: {err}") from err
-    shutil.rmtree(out_dir / "pictures", ignore_errors=True)
-    pictures: dict[str, Picture] = {}
-    with tempfile.TemporaryDirectory(prefix="conform-report-") as tmp:
-        for account in data["accounts"]:
-            if not isinstance(account, dict):
-                continue
-            entries = [(m, str(m.get("kind", "image"))) for m in account.get("media") or []
-                       if isinstance(m, dict)]
-            cover = account.get("cover")
-            if isinstance(cover, dict):
-                entries.append((cover, "image"))
-            for entry, kind in entries:
-                uri = entry.get("uri")
-                if isinstance(uri, str) and uri not in pictures:
-                    pictures[uri] = _picture(uri, kind, out_dir, Path(tmp),
-                                             endpoint_url=endpoint_url)
-    index = out_dir / "index.html"
-    index.write_text(html.render(data, pictures, presets, source=manifest_source),
-                     encoding="utf-8")
-    sheet_png = None
-    if png:
-        sheet_png = out_dir / "sheet.png"
-        sheet.render(data, pictures, presets, out_dir).save(sheet_png, optimize=True)
-    return Report(out_dir=out_dir, index_html=index, sheet_png=sheet_png)
+    data = (check_manifest(dict(manifest), source=manifest_source) if manifest is not None
+            else read_manifest(manifest_source, endpoint_url=endpoint_url))
+    root = (open_root(dest, endpoint_url=endpoint_url) if dest is not None
+            else root_of_manifest(manifest_source, endpoint_url=endpoint_url))
+    with fresh_folder(out_dir) as folder:
+        pics = folder / "pictures"
+        pics.mkdir()
+        pictures = _pictures(data, root, pics)
+        (folder / "index.html").write_text(
+            html.render(data, pictures, presets, source=manifest_source), encoding="utf-8")
+        if png:
+            sheet.render(data, pictures, presets, folder).save(folder / "sheet.png",
+                                                               optimize=True)
+    return Report(out_dir=out_dir, index_html=out_dir / "index.html",
+                  sheet_png=out_dir / "sheet.png" if png else None)

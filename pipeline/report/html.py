@@ -1,7 +1,9 @@
 """The preview page: plain HTML with inline CSS, no script, nothing fetched from the network.
 
-Every string that comes from the manifest (account ids, messages, sources) is escaped: a job
-is written by whoever calls the API.
+Every value that comes from the manifest (ids, messages, sources, and numbers too) is escaped:
+a job is written by whoever calls the API. The manifest was checked against the published
+schema before it got here; escaping and the page's Content-Security-Policy hold even if a
+value slips past that check.
 """
 
 from __future__ import annotations
@@ -16,6 +18,15 @@ from .pictures import Picture, zones_for
 BOX_PX = 320  # the longer side of a picture on the page
 REF_BOX_PX = 160  # the longer side of a picture that repeats one shown above
 ZONE_RGBA = (255, 0, 200, 0.42)  # magenta: a colour no status badge or text uses
+
+# What the page may load: its own pictures (relative names under the report folder, so
+# 'self': the page's own origin, file: or http(s) when the folder is served) and inline CSS.
+# Nothing else: no script of any kind ('none' for default-src covers script-src, connect-src,
+# frame-src, object-src, font-src...), no remote picture or media, no <base> that would move
+# the relative names elsewhere, no form posting anywhere. A picture that slipped into the
+# page with a remote URL is blocked by the browser before any request is made.
+CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; "
+       "base-uri 'none'; form-action 'none'")
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;background:#f4f4f6;color:#1d1d22}
@@ -44,8 +55,13 @@ ul{margin:4px 0 8px;padding-left:20px}
 """.replace("@ZONE@", ",".join(str(c) for c in ZONE_RGBA))
 
 
+def _int(value: Any) -> str:
+    """A whole number from the manifest, or ``?``: never its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else "?"
+
+
 def _size(value: Any) -> str:
-    if not isinstance(value, int | float):
+    if not isinstance(value, int | float) or isinstance(value, bool):
         return "?"
     return f"{value / 1_000_000:.2f} MB" if value >= 1_000_000 else f"{value / 1000:.1f} kB"
 
@@ -111,6 +127,8 @@ def render(manifest: Mapping[str, Any], pictures: Mapping[str, Picture],
               "over vertical videos and photos (platform safe zones from the presets)</p>")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="referrer" content="no-referrer">'
         f"<title>conform preview: {escape(str(manifest.get('job_id', '')))}</title>"
         f"<style>{_CSS}</style></head><body>"
         f"<h1>Preview of job {escape(str(manifest.get('job_id', '?')))}</h1>"
@@ -161,12 +179,11 @@ def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Pictur
                 f'<a href="#{anchor}">{escape(first)}</a></figcaption></figure>')
     anchor = f"out-{len(shown)}"
     shown[identity] = (anchor, where)
-    facts = [escape(label), f"{m.get('width', '?')}x{m.get('height', '?')}",
-             _size(m.get("bytes"))]
-    if m.get("duration_ms") is not None:
-        facts.append(f"{int(m['duration_ms']) / 1000:.1f} s")
-    if m.get("timestamp_ms") is not None:
-        facts.append(f"frame at {int(m['timestamp_ms'])} ms")
+    facts = [label, f"{_int(m.get('width'))}x{_int(m.get('height'))}", _size(m.get("bytes"))]
+    if isinstance(m.get("duration_ms"), int):
+        facts.append(f"{m['duration_ms'] / 1000:.1f} s")
+    if isinstance(m.get("timestamp_ms"), int):
+        facts.append(f"frame at {m['timestamp_ms']} ms")
     strip = ""
     if pic is not None and pic.strip:
         strip = '<div class="strip">' + "".join(
@@ -175,7 +192,7 @@ def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Pictur
     return (
         f'<figure id="{anchor}" class="{escape(kind)}">'
         f"{_frame(pic, m.get('width'), m.get('height'), BOX_PX, zones)}{strip}"
-        f"<figcaption>{' · '.join(str(f) for f in facts)}"
+        f"<figcaption>{escape(' · '.join(facts))}"
         + (f"<br>actions: {escape(actions)}" if actions else "")
         + f"<br>{escape(uri)}{_list(list(m.get('warnings') or []), 'warn')}"
         "</figcaption></figure>"

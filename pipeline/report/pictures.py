@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..presets import PresetRegistry, UiZone
 
+NOT_AVAILABLE = "not available"  # an output outside the root, absent or unreadable: one text
 
 @dataclass(frozen=True, slots=True)
 class Picture:
@@ -14,7 +15,6 @@ class Picture:
     still: str | None
     strip: tuple[str, ...] = ()
     error: str | None = None
-
 
 
 def zones_for(variant_label: str, presets: PresetRegistry) -> tuple[UiZone, ...]:
