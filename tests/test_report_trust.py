@@ -6,6 +6,7 @@ and links in the report folder. Every hostile input is made here, at test time.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from pipeline.presets import load_presets
 from pipeline.report import html
 from pipeline.report.load import MAX_MANIFEST_BYTES
 from tests.support import browser, s3server
+from tests.support.jobkit import image_job, write_jsonl
 from tests.test_report import account_entry, manifest_doc, media_entry, run_cli
 
 s3_server = s3server.s3_server
@@ -370,3 +372,84 @@ def test_links_placed_in_an_earlier_report_are_never_followed(tmp_path: Path) ->
     result = run_cli(["report", str(manifest), "--out", str(link)])
     assert result.exit_code == 2 and "link" in result.stderr
     assert sorted(p.name for p in victim.iterdir()) == ["index.html", "notes.txt"]
+
+
+# --------------------------------------------------------------------------- 21.10 batch
+
+
+def _batch(tmp: Path, library: Path, source: Path, report: Path) -> Any:
+    return run_cli(["batch", str(source), "--library", f"file://{library}/{{id}}",
+                    "--workdir", str(tmp / "work"), "--dest", str(tmp / "out"),
+                    "--report", str(report), "--no-progress"])
+
+
+def test_a_sheet_that_cannot_be_written_is_a_warning_and_the_batch_goes_on(
+        tmp_path: Path, library: Path) -> None:
+    source = write_jsonl(tmp_path / "jobs.jsonl", [image_job("a"), image_job("b")])
+    report = tmp_path / "report"
+    (report / "ws" / "a" / "index.html").mkdir(parents=True)  # in the way of job a's page
+    result = _batch(tmp_path, library, source, report)
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(line["job_id"] for line in lines) == ["a", "b"]
+    assert "job 'a': no preview sheet" in result.stderr
+    assert (report / "ws" / "a" / "index.html").is_dir()  # left as it was
+    assert "Preview of job b" in (report / "ws" / "b" / "index.html").read_text()
+
+
+def test_a_full_disk_while_writing_a_sheet_is_a_warning_too(
+        tmp_path: Path, library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = html.render
+
+    def render(manifest: Any, *args: Any, **kwargs: Any) -> str:
+        if manifest["job_id"] == "a":
+            raise OSError(errno.ENOSPC, "No space left on device", "index.html")
+        return real(manifest, *args, **kwargs)
+
+    monkeypatch.setattr(html, "render", render)
+    source = write_jsonl(tmp_path / "jobs.jsonl", [image_job("a"), image_job("b")])
+    result = _batch(tmp_path, library, source, tmp_path / "report")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+    assert "job 'a': no preview sheet: 'No space left on device (index.html)'" in result.stderr
+    assert not (tmp_path / "report" / "ws" / "a").exists()  # nothing half-written
+    assert [p.name for p in (tmp_path / "report" / "ws").iterdir()] == ["b"]
+
+
+def test_a_link_in_the_batch_report_folder_is_not_followed(
+        tmp_path: Path, library: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "ws").symlink_to(victim)
+    source = write_jsonl(tmp_path / "jobs.jsonl", [image_job("a")])
+    result = _batch(tmp_path, library, source, report)
+    assert result.exit_code == 0, result.stderr
+    assert "no preview sheet" in result.stderr and list(victim.iterdir()) == []
+
+
+def test_terminal_escapes_from_jobs_never_reach_the_terminal_in_batch_output(
+        tmp_path: Path, library: Path) -> None:
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    hostile = {**image_job("e"), "accounts": [{"id": ESCAPES, "platform": ESCAPES}]}
+    (folder / f"{ESCAPES}.json").write_text(json.dumps(hostile))
+    (folder / "x.json").write_text(json.dumps({**image_job(ESCAPES)}))
+    (folder / "y.json").write_text(json.dumps({**image_job("y"), "content": ESCAPES}))
+    (folder / "z.json").write_text(f"{{{ESCAPES}")
+    result = _batch(tmp_path, library, folder, tmp_path / "report")
+    assert result.exit_code != 0 and result.stderr.count("\n") >= 4, result.stderr
+    for out in (result.stdout, result.stderr):
+        assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", out), repr(out)
+
+
+def test_the_readable_batch_line_escapes_job_text_too() -> None:
+    from pipeline.batch import JobOutcome
+    from pipeline.cli.display import human_line
+    from pipeline.models import ErrorInfo
+
+    outcome = JobOutcome(index=0, where=f"jobs/{ESCAPES}.json", job_id=None, status="invalid",
+                         error=ErrorInfo("invalid_job", ESCAPES, 422))
+    line = human_line(outcome, 1, 1, page=f"r/{ESCAPES}/index.html")
+    assert "owned" in line and not re.search("[\x00-\x1f\x7f-\x9f]", line), repr(line)
