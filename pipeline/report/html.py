@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from html import escape
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ..presets import PresetRegistry, UiZone
 from .pictures import Picture, zones_for
+from .scope import media_origin
 
 BOX_PX = 320  # the longer side of a picture on the page
 REF_BOX_PX = 160  # the longer side of a picture that repeats one shown above
-ZONE_RGBA = (255, 0, 200, 0.42)  # magenta: a colour no status badge or text uses
+ZONE_RGB = (255, 0, 200)  # magenta: a colour no status badge or text uses
+# Zones are outlined in that colour over a light tint: the picture under them stays readable.
+ZONE_TINT_ALPHA = 0.12
 
 # What the page may load: its own pictures (relative names under the report folder, so
 # 'self': the page's own origin, file: or http(s) when the folder is served) and inline CSS.
@@ -25,8 +30,17 @@ ZONE_RGBA = (255, 0, 200, 0.42)  # magenta: a colour no status badge or text use
 # frame-src, object-src, font-src...), no remote picture or media, no <base> that would move
 # the relative names elsewhere, no form posting anywhere. A picture that slipped into the
 # page with a remote URL is blocked by the browser before any request is made.
-CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; "
-       "base-uri 'none'; form-action 'none'")
+# The players of S3 videos load presigned URLs from the store: media-src then lists exactly
+# those origins (scheme, host and port of the endpoint), nothing wider.
+CSP = ("default-src 'none'; img-src 'self'; media-src 'self'{media}; "
+       "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")
+
+
+def content_security_policy(pictures: Mapping[str, Picture]) -> str:
+    """The page's policy: its own files, plus the store's origin when videos play from it."""
+    origins = sorted({o for p in pictures.values() if p.video
+                      for o in [media_origin(p.video)] if o is not None})
+    return CSP.format(media="".join(f" {o}" for o in origins))
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;background:#f4f4f6;color:#1d1d22}
@@ -38,21 +52,26 @@ h1{font-size:20px;margin:0 0 4px}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;color:#fff}
 .ok{background:#1b7f3b}.failed{background:#b3261e}.other{background:#666}
 .outputs{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
-figure{margin:0;max-width:360px}
+figure{margin:0;max-width:660px}
+.pair{display:flex;flex-wrap:wrap;gap:4px}.player{display:block;background:#000}
 .frame{position:relative;background:#222;overflow:hidden}
 .frame img{display:block;width:100%;height:100%}
-.zone{position:absolute;background:rgba(@ZONE@);color:#fff;font-size:10px;overflow:hidden;
- box-sizing:border-box;border:1px dashed #fff;padding:1px 3px;white-space:nowrap}
+.zone{position:absolute;background:rgba(@ZONE@,@TINT@);overflow:hidden;box-sizing:border-box;
+ border:2px solid rgb(@ZONE@);white-space:nowrap}
+.zone span{background:rgb(@ZONE@);color:#fff;font-size:10px;padding:0 3px}
 .z-top{top:0;left:0;right:0}.z-bottom{bottom:0;left:0;right:0}
 .z-left{top:0;bottom:0;left:0}.z-right{top:0;bottom:0;right:0}
-.strip{display:flex;gap:2px;margin-top:4px}.strip img{height:48px}
+.strip{display:grid;gap:2px;margin-top:4px;max-width:364px}.strip img{display:block;width:100%}
+.strip.v{grid-template-columns:repeat(5,1fr)}.strip.h{grid-template-columns:repeat(3,1fr)}
+.file{color:#333}
 figcaption{font-size:12px;color:#333;margin-top:4px;word-break:break-all}
 .warn{color:#8a5a00}.err{color:#b3261e}
 .missing{display:flex;align-items:center;justify-content:center;color:#eee;font-size:12px;
  padding:8px}
 ul{margin:4px 0 8px;padding-left:20px}
-.legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px}
-""".replace("@ZONE@", ",".join(str(c) for c in ZONE_RGBA))
+.legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;
+ box-sizing:border-box;border:2px solid rgb(@ZONE@);background:rgba(@ZONE@,@TINT@)}
+""".replace("@ZONE@", ",".join(str(c) for c in ZONE_RGB)).replace("@TINT@", str(ZONE_TINT_ALPHA))
 
 
 def _int(value: Any) -> str:
@@ -78,7 +97,8 @@ def _zones_html(zones: tuple[UiZone, ...]) -> str:
     for z in zones:
         size = "height" if z.edge in ("top", "bottom") else "width"
         out.append(f'<div class="zone z-{z.edge}" style="{size}:{z.fraction * 100:.2f}%" '
-                   f'title="{escape(z.name)} ({escape(z.source)})">{escape(z.what)}</div>')
+                   f'title="{escape(z.name)} ({escape(z.source)})">'
+                   f"<span>{escape(z.what)}</span></div>")
     return "".join(out)
 
 
@@ -122,19 +142,19 @@ def render(manifest: Mapping[str, Any], pictures: Mapping[str, Picture],
         sections.append(_account(index, account, pictures, presets, shown))
     uses = sum(1 for a in manifest.get("accounts") or [] if isinstance(a, dict)
                for _ in (a.get("media") or []))
-    legend = (f'<p class="legend"><span style="background:rgba('
-              f'{",".join(str(c) for c in ZONE_RGBA)})"></span>where the app draws its UI '
+    legend = ('<p class="legend"><span class="zone-key"></span>where the app draws its UI '
               "over vertical videos and photos (platform safe zones from the presets)</p>")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" '
+        f'content="{escape(content_security_policy(pictures))}">'
         '<meta name="referrer" content="no-referrer">'
         f"<title>conform preview: {escape(str(manifest.get('job_id', '')))}</title>"
         f"<style>{_CSS}</style></head><body>"
         f"<h1>Preview of job {escape(str(manifest.get('job_id', '?')))}</h1>"
         f'<p class="meta">status {escape(str(manifest.get("status", "?")))} · '
         f"{len(sections)} account(s) · {len(shown)} distinct output(s) for {uses} use(s) · "
-        f"manifest {escape(source)}</p>{legend}{''.join(sections)}</body></html>\n"
+        f"manifest {_file_link(source, None)}</p>{legend}{''.join(sections)}</body></html>\n"
     )
 
 
@@ -184,16 +204,47 @@ def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Pictur
         facts.append(f"{m['duration_ms'] / 1000:.1f} s")
     if isinstance(m.get("timestamp_ms"), int):
         facts.append(f"frame at {m['timestamp_ms']} ms")
-    strip = ""
-    if pic is not None and pic.strip:
-        strip = '<div class="strip">' + "".join(
-            f'<img src="{escape(s)}" alt="">' for s in pic.strip) + "</div>"
     actions = ", ".join(str(a) for a in m.get("actions") or [])
     return (
         f'<figure id="{anchor}" class="{escape(kind)}">'
-        f"{_frame(pic, m.get('width'), m.get('height'), BOX_PX, zones)}{strip}"
+        f'<div class="pair">{_frame(pic, m.get("width"), m.get("height"), BOX_PX, zones)}'
+        f'{_player(pic, m.get("width"), m.get("height"))}</div>'
+        f"{_strip(pic, m.get('width'), m.get('height'))}"
         f"<figcaption>{escape(' · '.join(facts))}"
         + (f"<br>actions: {escape(actions)}" if actions else "")
-        + f"<br>{escape(uri)}{_list(list(m.get('warnings') or []), 'warn')}"
+        + f"<br>{_file_link(uri, m.get('bytes'))}{_list(list(m.get('warnings') or []), 'warn')}"
         "</figcaption></figure>"
     )
+
+
+def _player(pic: Picture | None, width: Any, height: Any) -> str:
+    """A ``<video>`` of the output itself (controls, metadata only until played)."""
+    if pic is None or not pic.video:
+        return ""
+    bw, bh = _box(width, height, BOX_PX)
+    return (f'<video class="player" controls preload="metadata" width="{bw}" height="{bh}" '
+            f'src="{escape(pic.video)}"></video>')
+
+
+def _strip(pic: Picture | None, width: Any, height: Any) -> str:
+    """The filmstrip: five frames across for a vertical video, three a row otherwise."""
+    if pic is None or not pic.strip:
+        return ""
+    vertical = isinstance(width, int) and isinstance(height, int) and height > width
+    frames = "".join(f'<img src="{escape(s)}" alt="">' for s in pic.strip)
+    return f'<div class="strip {"v" if vertical else "h"}">{frames}</div>'
+
+
+def _file_link(uri: str, size: Any) -> str:
+    """The file's name and size; its full URI (a server path) only as the link's target.
+
+    Only ``file:``, ``s3:`` and ``https:`` URIs become links: never ``javascript:`` or other
+    schemes a manifest could name.
+    """
+    parts = urlsplit(uri)
+    name = PurePosixPath(unquote(parts.path)).name or uri
+    sized = f"{name} ({_size(size)})" if size is not None else name
+    text = f'<span class="file">{escape(sized)}</span>'
+    if parts.scheme in ("file", "s3", "https"):
+        return f'<a href="{escape(uri)}">{text}</a>'
+    return text

@@ -15,6 +15,7 @@ class Picture:
     still: str | None
     strip: tuple[str, ...] = ()
     error: str | None = None
+    video: str | None = None  # where the page's player loads the video from (file: or https:)
 
 
 def zones_for(variant_label: str, presets: PresetRegistry) -> tuple[UiZone, ...]:

@@ -11,14 +11,17 @@ page says nothing about which files exist outside the root.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ConfigError, StorageNotFound
+from ..errors import ConfigError, StorageError, StorageNotFound
 from ..storage import LocalStorage, Storage, open_storage
 
 _PROBE_KEY = "k"
+PLAYER_PRESIGN_S = 24 * 3600  # how long a page's players can load an S3 video
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,33 @@ class Root:
         if key is None or self.storage is None:
             raise StorageNotFound("not available", details={"op": "get_file"})
         return self.storage.get_file(key, dest)
+
+
+    def player_url(self, uri: str) -> str | None:
+        """Where the page's ``<video>`` loads ``uri`` from, ``None`` when it can't.
+
+        A local output is played from its ``file://`` URI, an S3 one through a presigned GET
+        URL valid :data:`PLAYER_PRESIGN_S` (so the page then loads from the store). Only
+        objects under the root get a player.
+        """
+        key = self.key(uri)
+        if key is None or self.storage is None:
+            return None
+        if isinstance(self.storage, LocalStorage):
+            return uri
+        try:
+            url = self.storage.public_url(key, base_url=None, presign_s=PLAYER_PRESIGN_S)
+        except (ConfigError, StorageError):
+            return None
+        return url if url is not None and media_origin(url) is not None else None
+
+
+def media_origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, for the page's CSP; ``None`` for others
+    (``file:`` players are covered by ``'self'``)."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return origin if _ORIGIN.match(origin) else None
 
 
 def _stays_inside(root: Path, key: str) -> bool:

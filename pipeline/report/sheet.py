@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from ..presets import PresetRegistry, UiZone
-from .html import ZONE_RGBA
+from .html import ZONE_RGB, ZONE_TINT_ALPHA
 from .pictures import Picture, zones_for
 
 TILE_PX = 220  # the longer side of a picture on the sheet
@@ -40,12 +40,14 @@ def _tile(pic: Picture | None, width: Any, height: Any, zones: tuple[UiZone, ...
     if h > w and zones:
         overlay = Image.new("RGBA", size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
-        fill = (*ZONE_RGBA[:3], round(ZONE_RGBA[3] * 255))
+        fill = (*ZONE_RGB, round(ZONE_TINT_ALPHA * 255))
         for z in zones:
             dx, dy = round(size[0] * z.fraction), round(size[1] * z.fraction)
-            box = {"top": (0, 0, size[0], dy), "bottom": (0, size[1] - dy, size[0], size[1]),
-                   "left": (0, 0, dx, size[1]), "right": (size[0] - dx, 0, size[0], size[1])}
-            draw.rectangle(box[z.edge], fill=fill)
+            box = {"top": (0, 0, size[0] - 1, dy), "bottom": (0, size[1] - dy - 1, size[0] - 1,
+                                                               size[1] - 1),
+                   "left": (0, 0, dx, size[1] - 1),
+                   "right": (size[0] - dx - 1, 0, size[0] - 1, size[1] - 1)}
+            draw.rectangle(box[z.edge], fill=fill, outline=(*ZONE_RGB, 255), width=2)
         tile = Image.alpha_composite(tile.convert("RGBA"), overlay).convert("RGB")
     return tile
 

@@ -35,20 +35,32 @@ def chromium() -> str:
     return found
 
 
-def _run(args: list[str], proxy_port: int | None = None) -> subprocess.CompletedProcess[bytes]:
-    flags = FLAGS if proxy_port is None else [
-        f"--proxy-server=127.0.0.1:{proxy_port}" if f.startswith("--proxy-server=") else f
-        for f in FLAGS]
+def _run(args: list[str], proxy_port: int | None = None,
+         direct: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Chromium with ``args``; ``proxy_port`` replaces the dead proxy, ``direct`` (a
+    ``host:port``) is the one server it may reach without the proxy (listed after
+    ``<-loopback>``: Chromium reads the rules in order)."""
+    flags = list(FLAGS)
+    if proxy_port is not None:
+        flags = [f"--proxy-server=127.0.0.1:{proxy_port}" if f.startswith("--proxy-server=")
+                 else f for f in flags]
+    if direct is not None:
+        flags = [f"--proxy-bypass-list=<-loopback>;{direct}" if f.startswith("--proxy-bypass")
+                 else f for f in flags]
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         return subprocess.run([chromium(), *flags, f"--user-data-dir={profile}", *args],
                               capture_output=True, timeout=120, check=True)
 
 
 def screenshot(page: Path, out: Path, *, width: int = 1280, height: int = 2000,
-               proxy_port: int | None = None) -> Image.Image:
-    """Render ``page`` at ``width`` x ``height`` and return the screenshot as RGB."""
-    _run([f"--screenshot={out}", f"--window-size={width},{height}", page.resolve().as_uri()],
-         proxy_port)
+               proxy_port: int | None = None, direct: str | None = None) -> Image.Image:
+    """Render ``page`` at ``width`` x ``height`` and return the screenshot as RGB.
+
+    Taken at the load event, which a ``<video>`` delays until it shows its first frame (no
+    ``--virtual-time-budget`` here: it lets the shot be taken before the frame is decoded).
+    """
+    _run([f"--screenshot={out}", f"--window-size={width},{height}",
+          page.resolve().as_uri()], proxy_port, direct)
     with Image.open(out) as img:
         return img.convert("RGB")
 

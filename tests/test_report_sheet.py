@@ -1,0 +1,135 @@
+"""The preview sheet shows what it is about (issue 23, item 5): players that load the outputs,
+file names instead of server paths, readable filmstrips, zones that leave the picture readable.
+Looked at in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.support import browser, s3server
+from tests.test_report import run_cli
+
+s3_server = s3server.s3_server
+s3_bucket = s3server.s3_bucket
+
+GREEN = (32, 192, 32)
+
+
+def make_clip(path: Path, size: str = "270x480", colour: str = "0x20c020") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"color=c={colour}:s={size}:r=24:d=3", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-pix_fmt", "yuv420p", str(path)], check=True,
+                   capture_output=True)
+    return path
+
+
+def conform(tmp: Path, dest: str, job_id: str = "sheet-job") -> dict[str, Any]:
+    library = tmp / "library"
+    make_clip(library / "clip.mp4")
+    (tmp / "job.json").write_text(json.dumps(
+        {"workspace_id": "ws", "id": job_id, "content": [{"media": ["clip.mp4"]}],
+         "accounts": [{"id": "tt-1", "platform": "tiktok"}]}))
+    result = run_cli(["run", str(tmp / "job.json"), "--library", f"file://{library}/{{id}}",
+                      "--dest", dest, "--no-progress"])
+    assert result.exit_code == 0, result.stderr
+    manifest: dict[str, Any] = json.loads(result.stdout)
+    return manifest
+
+
+def grey_out_pictures(report: Path) -> None:
+    """Every still and filmstrip frame made grey: green on screen can then only be a player."""
+    for picture in (report / "pictures").iterdir():
+        with Image.open(picture) as img:
+            size = img.size
+        Image.new("RGB", size, (128, 128, 128)).save(picture)
+
+
+def green_pixels(shot: Image.Image) -> int:
+    r, g, b = np.asarray(shot).astype(int).transpose(2, 0, 1)
+    return int(((abs(r - GREEN[0]) < 30) & (abs(g - GREEN[1]) < 30)
+                & (abs(b - GREEN[2]) < 30)).sum())
+
+
+def page_text(dom: str) -> str:
+    """What a reader sees: the DOM without tags and attributes."""
+    return re.sub(r"<[^>]*>", " ", dom)
+
+
+@pytest.mark.ffmpeg
+def test_a_local_video_plays_from_the_output_and_no_server_path_is_shown(tmp_path: Path) -> None:
+    dest = tmp_path / "srv-out"
+    manifest = conform(tmp_path, str(dest))
+    video = manifest["accounts"][0]["media"][0]
+    result = run_cli(["report", str(dest / "manifests" / "ws" / "sheet-job.json"), "--out",
+                      str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    page = tmp_path / "r" / "index.html"
+    html = page.read_text()
+    (player,) = re.findall(r"<video [^>]*>", html)
+    assert 'preload="metadata"' in player and "controls" in player
+    assert f'src="{video["uri"]}"' in player
+    # the page names the file and its size; the full path only as a link's target
+    text = page_text(browser.dump_dom(page))
+    assert str(dest) not in text and str(tmp_path) not in text
+    name = video["uri"].rsplit("/", 1)[1]
+    assert re.search(rf"{re.escape(name)} \(\d+\.\d (kB|MB)\)", text)
+    # the player loads the video's metadata and shows its first frame (posters made grey;
+    # a <video> delays the load event Chromium's screenshot waits for until it has a frame)
+    grey_out_pictures(tmp_path / "r")
+    shot = browser.screenshot(page, tmp_path / "shot.png", width=1000, height=1200)
+    assert green_pixels(shot) > 20_000
+
+
+@pytest.mark.ffmpeg
+@pytest.mark.s3
+def test_an_s3_video_plays_from_a_presigned_url_the_policy_allows(
+        s3_server: s3server.S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    dest = f"s3://{s3_bucket}/out"
+    conform(tmp_path, dest)
+    result = run_cli(["report", f"{dest}/manifests/ws/sheet-job.json", "--out",
+                      str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    page = tmp_path / "r" / "index.html"
+    html = page.read_text()
+    (src,) = re.findall(r'<video [^>]*src="([^"]+)"', html)
+    endpoint = s3_server.endpoint_url.rstrip("/")
+    assert src.startswith(f"{endpoint}/") and "Signature=" in src
+    (csp,) = [unescape(c) for c in
+              re.findall(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html)]
+    assert f"media-src 'self' {endpoint};" in csp and "img-src 'self';" in csp
+    grey_out_pictures(tmp_path / "r")
+    host_port = endpoint.split("://", 1)[1]
+    shot = browser.screenshot(page, tmp_path / "shot.png", width=1000, height=1200,
+                              direct=host_port)
+    assert green_pixels(shot) > 20_000
+
+
+@pytest.mark.ffmpeg
+def test_filmstrips_are_readable_and_zones_leave_the_picture_visible(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    conform(tmp_path, str(dest))
+    result = run_cli(["report", str(dest / "manifests" / "ws" / "sheet-job.json"), "--out",
+                      str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    page = tmp_path / "r" / "index.html"
+    html = page.read_text()
+    strip = re.findall(r'<div class="strip v">(.*?)</div>', html)
+    assert len(strip) == 1 and strip[0].count("<img") == 5
+    for name in re.findall(r'src="(pictures/[^"]+-\d\.jpg)"', html):
+        with Image.open(tmp_path / "r" / name) as frame:
+            assert max(frame.size) >= 200  # sharp at the page's size, not a 48 px thumbnail
+    shot = browser.screenshot(page, tmp_path / "shot.png", width=1000, height=1400)
+    # the vertical poster's bottom zone (TikTok: 22 %) is tinted, not painted over: the
+    # green clip still reads as green under it
+    assert browser.zone_pixels(shot) > 500  # the outlines are there
+    assert green_pixels(shot) > 20_000
