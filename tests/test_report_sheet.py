@@ -133,3 +133,62 @@ def test_filmstrips_are_readable_and_zones_leave_the_picture_visible(tmp_path: P
     # green clip still reads as green under it
     assert browser.zone_pixels(shot) > 500  # the outlines are there
     assert green_pixels(shot) > 20_000
+
+
+def _still_of_video(report: Path) -> Image.Image:
+    """The picture in the video's card frame (the poster), as the page shows it."""
+    html = (report / "index.html").read_text()
+    card = re.search(r'<figure id="out-\d+" class="video">.*?</figure>', html)
+    assert card is not None
+    (src,) = re.findall(r'<div class="frame"[^>]*><img src="([^"]+)"', card.group())
+    with Image.open(report / src) as img:
+        return img.convert("RGB")
+
+
+@pytest.mark.ffmpeg
+def test_the_poster_is_the_cover_frame(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    red, blue = make_clip(tmp_path / "a.mp4", colour="0xd02020"), make_clip(
+        tmp_path / "b.mp4", colour="0x2020d0")
+    library.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(red), "-i", str(blue),
+                    "-filter_complex", "[0:v]trim=0:2[a];[1:v]trim=0:1,setpts=PTS-STARTPTS[b];"
+                    "[a][b]concat=n=2:v=1[v]", "-map", "[v]", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-pix_fmt", "yuv420p", str(library / "clip.mp4")],
+                   check=True, capture_output=True)
+    (tmp_path / "job.json").write_text(json.dumps(
+        {"workspace_id": "ws", "id": "cover-job",
+         "content": [{"media": ["clip.mp4"], "cover_image": {"video_cover_timestamp_ms": 2500}}],
+         "accounts": [{"id": "tt-1", "platform": "tiktok"}]}))
+    result = run_cli(["run", str(tmp_path / "job.json"), "--library", f"file://{library}/{{id}}",
+                      "--dest", str(tmp_path / "out"), "--no-progress", "--report",
+                      str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["accounts"][0]["cover"]["timestamp_ms"] == 2500
+    r, _, b = np.asarray(_still_of_video(tmp_path / "r")).reshape(-1, 3).mean(axis=0)
+    assert b > 150 and r < 80  # the blue frame at 2.5 s, not the red middle of the clip
+
+
+@pytest.mark.ffmpeg
+def test_without_a_cover_the_poster_shows_the_subject(tmp_path: Path) -> None:
+    face = Path("../shared/corpus/videos/face.mp4")
+    library = tmp_path / "library"
+    library.mkdir()
+    # 3 s: grey, the talking head from 1.8 s to 2.4 s, grey; the middle frame (1.5 s) is grey
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "color=c=gray:s=854x480:r=30:d=1.8", "-i", str(face), "-f", "lavfi", "-i",
+                    "color=c=gray:s=854x480:r=30:d=0.6", "-filter_complex",
+                    "[1:v]trim=2:2.6,setpts=PTS-STARTPTS,fps=30,format=yuv420p[f];"
+                    "[0:v]format=yuv420p[a];[2:v]format=yuv420p[c];[a][f][c]concat=n=3:v=1[v]",
+                    "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt",
+                    "yuv420p", str(library / "clip.mp4")], check=True, capture_output=True)
+    (tmp_path / "job.json").write_text(json.dumps(
+        {"workspace_id": "ws", "id": "face-job", "content": [{"media": ["clip.mp4"]}],
+         "accounts": [{"id": "x-1", "platform": "x"}]}))
+    result = run_cli(["run", str(tmp_path / "job.json"), "--library", f"file://{library}/{{id}}",
+                      "--dest", str(tmp_path / "out"), "--no-progress", "--report",
+                      str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["accounts"][0]["cover"] is None
+    poster = np.asarray(_still_of_video(tmp_path / "r")).astype(float)
+    assert poster.std() > 20  # the face, not a flat grey frame

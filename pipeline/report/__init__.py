@@ -62,7 +62,7 @@ def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path) -> Picture:
             info = probe.probe(local, timeout_s=FRAME_TIMEOUT_S)
             shots = frames.sample_video(local, info, count=STRIP_FRAMES,
                                         max_side=POSTER_SIDE_PX, timeout_s=FRAME_TIMEOUT_S)
-            poster = shots[len(shots) // 2]
+            poster = subject_frame(shots)
             strip = []
             for i, shot in enumerate(shots):
                 small = shot.copy()
@@ -81,6 +81,27 @@ def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path) -> Picture:
         # One unreadable output must not hide the others: the page says what went wrong.
         log.warning("no picture for %s: %s", shown(uri), shown(err.message))
         return Picture(still=None, error=f"{err.code}: {err.message}")
+
+
+def subject_frame(shots: list[Image.Image]) -> Image.Image:
+    """The frame that shows the subject best: the largest face, else the most salient detail;
+    the middle frame when none shows anything (a flat clip)."""
+    import numpy as np
+
+    from ..subject import find_subjects
+
+    def score(shot: Image.Image) -> tuple[bool, float]:
+        boxes = find_subjects(np.asarray(shot))
+        faces = [b for b in boxes if b.kind == "face"]
+        best = faces or list(boxes)
+        return bool(faces), max(((b.right - b.left) * (b.bottom - b.top) * b.confidence
+                                 for b in best), default=0.0)
+
+    scores = [score(shot) for shot in shots]
+    middle = len(shots) // 2
+    # the best score wins; among equals, the frame nearest the middle
+    best = max(range(len(shots)), key=lambda i: (scores[i], -abs(i - middle)))
+    return shots[best] if scores[best] > (False, 0.0) else shots[middle]
 
 
 def _pictures(data: Mapping[str, Any], root: Root, pics: Path) -> dict[str, Picture]:

@@ -164,11 +164,14 @@ def _account(index: int, account: Mapping[str, Any], pictures: Mapping[str, Pict
     variant = str(account.get("variant", ""))
     status = str(account.get("status", "?"))
     zones = zones_for(variant, presets)
-    cards = []
-    for m in account.get("media") or []:
-        if isinstance(m, dict):
-            cards.append(_output(m, account_id, pictures, zones, shown))
     cover = account.get("cover")
+    media = [m for m in account.get("media") or [] if isinstance(m, dict)]
+    videos = [m for m in media if m.get("kind") == "video"]
+    # A video post's cover is the frame the platform shows before play: the poster.
+    poster = (pictures.get(str(cover.get("uri", ""))) if isinstance(cover, dict)
+              and len(videos) == 1 else None)
+    cards = [_output(m, account_id, pictures, zones, shown,
+                     poster=poster if m.get("kind") == "video" else None) for m in media]
     if isinstance(cover, dict):
         cards.append(_output({**cover, "kind": "cover"}, account_id, pictures, zones, shown))
     badge = status if status in ("ok", "failed") else "other"
@@ -183,17 +186,20 @@ def _account(index: int, account: Mapping[str, Any], pictures: Mapping[str, Pict
 
 
 def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Picture],
-            zones: tuple[UiZone, ...], shown: dict[str, tuple[str, str]]) -> str:
+            zones: tuple[UiZone, ...], shown: dict[str, tuple[str, str]], *,
+            poster: Picture | None = None) -> str:
     uri = str(m.get("uri", ""))
     kind = str(m.get("kind", "image"))
     pic = pictures.get(uri)
+    still = (poster if poster is not None and poster.still and pic is not None and pic.still
+             else pic)
     label = ("cover" if kind == "cover"
              else f"content[{m.get('content_index')}].media[{m.get('media_index')}]")
     identity = str(m.get("sha256") or uri)
     where = f"{account_id} {label}"
     if identity in shown:
         anchor, first = shown[identity]
-        frame = _frame(pic, m.get("width"), m.get("height"), REF_BOX_PX, zones)
+        frame = _frame(still, m.get("width"), m.get("height"), REF_BOX_PX, zones)
         return (f'<figure class="ref">{frame}'
                 f"<figcaption>{escape(label)}: the same file as "
                 f'<a href="#{anchor}">{escape(first)}</a></figcaption></figure>')
@@ -207,7 +213,7 @@ def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Pictur
     actions = ", ".join(str(a) for a in m.get("actions") or [])
     return (
         f'<figure id="{anchor}" class="{escape(kind)}">'
-        f'<div class="pair">{_frame(pic, m.get("width"), m.get("height"), BOX_PX, zones)}'
+        f'<div class="pair">{_frame(still, m.get("width"), m.get("height"), BOX_PX, zones)}'
         f'{_player(pic, m.get("width"), m.get("height"))}</div>'
         f"{_strip(pic, m.get('width'), m.get('height'))}"
         f"<figcaption>{escape(' · '.join(facts))}"
