@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.support import browser, s3server
-from tests.test_report import run_cli
+from tests.test_report import account_entry, manifest_doc, media_entry, run_cli
 
 s3_server = s3server.s3_server
 s3_bucket = s3server.s3_bucket
@@ -192,3 +192,68 @@ def test_without_a_cover_the_poster_shows_the_subject(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["accounts"][0]["cover"] is None
     poster = np.asarray(_still_of_video(tmp_path / "r")).astype(float)
     assert poster.std() > 20  # the face, not a flat grey frame
+
+
+# --------------------------------------------------------------------------- the PNG sheet
+
+
+def _sheet_manifest(tmp: Path, warning: str) -> tuple[dict[str, Any], Path]:
+    dest = tmp / "dest"
+    dest.mkdir(parents=True)
+    clip = make_clip(dest / "v.mp4")
+    Image.new("RGB", (400, 300), (20, 20, 200)).save(dest / "p.jpg")
+    video = media_entry(clip.as_uri(), 0, kind="video", width=270, height=480,
+                        duration_ms=3000, bytes=2_500_000, actions=["transcoded", "resized"],
+                        warnings=[warning], sha256="a" * 64)
+    photo = media_entry((dest / "p.jpg").as_uri(), 1, width=400, height=300, sha256="b" * 64)
+    manifest = manifest_doc(
+        account_entry("tt-1", platform="tiktok", variant="tiktok-video", media=[video],
+                      warnings=[warning]),
+        account_entry("tt-2", platform="tiktok", variant="tiktok-video", media=[video, photo]))
+    path = dest / "m.json"
+    path.write_text(json.dumps(manifest))
+    return manifest, path
+
+
+@pytest.mark.ffmpeg
+def test_the_png_sheet_says_what_the_page_says(tmp_path: Path) -> None:
+    from pipeline.presets import load_presets
+    from pipeline.report import sheet
+    from pipeline.report.pictures import Picture
+
+    manifest, _ = _sheet_manifest(tmp_path, "subject_under_ui: bottom")
+    pictures = {m["uri"]: Picture(still=None) for a in manifest["accounts"] for m in a["media"]}
+    rows = sheet.layout(manifest, pictures, load_presets(None))
+    first, second = rows
+    (video,) = first.cells
+    caption = " / ".join(text for text, _ in video.caption)
+    for fact in ("content[0].media[0]", "270x480", "2.50 MB", "3.0 s",
+                 "actions: transcoded, resized", "warning: subject_under_ui: bottom"):
+        assert fact in caption, caption
+    assert ("warning: subject_under_ui: bottom", sheet._WARN) in first.lines
+    # the shared video is drawn once; the second account refers to it
+    assert [c.ref for c in second.cells] == [True, False]
+    assert "the same file as tt-1 content[0].media[0]" in second.cells[0].caption[0][0]
+
+
+@pytest.mark.ffmpeg
+def test_the_png_sheet_wraps_long_text_and_has_a_legend(tmp_path: Path) -> None:
+    from pipeline.report import sheet
+
+    sizes = []
+    for n, words in enumerate((3, 120)):
+        long = " ".join(["subject_under_ui"] * words)
+        _, path = _sheet_manifest(tmp_path / str(n), long)
+        out = tmp_path / str(n) / "r"
+        result = run_cli(["report", str(path), "--out", str(out), "--png"])
+        assert result.exit_code == 0, result.stderr
+        with Image.open(out / "sheet.png") as img:
+            png = np.asarray(img.convert("RGB")).astype(int)
+        sizes.append(png.shape[0])
+        r, g, b = png.transpose(2, 0, 1)
+        amber = (abs(r - sheet._WARN[0]) < 40) & (abs(g - sheet._WARN[1]) < 40) & (b < 60)
+        columns = np.nonzero(amber.any(axis=0))[0]
+        assert columns.max() < sheet.WIDTH_PX - sheet.PAD_PX  # nothing runs off the edge
+        legend = browser.zone_pixels(img.convert("RGB").crop((0, 0, 60, 64)))
+        assert legend > 20  # the zones' key next to the title
+    assert sizes[1] > sizes[0] + 5 * sheet.LINE_PX  # the long warning took more lines

@@ -140,8 +140,8 @@ def render(manifest: Mapping[str, Any], pictures: Mapping[str, Picture],
         if not isinstance(account, dict):
             continue
         sections.append(_account(index, account, pictures, presets, shown))
-    uses = sum(1 for a in manifest.get("accounts") or [] if isinstance(a, dict)
-               for _ in (a.get("media") or []))
+    uses = sum(len(a.get("media") or []) + isinstance(a.get("cover"), dict)
+               for a in manifest.get("accounts") or [] if isinstance(a, dict))
     legend = ('<p class="legend"><span class="zone-key"></span>where the app draws its UI '
               "over vertical videos and photos (platform safe zones from the presets)</p>")
     return (
@@ -166,10 +166,7 @@ def _account(index: int, account: Mapping[str, Any], pictures: Mapping[str, Pict
     zones = zones_for(variant, presets)
     cover = account.get("cover")
     media = [m for m in account.get("media") or [] if isinstance(m, dict)]
-    videos = [m for m in media if m.get("kind") == "video"]
-    # A video post's cover is the frame the platform shows before play: the poster.
-    poster = (pictures.get(str(cover.get("uri", ""))) if isinstance(cover, dict)
-              and len(videos) == 1 else None)
+    poster = cover_poster(account, pictures)
     cards = [_output(m, account_id, pictures, zones, shown,
                      poster=poster if m.get("kind") == "video" else None) for m in media]
     if isinstance(cover, dict):
@@ -185,16 +182,35 @@ def _account(index: int, account: Mapping[str, Any], pictures: Mapping[str, Pict
     )
 
 
+def cover_poster(account: Mapping[str, Any], pictures: Mapping[str, Picture]
+                 ) -> Picture | None:
+    """The cover's picture when it is the poster of the account's one video, else ``None``.
+
+    A video post's cover is the frame the platform shows before play.
+    """
+    cover = account.get("cover")
+    videos = [m for m in account.get("media") or []
+              if isinstance(m, dict) and m.get("kind") == "video"]
+    if not isinstance(cover, dict) or len(videos) != 1:
+        return None
+    return pictures.get(str(cover.get("uri", "")))
+
+
+def poster_for(pic: Picture | None, poster: Picture | None) -> Picture | None:
+    """What a video's frame shows: the cover when there is one and the video is readable."""
+    if poster is not None and poster.still and pic is not None and pic.still:
+        return poster
+    return pic
+
+
 def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Picture],
             zones: tuple[UiZone, ...], shown: dict[str, tuple[str, str]], *,
             poster: Picture | None = None) -> str:
     uri = str(m.get("uri", ""))
     kind = str(m.get("kind", "image"))
     pic = pictures.get(uri)
-    still = (poster if poster is not None and poster.still and pic is not None and pic.still
-             else pic)
-    label = ("cover" if kind == "cover"
-             else f"content[{m.get('content_index')}].media[{m.get('media_index')}]")
+    still = poster_for(pic, poster)
+    label = output_label(m)
     identity = str(m.get("sha256") or uri)
     where = f"{account_id} {label}"
     if identity in shown:
@@ -205,11 +221,7 @@ def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Pictur
                 f'<a href="#{anchor}">{escape(first)}</a></figcaption></figure>')
     anchor = f"out-{len(shown)}"
     shown[identity] = (anchor, where)
-    facts = [label, f"{_int(m.get('width'))}x{_int(m.get('height'))}", _size(m.get("bytes"))]
-    if isinstance(m.get("duration_ms"), int):
-        facts.append(f"{m['duration_ms'] / 1000:.1f} s")
-    if isinstance(m.get("timestamp_ms"), int):
-        facts.append(f"frame at {m['timestamp_ms']} ms")
+    facts = caption_facts(m)
     actions = ", ".join(str(a) for a in m.get("actions") or [])
     return (
         f'<figure id="{anchor}" class="{escape(kind)}">'
@@ -230,6 +242,24 @@ def _player(pic: Picture | None, width: Any, height: Any) -> str:
     bw, bh = _box(width, height, BOX_PX)
     return (f'<video class="player" controls preload="metadata" width="{bw}" height="{bh}" '
             f'src="{escape(pic.video)}"></video>')
+
+
+def output_label(m: Mapping[str, Any]) -> str:
+    """``content[0].media[1]``, or ``cover``: which of the post's media an output is."""
+    if m.get("kind") == "cover":
+        return "cover"
+    return f"content[{_int(m.get('content_index'))}].media[{_int(m.get('media_index'))}]"
+
+
+def caption_facts(m: Mapping[str, Any]) -> list[str]:
+    """What the caption says of an output: which medium, size, bytes, duration, cover time."""
+    facts = [output_label(m), f"{_int(m.get('width'))}x{_int(m.get('height'))}",
+             _size(m.get("bytes"))]
+    if isinstance(m.get("duration_ms"), int):
+        facts.append(f"{m['duration_ms'] / 1000:.1f} s")
+    if isinstance(m.get("timestamp_ms"), int):
+        facts.append(f"frame at {m['timestamp_ms']} ms")
+    return facts
 
 
 def _strip(pic: Picture | None, width: Any, height: Any) -> str:
