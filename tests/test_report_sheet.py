@@ -257,3 +257,43 @@ def test_the_png_sheet_wraps_long_text_and_has_a_legend(tmp_path: Path) -> None:
         legend = browser.zone_pixels(img.convert("RGB").crop((0, 0, 60, 64)))
         assert legend > 20  # the zones' key next to the title
     assert sizes[1] > sizes[0] + 5 * sheet.LINE_PX  # the long warning took more lines
+
+
+def test_small_outputs_are_flagged_on_the_page_and_the_sheet(tmp_path: Path) -> None:
+    from pipeline.presets import load_presets
+    from pipeline.report import html, sheet
+    from pipeline.report.pictures import Picture
+
+    small = media_entry("file:///nowhere/a.jpg", 0, warnings=[
+        "low_resolution: 202x360 below the recommended 1080x1920 for instagram-reels"])
+    fine = media_entry("file:///nowhere/b.jpg", 1, sha256="f" * 64)
+    manifest = manifest_doc(account_entry(media=[small, fine]))
+    pictures = {m["uri"]: Picture(still=None) for m in (small, fine)}
+    page = html.render(manifest, pictures, load_presets(None), source="m.json")
+    cards = re.findall(r'<figure id="out-\d+".*?</figure>', page)
+    assert ["below the recommended size" in c for c in cards] == [True, False]
+    (row,) = sheet.layout(manifest, pictures, load_presets(None))
+    flagged = [any(t == "below the recommended size" for t, _ in c.caption) for c in row.cells]
+    assert flagged == [True, False]
+
+
+@pytest.mark.ffmpeg
+def test_a_video_browsers_cannot_play_says_so_instead_of_an_empty_player(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    hevc = dest / "hevc.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=s=320x240:r=24:d=1", "-c:v", "libx265", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p10le", "-tag:v", "hvc1", "-x265-params", "log-level=error",
+                    str(hevc)], check=True, capture_output=True)
+    h264 = make_clip(dest / "h264.mp4")
+    manifest = manifest_doc(account_entry(media=[
+        media_entry(hevc.as_uri(), 0, kind="video", width=320, height=240),
+        media_entry(h264.as_uri(), 1, kind="video", width=270, height=480, sha256="e" * 64)]))
+    (dest / "m.json").write_text(json.dumps(manifest))
+    result = run_cli(["report", str(dest / "m.json"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    cards = re.findall(r'<figure id="out-\d+".*?</figure>',
+                       (tmp_path / "r" / "index.html").read_text())
+    assert "<video" not in cards[0] and "no player: HEVC 10-bit" in cards[0]
+    assert "<video" in cards[1] and "no player" not in cards[1]

@@ -21,6 +21,7 @@ from PIL import Image
 
 from .. import frames, probe
 from ..errors import ConfigError, Interrupted, PipelineError, StorageError
+from ..models import MediaInfo
 from ..presets import PresetRegistry
 from . import html, sheet
 from .folder import fresh_folder
@@ -70,17 +71,35 @@ def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path) -> Picture:
                 small.save(pics / f"{name}-{i}.jpg", quality=80)
                 strip.append(f"pictures/{name}-{i}.jpg")
         else:
+            info = None
             poster = frames.still(local, max_side=POSTER_SIDE_PX)
             strip = []
         poster.save(pics / f"{name}.jpg", quality=85)
-        return Picture(still=f"pictures/{name}.jpg", strip=tuple(strip),
-                       video=root.player_url(uri) if kind == "video" else None)
+        note = unplayable(info) if kind == "video" else None
+        return Picture(still=f"pictures/{name}.jpg", strip=tuple(strip), note=note,
+                       video=root.player_url(uri) if kind == "video" and not note else None)
     except Interrupted:
         raise
     except PipelineError as err:
         # One unreadable output must not hide the others: the page says what went wrong.
         log.warning("no picture for %s: %s", shown(uri), shown(err.message))
         return Picture(still=None, error=f"{err.code}: {err.message}")
+
+
+# What Chromium, Firefox and Safari all decode in software: 8-bit H.264, VP8, VP9, AV1.
+_PLAYABLE = {"h264": 8, "vp8": 8, "vp9": 10, "av1": 10}
+
+
+def unplayable(info: MediaInfo | None) -> str | None:
+    """Why a browser would show an empty player for this video, or ``None`` when it plays."""
+    stream = info.video if info is not None else None
+    if stream is None:
+        return None
+    if stream.bit_depth > _PLAYABLE.get(stream.codec, 0):
+        depth = f" {stream.bit_depth}-bit" if stream.bit_depth > 8 else ""
+        return (f"{stream.codec.upper()}{depth}: most browsers cannot play it here "
+                "(the platform can); open the file in a player")
+    return None
 
 
 def subject_frame(shots: list[Image.Image]) -> Image.Image:

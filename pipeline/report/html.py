@@ -66,6 +66,8 @@ figure{margin:0;max-width:660px}
 .file{color:#333}
 figcaption{font-size:12px;color:#333;margin-top:4px;word-break:break-all}
 .warn{color:#8a5a00}.err{color:#b3261e}
+.note{max-width:180px;font-size:12px;color:#555;margin:0}
+.small{background:#b3261e}
 .missing{display:flex;align-items:center;justify-content:center;color:#eee;font-size:12px;
  padding:8px}
 ul{margin:4px 0 8px;padding-left:20px}
@@ -228,7 +230,8 @@ def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Pictur
         f'<div class="pair">{_frame(still, m.get("width"), m.get("height"), BOX_PX, zones)}'
         f'{_player(pic, m.get("width"), m.get("height"))}</div>'
         f"{_strip(pic, m.get('width'), m.get('height'))}"
-        f"<figcaption>{escape(' · '.join(facts))}"
+        f"<figcaption>{SMALL_BADGE if below_recommended(m) else ''}"
+        f"{escape(' · '.join(facts))}"
         + (f"<br>actions: {escape(actions)}" if actions else "")
         + f"<br>{_file_link(uri, m.get('bytes'))}{_list(list(m.get('warnings') or []), 'warn')}"
         "</figcaption></figure>"
@@ -236,12 +239,25 @@ def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Pictur
 
 
 def _player(pic: Picture | None, width: Any, height: Any) -> str:
-    """A ``<video>`` of the output itself (controls, metadata only until played)."""
+    """A ``<video>`` of the output itself (controls, metadata only until played), or why
+    there is none."""
+    if pic is not None and pic.note:
+        return f'<p class="note">no player: {escape(pic.note)}</p>'
     if pic is None or not pic.video:
         return ""
     bw, bh = _box(width, height, BOX_PX)
     return (f'<video class="player" controls preload="metadata" width="{bw}" height="{bh}" '
             f'src="{escape(pic.video)}"></video>')
+
+
+LOW_RESOLUTION = "low_resolution"  # the warning of an output below its surface's minimum size
+SMALL_BADGE = '<span class="badge small">below the recommended size</span> '
+
+
+def below_recommended(m: Mapping[str, Any]) -> bool:
+    """The output is smaller than its surface recommends (the platform will upscale it)."""
+    return any(isinstance(w, str) and w.startswith(LOW_RESOLUTION)
+               for w in m.get("warnings") or [])
 
 
 def output_label(m: Mapping[str, Any]) -> str:

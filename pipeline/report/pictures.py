@@ -16,6 +16,7 @@ class Picture:
     strip: tuple[str, ...] = ()
     error: str | None = None
     video: str | None = None  # where the page's player loads the video from (file: or https:)
+    note: str | None = None  # why a video has no player (a codec browsers don't play)
 
 
 def zones_for(variant_label: str, presets: PresetRegistry) -> tuple[UiZone, ...]:

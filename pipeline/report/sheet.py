@@ -20,6 +20,7 @@ from ..presets import PresetRegistry, UiZone
 from .html import (
     ZONE_RGB,
     ZONE_TINT_ALPHA,
+    below_recommended,
     caption_facts,
     cover_poster,
     output_label,
@@ -102,6 +103,8 @@ def _cell(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Picture]
                     ((f"{label}: the same file as {shown[identity]}", _INK),), ref=True)
     shown[identity] = f"{account_id} {label}"
     caption: list[Line] = [(" · ".join(caption_facts(m)), _INK)]
+    if below_recommended(m):
+        caption.append(("below the recommended size", _ERR))
     actions = ", ".join(str(a) for a in m.get("actions") or [])
     if actions:
         caption.append((f"actions: {actions}", _INK))
