@@ -88,6 +88,14 @@ class JobInvalid(PipelineError):
         super().__init__(text or "invalid job")
 
 
+class ManifestInvalid(PipelineError):
+    """A manifest handed to ``conform report`` is unusable: too large, not JSON, or not the
+    published shape (``schemas/manifest.json``). The message names the JSON path."""
+
+    code = "invalid_manifest"
+    exit_code = ExitStatus.USAGE
+
+
 # --- sources -----------------------------------------------------------------------------
 
 

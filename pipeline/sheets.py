@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import PipelineError
+from .errors import ConfigError, Interrupted, PipelineError
 from .presets import PresetRegistry
 
 if TYPE_CHECKING:
@@ -21,8 +22,9 @@ def sheet_writer(report_dir: Path, *, presets: PresetRegistry, endpoint_url: str
     """A callback that writes each finished job's sheet and returns the page's path.
 
     Scoped by workspace like the manifests: two tenants' ``post-42`` are two sheets. A sheet
-    that cannot be made is logged and skipped (the callback returns ``None``): the batch goes
-    on. Entries without a manifest get no sheet.
+    that cannot be made (a pipeline error, or the machine's: a full disk, a folder that
+    can't be written) is a warning on that job and the callback returns ``None``: the batch
+    goes on. Entries without a manifest get no sheet.
     """
 
     def write(outcome: JobOutcome) -> str | None:
@@ -35,12 +37,31 @@ def sheet_writer(report_dir: Path, *, presets: PresetRegistry, endpoint_url: str
         from .report import make_report
 
         try:
+            _refuse_links(report_dir, folder)
             written = make_report(outcome.manifest.uri or "", folder, presets=presets,
                                   endpoint_url=endpoint_url,
                                   manifest=outcome.manifest.to_dict())
-        except PipelineError as err:  # the batch goes on; the job's line says no report
-            log.warning("no preview sheet for %s: %s", outcome.job_id, err.message)
+        except Interrupted:
+            raise
+        except (PipelineError, OSError) as err:  # the batch goes on; the job has no report
+            why = err.message if isinstance(err, PipelineError) else (
+                f"{err.strerror or err} ({err.filename})" if err.filename else str(err))
+            log.warning("job %r: no preview sheet: %r", outcome.job_id, why)
             return None
         return str(written.index_html)
 
     return write
+
+
+def _refuse_links(report_dir: Path, folder: Path) -> None:
+    """The workspace folder between ``DIR`` and a job's sheet must not be a link (the sheet's
+    own folder is checked by the report itself).
+
+    Raises:
+        ConfigError: one is.
+    """
+    path = report_dir
+    for name in folder.relative_to(report_dir).parts[:-1]:
+        path = path / name
+        if os.path.islink(path):
+            raise ConfigError(f"{path} is a link; links in the report folder are not followed")

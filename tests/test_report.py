@@ -22,6 +22,25 @@ HOSTILE_ID = '<img src=x onerror=alert(1)>&"tt'
 VERTICAL = {"tt-1", HOSTILE_ID, "ig-1"}
 
 
+def media_entry(uri: str, index: int = 0, **fields: Any) -> dict[str, Any]:
+    """One medium of the published shape (schemas/manifest.json)."""
+    return {"content_index": 0, "media_index": index, "source": "photo.jpg", "kind": "image",
+            "uri": uri, "mime": "image/jpeg", "bytes": 1234, "sha256": f"{index:064x}",
+            "width": 64, "height": 48, "duration_ms": None, "actions": [], "warnings": [],
+            **fields}
+
+
+def account_entry(account_id: str = "a", **fields: Any) -> dict[str, Any]:
+    return {"account_id": account_id, "platform": "telegram", "variant": "telegram-image",
+            "status": "ok", "media": [], "cover": None, "warnings": [], "errors": [], **fields}
+
+
+def manifest_doc(*accounts: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"job_id": "j", "workspace_id": "ws", "status": "succeeded",
+            "presets_version": "test", "pipeline_version": "test", "accounts": list(accounts),
+            **fields}
+
+
 def run_cli(args: list[str]) -> Any:
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
@@ -99,9 +118,9 @@ def test_identical_outputs_are_shown_once_and_referenced(ran: dict[str, Any]) ->
     full_cards = re.findall(r'<figure id="(out-\d+)"', html)
     refs = re.findall(r'the same file as <a href="#(out-\d+)"', html)
     assert refs and set(refs) <= set(full_cards)
-    # each stored file is described (its URI printed) exactly once
+    # each stored file is described (its URI linked) exactly once
     for uri in uris:
-        assert html.count(uri) == 1
+        assert html.count(f'href="{uri}"') == 1
 
 
 @pytest.mark.ffmpeg
@@ -141,16 +160,13 @@ def test_report_command_with_png_sheet(ran: dict[str, Any], tmp_path: Path) -> N
 def test_page_escapes_manifest_strings_and_shows_errors(tmp_path: Path) -> None:
     photo = tmp_path / "p.jpg"
     Image.new("RGB", (64, 48), (200, 10, 10)).save(photo)
-    manifest = {"job_id": "j<1>", "status": "partial", "accounts": [
-        {"account_id": "</section><b>x", "platform": "telegram", "variant": "telegram-image",
-         "status": "ok", "warnings": ["<i>w</i>"], "errors": [], "cover": None,
-         "media": [{"content_index": 0, "media_index": 0, "kind": "image",
-                    "uri": photo.as_uri(), "bytes": 1234, "width": 64, "height": 48,
-                    "duration_ms": None, "actions": ["<a>"], "warnings": []}]},
-        {"account_id": "a2", "platform": "tiktok", "variant": "tiktok-video",
-         "status": "failed", "media": [], "cover": None, "warnings": [],
-         "errors": [{"code": "too_large", "message": "<script>bad()</script>",
-                     "http_status": 400, "content_index": 0, "media_index": 0}]}]}
+    manifest = manifest_doc(
+        account_entry("</section><b>x", warnings=["<i>w</i>"],
+                      media=[media_entry(photo.as_uri(), actions=["<a>"])]),
+        account_entry("a2", platform="tiktok", variant="tiktok-video", status="failed",
+                      errors=[{"code": "too_large", "message": "<script>bad()</script>",
+                               "http_status": 400, "content_index": 0, "media_index": 0}]),
+        job_id="j<1>", status="partial")
     path = tmp_path / "m.json"
     path.write_text(json.dumps(manifest))
     result = run_cli(["report", str(path), "--out", str(tmp_path / "r")])
@@ -168,12 +184,8 @@ def test_an_unreadable_output_is_shown_as_such_and_the_rest_still_shown(tmp_path
     Image.new("RGB", (64, 48), (10, 10, 200)).save(photo)
     bogus = tmp_path / "not-an-image.jpg"
     bogus.write_text("hello")
-    media = [{"content_index": 0, "media_index": i, "kind": "image", "uri": p.as_uri(),
-              "bytes": 5, "width": 64, "height": 48, "actions": [], "warnings": []}
-             for i, p in enumerate((bogus, photo))]
-    manifest = {"job_id": "j", "status": "succeeded", "accounts": [
-        {"account_id": "a", "platform": "telegram", "variant": "telegram-image",
-         "status": "ok", "warnings": [], "errors": [], "cover": None, "media": media}]}
+    media = [media_entry(p.as_uri(), i) for i, p in enumerate((bogus, photo))]
+    manifest = manifest_doc(account_entry(media=media))
     (tmp_path / "m.json").write_text(json.dumps(manifest))
     result = run_cli(["report", str(tmp_path / "m.json"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.stderr

@@ -246,7 +246,7 @@ class BatchView:
             return
         if self.mode == "bar" and not outcome.failed:
             return  # the bar counts it; only failures get a line of their own
-        line = self._status_line(outcome)
+        line = printable(self._status_line(outcome))  # ids, sources, messages: job text
         click.echo("\r\x1b[2K" + line if self.mode == "bar" else line, err=True)
 
     def _status_line(self, outcome: JobOutcome) -> str:
@@ -328,7 +328,8 @@ def human_line(outcome: JobOutcome, done: int, total: int, page: str | None) -> 
             f": [{outcome.error.code}] {outcome.error.message}")
     if page:
         line += f"; report {page}"
-    return line + f" in {outcome.elapsed_s:.1f}s"
+    # ids, sources, messages and URIs come from jobs and manifests: a terminal must not obey them
+    return printable(line + f" in {outcome.elapsed_s:.1f}s")
 
 
 def _accounts_summary(manifest: Manifest) -> str:

@@ -17,7 +17,7 @@ from ..examine import jsonable
 from ..presets import PresetRegistry, load_presets
 from ..settings import Settings
 from .common import common_options, handle_errors, make_settings
-from .display import probe_text
+from .display import printable, probe_text
 
 if TYPE_CHECKING:
     from ..report import Report
@@ -142,39 +142,44 @@ def schema_cmd(name: str) -> None:
 @click.command("report")
 @click.argument("manifest", metavar="MANIFEST")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
-              help="Folder for index.html and its pictures (created).")
+              help="Folder for index.html and its pictures: new, empty, or an earlier report "
+                   "(replaced whole).")
 @click.option("--png", is_flag=True, help="Also write DIR/sheet.png, a PNG contact sheet.")
 @click.option("--presets", "presets_dir", type=click.Path(file_okay=False), default=None,
               help="A folder of preset TOML files that add to or override the bundled ones.")
+@click.option("--dest", default=None, metavar="URL",
+              help="The destination root the outputs may be read from (a folder, file:// or "
+                   "s3://bucket/prefix); default: the root the manifest was read from.")
 @click.option("--endpoint-url", default=None,
               help="S3 endpoint (MinIO, R2, moto); default: the AWS configuration.")
 @click.pass_context
 def report_cmd(ctx: click.Context, manifest: str, out_dir: str, png: bool,
-               presets_dir: str | None, endpoint_url: str | None) -> None:
+               presets_dir: str | None, dest: str | None, endpoint_url: str | None) -> None:
     """Write a preview sheet of a manifest: DIR/index.html, one self-contained page.
 
-    MANIFEST is a local path or an s3:// URI. Every account with its status, errors and
-    warnings; every output with a picture (a poster and a filmstrip for videos), size, bytes,
-    duration and actions; the platform's UI zones drawn over vertical outputs. Prints the
-    page's path on stdout.
+    MANIFEST is a local path or an s3:// URI; it must have the shape of `conform schema
+    manifest`. Every account with its status, errors and warnings; every output with a
+    picture (a poster and a filmstrip for videos), size, bytes, duration and actions; the
+    platform's UI zones drawn over vertical outputs. Outputs are read only under the
+    destination root; any other is shown as not available. Prints the page's path on stdout.
     """
     with handle_errors(ctx):
         presets = load_presets(Path(presets_dir) if presets_dir else None)
         ffmpeg.require_tools()
         written = write_report(manifest, Path(out_dir), presets=presets, png=png,
-                               endpoint_url=endpoint_url)
-        click.echo(str(written.index_html))
+                               endpoint_url=endpoint_url, dest=dest)
+        click.echo(printable(str(written.index_html)))
         if written.sheet_png is not None:
-            click.echo(str(written.sheet_png))
+            click.echo(printable(str(written.sheet_png)))
 
 
 def write_report(source: str, out_dir: Path, *, presets: PresetRegistry, png: bool = False,
-                 endpoint_url: str | None = None,
-                 manifest: dict[str, Any] | None = None) -> Report:
+                 endpoint_url: str | None = None, manifest: dict[str, Any] | None = None,
+                 dest: str | None = None) -> Report:
     """:func:`pipeline.report.make_report`, and where the page went on stderr."""
     from ..report import make_report
 
     written = make_report(source, out_dir, presets=presets, png=png, endpoint_url=endpoint_url,
-                          manifest=manifest)
-    click.echo(f"preview: {written.index_html}", err=True)
+                          manifest=manifest, dest=dest)
+    click.echo(printable(f"preview: {written.index_html}"), err=True)
     return written

@@ -10,29 +10,31 @@ to it. Vertical surfaces get their platform's UI zones (preset data) drawn over 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 
 from .. import frames, probe
-from ..errors import ConfigError, Interrupted, JobInvalid, PipelineError
+from ..errors import ConfigError, Interrupted, PipelineError, StorageError
+from ..models import MediaInfo
 from ..presets import PresetRegistry
-from ..storage import open_storage
 from . import html, sheet
-from .pictures import Picture
+from .folder import fresh_folder
+from .load import check_manifest, read_manifest, shown
+from .pictures import NOT_AVAILABLE, Picture
+from .scope import Root, open_root, root_of_manifest
+
+__all__ = ["Report", "make_report", "read_manifest"]
 
 log = logging.getLogger(__name__)
 
 POSTER_SIDE_PX = 480  # longer side of a poster or still: crisp at the page's 320 px boxes
-STRIP_SIDE_PX = 120  # longer side of a filmstrip frame
+STRIP_SIDE_PX = 240  # longer side of a filmstrip frame: crisp at 1/5 or 1/3 of the card
 STRIP_FRAMES = 5
 FRAME_TIMEOUT_S = 60.0
 
@@ -46,65 +48,22 @@ class Report:
     sheet_png: Path | None
 
 
-def read_manifest(source: str, *, endpoint_url: str | None = None) -> dict[str, Any]:
-    """Read a manifest from a local path, ``file://`` or ``s3://`` URI.
-
-    Raises:
-        JobInvalid: the file is not a manifest (not JSON, no ``accounts`` list).
-        StorageError: the object could not be fetched (``StorageNotFound`` when absent).
-        ConfigError: an unusable URI.
-    """
-    with tempfile.TemporaryDirectory(prefix="conform-report-") as tmp:
-        path = _fetch(source, Path(tmp) / "manifest.json", endpoint_url=endpoint_url)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise JobInvalid([("", f"not a manifest: {err}")]) from err
-    if not isinstance(data, dict) or not isinstance(data.get("accounts"), list):
-        raise JobInvalid([("accounts", "not a manifest: no accounts list")])
-    return data
-
-
-def _fetch(uri: str, dest: Path, *, endpoint_url: str | None) -> Path:
-    """A local path for ``uri``: local files are used in place, S3 objects are downloaded.
-
-    Raises:
-        ConfigError: a scheme other than ``file`` or ``s3``, or a malformed URI.
-        StorageError: the S3 object could not be fetched.
-    """
-    if "://" not in uri:
-        path = Path(uri)
-        if not path.is_file():
-            raise ConfigError(f"no such file: {uri}")
-        return path
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        path = Path(unquote(parts.path))
-        if parts.netloc not in ("", "localhost") or not path.is_file():
-            raise ConfigError(f"no such local file: {uri}")
-        return path
-    if parts.scheme == "s3":
-        key = unquote(parts.path).lstrip("/")
-        if not parts.netloc or not key:
-            raise ConfigError(f"s3:// URI needs a bucket and a key: {uri}")
-        storage = open_storage(f"s3://{parts.netloc}", endpoint_url=endpoint_url)
-        return storage.get_file(key, dest)
-    raise ConfigError(f"cannot read {parts.scheme}:// URIs; use a path, file:// or s3://")
-
-
-def _picture(uri: str, kind: str, out_dir: Path, tmp: Path, *,
-             endpoint_url: str | None) -> Picture:
-    """Fetch one stored file and write its pictures into ``out_dir/pictures``."""
+def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path) -> Picture:
+    """Fetch one stored file (only under ``root``) and write its pictures into ``pics``."""
     name = hashlib.sha256(uri.encode()).hexdigest()[:20]
-    pics = out_dir / "pictures"
-    pics.mkdir(parents=True, exist_ok=True)
     try:
-        local = _fetch(uri, tmp / name, endpoint_url=endpoint_url)
+        local = root.fetch(uri, tmp / name)
+    except (StorageError, ConfigError) as err:
+        # Outside the root, absent, or unreadable: the page says the same for each, so it
+        # tells nothing about which files exist. The operator's log says why.
+        log.warning("no picture for %s: %s", shown(uri), shown(err.message))
+        return Picture(still=None, error=NOT_AVAILABLE)
+    try:
         if kind == "video":
             info = probe.probe(local, timeout_s=FRAME_TIMEOUT_S)
             shots = frames.sample_video(local, info, count=STRIP_FRAMES,
                                         max_side=POSTER_SIDE_PX, timeout_s=FRAME_TIMEOUT_S)
-            poster = shots[len(shots) // 2]
+            poster = subject_frame(shots)
             strip = []
             for i, shot in enumerate(shots):
                 small = shot.copy()
@@ -112,68 +71,110 @@ def _picture(uri: str, kind: str, out_dir: Path, tmp: Path, *,
                 small.save(pics / f"{name}-{i}.jpg", quality=80)
                 strip.append(f"pictures/{name}-{i}.jpg")
         else:
+            info = None
             poster = frames.still(local, max_side=POSTER_SIDE_PX)
             strip = []
         poster.save(pics / f"{name}.jpg", quality=85)
-        return Picture(still=f"pictures/{name}.jpg", strip=tuple(strip))
+        note = unplayable(info) if kind == "video" else None
+        return Picture(still=f"pictures/{name}.jpg", strip=tuple(strip), note=note,
+                       video=root.player_url(uri) if kind == "video" and not note else None)
     except Interrupted:
         raise
     except PipelineError as err:
         # One unreadable output must not hide the others: the page says what went wrong.
-        log.warning("no picture for %s: %s", uri, err.message)
+        log.warning("no picture for %s: %s", shown(uri), shown(err.message))
         return Picture(still=None, error=f"{err.code}: {err.message}")
+
+
+# What Chromium, Firefox and Safari all decode in software: 8-bit H.264, VP8, VP9, AV1.
+_PLAYABLE = {"h264": 8, "vp8": 8, "vp9": 10, "av1": 10}
+
+
+def unplayable(info: MediaInfo | None) -> str | None:
+    """Why a browser would show an empty player for this video, or ``None`` when it plays."""
+    stream = info.video if info is not None else None
+    if stream is None:
+        return None
+    if stream.bit_depth > _PLAYABLE.get(stream.codec, 0):
+        depth = f" {stream.bit_depth}-bit" if stream.bit_depth > 8 else ""
+        return (f"{stream.codec.upper()}{depth}: most browsers cannot play it here "
+                "(the platform can); open the file in a player")
+    return None
+
+
+def subject_frame(shots: list[Image.Image]) -> Image.Image:
+    """The frame that shows the subject best: the largest face, else the most salient detail;
+    the middle frame when none shows anything (a flat clip)."""
+    import numpy as np
+
+    from ..subject import find_subjects
+
+    def score(shot: Image.Image) -> tuple[bool, float]:
+        boxes = find_subjects(np.asarray(shot))
+        faces = [b for b in boxes if b.kind == "face"]
+        best = faces or list(boxes)
+        return bool(faces), max(((b.right - b.left) * (b.bottom - b.top) * b.confidence
+                                 for b in best), default=0.0)
+
+    scores = [score(shot) for shot in shots]
+    middle = len(shots) // 2
+    # the best score wins; among equals, the frame nearest the middle
+    best = max(range(len(shots)), key=lambda i: (scores[i], -abs(i - middle)))
+    return shots[best] if scores[best] > (False, 0.0) else shots[middle]
+
+
+def _pictures(data: Mapping[str, Any], root: Root, pics: Path) -> dict[str, Picture]:
+    """The pictures of every distinct output the manifest names, by URI."""
+    pictures: dict[str, Picture] = {}
+    with tempfile.TemporaryDirectory(prefix="conform-report-") as tmp:
+        for account in data["accounts"]:
+            entries = [(m, m["kind"]) for m in account["media"]]
+            if account["cover"] is not None:
+                entries.append((account["cover"], "image"))
+            for entry, kind in entries:
+                if entry["uri"] not in pictures:
+                    pictures[entry["uri"]] = _picture(entry["uri"], kind, root, pics, Path(tmp))
+    return pictures
 
 
 def make_report(manifest_source: str, out_dir: Path, *, presets: PresetRegistry,
                 png: bool = False, endpoint_url: str | None = None,
-                manifest: Mapping[str, Any] | None = None) -> Report:
+                manifest: Mapping[str, Any] | None = None, dest: str | None = None) -> Report:
     """Write ``out_dir/index.html`` (and ``sheet.png`` with ``png``) for a manifest.
 
     Args:
         manifest_source: a local path, ``file://`` or ``s3://`` URI of the manifest.
-        out_dir: the report folder (created; pictures go to ``out_dir/pictures``).
+        out_dir: the report folder: written fresh and swapped in whole (an earlier report
+            there is replaced; any other non-empty folder is refused).
         presets: where the surfaces' UI zones come from.
         png: also write a PNG contact sheet.
         endpoint_url: S3 endpoint for ``s3://`` manifests and outputs.
         manifest: the manifest itself when the caller already has it (``conform run
-            --report``); ``manifest_source`` is then only shown on the page.
+            --report``); ``manifest_source`` is then where it is stored.
+        dest: the destination root outputs are read from; default: the root the manifest
+            was read from (see :mod:`pipeline.report.scope`).
 
     Returns:
         Where the page (and sheet) were written.
 
     Raises:
-        JobInvalid: the manifest is not one.
+        ManifestInvalid: the manifest is not one of the published shape.
         StorageError: the manifest could not be fetched (an output that can't be fetched is
-            shown as such on the page instead).
-        ConfigError: an unusable URI or output folder.
+            shown as "not available" on the page instead).
+        ConfigError: an unusable URI, ``--dest`` or output folder.
     """
-    data = dict(manifest) if manifest is not None else read_manifest(
-        manifest_source, endpoint_url=endpoint_url)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create the report folder {out_dir}: {err}") from err
-    shutil.rmtree(out_dir / "pictures", ignore_errors=True)
-    pictures: dict[str, Picture] = {}
-    with tempfile.TemporaryDirectory(prefix="conform-report-") as tmp:
-        for account in data["accounts"]:
-            if not isinstance(account, dict):
-                continue
-            entries = [(m, str(m.get("kind", "image"))) for m in account.get("media") or []
-                       if isinstance(m, dict)]
-            cover = account.get("cover")
-            if isinstance(cover, dict):
-                entries.append((cover, "image"))
-            for entry, kind in entries:
-                uri = entry.get("uri")
-                if isinstance(uri, str) and uri not in pictures:
-                    pictures[uri] = _picture(uri, kind, out_dir, Path(tmp),
-                                             endpoint_url=endpoint_url)
-    index = out_dir / "index.html"
-    index.write_text(html.render(data, pictures, presets, source=manifest_source),
-                     encoding="utf-8")
-    sheet_png = None
-    if png:
-        sheet_png = out_dir / "sheet.png"
-        sheet.render(data, pictures, presets, out_dir).save(sheet_png, optimize=True)
-    return Report(out_dir=out_dir, index_html=index, sheet_png=sheet_png)
+    data = (check_manifest(dict(manifest), source=manifest_source) if manifest is not None
+            else read_manifest(manifest_source, endpoint_url=endpoint_url))
+    root = (open_root(dest, endpoint_url=endpoint_url) if dest is not None
+            else root_of_manifest(manifest_source, endpoint_url=endpoint_url))
+    with fresh_folder(out_dir) as folder:
+        pics = folder / "pictures"
+        pics.mkdir()
+        pictures = _pictures(data, root, pics)
+        (folder / "index.html").write_text(
+            html.render(data, pictures, presets, source=manifest_source), encoding="utf-8")
+        if png:
+            sheet.render(data, pictures, presets, folder).save(folder / "sheet.png",
+                                                               optimize=True)
+    return Report(out_dir=out_dir, index_html=out_dir / "index.html",
+                  sheet_png=out_dir / "sheet.png" if png else None)

@@ -1,21 +1,46 @@
 """The preview page: plain HTML with inline CSS, no script, nothing fetched from the network.
 
-Every string that comes from the manifest (account ids, messages, sources) is escaped: a job
-is written by whoever calls the API.
+Every value that comes from the manifest (ids, messages, sources, and numbers too) is escaped:
+a job is written by whoever calls the API. The manifest was checked against the published
+schema before it got here; escaping and the page's Content-Security-Policy hold even if a
+value slips past that check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from html import escape
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ..presets import PresetRegistry, UiZone
 from .pictures import Picture, zones_for
+from .scope import media_origin
 
 BOX_PX = 320  # the longer side of a picture on the page
 REF_BOX_PX = 160  # the longer side of a picture that repeats one shown above
-ZONE_RGBA = (255, 0, 200, 0.42)  # magenta: a colour no status badge or text uses
+ZONE_RGB = (255, 0, 200)  # magenta: a colour no status badge or text uses
+# Zones are outlined in that colour over a light tint: the picture under them stays readable.
+ZONE_TINT_ALPHA = 0.12
+
+# What the page may load: its own pictures (relative names under the report folder, so
+# 'self': the page's own origin, file: or http(s) when the folder is served) and inline CSS.
+# Nothing else: no script of any kind ('none' for default-src covers script-src, connect-src,
+# frame-src, object-src, font-src...), no remote picture or media, no <base> that would move
+# the relative names elsewhere, no form posting anywhere. A picture that slipped into the
+# page with a remote URL is blocked by the browser before any request is made.
+# The players of S3 videos load presigned URLs from the store: media-src then lists exactly
+# those origins (scheme, host and port of the endpoint), nothing wider.
+CSP = ("default-src 'none'; img-src 'self'; media-src 'self'{media}; "
+       "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")
+
+
+def content_security_policy(pictures: Mapping[str, Picture]) -> str:
+    """The page's policy: its own files, plus the store's origin when videos play from it."""
+    origins = sorted({o for p in pictures.values() if p.video
+                      for o in [media_origin(p.video)] if o is not None})
+    return CSP.format(media="".join(f" {o}" for o in origins))
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;background:#f4f4f6;color:#1d1d22}
@@ -27,25 +52,37 @@ h1{font-size:20px;margin:0 0 4px}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;color:#fff}
 .ok{background:#1b7f3b}.failed{background:#b3261e}.other{background:#666}
 .outputs{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
-figure{margin:0;max-width:360px}
+figure{margin:0;max-width:660px}
+.pair{display:flex;flex-wrap:wrap;gap:4px}.player{display:block;background:#000}
 .frame{position:relative;background:#222;overflow:hidden}
 .frame img{display:block;width:100%;height:100%}
-.zone{position:absolute;background:rgba(@ZONE@);color:#fff;font-size:10px;overflow:hidden;
- box-sizing:border-box;border:1px dashed #fff;padding:1px 3px;white-space:nowrap}
+.zone{position:absolute;background:rgba(@ZONE@,@TINT@);overflow:hidden;box-sizing:border-box;
+ border:2px solid rgb(@ZONE@);white-space:nowrap}
+.zone span{background:rgb(@ZONE@);color:#fff;font-size:10px;padding:0 3px}
 .z-top{top:0;left:0;right:0}.z-bottom{bottom:0;left:0;right:0}
 .z-left{top:0;bottom:0;left:0}.z-right{top:0;bottom:0;right:0}
-.strip{display:flex;gap:2px;margin-top:4px}.strip img{height:48px}
+.strip{display:grid;gap:2px;margin-top:4px;max-width:364px}.strip img{display:block;width:100%}
+.strip.v{grid-template-columns:repeat(5,1fr)}.strip.h{grid-template-columns:repeat(3,1fr)}
+.file{color:#333}
 figcaption{font-size:12px;color:#333;margin-top:4px;word-break:break-all}
 .warn{color:#8a5a00}.err{color:#b3261e}
+.note{max-width:180px;font-size:12px;color:#555;margin:0}
+.small{background:#b3261e}
 .missing{display:flex;align-items:center;justify-content:center;color:#eee;font-size:12px;
  padding:8px}
 ul{margin:4px 0 8px;padding-left:20px}
-.legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px}
-""".replace("@ZONE@", ",".join(str(c) for c in ZONE_RGBA))
+.legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;
+ box-sizing:border-box;border:2px solid rgb(@ZONE@);background:rgba(@ZONE@,@TINT@)}
+""".replace("@ZONE@", ",".join(str(c) for c in ZONE_RGB)).replace("@TINT@", str(ZONE_TINT_ALPHA))
+
+
+def _int(value: Any) -> str:
+    """A whole number from the manifest, or ``?``: never its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else "?"
 
 
 def _size(value: Any) -> str:
-    if not isinstance(value, int | float):
+    if not isinstance(value, int | float) or isinstance(value, bool):
         return "?"
     return f"{value / 1_000_000:.2f} MB" if value >= 1_000_000 else f"{value / 1000:.1f} kB"
 
@@ -62,7 +99,8 @@ def _zones_html(zones: tuple[UiZone, ...]) -> str:
     for z in zones:
         size = "height" if z.edge in ("top", "bottom") else "width"
         out.append(f'<div class="zone z-{z.edge}" style="{size}:{z.fraction * 100:.2f}%" '
-                   f'title="{escape(z.name)} ({escape(z.source)})">{escape(z.what)}</div>')
+                   f'title="{escape(z.name)} ({escape(z.source)})">'
+                   f"<span>{escape(z.what)}</span></div>")
     return "".join(out)
 
 
@@ -104,19 +142,21 @@ def render(manifest: Mapping[str, Any], pictures: Mapping[str, Picture],
         if not isinstance(account, dict):
             continue
         sections.append(_account(index, account, pictures, presets, shown))
-    uses = sum(1 for a in manifest.get("accounts") or [] if isinstance(a, dict)
-               for _ in (a.get("media") or []))
-    legend = (f'<p class="legend"><span style="background:rgba('
-              f'{",".join(str(c) for c in ZONE_RGBA)})"></span>where the app draws its UI '
+    uses = sum(len(a.get("media") or []) + isinstance(a.get("cover"), dict)
+               for a in manifest.get("accounts") or [] if isinstance(a, dict))
+    legend = ('<p class="legend"><span class="zone-key"></span>where the app draws its UI '
               "over vertical videos and photos (platform safe zones from the presets)</p>")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" '
+        f'content="{escape(content_security_policy(pictures))}">'
+        '<meta name="referrer" content="no-referrer">'
         f"<title>conform preview: {escape(str(manifest.get('job_id', '')))}</title>"
         f"<style>{_CSS}</style></head><body>"
         f"<h1>Preview of job {escape(str(manifest.get('job_id', '?')))}</h1>"
         f'<p class="meta">status {escape(str(manifest.get("status", "?")))} · '
         f"{len(sections)} account(s) · {len(shown)} distinct output(s) for {uses} use(s) · "
-        f"manifest {escape(source)}</p>{legend}{''.join(sections)}</body></html>\n"
+        f"manifest {_file_link(source, None)}</p>{legend}{''.join(sections)}</body></html>\n"
     )
 
 
@@ -126,11 +166,11 @@ def _account(index: int, account: Mapping[str, Any], pictures: Mapping[str, Pict
     variant = str(account.get("variant", ""))
     status = str(account.get("status", "?"))
     zones = zones_for(variant, presets)
-    cards = []
-    for m in account.get("media") or []:
-        if isinstance(m, dict):
-            cards.append(_output(m, account_id, pictures, zones, shown))
     cover = account.get("cover")
+    media = [m for m in account.get("media") or [] if isinstance(m, dict)]
+    poster = cover_poster(account, pictures)
+    cards = [_output(m, account_id, pictures, zones, shown,
+                     poster=poster if m.get("kind") == "video" else None) for m in media]
     if isinstance(cover, dict):
         cards.append(_output({**cover, "kind": "cover"}, account_id, pictures, zones, shown))
     badge = status if status in ("ok", "failed") else "other"
@@ -144,39 +184,119 @@ def _account(index: int, account: Mapping[str, Any], pictures: Mapping[str, Pict
     )
 
 
+def cover_poster(account: Mapping[str, Any], pictures: Mapping[str, Picture]
+                 ) -> Picture | None:
+    """The cover's picture when it is the poster of the account's one video, else ``None``.
+
+    A video post's cover is the frame the platform shows before play.
+    """
+    cover = account.get("cover")
+    videos = [m for m in account.get("media") or []
+              if isinstance(m, dict) and m.get("kind") == "video"]
+    if not isinstance(cover, dict) or len(videos) != 1:
+        return None
+    return pictures.get(str(cover.get("uri", "")))
+
+
+def poster_for(pic: Picture | None, poster: Picture | None) -> Picture | None:
+    """What a video's frame shows: the cover when there is one and the video is readable."""
+    if poster is not None and poster.still and pic is not None and pic.still:
+        return poster
+    return pic
+
+
 def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Picture],
-            zones: tuple[UiZone, ...], shown: dict[str, tuple[str, str]]) -> str:
+            zones: tuple[UiZone, ...], shown: dict[str, tuple[str, str]], *,
+            poster: Picture | None = None) -> str:
     uri = str(m.get("uri", ""))
     kind = str(m.get("kind", "image"))
     pic = pictures.get(uri)
-    label = ("cover" if kind == "cover"
-             else f"content[{m.get('content_index')}].media[{m.get('media_index')}]")
+    still = poster_for(pic, poster)
+    label = output_label(m)
     identity = str(m.get("sha256") or uri)
     where = f"{account_id} {label}"
     if identity in shown:
         anchor, first = shown[identity]
-        frame = _frame(pic, m.get("width"), m.get("height"), REF_BOX_PX, zones)
+        frame = _frame(still, m.get("width"), m.get("height"), REF_BOX_PX, zones)
         return (f'<figure class="ref">{frame}'
                 f"<figcaption>{escape(label)}: the same file as "
                 f'<a href="#{anchor}">{escape(first)}</a></figcaption></figure>')
     anchor = f"out-{len(shown)}"
     shown[identity] = (anchor, where)
-    facts = [escape(label), f"{m.get('width', '?')}x{m.get('height', '?')}",
-             _size(m.get("bytes"))]
-    if m.get("duration_ms") is not None:
-        facts.append(f"{int(m['duration_ms']) / 1000:.1f} s")
-    if m.get("timestamp_ms") is not None:
-        facts.append(f"frame at {int(m['timestamp_ms'])} ms")
-    strip = ""
-    if pic is not None and pic.strip:
-        strip = '<div class="strip">' + "".join(
-            f'<img src="{escape(s)}" alt="">' for s in pic.strip) + "</div>"
+    facts = caption_facts(m)
     actions = ", ".join(str(a) for a in m.get("actions") or [])
     return (
         f'<figure id="{anchor}" class="{escape(kind)}">'
-        f"{_frame(pic, m.get('width'), m.get('height'), BOX_PX, zones)}{strip}"
-        f"<figcaption>{' · '.join(str(f) for f in facts)}"
+        f'<div class="pair">{_frame(still, m.get("width"), m.get("height"), BOX_PX, zones)}'
+        f'{_player(pic, m.get("width"), m.get("height"))}</div>'
+        f"{_strip(pic, m.get('width'), m.get('height'))}"
+        f"<figcaption>{SMALL_BADGE if below_recommended(m) else ''}"
+        f"{escape(' · '.join(facts))}"
         + (f"<br>actions: {escape(actions)}" if actions else "")
-        + f"<br>{escape(uri)}{_list(list(m.get('warnings') or []), 'warn')}"
+        + f"<br>{_file_link(uri, m.get('bytes'))}{_list(list(m.get('warnings') or []), 'warn')}"
         "</figcaption></figure>"
     )
+
+
+def _player(pic: Picture | None, width: Any, height: Any) -> str:
+    """A ``<video>`` of the output itself (controls, metadata only until played), or why
+    there is none."""
+    if pic is not None and pic.note:
+        return f'<p class="note">no player: {escape(pic.note)}</p>'
+    if pic is None or not pic.video:
+        return ""
+    bw, bh = _box(width, height, BOX_PX)
+    return (f'<video class="player" controls preload="metadata" width="{bw}" height="{bh}" '
+            f'src="{escape(pic.video)}"></video>')
+
+
+LOW_RESOLUTION = "low_resolution"  # the warning of an output below its surface's minimum size
+SMALL_BADGE = '<span class="badge small">below the recommended size</span> '
+
+
+def below_recommended(m: Mapping[str, Any]) -> bool:
+    """The output is smaller than its surface recommends (the platform will upscale it)."""
+    return any(isinstance(w, str) and w.startswith(LOW_RESOLUTION)
+               for w in m.get("warnings") or [])
+
+
+def output_label(m: Mapping[str, Any]) -> str:
+    """``content[0].media[1]``, or ``cover``: which of the post's media an output is."""
+    if m.get("kind") == "cover":
+        return "cover"
+    return f"content[{_int(m.get('content_index'))}].media[{_int(m.get('media_index'))}]"
+
+
+def caption_facts(m: Mapping[str, Any]) -> list[str]:
+    """What the caption says of an output: which medium, size, bytes, duration, cover time."""
+    facts = [output_label(m), f"{_int(m.get('width'))}x{_int(m.get('height'))}",
+             _size(m.get("bytes"))]
+    if isinstance(m.get("duration_ms"), int):
+        facts.append(f"{m['duration_ms'] / 1000:.1f} s")
+    if isinstance(m.get("timestamp_ms"), int):
+        facts.append(f"frame at {m['timestamp_ms']} ms")
+    return facts
+
+
+def _strip(pic: Picture | None, width: Any, height: Any) -> str:
+    """The filmstrip: five frames across for a vertical video, three a row otherwise."""
+    if pic is None or not pic.strip:
+        return ""
+    vertical = isinstance(width, int) and isinstance(height, int) and height > width
+    frames = "".join(f'<img src="{escape(s)}" alt="">' for s in pic.strip)
+    return f'<div class="strip {"v" if vertical else "h"}">{frames}</div>'
+
+
+def _file_link(uri: str, size: Any) -> str:
+    """The file's name and size; its full URI (a server path) only as the link's target.
+
+    Only ``file:``, ``s3:`` and ``https:`` URIs become links: never ``javascript:`` or other
+    schemes a manifest could name.
+    """
+    parts = urlsplit(uri)
+    name = PurePosixPath(unquote(parts.path)).name or uri
+    sized = f"{name} ({_size(size)})" if size is not None else name
+    text = f'<span class="file">{escape(sized)}</span>'
+    if parts.scheme in ("file", "s3", "https"):
+        return f'<a href="{escape(uri)}">{text}</a>'
+    return text

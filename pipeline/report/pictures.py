@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..presets import PresetRegistry, UiZone
 
+NOT_AVAILABLE = "not available"  # an output outside the root, absent or unreadable: one text
 
 @dataclass(frozen=True, slots=True)
 class Picture:
@@ -14,7 +15,8 @@ class Picture:
     still: str | None
     strip: tuple[str, ...] = ()
     error: str | None = None
-
+    video: str | None = None  # where the page's player loads the video from (file: or https:)
+    note: str | None = None  # why a video has no player (a codec browsers don't play)
 
 
 def zones_for(variant_label: str, presets: PresetRegistry) -> tuple[UiZone, ...]:

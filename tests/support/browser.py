@@ -7,9 +7,14 @@ Chromium start (about 1-2 s), so tests load each page once per module.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,22 +35,96 @@ def chromium() -> str:
     return found
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess[bytes]:
+def _run(args: list[str], proxy_port: int | None = None,
+         direct: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Chromium with ``args``; ``proxy_port`` replaces the dead proxy, ``direct`` (a
+    ``host:port``) is the one server it may reach without the proxy (listed after
+    ``<-loopback>``: Chromium reads the rules in order)."""
+    flags = list(FLAGS)
+    if proxy_port is not None:
+        flags = [f"--proxy-server=127.0.0.1:{proxy_port}" if f.startswith("--proxy-server=")
+                 else f for f in flags]
+    if direct is not None:
+        flags = [f"--proxy-bypass-list=<-loopback>;{direct}" if f.startswith("--proxy-bypass")
+                 else f for f in flags]
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        return subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
+        return subprocess.run([chromium(), *flags, f"--user-data-dir={profile}", *args],
                               capture_output=True, timeout=120, check=True)
 
 
-def screenshot(page: Path, out: Path, *, width: int = 1280, height: int = 2000) -> Image.Image:
-    """Render ``page`` at ``width`` x ``height`` and return the screenshot as RGB."""
-    _run([f"--screenshot={out}", f"--window-size={width},{height}", page.resolve().as_uri()])
+def screenshot(page: Path, out: Path, *, width: int = 1280, height: int = 2000,
+               proxy_port: int | None = None, direct: str | None = None) -> Image.Image:
+    """Render ``page`` at ``width`` x ``height`` and return the screenshot as RGB.
+
+    Taken at the load event, which a ``<video>`` delays until it shows its first frame (no
+    ``--virtual-time-budget`` here: it lets the shot be taken before the frame is decoded).
+    """
+    _run([f"--screenshot={out}", f"--window-size={width},{height}",
+          page.resolve().as_uri()], proxy_port, direct)
     with Image.open(out) as img:
         return img.convert("RGB")
 
 
-def dump_dom(page: Path) -> str:
-    """The DOM as Chromium parsed it (what a viewer's browser builds from the page)."""
-    return _run(["--dump-dom", page.resolve().as_uri()]).stdout.decode("utf-8", "replace")
+def dump_dom(page: Path, *, proxy_port: int | None = None) -> str:
+    """The DOM as Chromium parsed it (what a viewer's browser builds from the page).
+
+    A short virtual-time budget lets timers and load handlers of a page run before the dump.
+    """
+    return _run(["--virtual-time-budget=3000", "--dump-dom", page.resolve().as_uri()],
+                proxy_port).stdout.decode("utf-8", "replace")
+
+
+# Chromium's own services (clock, component updates, sign-in) that it calls whatever the page.
+_BROWSER_HOSTS = re.compile(r"^(GET|POST|CONNECT) (https?://)?([a-z0-9.-]+\.)?"
+                            r"(google\.com|googleapis\.com|gstatic\.com|gvt1\.com)[:/ ]")
+
+
+class RecordingProxy:
+    """A loopback 'proxy' that records the first line of every request Chromium sends.
+
+    Chromium started with ``proxy_port=proxy.port`` sends every http(s) request, loopback
+    included, here (``GET http://host/path`` or ``CONNECT host:443``); each is answered with a
+    502 and recorded, so ``proxy.requests`` is the page's network traffic.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.requests: list[str] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def page_requests(self) -> list[str]:
+        """The requests the page made: everything but Chromium's own service calls."""
+        return [r for r in self.requests if not _BROWSER_HOSTS.match(r)]
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    head = conn.recv(4096).split(b"\r\n", 1)[0]
+                    self.requests.append(head.decode("latin-1"))
+                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n"
+                                 b"Connection: close\r\n\r\n")
+
+
+@contextlib.contextmanager
+def recording_proxy() -> Iterator[RecordingProxy]:
+    """A :class:`RecordingProxy` for the ``with`` block."""
+    proxy = RecordingProxy()
+    proxy._thread.start()
+    try:
+        yield proxy
+    finally:
+        with contextlib.suppress(OSError):
+            proxy._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        proxy._sock.close()
+        proxy._thread.join(timeout=5)
 
 
 def zone_pixels(img: Image.Image) -> int:
