@@ -110,8 +110,8 @@ def walk(fh: IO[bytes], start: int, end: int) -> Iterator[tuple[bytes, int, int,
         pos += size
 
 
-def walk_bytes(data: bytes, start: int = 0) -> Iterator[tuple[bytes, int, int, int]]:
-    """:func:`walk` over bytes in memory, with no copy of them.
+def walk_bytes(data: bytes | memoryview, start: int = 0) -> Iterator[tuple[bytes, int, int, int]]:
+    """:func:`walk` over bytes in memory (a memoryview walks the movie header without copies).
 
     Raises:
         UnsupportedLayout: a box size that does not fit its parent.
@@ -125,7 +125,7 @@ def walk_bytes(data: bytes, start: int = 0) -> Iterator[tuple[bytes, int, int, i
         pos += size
 
 
-def _header(header: bytes, pos: int, end: int) -> tuple[bytes, int, int]:
+def _header(header: bytes | memoryview, pos: int, end: int) -> tuple[bytes, int, int]:
     size, kind = struct.unpack(">I4s", header[:8])
     body = pos + 8
     if size == 1:

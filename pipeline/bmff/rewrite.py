@@ -150,7 +150,7 @@ def _top_level(fh: IO[bytes], size: int, check: Callable[[], None]
             if end - body > MAX_MOOV_BYTES:
                 raise refuse_absurd("movie header over 64 MB")
             fh.seek(body)
-            moov = _container(b"moov", fh.read(end - body))
+            moov = _container(b"moov", memoryview(fh.read(end - body)))
             moov_first = not mdats
         elif kind == b"mdat":
             mdats.append((body, end))
@@ -179,8 +179,10 @@ def _ftyp(source_major: bytes, moov: Box) -> Box:
     return Box(b"ftyp", b"isom" + minor + b"".join(brands))
 
 
-def _container(kind: bytes, data: bytes) -> Box:
+def _container(kind: bytes, data: memoryview) -> Box:
     """A kept container with its kept children, each rebuilt.
+
+    Containers are walked as views of the movie header; only kept leaves are copied.
 
     Raises:
         UnsupportedLayout: a box meaning a layout we do not rewrite, or a malformed child.
@@ -201,7 +203,7 @@ def _container(kind: bytes, data: bytes) -> Box:
         elif child in _KEEP:
             children.append(_container(child, payload))
         else:
-            children.append(_LEAVES[child](payload))
+            children.append(_LEAVES[child](bytes(payload)))
     box = Box(kind, b"", children)
     if kind == b"moov":
         box.children = [c for c in children if c.kind != b"trak" or _played(c)]
@@ -224,19 +226,20 @@ def _stbl(trak: Box) -> Box:
     return stbls[0]
 
 
-def _sample_tables(data: bytes) -> Box:
+def _sample_tables(data: memoryview) -> Box:
     """The sample tables, each rebuilt; one of each, in the order ISO lists them.
 
     Raises:
         UnsupportedLayout: a table repeated, missing, or malformed.
     """
-    found: dict[bytes, bytes] = {}
+    views: dict[bytes, memoryview] = {}
     for count, (kind, _start, body, end) in enumerate(walk_bytes(data), 1):
         if count > MAX_CHILDREN:
             raise refuse_absurd("too many boxes in one stbl")
-        if kind in found and kind in _LAYOUT_TABLES:
+        if kind in views and kind in _LAYOUT_TABLES:
             raise UnsupportedLayout(f"{kind!r} repeated")
-        found.setdefault(kind, data[body:end])
+        views.setdefault(kind, data[body:end])
+    found = _Tables(views)
     tables: list[Box | None] = [stsd(found[b"stsd"])] if b"stsd" in found else []
     sizes: Box | None = None
     for kind, rebuild in _TABLES:
@@ -260,6 +263,20 @@ def _sample_tables(data: bytes) -> Box:
     if groups is not None and b"sbgp" in found:
         tables.append(sbgp(found[b"sbgp"], {groups.payload[4:8]}))
     return Box(b"stbl", b"", [t for t in tables if t is not None])
+
+
+class _Tables(dict[bytes, bytes]):
+    """The sample tables by type, each copied out of the movie header when first read."""
+
+    def __init__(self, views: dict[bytes, memoryview]) -> None:
+        super().__init__()
+        self._views = views
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._views
+
+    def __missing__(self, kind: bytes) -> bytes:
+        return bytes(self._views[kind])
 
 
 _LAYOUT_TABLES = frozenset({b"stsd", b"stsc", b"stsz", b"stz2", b"stco", b"co64"})

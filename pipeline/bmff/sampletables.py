@@ -14,6 +14,7 @@ import struct
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import count, repeat
 
 from .boxes import (
     MAX_EMPTY_CHUNKS,
@@ -120,6 +121,9 @@ def stsc_box(data: bytes) -> Box:
 def track_chunks(stbl: Box, check: Callable[[], None]) -> TrackChunks:
     """One track's chunk offsets and lengths, from its sample tables.
 
+    Chunks that hold no sample are dropped from ``stsc`` and ``stco`` (players disagree on
+    them: ffmpeg and mp4box.js both misplace the samples that follow).
+
     Raises:
         UnsupportedLayout: tables missing or disagreeing with each other.
         CorruptMedia: more empty chunks than any real movie has.
@@ -130,22 +134,45 @@ def track_chunks(stbl: Box, check: Callable[[], None]) -> TrackChunks:
     if offsets is None or sizes is None or stsc is None or stbl.child(b"stsd") is None:
         raise UnsupportedLayout("a track without its sample tables")
     assert offsets.chunks is not None
-    per_chunk = _samples_per_chunk(stsc.payload, len(offsets.chunks))
-    if sum(per * n for per, n in per_chunk) != sample_count(sizes):
+    runs = _samples_per_chunk(stsc.payload, len(offsets.chunks))
+    if sum(per * n for per, n in runs) != sample_count(sizes):
         raise UnsupportedLayout("stsc and stsz disagree on the sample count")
-    lengths = array("Q")
+    if sum(n for per, n in runs if per == 0) > MAX_EMPTY_CHUNKS:
+        raise refuse_absurd(f"more than {MAX_EMPTY_CHUNKS} chunks without samples")
+    source, kept, lengths = offsets.chunks, array("Q"), array("Q")
+    new_runs: list[tuple[int, int]] = []
     table = _sizes(sizes)
-    i = 0
-    for per, n in per_chunk:
-        for _ in range(n):
-            if isinstance(table, int):
-                lengths.append(table * per)
-            else:
-                lengths.append(sum(table[i:i + per]))
-            i += per
-            if len(lengths) % CHECK_EVERY == 0:
-                check()
+    chunk = sample = 0
+    for per, n in runs:
+        if per:
+            if not new_runs or new_runs[-1][1] != per:
+                new_runs.append((len(kept) + 1, per))
+            kept.extend(source[chunk:chunk + n])
+            _chunk_lengths(table, per, n, sample, lengths, check)
+            sample += per * n
+        chunk += n
+    stsc.payload = full_box(0) + struct.pack(">I", len(new_runs)) + b"".join(
+        struct.pack(">III", first, per, 1) for first, per in new_runs)
+    offsets.payload, offsets.chunks = full_box(0) + struct.pack(">I", len(kept)), kept
     return TrackChunks(offsets, lengths)
+
+
+def _chunk_lengths(table: int | array[int], per: int, n: int, first: int, out: array[int],
+                   check: Callable[[], None]) -> None:
+    """Append the byte lengths of ``n`` chunks of ``per`` samples each, from sample ``first``."""
+    if isinstance(table, int):
+        out.extend(array("Q", [table * per]) * n)
+        return
+    end = first + per * n
+    if per == 1:  # a chunk per sample: the lengths are the sizes, copied a block at a time
+        for at in range(first, end, CHECK_EVERY):
+            out.fromlist(table[at:min(at + CHECK_EVERY, end)].tolist())
+            check()
+        return
+    for at in range(first, end, per):
+        out.append(sum(table[at:at + per]))
+        if len(out) % CHECK_EVERY == 0:
+            check()
 
 
 def _samples_per_chunk(stsc: bytes, chunk_count: int) -> list[tuple[int, int]]:
@@ -200,27 +227,30 @@ def lay_out(tracks: list[TrackChunks], mdats: list[tuple[int, int]], base: int,
     Raises:
         UnsupportedLayout: a track's chunks out of order, chunks overlapping or outside the
             ``mdat`` boxes.
-        CorruptMedia: more empty chunks than any real movie has.
     """
     sources, lengths = array("Q"), array("Q")
-    pos, prev_end, mdat_i, empty, seen = base, -1, 0, 0, 0
-    for offset, t, k in heapq.merge(*(_ascending(tc.offsets, t) for t, tc in enumerate(tracks))):
+    offsets = [tc.offsets for tc in tracks]
+    sizes = [tc.lengths for tc in tracks]
+    last = [-1] * len(tracks)
+    pos, prev_end, mdat_i, seen = base, -1, 0, 0
+    mdat_lo, mdat_hi = mdats[0] if mdats else (0, 0)
+    for offset, t, k in _in_file_order(offsets):
         seen += 1
         if seen % CHECK_EVERY == 0:
             check()
-        length = tracks[t].lengths[k]
-        tracks[t].offsets[k] = pos
+        if offset < last[t]:
+            raise UnsupportedLayout("a track's chunks out of file order")
+        last[t] = offset
+        length = sizes[t][k]
+        offsets[t][k] = pos
         if length == 0:
-            empty += 1
-            if empty > MAX_EMPTY_CHUNKS:
-                raise refuse_absurd(f"more than {MAX_EMPTY_CHUNKS} empty chunks")
-            continue
+            continue  # samples of no bytes: nothing to read or place
         if offset < prev_end:
             raise UnsupportedLayout("overlapping chunks")
-        while mdat_i < len(mdats) and mdats[mdat_i][1] <= offset:
+        while mdat_hi <= offset and mdat_i + 1 < len(mdats):
             mdat_i += 1
-        if mdat_i == len(mdats) or not (mdats[mdat_i][0] <= offset
-                                        and offset + length <= mdats[mdat_i][1]):
+            mdat_lo, mdat_hi = mdats[mdat_i]
+        if not mdat_lo <= offset or offset + length > mdat_hi:
             raise UnsupportedLayout("a chunk outside the mdat")
         if sources and sources[-1] + lengths[-1] == offset:
             lengths[-1] += length
@@ -232,16 +262,14 @@ def lay_out(tracks: list[TrackChunks], mdats: list[tuple[int, int]], base: int,
     return Layout(sources, lengths, pos - base)
 
 
-def _ascending(offsets: array[int], track: int) -> Iterator[tuple[int, int, int]]:
-    """(offset, track, chunk index) in the track's order, which must be ascending.
+def _in_file_order(offsets: list[array[int]]) -> Iterator[tuple[int, int, int]]:
+    """(offset, track, chunk index), the tracks merged by offset (each is ascending: the
+    caller checks, since the merge is only right when they are).
 
-    Raises:
-        UnsupportedLayout: a chunk before the previous one (the merge needs order).
+    The offsets are read one step ahead of the caller, which overwrites the ones it has seen.
     """
-    prev = -1
-    for k in range(len(offsets)):
-        offset = offsets[k]
-        if offset < prev:
-            raise UnsupportedLayout("a track's chunks out of file order")
-        prev = offset
-        yield offset, track, k
+    streams = [zip(track_offsets, repeat(t), count()) for t, track_offsets in
+               enumerate(offsets)]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams)
