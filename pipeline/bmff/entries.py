@@ -3,7 +3,7 @@
 One sample entry is kept (the one every sample uses). A video entry keeps its size and its
 codec configuration (``avcC``, ``hvcC``, ``vpcC``, ``av1C``) plus the boxes that say how to
 show the picture (``btrt``, ``pasp``, ``colr`` as code points, ``clap``, ``fiel``, ``mdcv``,
-``clli``); an audio entry keeps its channel count, sample size and rate and its configuration
+``clli``, Dolby Vision's ``dvcC``/``dvvC``/``dvwC``); an audio entry keeps its channel count, sample size and rate and its configuration
 (``esds``, ``dOps``, QuickTime's ``wave``). Each of those is parsed and written anew from its
 fields (parameter sets and decoder-specific info stay as the decoder reads them); reserved
 fields, compressor names, vendors, SEI arrays, metadata OBUs, ICC profiles, ``uuid``/``free``
@@ -61,11 +61,27 @@ def sample_entry(kind: bytes, data: bytes) -> Box:
 
 
 def _children(data: bytes, start: int) -> dict[bytes, bytes]:
-    """The first child box of each type after an entry's fixed fields (payloads by type)."""
+    """The first child box of each type after an entry's fixed fields (payloads by type).
+
+    QuickTime ends a sample entry's children with four zero bytes (a terminator shorter than
+    a box): fewer than eight bytes at the end are ignored (and not written).
+    """
     found: dict[bytes, bytes] = {}
-    for kind, _start, body, end in walk_bytes(data, start):
+    usable = len(data) if len(data) - start < 8 else _boxes_end(data, start)
+    for kind, _start, body, end in walk_bytes(data[:usable], start):
         found.setdefault(kind, data[body:end])
     return found
+
+
+def _boxes_end(data: bytes, start: int) -> int:
+    """Where the whole boxes after ``start`` end, a trailer of under eight bytes left out."""
+    pos = start
+    while len(data) - pos >= 8:
+        size = u32(data, pos)
+        if size < 8 or pos + size > len(data):
+            break  # malformed: walk_bytes will say so
+        pos += size
+    return pos if len(data) - pos < 8 else len(data)
 
 
 def _visual(kind: bytes, data: bytes) -> Box:
@@ -166,7 +182,14 @@ def _colr(data: bytes) -> bytes | None:
     return None
 
 
+def _dovi(data: bytes) -> bytes:
+    """Dolby Vision configuration: version, profile, level, layer flags and compatibility id;
+    the reserved bits after them zero."""
+    fixed = exact(b"dvcC", data, 24)
+    return fixed[:4] + bytes([fixed[4] & 0xF0]) + bytes(19)
+
+
 _PICTURE_BOXES: dict[bytes, Callable[[bytes], bytes | None]] = {
     b"btrt": _btrt, b"pasp": _pasp, b"colr": _colr, b"clap": _clap, b"fiel": _fiel,
-    b"mdcv": _mdcv, b"clli": _clli,
+    b"mdcv": _mdcv, b"clli": _clli, b"dvcC": _dovi, b"dvvC": _dovi, b"dvwC": _dovi,
 }

@@ -13,7 +13,6 @@ import struct
 from .boxes import Box, UnsupportedLayout, exact, full_box, u32, version_of, walk_bytes
 
 _MATRIX_BYTES = 36
-_HANDLERS_KEPT = frozenset({b"vide", b"soun"})
 _QT_COMPONENT_TYPES = frozenset({b"mhlr", b"dhlr"})
 _TKHD_FLAGS = 0x00000F  # enabled, in movie, in preview, size is aspect ratio
 # Sample groups a player uses, with the size of one description entry.
@@ -98,17 +97,6 @@ def hdlr(data: bytes) -> Box:
     data = exact(b"hdlr", data, 24)
     component = data[4:8] if data[4:8] in _QT_COMPONENT_TYPES else bytes(4)
     return Box(b"hdlr", full_box(0) + component + data[8:12] + bytes(12) + b"\x00")
-
-
-def track_kept(data: bytes) -> bool:
-    """Whether a media handler is one a player of our outputs plays (video or sound).
-
-    Timed metadata (GPS tracks), timecode, text and hint tracks are dropped.
-
-    Raises:
-        UnsupportedLayout: a short box.
-    """
-    return handler_type(data) in _HANDLERS_KEPT
 
 
 def vmhd(data: bytes) -> Box:

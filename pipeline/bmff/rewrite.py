@@ -20,7 +20,22 @@ from .boxes import (
     walk_bytes,
 )
 from .entries import stsd
-from .headers import cslg, dinf, elst, hdlr, mdhd, mvhd, sbgp, sdtp, sgpd, smhd, table, tkhd, vmhd
+from .headers import (
+    cslg,
+    dinf,
+    elst,
+    handler_type,
+    hdlr,
+    mdhd,
+    mvhd,
+    sbgp,
+    sdtp,
+    sgpd,
+    smhd,
+    table,
+    tkhd,
+    vmhd,
+)
 from .sampletables import (
     Layout,
     chunk_offsets,
@@ -44,6 +59,9 @@ _LEAVES: dict[bytes, Callable[[bytes], Box]] = {
     b"hdlr": hdlr, b"vmhd": vmhd, b"smhd": smhd,
     b"elst": elst, b"dinf": dinf,
 }
+# Tracks a player of our outputs plays; the others (timed metadata such as GPS, timecode,
+# text, hints) are dropped.
+_PLAYED = frozenset({b"vide", b"soun"})
 # Boxes that mean a layout this module does not rewrite (fragments, compressed movie header).
 _REFUSE = frozenset({b"moof", b"mfra", b"mvex", b"sidx", b"ssix", b"styp", b"cmov", b"emsg",
                      b"prft", b"meco"})
@@ -200,23 +218,26 @@ def _container(kind: bytes, data: memoryview) -> Box:
         payload = data[body:end]
         if child == b"stbl":
             children.append(_sample_tables(payload))
+        elif child == b"trak" and not _played(payload):
+            continue  # timed metadata (GPS, mebx), timecode, text, hints: not played
         elif child in _KEEP:
             children.append(_container(child, payload))
         else:
             children.append(_LEAVES[child](bytes(payload)))
-    box = Box(kind, b"", children)
-    if kind == b"moov":
-        box.children = [c for c in children if c.kind != b"trak" or _played(c)]
-        if sum(c.kind == b"trak" for c in box.children) > MAX_TRACKS:
-            raise refuse_absurd(f"more than {MAX_TRACKS} tracks")
-    return box
+    if sum(c.kind == b"trak" for c in children) > MAX_TRACKS:
+        raise refuse_absurd(f"more than {MAX_TRACKS} tracks")
+    return Box(kind, b"", children)
 
 
-def _played(trak: Box) -> bool:
-    """A video or sound track (others: timed metadata such as GPS, timecode, text, hints)."""
-    mdia = trak.child(b"mdia")
-    hdlr = mdia.child(b"hdlr") if mdia else None
-    return hdlr is not None and hdlr.payload[8:12] in (b"vide", b"soun")
+def _played(trak: memoryview) -> bool:
+    """Whether a track is video or sound, from its media handler (read before the track's
+    tables, so a metadata track's sample entries are never parsed)."""
+    for kind, _start, body, end in walk_bytes(trak):
+        if kind == b"mdia":
+            for inner, _s, ibody, iend in walk_bytes(trak[body:end]):
+                if inner == b"hdlr":
+                    return handler_type(bytes(trak[body:end][ibody:iend])) in _PLAYED
+    return False
 
 
 def _stbl(trak: Box) -> Box:
