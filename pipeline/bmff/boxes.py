@@ -16,8 +16,8 @@ from ..errors import CorruptMedia
 # of it would only spend ffmpeg's time on the same absurdity.
 MAX_TOP_LEVEL_BOXES = 10_000
 MAX_MOOV_BYTES = 64 * 1024 * 1024
-MAX_SAMPLES = 16_000_000  # every track together
-MAX_EMPTY_CHUNKS = 10_000  # chunks that hold no sample, every track together
+MAX_SAMPLES = 16_000_000  # in one track (the movie header cap bounds them all together)
+MAX_EMPTY_CHUNKS = 10_000  # chunks that hold no sample, in one track
 MAX_TRACKS = 64
 MAX_CHILDREN = 4096  # boxes inside one container of the movie header
 
