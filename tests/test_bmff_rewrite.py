@@ -230,3 +230,38 @@ def test_mp4_boxes_helper_round_trips(make_clip: Any, tmp_path: Path) -> None:
     base = _base(make_clip)
     assert Movie(base.read_bytes()).to_bytes() == base.read_bytes()
     assert box(b"free", b"") == b"\0\0\0\x08free"
+
+
+def test_mangled_movie_headers_fail_only_with_typed_errors(make_clip: Any,
+                                                           tmp_path: Path) -> None:
+    # 400 seeded mutations of the moov (bytes, sizes and counts overwritten, bytes cut): each
+    # rewrite succeeds or says "not a layout I rewrite" / corrupt_media, never anything else.
+    import random
+
+    from pipeline.errors import CorruptMedia
+
+    base = make_clip(width=320, height=180, seconds=1.0, gop=30, edit_list=False,
+                     faststart=False).read_bytes()
+    moov = base.index(b"moov") - 4
+    rng = random.Random(21)
+    src, out = tmp_path / "mangled.mp4", tmp_path / "out.mp4"
+    outcomes = {"ok": 0, "refused": 0}
+    for _ in range(400):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(moov, len(data) - 4)
+            if rng.random() < 0.5:
+                data[at] = rng.randrange(256)
+            elif rng.random() < 0.8:
+                value = rng.choice([0, 1, 7, 0xFFFFFFFF, rng.randrange(1 << 32)])
+                struct.pack_into(">I", data, at, value)
+            else:
+                del data[at:at + rng.randrange(1, 16)]
+        src.write_bytes(bytes(data))
+        try:
+            bmff.strip_boxes(src, out)
+            outcomes["ok"] += 1
+        except (bmff.UnsupportedLayout, CorruptMedia):
+            outcomes["refused"] += 1
+            assert not out.with_name(f".{out.name}.part").exists()
+    assert outcomes["ok"] and outcomes["refused"], outcomes

@@ -3,11 +3,12 @@
 One sample entry is kept (the one every sample uses). A video entry keeps its size and its
 codec configuration (``avcC``, ``hvcC``, ``vpcC``, ``av1C``) plus the boxes that say how to
 show the picture (``btrt``, ``pasp``, ``colr`` as code points, ``clap``, ``fiel``, ``mdcv``,
-``clli``, Dolby Vision's ``dvcC``/``dvvC``/``dvwC``); an audio entry keeps its channel count, sample size and rate and its configuration
-(``esds``, ``dOps``, QuickTime's ``wave``). Each of those is parsed and written anew from its
-fields (parameter sets and decoder-specific info stay as the decoder reads them); reserved
-fields, compressor names, vendors, SEI arrays, metadata OBUs, ICC profiles, ``uuid``/``free``
-children and bytes after the last field are not carried. An entry type this module does not
+``clli``, Dolby Vision's ``dvcC``/``dvvC``/``dvwC``); an audio entry keeps its channel count,
+sample size and rate and its configuration (``esds``, ``dOps``, QuickTime's ``wave``). Each
+of those is parsed and written anew from its fields (parameter sets and decoder-specific info
+stay as the decoder reads them); reserved fields, compressor names, vendors, SEI arrays,
+metadata OBUs, ICC profiles, ``uuid``/``free`` children and bytes after the last field are
+not carried. An entry type this module does not
 know raises :class:`UnsupportedLayout` (the caller re-muxes).
 """
 

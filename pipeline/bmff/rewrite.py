@@ -248,56 +248,41 @@ def _stbl(trak: Box) -> Box:
 
 
 def _sample_tables(data: memoryview) -> Box:
-    """The sample tables, each rebuilt; one of each, in the order ISO lists them.
+    """The sample tables, each rebuilt; one of each (sample groups: each kept grouping), in
+    the order ISO lists them.
 
     Raises:
         UnsupportedLayout: a table repeated, missing, or malformed.
     """
-    views: dict[bytes, memoryview] = {}
+    views: dict[bytes, list[memoryview]] = {}
     for count, (kind, _start, body, end) in enumerate(walk_bytes(data), 1):
         if count > MAX_CHILDREN:
             raise refuse_absurd("too many boxes in one stbl")
         if kind in views and kind in _LAYOUT_TABLES:
             raise UnsupportedLayout(f"{kind!r} repeated")
-        views.setdefault(kind, data[body:end])
-    found = _Tables(views)
-    tables: list[Box | None] = [stsd(found[b"stsd"])] if b"stsd" in found else []
-    sizes: Box | None = None
-    for kind, rebuild in _TABLES:
-        if kind in found:
-            tables.append(rebuild(found[kind]))
-    for kind in (b"stsz", b"stz2"):
-        if kind in found and sizes is None:
-            sizes = sample_sizes_box(kind, found[kind])
-    if sizes is None:
+        views.setdefault(kind, []).append(data[body:end])
+
+    def raw(kind: bytes) -> bytes:  # copied out of the movie header only when rebuilt
+        return bytes(views[kind][0])
+
+    tables: list[Box | None] = [stsd(raw(b"stsd"))] if b"stsd" in views else []
+    tables += [rebuild(raw(kind)) for kind, rebuild in _TABLES if kind in views]
+    size_kind = b"stsz" if b"stsz" in views else b"stz2"
+    if size_kind not in views:
         raise UnsupportedLayout("a track without sample sizes")
-    if b"sdtp" in found:
-        tables.append(sdtp(found[b"sdtp"], sample_count(sizes)))
-    tables.append(stsc_box(found[b"stsc"]) if b"stsc" in found else None)
+    sizes = sample_sizes_box(size_kind, raw(size_kind))
+    if b"sdtp" in views:
+        tables.append(sdtp(raw(b"sdtp"), sample_count(sizes)))
+    tables.append(stsc_box(raw(b"stsc")) if b"stsc" in views else None)
     tables.append(sizes)
-    for kind in (b"stco", b"co64"):
-        if kind in found:
-            tables.append(chunk_offsets(kind, found[kind]))
-            break
-    groups = sgpd(found[b"sgpd"]) if b"sgpd" in found else None
-    tables.append(groups)
-    if groups is not None and b"sbgp" in found:
-        tables.append(sbgp(found[b"sbgp"], {groups.payload[4:8]}))
+    offsets_kind = b"stco" if b"stco" in views else b"co64"
+    tables.append(chunk_offsets(offsets_kind, raw(offsets_kind)) if offsets_kind in views
+                  else None)
+    groups = [g for g in (sgpd(bytes(v)) for v in views.get(b"sgpd", ())) if g is not None]
+    kept = {g.payload[4:8] for g in groups}
+    tables += groups
+    tables += [sbgp(bytes(v), kept) for v in views.get(b"sbgp", ())]
     return Box(b"stbl", b"", [t for t in tables if t is not None])
-
-
-class _Tables(dict[bytes, bytes]):
-    """The sample tables by type, each copied out of the movie header when first read."""
-
-    def __init__(self, views: dict[bytes, memoryview]) -> None:
-        super().__init__()
-        self._views = views
-
-    def __contains__(self, kind: object) -> bool:
-        return kind in self._views
-
-    def __missing__(self, kind: bytes) -> bytes:
-        return bytes(self._views[kind])
 
 
 _LAYOUT_TABLES = frozenset({b"stsd", b"stsc", b"stsz", b"stz2", b"stco", b"co64"})

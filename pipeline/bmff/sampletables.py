@@ -31,6 +31,8 @@ from .boxes import (
 
 # How often (in chunks) the long loops look at the clock.
 CHECK_EVERY = 1 << 16
+_HIGH_NIBBLE = bytes(b >> 4 for b in range(256))
+_LOW_NIBBLE = bytes(b & 15 for b in range(256))
 
 
 @dataclass(slots=True)
@@ -211,11 +213,11 @@ def _sizes(box: Box) -> int | array[int]:
         return big_endian("H", data[12:12 + 2 * count])
     if bits == 8:
         return array("B", data[12:12 + count])
-    nibbles = array("B", bytes(count))
-    for i in range(count):
-        byte = data[12 + i // 2]
-        nibbles[i] = byte >> 4 if i % 2 == 0 else byte & 15
-    return nibbles
+    packed = data[12:12 + (count + 1) // 2]
+    nibbles = bytearray(2 * len(packed))
+    nibbles[0::2] = packed.translate(_HIGH_NIBBLE)
+    nibbles[1::2] = packed.translate(_LOW_NIBBLE)
+    return array("B", nibbles[:count])
 
 
 def lay_out(tracks: list[TrackChunks], mdats: list[tuple[int, int]], base: int,
