@@ -265,3 +265,22 @@ def test_mangled_movie_headers_fail_only_with_typed_errors(make_clip: Any,
             outcomes["refused"] += 1
             assert not out.with_name(f".{out.name}.part").exists()
     assert outcomes["ok"] and outcomes["refused"], outcomes
+
+
+def test_tracks_other_than_picture_and_sound_are_dropped(make_clip: Any, tmp_path: Path) -> None:
+    # A timed-text track carrying a location (GPS tracks and Apple's mebx are timed metadata
+    # the same way): the rewrite keeps the video and sound tracks only.
+    base = _base(make_clip)
+    srt = tmp_path / "gps.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,900\nSMUGGLED-track 48.8584N 2.2945E\n")
+    src = tmp_path / "with-text.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(base), "-i", str(srt), "-map", "0",
+                    "-map", "1", "-c", "copy", "-c:s", "mov_text", "-use_editlist", "0",
+                    "-movflags", "+faststart", str(src)], check=True, capture_output=True)
+    assert b"SMUGGLED-track" in src.read_bytes()
+    out = tmp_path / "out.mp4"
+    bmff.strip_boxes(src, out)
+    assert b"SMUGGLED" not in out.read_bytes()
+    seen = assert_tools_accept(out)
+    assert sorted(t["type"] for t in seen["tracks"]) == ["audio", "video"], seen["tracks"]
+    assert seen["samples"] == mp4box(base)["samples"]
