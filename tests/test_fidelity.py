@@ -317,8 +317,13 @@ def test_foreign_brands_are_replaced_in_place() -> None:
     assert len(fixed) == len(body)
     assert fixed == b"isom\x00\x00\x02\x00isommp42iso2avc1mp41"
     assert own_brands(b"qt  \x00\x00\x00\x00qt  ") == b"isom\x00\x00\x00\x00mp42"
+    # iso4 (negative composition offsets) moves from major to compatible: AtomicParsley
+    # refuses an iso4 major brand.
     assert own_brands(b"iso4\x00\x00\x02\x00iso4isomiso2avc1mp41") == (
-        b"iso4\x00\x00\x02\x00iso4isomiso2avc1mp41")
+        b"isom\x00\x00\x02\x00iso4isomiso2avc1mp41")
+    assert own_brands(b"iso4\x00\x00\x02\x00isomiso2avc1mp41") == (
+        b"isom\x00\x00\x02\x00iso4iso2avc1mp41")
+    assert own_brands(b"iso4\x00\x00\x02\x00avc1avc1") == b"isom\x00\x00\x02\x00avc1iso4"
 
 
 @pytest.mark.ffmpeg
@@ -327,7 +332,7 @@ def test_dolby_vision_source_tone_mapped_declares_no_dolby_brand(corpus: Path,
     src = corpus / "videos" / "dolbyVision-hdr.MOV"
     out = _render(src, "instagram-reels", tmp_path / "out.mp4")
     major, compatible = ftyp_brands(out)
-    assert major in (b"isom", b"iso4")
+    assert major == b"isom"
     assert b"dby1" not in compatible and b"avc1" in compatible
     assert set(compatible) <= {b"isom", b"iso2", b"iso4", b"avc1", b"mp41", b"mp42"}
     v = next(s for s in ffprobe_streams(out) if s["codec_type"] == "video")

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from .. import ffmpeg
 from ..bmff import UnsupportedLayout, strip_boxes
-from ..errors import CannotFit, CorruptMedia, FFmpegError, FFmpegTimeout, ProcessingFailed
+from ..deadline import Deadline
+from ..errors import (
+    CannotFit,
+    CorruptMedia,
+    DeadlineExceeded,
+    FFmpegError,
+    FFmpegTimeout,
+    ProcessingFailed,
+)
 from ..plan import Geometry, VideoTarget, budget_kbps, round_even
 from ..probe import PIL_FORMATS, first_animation_frame, frame_delays_ms, probe_video
 from .brands import describe_brands
@@ -57,6 +65,7 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
     A pass-through is the source rewritten with only the boxes a player needs
     (:func:`pipeline.bmff.strip_boxes`: same samples, same timing, no metadata or appended
     payloads); a layout that rewrite does not handle (fragmented MP4) is re-muxed instead.
+    The rewrite stops at ``timeout_s`` like any tool run.
 
     Args:
         src: the fetched source.
@@ -79,11 +88,13 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
         FFmpegTimeout: ffmpeg ran past ``timeout_s`` (``processing_timeout``).
         CannotFit: not even the smallest acceptable attempt fits the byte cap.
         ProcessingFailed: the pass-through copy could not be written.
+        DeadlineExceeded: the pass-through rewrite ran past ``timeout_s``.
     """
     fallback: tuple[str, ...] = ()
     if t.action == "passthrough":
+        deadline = Deadline(timeout_s, _rewrite_out_of_time)
         try:
-            strip_boxes(src, out)
+            strip_boxes(src, out, check=lambda: deadline.check("the pass-through rewrite"))
             return VideoResult(out, (), ())
         except UnsupportedLayout as err:
             log.info("pass-through rewrite not possible (%s): re-muxing instead", err)
@@ -100,6 +111,10 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
         raise
     finally:
         work.cleanup()
+
+
+def _rewrite_out_of_time(stage: str) -> DeadlineExceeded:
+    return DeadlineExceeded(f"out of time during {stage}")
 
 
 def _decodable(src: Path, src_format: str, folder: Path, loops: int = 1) -> tuple[Path, str]:
