@@ -34,7 +34,7 @@ __all__ = ["Report", "make_report", "read_manifest"]
 log = logging.getLogger(__name__)
 
 POSTER_SIDE_PX = 480  # longer side of a poster or still: crisp at the page's 320 px boxes
-STRIP_SIDE_PX = 240  # longer side of a filmstrip frame: crisp at 1/5 or 1/3 of the card
+STRIP_SIDE_PX = 240  # longer side of a filmstrip frame: crisp at 1/5 of poster + player
 STRIP_FRAMES = 5
 FRAME_TIMEOUT_S = 60.0
 
