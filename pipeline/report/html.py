@@ -291,13 +291,13 @@ def _strip(pic: Picture | None, width: Any, height: Any) -> str:
 def _file_link(uri: str, size: Any) -> str:
     """The file's name and size; its full URI (a server path) only as the link's target.
 
-    Only ``file:``, ``s3:`` and ``https:`` URIs become links: never ``javascript:`` or other
-    schemes a manifest could name.
+    Only ``file:`` and ``s3:`` URIs (what our storage writes) become links: never
+    ``javascript:``, ``https:`` or other schemes a manifest could name.
     """
     parts = urlsplit(uri)
     name = PurePosixPath(unquote(parts.path)).name or uri
     sized = f"{name} ({_size(size)})" if size is not None else name
     text = f'<span class="file">{escape(sized)}</span>'
-    if parts.scheme in ("file", "s3", "https"):
+    if parts.scheme in ("file", "s3"):
         return f'<a href="{escape(uri)}">{text}</a>'
     return text
