@@ -476,3 +476,17 @@ def test_a_manifest_of_many_outputs_is_pictured_within_bounds(
     result = run_cli(["report", str(manifest), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.stderr
     assert all("not pictured" in f for f in _frames((tmp_path / "r" / "index.html").read_text()))
+
+
+def test_run_refuses_a_report_folder_of_other_things_before_running(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    photo(library / "p.jpg", (1, 2, 3))
+    (tmp_path / "job.json").write_text(json.dumps(
+        {"workspace_id": "ws", "id": "j", "content": [{"media": ["p.jpg"]}],
+         "accounts": [{"id": "a", "platform": "telegram"}]}))
+    (tmp_path / "r" / "pictures").mkdir(parents=True)
+    result = run_cli(["run", str(tmp_path / "job.json"), "--library", f"file://{library}/{{id}}",
+                      "--dest", str(tmp_path / "out"), "--no-progress", "--report",
+                      str(tmp_path / "r")])
+    assert result.exit_code == 2 and "not empty" in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing was run
