@@ -89,7 +89,7 @@ def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path, timeout_s: 
     except PipelineError as err:
         # One unreadable output must not hide the others: the page says what went wrong.
         log.warning("no picture for %s: %s", shown(uri), shown(err.message))
-        return Picture(still=None, error=f"{err.code}: {err.message}")
+        return Picture(still=None, error=err.code)  # the message may name server paths
 
 
 # What Chromium, Firefox and Safari all decode in software: 8-bit H.264, VP8, VP9, AV1.
