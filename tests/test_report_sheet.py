@@ -123,7 +123,7 @@ def test_filmstrips_are_readable_and_zones_leave_the_picture_visible(tmp_path: P
     assert result.exit_code == 0, result.stderr
     page = tmp_path / "r" / "index.html"
     html = page.read_text()
-    strip = re.findall(r'<div class="strip v">(.*?)</div>', html)
+    strip = re.findall(r'<div class="strip" style="width:364px">(.*?)</div>', html)
     assert len(strip) == 1 and strip[0].count("<img") == 5
     for name in re.findall(r'src="(pictures/[^"]+-\d\.jpg)"', html):
         with Image.open(tmp_path / "r" / name) as frame:

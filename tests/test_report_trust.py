@@ -453,3 +453,40 @@ def test_the_readable_batch_line_escapes_job_text_too() -> None:
                          error=ErrorInfo("invalid_job", ESCAPES, 422))
     line = human_line(outcome, 1, 1, page=f"r/{ESCAPES}/index.html")
     assert "owned" in line and not re.search("[\x00-\x1f\x7f-\x9f]", line), repr(line)
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+def test_a_manifest_of_many_outputs_is_pictured_within_bounds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.report as report
+
+    dest = tmp_path / "dest"
+    uris = [photo(dest / f"p{i}.jpg", (20, 20, 230)).as_uri() for i in range(4)]
+    manifest = write_manifest(dest, manifest_doc(account_entry(
+        media=[media_entry(u, i, sha256=f"{i:064x}") for i, u in enumerate(uris)])))
+    monkeypatch.setattr(report, "MAX_PICTURED", 2)
+    result = run_cli(["report", str(manifest), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    frames = _frames((tmp_path / "r" / "index.html").read_text())
+    assert ["<img" in f for f in frames] == [True, True, False, False]
+    assert "not pictured: a report pictures 2 outputs" in frames[3]
+    monkeypatch.setattr(report, "REPORT_DEADLINE_S", 0.0)  # out of time from the start
+    result = run_cli(["report", str(manifest), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.stderr
+    assert all("not pictured" in f for f in _frames((tmp_path / "r" / "index.html").read_text()))
+
+
+def test_run_refuses_a_report_folder_of_other_things_before_running(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    photo(library / "p.jpg", (1, 2, 3))
+    (tmp_path / "job.json").write_text(json.dumps(
+        {"workspace_id": "ws", "id": "j", "content": [{"media": ["p.jpg"]}],
+         "accounts": [{"id": "a", "platform": "telegram"}]}))
+    (tmp_path / "r" / "pictures").mkdir(parents=True)
+    result = run_cli(["run", str(tmp_path / "job.json"), "--library", f"file://{library}/{{id}}",
+                      "--dest", str(tmp_path / "out"), "--no-progress", "--report",
+                      str(tmp_path / "r")])
+    assert result.exit_code == 2 and "not empty" in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing was run

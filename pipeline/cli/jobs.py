@@ -24,7 +24,7 @@ from .common import (
     start,
 )
 from .display import json_line, plan_table, progress_printer
-from .tools import write_report
+from .tools import check_report_dir, write_report
 
 
 @click.command()
@@ -65,6 +65,8 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, report_dir: str 
             raise JobInvalid([("", "no job: give JOB (a file, - for stdin, or s3://...) "
                                    "or set CONFORM_JOB_URI")])
         presets = load_presets(settings.presets_dir)
+        if report_dir is not None:
+            check_report_dir(Path(report_dir))  # refused now, not after the job ran
         parsed = parse_job_text(read_job_text(job, settings), presets,
                                 workspace=settings.workspace)
         current_job_id.set(parsed.id)

@@ -173,6 +173,18 @@ def report_cmd(ctx: click.Context, manifest: str, out_dir: str, png: bool,
             click.echo(printable(str(written.sheet_png)))
 
 
+def check_report_dir(out_dir: Path) -> None:
+    """Refuse a report folder that would be refused after the work (a link, a file, a
+    folder of other things).
+
+    Raises:
+        ConfigError: see :func:`pipeline.report.folder.check_target`.
+    """
+    from ..report.folder import check_target
+
+    check_target(out_dir)
+
+
 def write_report(source: str, out_dir: Path, *, presets: PresetRegistry, png: bool = False,
                  endpoint_url: str | None = None, manifest: dict[str, Any] | None = None,
                  dest: str | None = None) -> Report:

@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from .. import frames, probe
+from ..deadline import Deadline
 from ..errors import ConfigError, Interrupted, PipelineError, StorageError
 from ..models import MediaInfo
 from ..presets import PresetRegistry
@@ -34,9 +35,13 @@ __all__ = ["Report", "make_report", "read_manifest"]
 log = logging.getLogger(__name__)
 
 POSTER_SIDE_PX = 480  # longer side of a poster or still: crisp at the page's 320 px boxes
-STRIP_SIDE_PX = 240  # longer side of a filmstrip frame: crisp at 1/5 or 1/3 of the card
+STRIP_SIDE_PX = 240  # longer side of a filmstrip frame: crisp at 1/5 of poster + player
 STRIP_FRAMES = 5
-FRAME_TIMEOUT_S = 60.0
+FRAME_TIMEOUT_S = 60.0  # one probe or frame sampling
+# A manifest names as many outputs as it likes: the report pictures at most this many, in
+# at most this long; the rest are shown without a picture, saying why.
+MAX_PICTURED = 200
+REPORT_DEADLINE_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,8 @@ class Report:
     sheet_png: Path | None
 
 
-def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path) -> Picture:
+def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path, timeout_s: float
+             ) -> Picture:
     """Fetch one stored file (only under ``root``) and write its pictures into ``pics``."""
     name = hashlib.sha256(uri.encode()).hexdigest()[:20]
     try:
@@ -60,9 +66,9 @@ def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path) -> Picture:
         return Picture(still=None, error=NOT_AVAILABLE)
     try:
         if kind == "video":
-            info = probe.probe(local, timeout_s=FRAME_TIMEOUT_S)
+            info = probe.probe(local, timeout_s=timeout_s)
             shots = frames.sample_video(local, info, count=STRIP_FRAMES,
-                                        max_side=POSTER_SIDE_PX, timeout_s=FRAME_TIMEOUT_S)
+                                        max_side=POSTER_SIDE_PX, timeout_s=timeout_s)
             poster = subject_frame(shots)
             strip = []
             for i, shot in enumerate(shots):
@@ -83,7 +89,7 @@ def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path) -> Picture:
     except PipelineError as err:
         # One unreadable output must not hide the others: the page says what went wrong.
         log.warning("no picture for %s: %s", shown(uri), shown(err.message))
-        return Picture(still=None, error=f"{err.code}: {err.message}")
+        return Picture(still=None, error=err.code)  # the message may name server paths
 
 
 # What Chromium, Firefox and Safari all decode in software: 8-bit H.264, VP8, VP9, AV1.
@@ -124,16 +130,28 @@ def subject_frame(shots: list[Image.Image]) -> Image.Image:
 
 
 def _pictures(data: Mapping[str, Any], root: Root, pics: Path) -> dict[str, Picture]:
-    """The pictures of every distinct output the manifest names, by URI."""
+    """The pictures of every distinct output the manifest names, by URI (bounded in number
+    and time: :data:`MAX_PICTURED`, :data:`REPORT_DEADLINE_S`)."""
     pictures: dict[str, Picture] = {}
+    deadline = Deadline(REPORT_DEADLINE_S)
+    made = 0
     with tempfile.TemporaryDirectory(prefix="conform-report-") as tmp:
         for account in data["accounts"]:
             entries = [(m, m["kind"]) for m in account["media"]]
             if account["cover"] is not None:
                 entries.append((account["cover"], "image"))
             for entry, kind in entries:
-                if entry["uri"] not in pictures:
-                    pictures[entry["uri"]] = _picture(entry["uri"], kind, root, pics, Path(tmp))
+                uri = entry["uri"]
+                if uri in pictures:
+                    continue
+                if made >= MAX_PICTURED or deadline.expired():
+                    pictures[uri] = Picture(still=None, error=(
+                        f"not pictured: a report pictures {MAX_PICTURED} outputs in "
+                        f"{REPORT_DEADLINE_S:.0f} s at most"))
+                    continue
+                made += 1
+                pictures[uri] = _picture(uri, kind, root, pics, Path(tmp),
+                                         min(FRAME_TIMEOUT_S, deadline.remaining()))
     return pictures
 
 

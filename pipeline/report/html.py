@@ -61,8 +61,8 @@ figure{margin:0;max-width:660px}
 .zone span{background:rgb(@ZONE@);color:#fff;font-size:10px;padding:0 3px}
 .z-top{top:0;left:0;right:0}.z-bottom{bottom:0;left:0;right:0}
 .z-left{top:0;bottom:0;left:0}.z-right{top:0;bottom:0;right:0}
-.strip{display:grid;gap:2px;margin-top:4px;max-width:364px}.strip img{display:block;width:100%}
-.strip.v{grid-template-columns:repeat(5,1fr)}.strip.h{grid-template-columns:repeat(3,1fr)}
+.strip{display:grid;grid-template-columns:repeat(5,1fr);gap:2px;margin-top:4px}
+.strip img{display:block;width:100%}
 .file{color:#333}
 figcaption{font-size:12px;color:#333;margin-top:4px;word-break:break-all}
 .warn{color:#8a5a00}.err{color:#b3261e}
@@ -217,7 +217,7 @@ def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Pictur
     where = f"{account_id} {label}"
     if identity in shown:
         anchor, first = shown[identity]
-        frame = _frame(still, m.get("width"), m.get("height"), REF_BOX_PX, zones)
+        frame = _frame(pic, m.get("width"), m.get("height"), REF_BOX_PX, zones)
         return (f'<figure class="ref">{frame}'
                 f"<figcaption>{escape(label)}: the same file as "
                 f'<a href="#{anchor}">{escape(first)}</a></figcaption></figure>')
@@ -279,24 +279,25 @@ def caption_facts(m: Mapping[str, Any]) -> list[str]:
 
 
 def _strip(pic: Picture | None, width: Any, height: Any) -> str:
-    """The filmstrip: five frames across for a vertical video, three a row otherwise."""
+    """The filmstrip: the five frames across the width of the poster and player above it."""
     if pic is None or not pic.strip:
         return ""
-    vertical = isinstance(width, int) and isinstance(height, int) and height > width
+    bw, _ = _box(width, height, BOX_PX)
+    across = bw * 2 + 4 if pic.video else bw
     frames = "".join(f'<img src="{escape(s)}" alt="">' for s in pic.strip)
-    return f'<div class="strip {"v" if vertical else "h"}">{frames}</div>'
+    return f'<div class="strip" style="width:{across}px">{frames}</div>'
 
 
 def _file_link(uri: str, size: Any) -> str:
     """The file's name and size; its full URI (a server path) only as the link's target.
 
-    Only ``file:``, ``s3:`` and ``https:`` URIs become links: never ``javascript:`` or other
-    schemes a manifest could name.
+    Only ``file:`` and ``s3:`` URIs (what our storage writes) become links: never
+    ``javascript:``, ``https:`` or other schemes a manifest could name.
     """
     parts = urlsplit(uri)
     name = PurePosixPath(unquote(parts.path)).name or uri
     sized = f"{name} ({_size(size)})" if size is not None else name
     text = f'<span class="file">{escape(sized)}</span>'
-    if parts.scheme in ("file", "s3", "https"):
+    if parts.scheme in ("file", "s3"):
         return f'<a href="{escape(uri)}">{text}</a>'
     return text
