@@ -264,7 +264,8 @@ def _make_cover(run: Run, c: CoverPlan, made: Mapping[str, Made]) -> tuple[Store
         timestamp_ms=t.at_ms if t.source == "frame" else None)
     # A cover is shared like a rendition: its metadata names the bytes it was made from only.
     stored = store_output(run.storage, result.path, entry, c.key,
-                          object_metadata(c.thumbnail_sha256 or c.video().source_sha256))
+                          object_metadata(c.thumbnail_sha256 or c.video().source_sha256),
+                          deadline=run.deadline)
     return entry, stored.uri
 
 

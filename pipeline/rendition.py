@@ -88,7 +88,7 @@ def make_rendition(run: Run, r: Rendition, *, first_pass: Path | None,
     subjects = sample_subjects(done.path, done.info, variants, timeout_s=run.tool_timeout_s())
     entry = _entry(r, done, subjects)
     stored = store_output(run.storage, done.path, entry, r.key,
-                          object_metadata(r.source_sha256))
+                          object_metadata(r.source_sha256), deadline=run.deadline)
     return Made(entry, stored.uri, LocalFile(done.path, done.info),
                 surface_warnings(subjects or (), variants))
 

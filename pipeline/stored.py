@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
+from .deadline import Deadline
 from .errors import ConfigError, StorageNotFound
 from .storage import IMMUTABLE, Storage, StoredObject
 from .subject import SubjectBox, Subjects
@@ -241,7 +242,8 @@ def find_stored(storage: Storage, content_key: str, local: Path,
 
 
 def store_output(storage: Storage, path: Path, entry: StoredRendition | StoredCover,
-                 content_key: str, origin: Mapping[str, str]) -> StoredObject:
+                 content_key: str, origin: Mapping[str, str], *,
+                 deadline: Deadline | None = None) -> StoredObject:
     """Store an output, then its meta.json: the meta's existence means the asset is whole.
 
     The asset is shared by every job (of any workspace) whose output has the same content
@@ -249,13 +251,17 @@ def store_output(storage: Storage, path: Path, entry: StoredRendition | StoredCo
     object's metadata, also kept in meta.json) must say nothing about the job that stored
     it first (see :func:`pipeline.rendition.object_metadata`).
 
+    Both writes stop at the job's ``deadline``: an output still uploading when it passes
+    fails with ``deadline_exceeded``, never ``succeeded`` late.
+
     Raises:
+        DeadlineExceeded: the deadline passed while storing (nothing, or no meta, stored).
         StorageError: either write failed; without the meta a re-run makes the output again.
     """
     stored = storage.put_file(path, entry.key, content_type=entry.mime, cache_control=IMMUTABLE,
-                              metadata=origin)
+                              metadata=origin, deadline=deadline)
     # no-cache: unlike the asset, the meta is rewritten by --force or after a damaged upload
     storage.put_bytes(json.dumps({**entry.to_dict(), "origin": dict(origin)}).encode(),
                       meta_key(content_key), content_type="application/json",
-                      cache_control="no-cache")
+                      cache_control="no-cache", deadline=deadline)
     return stored
