@@ -529,7 +529,7 @@ def test_failing_asset_store_fails_only_its_accounts(
     assert manifest.retryable  # every failure may pass: `conform run` exits 75
     assert accounts["yt-1"]["status"] == accounts["tg-1"]["status"] == "ok"
     check_stored(dest, data, tmp_path)
-    assert not any(k.endswith("twitter-image.jpg") for k in dest.assets())  # nothing partial
+    assert not any(k.endswith("/image.jpg") for k in dest.assets())  # nothing partial
     assert dest.leftovers() == []
     assert stored_manifest(dest, "store-1", tmp_path) == data
     # once the store works again, the re-run makes only what is missing
