@@ -9,9 +9,11 @@ of S3 error codes and :mod:`.s3digest` the upload checksums.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -154,9 +156,10 @@ def upload_file(client: Any, src: str, bucket: str, key: str, *, extra: dict[str
                 config: Any, left_s: Callable[[], float] | None) -> bool:
     """Upload ``src`` through s3transfer (in parts above the threshold), until ``left_s``.
 
-    When the time runs out the transfer is cancelled: parts not yet sent are never sent,
-    and s3transfer aborts the multipart upload once the parts in flight return (on their
-    socket timeout at worst), in the background. A single PUT cut off in flight either
+    When the time runs out the transfer is cancelled: parts not yet sent are never sent, and
+    the multipart upload is aborted right away (:func:`_abort_uploads`), not only by
+    s3transfer's own clean-up once the parts in flight return: a job process exits when its
+    job ends, and that clean-up would die with it. A single PUT cut off in flight either
     fails or stores the whole file (its checksum header makes it whole or nothing).
 
     Returns:
@@ -165,9 +168,17 @@ def upload_file(client: Any, src: str, bucket: str, key: str, *, extra: dict[str
     Raises:
         whatever boto3, botocore or s3transfer raised (the caller translates it).
     """
+    upload_ids: list[str] = []
+    hook = f"conform-upload-{uuid.uuid4().hex}"
+
+    def record_upload(parsed: Any = None, **_: Any) -> None:
+        if isinstance(parsed, dict) and parsed.get("Key") == key and parsed.get("UploadId"):
+            upload_ids.append(str(parsed["UploadId"]))
+
+    client.meta.events.register("after-call.s3.CreateMultipartUpload", record_upload,
+                                unique_id=hook)
     manager = create_transfer_manager(client, config)
     future = manager.upload(src, bucket, key, extra_args=extra)
-    finished = False
     try:
         if left_s is None or _wait(future.done, left_s):
             try:
@@ -175,14 +186,32 @@ def upload_file(client: Any, src: str, bucket: str, key: str, *, extra: dict[str
             except botoexc.ClientError as err:  # wrapped as boto3's upload_file wraps it
                 raise S3UploadFailedError(
                     f"Failed to upload {src} to {bucket}/{key}: {err}") from err
-            finished = True
-        return finished
+            return True
+        return False
     finally:
+        client.meta.events.unregister("after-call.s3.CreateMultipartUpload", unique_id=hook)
         if future.done():
             manager.shutdown()
         else:  # out of time, or an error or a signal while waiting: stop sending
             future.cancel()
+            _abort_uploads(client, bucket, key, upload_ids)
             _in_background(lambda: manager.shutdown(cancel=True))
+
+
+#: How long a cut-off upload waits for its AbortMultipartUpload before leaving it to finish
+#: in the background.
+ABORT_GRACE_S: Final = 5.0
+
+
+def _abort_uploads(client: Any, bucket: str, key: str, upload_ids: list[str]) -> None:
+    """Abort the multipart uploads this upload started (a failed abort changes nothing: the
+    deadline error is what the caller must see; a lifecycle rule cleans up what remains)."""
+    end = time.monotonic() + ABORT_GRACE_S
+    for upload_id in list(upload_ids):
+        abort = functools.partial(client.abort_multipart_upload, Bucket=bucket, Key=key,
+                                  UploadId=upload_id)
+        with contextlib.suppress(*BOTO_ERRORS):
+            call_within(abort, lambda: end - time.monotonic())
 
 
 def call_within(call: Callable[[], Any], left_s: Callable[[], float]) -> tuple[bool, Any]:
