@@ -58,12 +58,21 @@ def _box(row: object) -> SubjectBox:
     return SubjectBox(row[0], *(float(v) for v in row[1:]))
 
 
+#: More sampled frames or boxes than any run records (6 frames; a 480 px frame holds at most
+#: ~700 faces of the cascade's 24 px minimum): a meta.json over these was not written by us,
+#: and is not read further (the output is made again).
+_MAX_SUBJECT_FRAMES = 64
+_MAX_BOXES_PER_FRAME = 1024
+
+
 def _subjects(data: Mapping[str, Any]) -> Subjects | None:
     value = data.get("subjects")
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(boxes, list) for boxes in value):
-        raise ValueError("subjects: not a list of frames")
+    if (not isinstance(value, list) or len(value) > _MAX_SUBJECT_FRAMES
+            or not all(isinstance(boxes, list) and len(boxes) <= _MAX_BOXES_PER_FRAME
+                       for boxes in value)):
+        raise ValueError("subjects: not a list of frames of boxes")
     return tuple(tuple(_box(row) for row in boxes) for boxes in value)
 
 

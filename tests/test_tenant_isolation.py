@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.stored import StoredRendition, asset_key
 from tests import test_runner_storage as rs
 from tests import test_subject as ts
 from tests.support import s3server
@@ -124,4 +125,41 @@ def test_ui_warnings_are_the_reusing_job_s_own(face: Path, tmp_path: Path) -> No
     media = third["accounts"][0]["media"][0]
     assert media["uri"] == uri and media["actions"][0] == "reused"
     assert ts.subject_warnings(third, "tt9") == [
+        "subject_under_ui: bottom: caption, name, music (tiktok-video)"]
+
+
+HOSTILE_SUBJECTS = {
+    "string": "not a list", "flat": [["face", 0, 0, 1, 1, 1]],
+    "kind": [[["alien", 0, 0, 1, 1, 1]]], "text": [[["face", "0", 0, 1, 1, 1]]],
+    "short": [[["face", 0, 0, 1, 1]]], "bool": [[["face", True, 0, 1, 1, 1]]],
+    "frames": [[]] * 65, "boxes": [[["face", 0, 0, 1, 1, 1]] * 1025],
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_SUBJECTS))
+def test_hostile_subjects_do_not_describe_an_output(name: str) -> None:
+    """The subject boxes come back from the store: anything but what a run writes (shape,
+    types, more frames or boxes than any run records) is not an entry to reuse."""
+    key = "ab" * 32
+    good = {"key": asset_key(key, "video.mp4"), "kind": "video", "mime": "video/mp4",
+            "bytes": 1, "sha256": "0" * 64, "width": 2, "height": 2, "duration_ms": 1,
+            "actions": [], "warnings": [], "subjects": [[["face", 0.1, 0.7, 0.4, 0.9, 0.8]]]}
+    assert StoredRendition.from_json(good, key).subjects is not None
+    with pytest.raises(ValueError):
+        StoredRendition.from_json({**good, "subjects": HOSTILE_SUBJECTS[name]}, key)
+
+
+def test_a_meta_json_with_hostile_subjects_is_made_again(face: Path, tmp_path: Path) -> None:
+    """End to end: such a meta.json makes the output again, no traceback."""
+    ts.face_clip(face, ts.CAPTION_Y, tmp_path / "clip.mp4")
+    first = run_as(tmp_path, "ws-a", "job-a", [{"id": "tt", "platform": "tiktok"}])
+    uri = first["accounts"][0]["media"][0]["uri"]
+    meta_path = Path(uri.removeprefix("file://")).parent / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["subjects"]  # the run recorded where the face is
+    meta_path.write_text(json.dumps({**meta, "subjects": HOSTILE_SUBJECTS["boxes"]}))
+    again = run_as(tmp_path, "ws-b", "job-b", [{"id": "tt", "platform": "tiktok"}])
+    media = again["accounts"][0]["media"][0]
+    assert media["uri"] == uri and "reused" not in media["actions"]
+    assert ts.subject_warnings(again, "tt") == [
         "subject_under_ui: bottom: caption, name, music (tiktok-video)"]
