@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
+import json
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from pipeline import ingest
+from pipeline.cli import main
 from pipeline.deadline import Deadline
 from pipeline.errors import DeadlineExceeded, DownloadFailed
 from pipeline.models import ErrorInfo, MediaRef
@@ -79,3 +82,21 @@ def test_a_download_past_its_own_deadline_is_permanent_too(dripping: str,
         ingest.fetch(MediaRef("url", dripping), tmp_path / "src", settings=settings,
                      workspace_id="ws", deadline_s=60.0)
     assert info.value.code == "download_failed" and not info.value.retryable
+
+
+def test_conform_run_exits_1_not_75_when_the_job_deadline_cuts_a_download(
+    dripping: str, tmp_path: Path
+) -> None:
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"workspace_id": "ws", "id": "slow-source",
+                               "content": [{"media": [dripping]}],
+                               "accounts": [{"id": "a1", "platform": "telegram"}]}))
+    started = time.monotonic()
+    result = CliRunner().invoke(main, [
+        "run", str(job), "--allow-network", "127.0.0.0/8", "--job-deadline", "1",
+        "--dest", str(tmp_path / "out"), "--workdir", str(tmp_path / "work"), "--no-progress"])
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 1, result.output
+    manifest = json.loads(result.stdout)
+    (account,) = manifest["accounts"]
+    assert [e["code"] for e in account["errors"]] == ["deadline_exceeded"]
