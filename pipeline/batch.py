@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import ffmpeg, jobprocess, workdir
-from .batchjob import current_job_id, error_info, read_manifest
+from .batchjob import (
+    current_job_id,
+    error_info,
+    read_manifest,
+    reset_current_job,
+    set_current_job,
+)
 from .batchsource import (
     MAX_JOB_BYTES,
     SHARD_INDEX_VARIABLES,
@@ -87,6 +93,8 @@ class JobOutcome:
     error: ErrorInfo | None = None
     note: str | None = None
     elapsed_s: float = 0.0
+    #: the job's workspace, for the progress lines (not in the stdout line, whose shape is set)
+    workspace_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -290,6 +298,7 @@ class _Batch:
         first = self.seen.get(job_key)
         if first is not None:
             self._finish(JobOutcome(entry.index, entry.where, entry.job.id, "skipped",
+                                    workspace_id=entry.job.workspace_id,
                                     note=f"same job as {first}"))
             return
         self.seen[job_key] = entry.where
@@ -372,7 +381,7 @@ def _run_in_process(entry: BatchEntry, job: Job, *, settings: Settings,
                     presets: PresetRegistry, storage: Storage | None, retry_failed: bool,
                     on_event: EventCallback | None) -> JobOutcome:
     """:func:`_run_one` in a process of its own; a process that dies fails only its job."""
-    token = current_job_id.set(job.id)
+    token = set_current_job(job.id, job.workspace_id)
     started = time.monotonic()
     try:
         result = jobprocess.run_in_process(_run_one, entry, job, settings=settings,
@@ -382,25 +391,27 @@ def _run_in_process(entry: BatchEntry, job: Job, *, settings: Settings,
             return result
         elapsed = time.monotonic() - started
         if jobprocess.stopping():  # killed by the stop request before it could answer
-            return JobOutcome(entry.index, entry.where, job.id, "interrupted", elapsed_s=elapsed)
+            return JobOutcome(entry.index, entry.where, job.id, "interrupted", elapsed_s=elapsed,
+                              workspace_id=job.workspace_id)
         lost = jobprocess.JobProcessLost(result)
         log.error("job %s: its process %s", job.id, lost.reason, extra={"job_id": job.id})
         workdir.clean_stale(settings.workdir)  # the work folder the dead process left
         return JobOutcome(entry.index, entry.where, job.id, "error", elapsed_s=elapsed,
+                          workspace_id=job.workspace_id,
                           error=error_info(lost))
     finally:
-        current_job_id.reset(token)
+        reset_current_job(token)
 
 
 def _run_one(entry: BatchEntry, job: Job, *, settings: Settings, presets: PresetRegistry,
              storage: Storage | None, retry_failed: bool,
              on_event: EventCallback | None = None) -> JobOutcome:
     """One job in a worker thread or process; every error becomes the outcome, never raises."""
-    token = current_job_id.set(job.id)
+    token = set_current_job(job.id, job.workspace_id)
     started = time.monotonic()
 
     def outcome(status: OutcomeStatus, **kw: Any) -> JobOutcome:
-        return JobOutcome(entry.index, entry.where, job.id, status,
+        return JobOutcome(entry.index, entry.where, job.id, status, workspace_id=job.workspace_id,
                           elapsed_s=time.monotonic() - started, **kw)
 
     try:
@@ -424,4 +435,4 @@ def _run_one(entry: BatchEntry, job: Job, *, settings: Settings, presets: Preset
         log.exception("job %s: unexpected error", job.id, extra={"job_id": job.id})
         return outcome("error", error=error_info(err))
     finally:
-        current_job_id.reset(token)
+        reset_current_job(token)

@@ -22,6 +22,33 @@ log = logging.getLogger(__name__)
 #: The job a thread is working on, for log lines (the CLI's log formatter reads it).
 current_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "conform_job_id", default=None)
+#: Its workspace: log lines name both, so an operator can filter one tenant (job ids are the
+#: tenant's own and may repeat across workspaces). Read only alongside ``current_job_id``.
+current_workspace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "conform_workspace_id", default=None)
+
+JobTokens = tuple[contextvars.Token[str | None], contextvars.Token[str | None]]
+
+
+def set_current_job(job_id: str | None, workspace_id: str | None) -> JobTokens:
+    """Name the job (and its workspace) the calling thread works on, for its log lines.
+
+    Returns:
+        what :func:`reset_current_job` takes to restore the previous job.
+    """
+    return current_job_id.set(job_id), current_workspace_id.set(workspace_id)
+
+
+def reset_current_job(tokens: JobTokens) -> None:
+    """Restore the job named before :func:`set_current_job`."""
+    current_job_id.reset(tokens[0])
+    current_workspace_id.reset(tokens[1])
+
+
+def current_job() -> tuple[str | None, str | None]:
+    """The job id and workspace id the calling thread works on (``None``, ``None`` if none)."""
+    job_id = current_job_id.get()
+    return job_id, current_workspace_id.get() if job_id else None
 
 
 def read_manifest(storage: Storage, job: Job, workdir: Path) -> dict[str, Any] | None:

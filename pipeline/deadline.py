@@ -71,10 +71,10 @@ class Deadline:
             self.expire()
         return left
 
-    def expire(self, cause: BaseException | None = None) -> NoReturn:
-        """Raise the deadline's error now (a wait would end past it).
+    def expire(self, cause: BaseException | None = None, *, stage: str = "") -> NoReturn:
+        """Raise the deadline's error now (a wait would end past it), before ``stage``.
 
         Raises:
             PipelineError: always.
         """
-        raise self._error("") from cause
+        raise self._error(stage) from cause

@@ -135,7 +135,9 @@ class DownloadFailed(SourceError):
 
 
 class DownloadRefused(DownloadFailed):
-    """The server refused for good (most 4xx, TLS verification, redirect loops, no such host)."""
+    """A download that will not pass by itself: the server refused for good (most 4xx, TLS
+    verification, redirect loops, no such host) or it ran past its deadline (a deadline is
+    permanent: the same source takes as long again)."""
 
     retryable = False
 

@@ -20,6 +20,7 @@ from typing import IO
 from .deadline import Deadline
 from .errors import (
     ConfigError,
+    DeadlineExceeded,
     DownloadFailed,
     DownloadRefused,
     InvalidLibraryId,
@@ -132,13 +133,27 @@ def fetch(ref: MediaRef, dest_dir: Path, *, settings: Settings, workspace_id: st
         UrlNotAllowed: a non-http(s) URL, or a host in a refused network (SSRF guard).
         SourceNotFound: no such medium (``media_not_found``, 404).
         TooLarge: over ``settings.max_source_bytes``.
-        DownloadFailed: the fetch failed (retryable when it may pass).
+        DownloadFailed: the fetch failed (retryable when it may pass; a download that ran
+            past its own deadline is ``DownloadRefused``, permanent).
+        DeadlineExceeded: the job's time left (``deadline_s``) ran out first (permanent).
         ConfigError: no library is configured, or the template is unusable.
     """
+    job_bound = deadline_s is not None and deadline_s < settings.download_deadline_s
+    if deadline_s is not None and job_bound:
+        settings = dataclasses.replace(settings, download_deadline_s=deadline_s)
+    try:
+        return _fetch(ref, dest_dir, settings, workspace_id)
+    except DownloadFailed as err:
+        if job_bound and err.details.get("reason") == "deadline":
+            # The job's time ran out, not the download's own: the job's deadline error.
+            raise DeadlineExceeded(f"job deadline passed while fetching media {ref.value!r}",
+                                   details=err.details) from err
+        raise
+
+
+def _fetch(ref: MediaRef, dest_dir: Path, settings: Settings, workspace_id: str) -> LocalMedia:
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / ("src-" + hashlib.sha256(str(ref).encode()).hexdigest()[:16])
-    if deadline_s is not None and deadline_s < settings.download_deadline_s:
-        settings = dataclasses.replace(settings, download_deadline_s=deadline_s)
     if ref.kind == "url":
         return _fetch_url(ref, ref.value, dest, settings)
     if _URL_SCHEME.match(ref.value):
@@ -267,9 +282,9 @@ def _read_deadline(ref: MediaRef, settings: Settings) -> Deadline:
     slow web server can.
     """
     seconds = settings.download_deadline_s
-    return Deadline(seconds, lambda _: DownloadFailed(
+    return Deadline(seconds, lambda _: DownloadRefused(
         f"media {ref.value!r}: reading it from the library exceeded its {seconds:g} s deadline",
-        details={"retryable": True, "reason": "deadline"}))
+        details={"retryable": False, "reason": "deadline"}))
 
 
 def _write_hashed(ref: MediaRef, chunks: Iterable[bytes], dest: Path, max_bytes: int,
@@ -281,7 +296,7 @@ def _write_hashed(ref: MediaRef, chunks: Iterable[bytes], dest: Path, max_bytes:
 
     Raises:
         TooLarge: over ``max_bytes``.
-        DownloadFailed: the deadline passed (retryable, as for a URL).
+        DownloadRefused: the deadline passed (permanent, as for a URL).
     """
     with write_whole(dest) as out:
         for chunk in chunks:

@@ -210,7 +210,7 @@ def _rendition(run: Run, r: Rendition, looked: Looked | None, first: FirstPasses
     if r.key in first.failed:
         return first.failed[r.key]
     make: Callable[[], Made] = (
-        functools.partial(reuse, run, looked) if looked is not None else functools.partial(
+        functools.partial(reuse, run, r, looked) if looked is not None else functools.partial(
             make_rendition, run, r, first_pass=first.paths.get(r.key), heif_cache=heif_cache))
     return _guard(make, run, r.name, stage="render")
 
@@ -262,8 +262,10 @@ def _make_cover(run: Run, c: CoverPlan, made: Mapping[str, Made]) -> tuple[Store
         bytes=result.path.stat().st_size, sha256=sha256_file(result.path),
         width=result.width, height=result.height, warnings=tuple(result.warnings),
         timestamp_ms=t.at_ms if t.source == "frame" else None)
+    # A cover is shared like a rendition: its metadata names the bytes it was made from only.
     stored = store_output(run.storage, result.path, entry, c.key,
-                          _cover_metadata(run, c))
+                          object_metadata(c.thumbnail_sha256 or c.video().source_sha256),
+                          deadline=run.deadline)
     return entry, stored.uri
 
 
@@ -281,9 +283,3 @@ def _delivered_video(run: Run, c: CoverPlan, made: Mapping[str, Made],
     local = run.storage.get_file(video.entry.key, folder / c.video().name)
     return LocalFile(local, probe.probe(local, timeout_s=run.settings.probe_timeout_s))
 
-
-def _cover_metadata(run: Run, c: CoverPlan) -> dict[str, str]:
-    """Origin metadata of a cover: the thumbnail (or the video) it was made from, its users."""
-    r = c.video()
-    uses = [u for u in r.uses if u.account_id in c.accounts]
-    return object_metadata(run, c.thumbnail_sha256 or r.source_sha256, uses)

@@ -7,7 +7,6 @@ Every variant that shares the output must accept it (``Rendition.variants``); th
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ from .files import sha256_file
 from .image import HeifCache, render_image
 from .jobrun import Run
 from .models import MediaInfo
-from .plan import ENCODER_VERSION, ImageTarget, Rendition, Use, VideoTarget
+from .plan import ENCODER_VERSION, ImageTarget, Rendition, VideoTarget
 from .presets import Variant
 from .stored import StoredRendition, asset_key, store_output
-from .version import __version__
+from .subject import Subjects, sample_subjects, surface_warnings
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +35,22 @@ class Made:
     """A rendition this run has for its accounts: made now, or reused from storage.
 
     ``local`` is the file made now (a cover frame is taken from it); a reused rendition has
-    none, and its cover fetches the stored file named by ``entry.key``.
+    none, and its cover fetches the stored file named by ``entry.key``. ``surface_warnings``
+    are this job's ``subject_under_ui`` warnings: they name its surfaces, so they go to its
+    manifest only, never into the shared stored entry.
     """
 
     entry: StoredRendition
     uri: str
     local: LocalFile | None = None
+    surface_warnings: tuple[str, ...] = ()
 
     def manifest_entry(self) -> dict[str, Any]:
         """The output's record as the manifest reads it: the stored entry and where it is."""
-        return {**self.entry.to_dict(), "uri": self.uri}
+        out = {**self.entry.to_dict(), "uri": self.uri}
+        out.pop("subjects", None)
+        out["warnings"] = list(dict.fromkeys([*self.entry.warnings, *self.surface_warnings]))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,20 +84,24 @@ def make_rendition(run: Run, r: Rendition, *, first_pass: Path | None,
         done = _render_video(run, r, target, out, first_pass, variants)
     else:
         done = _render_image(run, r, target, out, heif_cache, variants)
-    from .subject import ui_warnings  # a face under a surface's UI warns, never fails
+    # a face under a surface's UI warns, never fails
+    subjects = sample_subjects(done.path, done.info, variants, timeout_s=run.tool_timeout_s())
+    entry = _entry(r, done, subjects)
+    stored = store_output(run.storage, done.path, entry, r.key,
+                          object_metadata(r.source_sha256), deadline=run.deadline)
+    return Made(entry, stored.uri, LocalFile(done.path, done.info),
+                surface_warnings(subjects or (), variants))
 
-    done = dataclasses.replace(done, warnings=done.warnings + ui_warnings(
-        done.path, done.info, variants, timeout_s=run.tool_timeout_s()))
-    entry = _entry(r, done)
-    origin = object_metadata(run, r.source_sha256, r.uses)
-    stored = store_output(run.storage, done.path, entry, r.key, origin)
-    return Made(entry, stored.uri, LocalFile(done.path, done.info))
 
+def reuse(run: Run, r: Rendition, entry: StoredRendition) -> Made:
+    """A rendition an earlier run stored, standing in for a fresh one (``reused`` first).
 
-def reuse(run: Run, entry: StoredRendition) -> Made:
-    """A rendition an earlier run stored, standing in for a fresh one (``reused`` first)."""
+    The earlier run may belong to another workspace: the stored entry names no surface, and
+    this job's UI warnings come from the subject boxes it recorded.
+    """
     return Made(dataclasses.replace(entry, actions=("reused", *entry.actions)),
-                run.storage.uri(entry.key))
+                run.storage.uri(entry.key),
+                surface_warnings=surface_warnings(entry.subjects or (), r.variants))
 
 
 def _render_video(run: Run, r: Rendition, target: VideoTarget, out: Path,
@@ -126,33 +135,40 @@ def _render_image(run: Run, r: Rendition, target: ImageTarget, out: Path,
     return _Rendered(result.path, out_info, result.mime, result.extra_actions, result.warnings)
 
 
-def _entry(r: Rendition, done: _Rendered) -> StoredRendition:
-    """The stored entry: the plan's actions and warnings, then what rendering added."""
+def _entry(r: Rendition, done: _Rendered, subjects: Subjects | None) -> StoredRendition:
+    """The stored entry: the plan's actions and warnings, then what rendering added.
+
+    Every job whose output has this content key shares it, so nothing in it may depend on
+    the job beyond the key: the file is named after its kind (``video.mp4``), not after the
+    variant of the job that happened to make it first.
+    """
     actions = list(dict.fromkeys([*r.actions, *done.actions]))
     if "passed_through" in actions and len(actions) > 1 and done.actions:
         actions.remove("passed_through")
     video = r.target if isinstance(r.target, VideoTarget) else None
     return StoredRendition(
-        key=asset_key(r.key, r.name), kind="video" if video else "image", mime=done.mime,
+        key=asset_key(r.key, asset_name(r)), kind="video" if video else "image", mime=done.mime,
         bytes=done.path.stat().st_size, sha256=sha256_file(done.path),
         width=done.info.width, height=done.info.height,
         duration_ms=done.info.duration_ms if video else None, actions=tuple(actions),
         warnings=tuple(dict.fromkeys([*r.warnings, *done.warnings])),
         reframe=tuple(shot.to_dict() for shot in video.reframe)
-        if video and video.reframe else None)
+        if video and video.reframe else None, subjects=subjects)
 
 
-def object_metadata(run: Run, source_sha256: str, uses: Sequence[Use]) -> dict[str, str]:
-    """What an object carries about its origin (S3 user metadata; also kept in meta.json).
+def asset_name(r: Rendition) -> str:
+    """The stored file's name: its kind and the extension planned for it (``video.mp4``)."""
+    kind = "video" if isinstance(r.target, VideoTarget) else "image"
+    return f"{kind}{Path(r.name).suffix}"
 
-    An object is stored once for every job that shares it, so this names the job and the
-    presets that made it first.
+
+def object_metadata(source_sha256: str) -> dict[str, str]:
+    """What a stored output carries about its origin (S3 user metadata; also in meta.json).
+
+    An output is stored once for every job, of any workspace, whose output has the same
+    content key, and anyone it is served to may read its metadata and meta.json. So they hold
+    only inputs of the content key (the source's bytes, the encoder version) and never the
+    workspace, job, account, preset or variant that made it first; the job's own manifest
+    (under ``manifests/<workspace>/``) records those for its tenant alone.
     """
-    job = run.job
-    presets = {u.platform: u.preset for u in uses}
-    versions = [f"{p}={preset.version}" for p, preset in presets.items()]
-    return {"source-sha256": source_sha256, "workspace-id": job.workspace_id, "job-id": job.id,
-            "preset-id": ",".join(presets), "preset-version": ",".join(versions),
-            "variant": ",".join(dict.fromkeys(u.variant_id for u in uses)),
-            "encoder-version": ENCODER_VERSION, "pipeline-version": __version__}
-
+    return {"source-sha256": source_sha256, "encoder-version": ENCODER_VERSION}

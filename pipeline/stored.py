@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
+from .deadline import Deadline
 from .errors import ConfigError, StorageNotFound
 from .storage import IMMUTABLE, Storage, StoredObject
+from .subject import SubjectBox, Subjects
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,36 @@ def _int(data: Mapping[str, Any], name: str, *, optional: bool = False) -> int |
     if not isinstance(value, int):
         raise ValueError(f"{name}: not an integer")
     return value
+
+
+def _box(row: object) -> SubjectBox:
+    if (not isinstance(row, list) or len(row) != 6 or row[0] not in ("face", "salient", "motion")
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in row[1:])):
+        raise ValueError("subjects: not a list of [kind, left, top, right, bottom, confidence]")
+    return SubjectBox(row[0], *(float(v) for v in row[1:]))
+
+
+#: More sampled frames or boxes than any run records (6 frames; a 480 px frame holds at most
+#: ~700 faces of the cascade's 24 px minimum): a meta.json over these was not written by us,
+#: and is not read further (the output is made again).
+_MAX_SUBJECT_FRAMES = 64
+_MAX_BOXES_PER_FRAME = 1024
+
+
+def _subjects(data: Mapping[str, Any]) -> Subjects | None:
+    value = data.get("subjects")
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) > _MAX_SUBJECT_FRAMES
+            or not all(isinstance(boxes, list) and len(boxes) <= _MAX_BOXES_PER_FRAME
+                       for boxes in value)):
+        raise ValueError("subjects: not a list of frames of boxes")
+    return tuple(tuple(_box(row) for row in boxes) for boxes in value)
+
+
+def _subjects_json(subjects: Subjects) -> list[list[list[object]]]:
+    return [[[b.kind, *(round(v, 4) for v in (b.left, b.top, b.right, b.bottom, b.confidence))]
+             for b in boxes] for boxes in subjects]
 
 
 def _common(data: object, content_key: str, fields: frozenset[str]) -> dict[str, Any]:
@@ -90,6 +122,11 @@ class StoredRendition(StoredEntry):
     duration_ms: int | None
     actions: tuple[str, ...]
     reframe: tuple[dict[str, Any], ...] | None = None  # smart framing's shots, when framed
+    #: The subject boxes of the output's sampled frames, when a surface using it had UI zones
+    #: (see :func:`pipeline.subject.sample_subjects`). They depend on the pixels alone, so
+    #: every job that reuses the output names its own surfaces' zones from them; the stored
+    #: ``warnings`` never name a surface (that would tell another tenant who made it first).
+    subjects: Subjects | None = None
 
     #: What a stored document must carry to stand in for a fresh rendition in the manifest.
     FIELDS: ClassVar[frozenset[str]] = frozenset({
@@ -113,7 +150,8 @@ class StoredRendition(StoredEntry):
             raise ValueError("reframe: not a list of objects")
         return cls(**common, kind=kind, duration_ms=_int(data, "duration_ms", optional=True),
                    actions=_str_list(data, "actions"),
-                   reframe=tuple(reframe) if reframe is not None else None)
+                   reframe=tuple(reframe) if reframe is not None else None,
+                   subjects=_subjects(data))
 
     def to_dict(self) -> dict[str, Any]:
         """The ``meta.json`` document (and the manifest's source for this output)."""
@@ -124,6 +162,8 @@ class StoredRendition(StoredEntry):
             "warnings": list(self.warnings)}
         if self.reframe is not None:
             out["reframe"] = [dict(shot) for shot in self.reframe]
+        if self.subjects is not None:
+            out["subjects"] = _subjects_json(self.subjects)
         return out
 
 
@@ -211,16 +251,26 @@ def find_stored(storage: Storage, content_key: str, local: Path,
 
 
 def store_output(storage: Storage, path: Path, entry: StoredRendition | StoredCover,
-                 content_key: str, origin: dict[str, str]) -> StoredObject:
+                 content_key: str, origin: Mapping[str, str], *,
+                 deadline: Deadline | None = None) -> StoredObject:
     """Store an output, then its meta.json: the meta's existence means the asset is whole.
 
+    The asset is shared by every job (of any workspace) whose output has the same content
+    key, and both it and its meta.json may be served publicly: ``entry`` and ``origin`` (the
+    object's metadata, also kept in meta.json) must say nothing about the job that stored
+    it first (see :func:`pipeline.rendition.object_metadata`).
+
+    Both writes stop at the job's ``deadline``: an output still uploading when it passes
+    fails with ``deadline_exceeded``, never ``succeeded`` late.
+
     Raises:
+        DeadlineExceeded: the deadline passed while storing (nothing, or no meta, stored).
         StorageError: either write failed; without the meta a re-run makes the output again.
     """
     stored = storage.put_file(path, entry.key, content_type=entry.mime, cache_control=IMMUTABLE,
-                              metadata=origin)
+                              metadata=origin, deadline=deadline)
     # no-cache: unlike the asset, the meta is rewritten by --force or after a damaged upload
-    storage.put_bytes(json.dumps({**entry.to_dict(), "origin": origin}).encode(),
+    storage.put_bytes(json.dumps({**entry.to_dict(), "origin": dict(origin)}).encode(),
                       meta_key(content_key), content_type="application/json",
-                      cache_control="no-cache")
+                      cache_control="no-cache", deadline=deadline)
     return stored

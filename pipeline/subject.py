@@ -6,8 +6,9 @@ frame has no face, its most salient region (the region of densest detail, which 
 text). Frames go in as RGB numpy arrays and boxes come out as fractions of the frame, so
 smart framing can reuse :func:`find_subjects` on any frames it has.
 
-``ui_warnings`` is the run's hook: it samples the delivered output and names each UI zone of
-the surfaces using it that covers the subject in at least ``MIN_FRAME_SHARE`` of the frames.
+``ui_warnings`` is the run's hook: it samples the delivered output (:func:`sample_subjects`)
+and names each UI zone of the surfaces using it that covers the subject in at least
+``MIN_FRAME_SHARE`` of the frames (:func:`surface_warnings`).
 """
 
 from __future__ import annotations
@@ -231,9 +232,28 @@ def ui_warnings(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
                 timeout_s: float) -> tuple[str, ...]:
     """``subject_under_ui`` warnings for a delivered output, one per covering zone.
 
-    Only surfaces with UI zones and a vertical output are looked at. A warning reads
-    ``subject_under_ui: bottom: caption, name, music (tiktok-video)``. Never raises for the
-    picture itself: an output we cannot sample gets no warning (it was verified already).
+    :func:`sample_subjects` then :func:`surface_warnings`; see both.
+
+    Raises:
+        Interrupted: stopped by a signal while sampling.
+    """
+    variants = tuple(variants)
+    subjects = sample_subjects(path, info, variants, timeout_s=timeout_s)
+    return surface_warnings(subjects or (), variants)
+
+
+Subjects = tuple[tuple[SubjectBox, ...], ...]
+
+
+def sample_subjects(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
+                    timeout_s: float) -> Subjects | None:
+    """The subject boxes of the output's sampled frames, when a surface using it needs them.
+
+    Only surfaces with UI zones and a vertical output are looked at: ``None`` when no variant
+    has UI zones, ``()`` for a horizontal output or one we cannot sample (it was verified
+    already; no warning is better than a failed account). The boxes depend on the output's
+    pixels alone, so a stored output keeps them and a later job that reuses it names its own
+    surfaces' zones from them (:func:`surface_warnings`) without decoding it again.
 
     Raises:
         Interrupted: stopped by a signal while sampling.
@@ -244,8 +264,9 @@ def ui_warnings(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
         variants: every variant that uses this output.
         timeout_s: limit for sampling the frames.
     """
-    surfaces = [v for v in variants if v.ui_zones]
-    if not surfaces or info.height <= info.width:
+    if not any(v.ui_zones for v in variants):
+        return None
+    if info.height <= info.width:
         return ()
     import numpy as np
 
@@ -260,9 +281,18 @@ def ui_warnings(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
     except PipelineError as err:
         log.warning("no subject check for %s: %s", path.name, err.message)
         return ()
-    subjects = [find_subjects(np.asarray(shot)) for shot in shots]
+    return tuple(find_subjects(np.asarray(shot)) for shot in shots)
+
+
+def surface_warnings(subjects: Subjects, variants: Iterable[Variant]) -> tuple[str, ...]:
+    """One warning per UI zone of each variant that covers the subject in enough frames.
+
+    A warning reads ``subject_under_ui: bottom: caption, name, music (tiktok-video)``.
+    """
     out = []
-    for variant in surfaces:
+    for variant in variants:
+        if not variant.ui_zones:
+            continue
         for zone in zones_under(subjects, variant.ui_zones):
             out.append(f"{WARNING_CODE}: {zone.name} ({variant.id})")
     return tuple(out)

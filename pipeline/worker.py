@@ -25,7 +25,7 @@ import botocore.exceptions as botoexc
 from botocore.config import Config
 
 from . import ffmpeg, jobprocess
-from .batchjob import current_job_id
+from .batchjob import current_job_id, set_current_job
 from .errors import ConfigError
 from .metrics import Monitor
 from .models import Job
@@ -395,7 +395,7 @@ class Worker:
         if not isinstance(job, Job):
             return None, job
         holder[0] = job.id
-        current_job_id.set(job.id)
+        set_current_job(job.id, job.workspace_id)  # the job id is reset by handle()
         return job, self._jobs.run(job)
 
     def _settle(self, result: MessageResult, receipt: str) -> MessageResult:

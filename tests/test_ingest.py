@@ -18,6 +18,7 @@ from pipeline.cli import main
 from pipeline.deadline import Deadline
 from pipeline.errors import (
     ConfigError,
+    DeadlineExceeded,
     DownloadFailed,
     InvalidLibraryId,
     SourceNotFound,
@@ -398,11 +399,12 @@ def test_file_library_read_stops_at_the_jobs_time_left(tmp_path: Path) -> None:
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "big.jpg").write_bytes(b"\xff" * (3 * 1024 * 1024))  # three chunks
     settings = _settings(tmp_path, library=f"file://{tmp_path}/lib/{{id}}")
-    with pytest.raises(DownloadFailed) as info:
+    with pytest.raises(DeadlineExceeded) as info:
         ingest.fetch(MediaRef("library", "big.jpg"), tmp_path / "src", settings=settings,
                      workspace_id="ws-1", deadline_s=1e-9)
-    assert info.value.retryable and info.value.details["reason"] == "deadline"
-    assert "deadline" in info.value.message
+    # the job's time ran out: permanent, like every deadline (exit 1, not 75)
+    assert not info.value.retryable and info.value.details["reason"] == "deadline"
+    assert info.value.code == "deadline_exceeded" and "deadline" in info.value.message
     assert not list((tmp_path / "src").iterdir())  # no partial source left behind
     got = ingest.fetch(MediaRef("library", "big.jpg"), tmp_path / "src", settings=settings,
                        workspace_id="ws-1", deadline_s=60.0)
@@ -415,8 +417,8 @@ def test_s3_library_read_stops_at_the_jobs_time_left(s3_server: Any, s3_bucket: 
     s3_server.client().put_object(Bucket=s3_bucket, Key="media/ws-1/big.jpg",
                                   Body=b"\xff" * (3 * 1024 * 1024))
     settings = _settings(tmp_path, library=f"s3://{s3_bucket}/media/{{workspace_id}}/{{id}}")
-    with pytest.raises(DownloadFailed) as info:
+    with pytest.raises(DeadlineExceeded) as info:
         ingest.fetch(MediaRef("library", "big.jpg"), tmp_path / "src", settings=settings,
                      workspace_id="ws-1", deadline_s=1e-9)
-    assert info.value.retryable and info.value.details["reason"] == "deadline"
+    assert not info.value.retryable and info.value.details["reason"] == "deadline"
     assert not list((tmp_path / "src").iterdir())

@@ -138,7 +138,7 @@ def writes_fail(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     """Every write fails mid-way: a full disk locally, a connection reset on S3."""
     if backend.name == "local":
 
-        def half_copy(fin: Any, out: Any) -> None:
+        def half_copy(fin: Any, out: Any, *_: Any) -> None:
             out.write(fin.read(1000))
             raise OSError(errno.ENOSPC, "No space left on device")
 

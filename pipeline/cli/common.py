@@ -30,29 +30,51 @@ class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload = {"level": record.levelname.lower(), "logger": record.name,
                    "message": record.getMessage(), "time": round(record.created, 3)}
-        job_id = getattr(record, "job_id", None)
-        if job_id:
-            payload["job_id"] = job_id
+        payload.update(job_fields(getattr(record, "job_id", None),
+                                  getattr(record, "workspace_id", None)))
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload)
 
 
-def _current_job_id() -> str | None:
-    """The job the calling thread works on, once :mod:`pipeline.batchjob` is loaded.
+def current_job() -> tuple[str | None, str | None]:
+    """The job (id, workspace id) the calling thread works on, once :mod:`pipeline.batchjob`
+    is loaded.
 
     Read through ``sys.modules``, not imported: ``conform --help`` must not load the runner.
     """
     batchjob = sys.modules.get("pipeline.batchjob")
-    return batchjob.current_job_id.get() if batchjob is not None else None
+    return batchjob.current_job() if batchjob is not None else (None, None)
+
+
+def job_fields(job_id: object, workspace_id: object) -> dict[str, Any]:
+    """``workspace_id`` and ``job_id`` for a JSON line, those that are known.
+
+    A line that names a job names its workspace: job ids are the tenant's own and repeat
+    across workspaces, so an operator filters one tenant by both.
+    """
+    fields: dict[str, Any] = {}
+    if workspace_id and job_id:
+        fields["workspace_id"] = workspace_id
+    if job_id:
+        fields["job_id"] = job_id
+    return fields
 
 
 class _JobIdFilter(logging.Filter):
-    """Put the id of the job a thread is working on into every record (``job_id``)."""
+    """Put the ids of the job a thread is working on into every record (``job_id`` and
+    ``workspace_id``). A record that names another job (``extra={"job_id": ...}``) gets the
+    workspace only when it is the thread's job: never another tenant's."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "job_id", None) is None and "pipeline.batchjob" in sys.modules:
-            record.job_id = _current_job_id()
+        if "pipeline.batchjob" not in sys.modules:
+            return True
+        job_id, workspace_id = current_job()
+        if getattr(record, "job_id", None) is None:
+            record.job_id = job_id
+        if getattr(record, "workspace_id", None) is None and getattr(
+                record, "job_id", None) == job_id:
+            record.workspace_id = workspace_id
         return True
 
 
@@ -145,10 +167,9 @@ def _fail(ctx: click.Context, failure: _Failure) -> None:
 
 
 def error_line(message: str, **fields: Any) -> str:
-    """An error as one JSON log object, with the job id when a job was being worked on."""
-    job_id = _current_job_id()
+    """An error as one JSON log object, with the job's ids when a job was being worked on."""
     return json.dumps({"level": "error", "logger": "pipeline", "message": message,
-                       "time": round(time.time(), 3), **({"job_id": job_id} if job_id else {}),
+                       "time": round(time.time(), 3), **job_fields(*current_job()),
                        **fields})
 
 

@@ -29,11 +29,16 @@ if TYPE_CHECKING:
 
 def json_line(message: str, **fields: Any) -> str:
     """A progress record in the shape of the JSON log lines (``--log-format json``)."""
+    from .common import current_job, job_fields
+
     job_id = fields.pop("job_id", None)
+    workspace_id = fields.pop("workspace_id", None)
     payload: dict[str, Any] = {"level": "info", "logger": "pipeline.progress",
                                "message": message, "time": round(time.time(), 3)}
-    if job_id:
-        payload["job_id"] = job_id
+    if workspace_id is None:
+        this_job, this_workspace = current_job()
+        workspace_id = this_workspace if job_id == this_job else None
+    payload.update(job_fields(job_id, workspace_id))
     payload.update({k: v for k, v in fields.items() if v is not None})
     return json.dumps(payload)
 
@@ -238,6 +243,7 @@ class BatchView:
     def _report(self, outcome: JobOutcome) -> None:
         if self.mode == "json":
             click.echo(json_line(f"job {outcome.status}", job_id=outcome.job_id,
+                                 workspace_id=outcome.workspace_id,
                                  status=outcome.status, source=outcome.where,
                                  done=self.done, total=self.total,
                                  elapsed_s=round(outcome.elapsed_s, 3),

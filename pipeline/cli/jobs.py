@@ -53,11 +53,12 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, report_dir: str 
     failed for good, a timeout included (don't retry), 75 temporary failure (retry), 2
     invalid job.
     """
-    from ..batchjob import current_job_id
+    from ..batchjob import reset_current_job, set_current_job
     from ..runner import process
 
-    token = current_job_id.set(None)  # log lines carry the job id until the command ends
-    ctx.call_on_close(lambda: current_job_id.reset(token))
+    # log lines carry the job's ids until the command ends
+    token = set_current_job(None, None)
+    ctx.call_on_close(lambda: reset_current_job(token))
     with handle_errors(ctx):
         settings = make_settings(**flags)
         job = job or os.environ.get("CONFORM_JOB_URI") or None
@@ -69,7 +70,7 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, report_dir: str 
             check_report_dir(Path(report_dir))  # refused now, not after the job ran
         parsed = parse_job_text(read_job_text(job, settings), presets,
                                 workspace=settings.workspace)
-        current_job_id.set(parsed.id)
+        set_current_job(parsed.id, parsed.workspace_id)
         ffmpeg.require_tools()  # encoders are checked before the first encode
         start(settings)
         manifest = process(parsed, settings=settings, presets=presets,

@@ -116,7 +116,8 @@ def download(
     check_url(url)
     deadline = Deadline(deadline_s, lambda _: download_error(
         f"download of {shown} exceeded its {deadline_s:g} s deadline",
-        details={"url": shown, "retryable": True, "reason": "deadline"}))
+        # permanent, like every deadline: the same server is as slow on a retry
+        details={"url": shown, "retryable": False, "reason": "deadline"}))
     limits = _Limits(max_bytes, connect_timeout_s, read_timeout_s, deadline)
     policy = _Policy(allow_networks, max_redirects, max(0, retries), backoff_s,
                      resolve or resolve_tcp)

@@ -6,10 +6,13 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 from urllib.parse import quote, urlsplit
 
 from ..errors import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    from ..deadline import Deadline
 
 #: Cache-Control for renditions: keys are content-addressed, so an object never changes.
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
@@ -57,14 +60,23 @@ class Storage(Protocol):
         content_type: str,
         metadata: Mapping[str, str] | None = None,
         cache_control: str | None = IMMUTABLE,
+        deadline: Deadline | None = None,
     ) -> StoredObject:
-        """Store ``src`` under ``key``, replacing any object already there."""
+        """Store ``src`` under ``key``, replacing any object already there.
+
+        With a ``deadline`` the write stops when it passes (nothing partial remains) and
+        raises the deadline's error (``DeadlineExceeded`` for a job's).
+        """
         ...
 
     def put_bytes(
-        self, data: bytes, key: str, *, content_type: str, cache_control: str | None = None
+        self, data: bytes, key: str, *, content_type: str, cache_control: str | None = None,
+        deadline: Deadline | None = None,
     ) -> StoredObject:
-        """Store a small document (a manifest) under ``key``; not immutable by default."""
+        """Store a small document (a manifest) under ``key``; not immutable by default.
+
+        ``deadline``: as for :meth:`put_file`; a manifest is written without one.
+        """
         ...
 
     def head(self, key: str) -> StoredObject | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import mimetypes
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from ..errors import StorageError, StorageNotFound, StoragePermissionError
 from .base import (
@@ -24,6 +25,9 @@ from .base import (
     _MiB,
     _public_base,
 )
+
+if TYPE_CHECKING:
+    from ..deadline import Deadline
 
 _TMP_PREFIX: Final = ".conform-tmp-"
 #: A temp file untouched this long belongs to a killed write: a live one grows block by block
@@ -150,10 +154,15 @@ class LocalStorage:
         content_type: str,
         metadata: Mapping[str, str] | None = None,
         cache_control: str | None = IMMUTABLE,
+        deadline: Deadline | None = None,
     ) -> StoredObject:
         """Copy ``src`` into the folder through a temp name and an atomic rename.
 
+        With a ``deadline``, it is checked before every block copied: a slow disk (a network
+        mount) stops there, its temp file removed.
+
         Raises:
+            PipelineError: the deadline passed (its error: ``DeadlineExceeded`` for a job).
             ConfigError: invalid key or metadata.
             StorageNotFound: ``src`` does not exist.
             StoragePermissionError: the folder is not writable.
@@ -164,7 +173,8 @@ class LocalStorage:
         try:
             with open(src, "rb") as fin:
                 expected = os.fstat(fin.fileno()).st_size
-                size = _atomic_write(dest, lambda out: _copy(fin, out))
+                size = _atomic_write(dest, lambda out: _copy(
+                    fin, out, _deadline_check(deadline, f"storing {key} finished")))
         except OSError as err:
             raise _translate_os_error(err, op="put_file", key=self.uri(key)) from err
         if size != expected:
@@ -178,16 +188,19 @@ class LocalStorage:
         return self._stored(key, dest, size, content_type)
 
     def put_bytes(
-        self, data: bytes, key: str, *, content_type: str, cache_control: str | None = None
+        self, data: bytes, key: str, *, content_type: str, cache_control: str | None = None,
+        deadline: Deadline | None = None,
     ) -> StoredObject:
         """Write ``data`` through a temp name and an atomic rename.
 
         Raises:
+            PipelineError: ``deadline`` had passed before the write (its error).
             ConfigError: invalid key.
             StoragePermissionError: the folder is not writable.
             StorageError: any other filesystem failure; nothing partial remains.
         """
         dest = self._path(key)
+        _deadline_check(deadline, f"storing {key}")()
         try:
             size = _atomic_write(dest, lambda out: _write_all(out, data))
         except OSError as err:
@@ -237,7 +250,7 @@ class LocalStorage:
             )
         try:
             with open(path, "rb") as fin:
-                _atomic_write(Path(dest), lambda out: _copy(fin, out))
+                _atomic_write(Path(dest), lambda out: _copy(fin, out, _no_check))
         except OSError as err:
             raise _translate_os_error(err, op="get_file", key=self.uri(key)) from err
         return Path(dest)
@@ -318,6 +331,19 @@ def _write_all(out: IO[bytes], data: bytes) -> None:
     out.write(data)
 
 
-def _copy(fin: IO[bytes], out: IO[bytes]) -> None:
+def _no_check() -> None:
+    return None
+
+
+def _deadline_check(deadline: Deadline | None, stage: str) -> Callable[[], None]:
+    """A check that raises the deadline's error once it has passed (a no-op without one)."""
+    if deadline is None:
+        return _no_check
+    return functools.partial(deadline.check, stage)
+
+
+def _copy(fin: IO[bytes], out: IO[bytes], check: Callable[[], None]) -> None:
+    check()
     while block := fin.read(_COPY_BLOCK_BYTES):
         out.write(block)
+        check()

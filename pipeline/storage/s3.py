@@ -9,16 +9,19 @@ of S3 error codes and :mod:`.s3digest` the upload checksums.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import boto3
 import botocore.exceptions as botoexc
 import urllib3
 from boto3.exceptions import Boto3Error, RetriesExceededError, S3UploadFailedError
-from boto3.s3.transfer import TransferConfig
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from s3transfer import exceptions as s3t_exc
 from s3transfer.utils import ChunksizeAdjuster
@@ -125,6 +128,119 @@ def part_size(transfer_config: Any, size: int) -> int | None:
     if size < transfer_config.multipart_threshold:
         return None
     return int(ChunksizeAdjuster().adjust_chunksize(transfer_config.multipart_chunksize, size))
+
+
+# --- uploads that stop at a deadline ---------------------------------------------------------
+
+#: How often a deadline-bound upload looks at the clock while the transfer runs.
+_POLL_S: Final = 0.05
+
+
+def _wait(done: Callable[[], bool], left_s: Callable[[], float]) -> bool:
+    """Wait until ``done()``; False when ``left_s()`` ran out first."""
+    while not done():
+        left = left_s()
+        if left <= 0:
+            return False
+        time.sleep(min(_POLL_S, left))
+    return True
+
+
+def _in_background(fn: Callable[[], object]) -> None:
+    """Run ``fn`` on a daemon thread: a request stalled in its socket ends there, on its
+    socket timeout, while the caller goes on (and a process that exits does not wait)."""
+    threading.Thread(target=fn, name="conform-upload-cleanup", daemon=True).start()
+
+
+def upload_file(client: Any, src: str, bucket: str, key: str, *, extra: dict[str, Any],
+                config: Any, left_s: Callable[[], float] | None) -> bool:
+    """Upload ``src`` through s3transfer (in parts above the threshold), until ``left_s``.
+
+    When the time runs out the transfer is cancelled: parts not yet sent are never sent, and
+    the multipart upload is aborted right away (:func:`_abort_uploads`), not only by
+    s3transfer's own clean-up once the parts in flight return: a job process exits when its
+    job ends, and that clean-up would die with it. A single PUT cut off in flight either
+    fails or stores the whole file (its checksum header makes it whole or nothing).
+
+    Returns:
+        True once stored; False when ``left_s()`` reached 0 first.
+
+    Raises:
+        whatever boto3, botocore or s3transfer raised (the caller translates it).
+    """
+    upload_ids: list[str] = []
+    hook = f"conform-upload-{uuid.uuid4().hex}"
+
+    def record_upload(parsed: Any = None, **_: Any) -> None:
+        if isinstance(parsed, dict) and parsed.get("Key") == key and parsed.get("UploadId"):
+            upload_ids.append(str(parsed["UploadId"]))
+
+    client.meta.events.register("after-call.s3.CreateMultipartUpload", record_upload,
+                                unique_id=hook)
+    manager = create_transfer_manager(client, config)
+    future = manager.upload(src, bucket, key, extra_args=extra)
+    try:
+        if left_s is None or _wait(future.done, left_s):
+            try:
+                future.result()  # raises the transfer's error
+            except botoexc.ClientError as err:  # wrapped as boto3's upload_file wraps it
+                raise S3UploadFailedError(
+                    f"Failed to upload {src} to {bucket}/{key}: {err}") from err
+            return True
+        return False
+    finally:
+        client.meta.events.unregister("after-call.s3.CreateMultipartUpload", unique_id=hook)
+        if future.done():
+            manager.shutdown()
+        else:  # out of time, or an error or a signal while waiting: stop sending
+            future.cancel()
+            _abort_uploads(client, bucket, key, upload_ids)
+            _in_background(lambda: manager.shutdown(cancel=True))
+
+
+#: How long a cut-off upload waits for its AbortMultipartUpload before leaving it to finish
+#: in the background.
+ABORT_GRACE_S: Final = 5.0
+
+
+def _abort_uploads(client: Any, bucket: str, key: str, upload_ids: list[str]) -> None:
+    """Abort the multipart uploads this upload started (a failed abort changes nothing: the
+    deadline error is what the caller must see; a lifecycle rule cleans up what remains)."""
+    end = time.monotonic() + ABORT_GRACE_S
+    for upload_id in list(upload_ids):
+        abort = functools.partial(client.abort_multipart_upload, Bucket=bucket, Key=key,
+                                  UploadId=upload_id)
+        with contextlib.suppress(*BOTO_ERRORS):
+            call_within(abort, lambda: end - time.monotonic())
+
+
+def call_within(call: Callable[[], Any], left_s: Callable[[], float]) -> tuple[bool, Any]:
+    """Run one client request, waiting for it until ``left_s`` runs out.
+
+    Returns:
+        ``(True, its result)``, or ``(False, None)`` when the time ran out first (the
+        request then ends in the background, on its socket timeout at worst).
+
+    Raises:
+        whatever the request raised.
+    """
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as err:  # handed to the waiting thread
+            outcome["error"] = err
+        finally:
+            finished.set()
+
+    _in_background(run)
+    if not _wait(finished.is_set, left_s):
+        return False, None
+    if "error" in outcome:
+        raise outcome["error"]
+    return True, outcome["result"]
 
 
 # --- client and URL ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StorageError, StorageNotFound
 from .base import (
@@ -28,8 +28,18 @@ from .base import (
     _public_base,
 )
 from .local import _translate_os_error
-from .s3 import BOTO_ERRORS, TRANSFER_CONFIG, part_size, translate_client_error
+from .s3 import (
+    BOTO_ERRORS,
+    TRANSFER_CONFIG,
+    call_within,
+    part_size,
+    translate_client_error,
+    upload_file,
+)
 from .s3digest import Digests, digest_file, etag_of, stored_mismatch
+
+if TYPE_CHECKING:
+    from ..deadline import Deadline
 
 
 class S3Storage:
@@ -99,8 +109,13 @@ class S3Storage:
         content_type: str,
         metadata: Mapping[str, str] | None = None,
         cache_control: str | None = IMMUTABLE,
+        deadline: Deadline | None = None,
     ) -> StoredObject:
         """Upload ``src``, in parts above the multipart threshold, and verify what was stored.
+
+        With a ``deadline``, the upload stops when it passes however slow the store is: no
+        part is sent after it, a multipart upload is aborted, and the deadline's error is
+        raised (``DeadlineExceeded`` for a job's), never a late success.
 
         The checksum: the file is hashed (sha256) before the upload. A single PUT carries
         that digest as ``x-amz-checksum-sha256``, so the store rejects the request unless the
@@ -116,6 +131,7 @@ class S3Storage:
         the object.
 
         Raises:
+            PipelineError: the deadline passed (its error).
             ConfigError: invalid key or metadata.
             StorageNotFound: ``src`` does not exist.
             StoragePermissionError: access denied or bad credentials.
@@ -126,6 +142,8 @@ class S3Storage:
         full = self._full(key)
         meta = _clean_metadata(metadata)
         digests, hashed = self._hash(src)
+        if deadline is not None:
+            deadline.check(f"uploading {self.uri(key)}")
         meta[CONTENT_SHA256_KEY] = digests.hex
         extra: dict[str, Any] = {"ContentType": content_type, "Metadata": meta}
         if cache_control:
@@ -136,7 +154,7 @@ class S3Storage:
                 # Our own digest as the header: botocore sends it as is (no aws-chunked
                 # trailer, which some S3-compatible stores reject) and the store checks it.
                 extra["ChecksumSHA256"] = digests.full_b64
-        self._upload(src, key, full, extra)
+        self._upload(src, key, full, extra, deadline)
         head = self._head_raw(full, key, checksum_mode=self.checksum)
         if head is None:
             raise StorageError(
@@ -153,16 +171,21 @@ class S3Storage:
         except OSError as err:
             raise _translate_os_error(err, op="put_file", key=str(src)) from err
 
-    def _upload(self, src: Path, key: str, full: str, extra: dict[str, Any]) -> None:
-        """One upload through s3transfer (multipart above the threshold, aborted on failure)."""
+    def _upload(self, src: Path, key: str, full: str, extra: dict[str, Any],
+                deadline: Deadline | None) -> None:
+        """One upload through s3transfer (multipart above the threshold, aborted on failure
+        or when the deadline passes)."""
         try:
-            self.client.upload_file(
-                str(src), self.bucket, full, ExtraArgs=extra, Config=self.transfer_config
-            )
+            stored = upload_file(self.client, str(src), self.bucket, full, extra=extra,
+                                 config=self.transfer_config,
+                                 left_s=deadline.left_s if deadline is not None else None)
         except BOTO_ERRORS as err:
             raise self._error(err, "put_file", key) from err
         except OSError as err:  # the source vanished or became unreadable mid-upload
             raise _translate_os_error(err, op="put_file", key=str(src)) from err
+        if not stored:
+            assert deadline is not None
+            deadline.expire(stage=f"the upload of {self.uri(key)} finished")
 
     def _verify(
         self, head: Mapping[str, Any], key: str, full: str, *, size: int, digests: Digests
@@ -185,11 +208,15 @@ class S3Storage:
             self.client.delete_object(Bucket=self.bucket, Key=full)
 
     def put_bytes(
-        self, data: bytes, key: str, *, content_type: str, cache_control: str | None = None
+        self, data: bytes, key: str, *, content_type: str, cache_control: str | None = None,
+        deadline: Deadline | None = None,
     ) -> StoredObject:
         """Store a small document in one PUT with a SHA-256 checksum the store verifies.
 
+        With a ``deadline``, the caller stops waiting when it passes and gets its error.
+
         Raises:
+            PipelineError: the deadline passed (its error).
             ConfigError: invalid key.
             StoragePermissionError: access denied or bad credentials.
             StorageRejected: no such bucket, or another request the store refuses.
@@ -207,7 +234,14 @@ class S3Storage:
         if self.checksum:
             args["ChecksumSHA256"] = base64.b64encode(hashlib.sha256(data).digest()).decode()
         try:
-            response = self.client.put_object(**args)
+            if deadline is None:
+                response = self.client.put_object(**args)
+            else:
+                deadline.check(f"uploading {self.uri(key)}")
+                stored, response = call_within(lambda: self.client.put_object(**args),
+                                               deadline.left_s)
+                if not stored:
+                    deadline.expire(stage=f"the upload of {self.uri(key)} finished")
         except BOTO_ERRORS as err:
             raise self._error(err, "put_bytes", key) from err
         return StoredObject(
