@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import ffmpeg, jobprocess, workdir
+from . import jobprocess, processes, workdir
 from .batchjob import current_job_id, error_info, read_manifest
 from .batchsource import (
     MAX_JOB_BYTES,
@@ -327,19 +327,15 @@ class _Batch:
         """Ctrl-C: stop every running job, wait for their clean-up, count them."""
         self.interrupted = True
         log.warning("interrupted: stopping %d running job(s)", len(self.inflight))
-        ffmpeg.stop_all()
-        jobprocess.stop_children()
+        processes.stop_all()
         while self.inflight:
             try:
                 done = self._wait()
             except KeyboardInterrupt:
-                ffmpeg.stop_all()  # a second Ctrl-C: processes were already told to stop
-                jobprocess.stop_children()
+                processes.stop_all()  # a second Ctrl-C: processes were already told to stop
                 continue
             self._settle(done)
-        with contextlib.suppress(Exception):
-            ffmpeg.reset_stop()  # every job has stopped; a library caller may go on
-            jobprocess.reset_stop()
+        processes.reset_stop()  # every job has stopped; a library caller may go on
 
     def close(self) -> None:
         """Shut the pool (and the job processes) down."""
@@ -381,7 +377,7 @@ def _run_in_process(entry: BatchEntry, job: Job, *, settings: Settings,
         if isinstance(result, JobOutcome):
             return result
         elapsed = time.monotonic() - started
-        if jobprocess.stopping():  # killed by the stop request before it could answer
+        if processes.stopping():  # killed by the stop request before it could answer
             return JobOutcome(entry.index, entry.where, job.id, "interrupted", elapsed_s=elapsed)
         lost = jobprocess.JobProcessLost(result)
         log.error("job %s: its process %s", job.id, lost.reason, extra={"job_id": job.id})

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import ffmpeg, jobprocess, workdir
+from . import jobprocess, processes, workdir
 from .batchjob import error_info, read_manifest
 from .batchsource import read_job_uri
 from .errors import ConfigError, Interrupted, JobInvalid, PipelineError
@@ -203,7 +203,7 @@ def execute(job: Job, *, settings: Settings, presets: PresetRegistry,
     except JobInvalid as err:
         return _invalid(err)
     except (Interrupted, KeyboardInterrupt):
-        ffmpeg.stop_all()
+        processes.stop_all()
         return "released", None, None, None
     except PipelineError as err:
         log.warning("job %s failed: %s", job.id, err.message)
@@ -256,7 +256,7 @@ class JobRunner:
         if isinstance(result, tuple):
             outcome, manifest, uri, error = result
             return outcome, manifest, uri, error
-        if jobprocess.stopping():  # killed by the stop request before it could answer
+        if processes.stopping():  # killed by the stop request before it could answer
             return "released", None, None, None
         lost = jobprocess.JobProcessLost(result)
         log.error("job %s: its process %s", job.id, lost.reason, extra={"job_id": job.id})

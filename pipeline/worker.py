@@ -24,7 +24,7 @@ import boto3
 import botocore.exceptions as botoexc
 from botocore.config import Config
 
-from . import ffmpeg, jobprocess
+from . import jobprocess, processes
 from .batchjob import current_job_id
 from .errors import ConfigError
 from .metrics import Monitor
@@ -187,8 +187,7 @@ class Worker:
         return self._busy.is_set()
 
     def _interrupt(self) -> None:
-        ffmpeg.stop_all()
-        jobprocess.stop_children()
+        processes.stop_all()
 
     def stop(self, *, grace_s: float | None = None) -> None:
         """Ask the worker to stop after the current message (safe from a signal handler).
@@ -402,9 +401,8 @@ class Worker:
         """Delete, hide for a retry, or release the message, according to the outcome."""
         if result.outcome == "released":
             self._change_visibility(receipt, 0)
-            # The job stopped; a later run in this process may start ffmpeg again.
-            ffmpeg.reset_stop()
-            jobprocess.reset_stop()
+            # The job stopped; a later run in this process may start processes again.
+            processes.reset_stop()
             return result
         if result.outcome == "retry":
             self._change_visibility(receipt, self.retry_delay_s)
