@@ -25,21 +25,21 @@ import botocore.exceptions as botoexc
 from botocore.config import Config
 
 from . import jobprocess, processes
-from .batchjob import current_job_id
+from .batchjob import JobResult, JobRunner, current_job_id
 from .errors import ConfigError
 from .metrics import Monitor
 from .models import Job
 from .presets import PresetRegistry, load_presets
 from .queuejob import (
     Heartbeat,
-    JobResult,
-    JobRunner,
     LoopState,
     MessageOutcome,
     MessageResult,
     ResultCallback,
     WorkerSummary,
     check_limits,
+    message_outcome,
+    read_message,
 )
 from .runner import EventCallback
 from .settings import Settings
@@ -168,7 +168,7 @@ class Worker:
         if isolation == "process":
             self.workers = jobprocess.cap_workers(workers, self.settings.max_decode_bytes)
         self._jobs = JobRunner(self.settings, self.presets, self.storage, child_storage=storage,
-                               on_event=on_event, isolation=isolation)
+                               retry_failed=True, on_event=on_event, isolation=isolation)
         self._stop = threading.Event()
         self._busy = threading.Event()
         self._busy_count = 0
@@ -362,10 +362,10 @@ class Worker:
         try:
             with Heartbeat(self.sqs, self.queue_url, receipt, self.visibility_timeout_s(),
                            lambda: holder[0], _SQS_ERRORS) as heartbeat:
-                job, (outcome, manifest, uri, error) = self._work(
-                    str(message.get("Body", "")), holder)
-            result = MessageResult(message_id, count, outcome, job_id=job.id if job else None,
-                                   manifest=manifest, manifest_uri=uri, error=error,
+                job, done = self._work(str(message.get("Body", "")), holder)
+            result = MessageResult(message_id, count, message_outcome(done),
+                                   job_id=job.id if job else None, manifest=done.manifest,
+                                   manifest_uri=done.uri, error=done.error,
                                    heartbeats=heartbeat.count)
             result = self._settle(result, receipt)
             result = dataclasses.replace(result, elapsed_s=time.monotonic() - started)
@@ -387,10 +387,10 @@ class Worker:
 
     def _work(self, body: str, holder: list[str | None]) -> tuple[Job | None, JobResult]:
         try:
-            job = self._jobs.read(body)
+            job = read_message(body, settings=self.settings, presets=self.presets)
         except KeyboardInterrupt:
             self._interrupt()
-            return None, ("released", None, None, None)
+            return None, JobResult("interrupted")
         if not isinstance(job, Job):
             return None, job
         holder[0] = job.id
