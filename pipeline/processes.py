@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 StopFunction = Callable[[], None]
 
 _live: dict[int, StopFunction] = {}
-_lock = threading.Lock()
+# Reentrant: SIGTERM's handler calls stop_all() on the main thread, between two bytecodes of
+# whatever it was doing, possibly inside listed() holding this lock; a plain lock would
+# deadlock there. Each step under the lock is a single dict operation, so the handler never
+# sees the registry half-changed.
+_lock = threading.RLock()
 _stopping = threading.Event()
 _keys = itertools.count()
 

@@ -114,3 +114,20 @@ def test_a_stop_reaches_every_process_even_when_one_has_already_gone() -> None:
         processes.stop_all()
     assert calls == ["stopped"]
     assert processes.stopping() and processes.count() == 0
+
+
+def test_a_stop_from_a_signal_handler_inside_the_registry_does_not_deadlock() -> None:
+    # SIGTERM's handler runs stop_all() on the main thread, perhaps while that very thread is
+    # inside listed() holding the registry's lock (reached here on purpose, as a handler would).
+    calls: list[str] = []
+    done = threading.Event()
+
+    def main_thread_interrupted_mid_listing() -> None:
+        with processes.listed(lambda: calls.append("stopped")), processes._lock:
+            processes.stop_all()
+        done.set()
+
+    thread = threading.Thread(target=main_thread_interrupted_mid_listing, daemon=True)
+    thread.start()
+    assert done.wait(10), "stop_all() waited for a lock its own thread holds"
+    assert calls == ["stopped"]
