@@ -19,14 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import ffmpeg, jobprocess, workdir
-from .batchjob import (
-    current_job_id,
-    error_info,
-    read_manifest,
-    reset_current_job,
-    set_current_job,
-)
+from . import jobprocess, processes
+from .batchjob import JobResult, JobRunner, current_job_id, error_info, read_manifest
 from .batchsource import (
     MAX_JOB_BYTES,
     SHARD_INDEX_VARIABLES,
@@ -38,10 +32,10 @@ from .batchsource import (
     shard_of,
     split_s3_uri,
 )
-from .errors import ExitStatus, Interrupted, JobInvalid, PipelineError
+from .errors import ExitStatus, JobInvalid
 from .models import ErrorInfo, Job
 from .presets import PresetRegistry, load_presets
-from .runner import EventCallback, Manifest, process
+from .runner import EventCallback, Manifest
 from .settings import Settings
 from .storage import Storage, open_storage
 
@@ -201,14 +195,14 @@ def process_batch(
     """
     settings = settings or Settings.from_env()
     presets = presets or load_presets(settings.presets_dir)
-    run = _JobRun(settings, presets,
-                  storage or open_storage(settings.dest, endpoint_url=settings.endpoint_url),
-                  child_storage=storage, retry_failed=retry_failed, on_event=on_event,
-                  isolation=isolation)
+    runner = JobRunner(settings, presets,
+                       storage or open_storage(settings.dest, endpoint_url=settings.endpoint_url),
+                       child_storage=storage, retry_failed=retry_failed, on_event=on_event,
+                       isolation=isolation)
     workers = max(1, workers or os.cpu_count() or 1)
     if isolation == "process":
         workers = jobprocess.cap_workers(workers, settings.max_decode_bytes)
-    batch = _Batch(run, workers=workers, shard=shard or Shard(), fail_fast=fail_fast,
+    batch = _Batch(runner, workers=workers, shard=shard or Shard(), fail_fast=fail_fast,
                    on_outcome=on_outcome, on_start=on_start)
     entries = _as_entries(jobs)
     try:
@@ -225,29 +219,6 @@ def process_batch(
     return batch.summary()
 
 
-@dataclass(frozen=True, slots=True)
-class _JobRun:
-    """How every job of one batch runs: the same arguments for each entry."""
-
-    settings: Settings
-    presets: PresetRegistry
-    storage: Storage
-    # A storage the caller gave goes to the job processes as it is; else each opens its own.
-    child_storage: Storage | None
-    retry_failed: bool
-    on_event: EventCallback | None
-    isolation: Literal["thread", "process"]
-
-    def __call__(self, entry: BatchEntry, job: Job) -> JobOutcome:
-        if self.isolation == "process":
-            return _run_in_process(entry, job, settings=self.settings, presets=self.presets,
-                                   storage=self.child_storage, retry_failed=self.retry_failed,
-                                   on_event=self.on_event)
-        return _run_one(entry, job, settings=self.settings, presets=self.presets,
-                        storage=self.storage, retry_failed=self.retry_failed,
-                        on_event=self.on_event)
-
-
 @dataclass
 class _Batch:
     """One run of :func:`process_batch`: schedules this shard's entries and counts outcomes.
@@ -256,7 +227,7 @@ class _Batch:
     queue, so ``--fail-fast`` and Ctrl-C never find work half-scheduled.
     """
 
-    run: _JobRun
+    runner: JobRunner
     workers: int
     shard: Shard
     fail_fast: bool
@@ -309,7 +280,7 @@ class _Batch:
             return
         if self.on_start is not None:
             self.on_start(entry)
-        self.inflight[self.pool.submit(self.run, entry, entry.job)] = entry
+        self.inflight[self.pool.submit(_run, self.runner, entry, entry.job)] = entry
 
     def _finish(self, outcome: JobOutcome) -> None:
         self.by_status[outcome.status] = self.by_status.get(outcome.status, 0) + 1
@@ -336,24 +307,20 @@ class _Batch:
         """Ctrl-C: stop every running job, wait for their clean-up, count them."""
         self.interrupted = True
         log.warning("interrupted: stopping %d running job(s)", len(self.inflight))
-        ffmpeg.stop_all()
-        jobprocess.stop_children()
+        processes.stop_all()
         while self.inflight:
             try:
                 done = self._wait()
             except KeyboardInterrupt:
-                ffmpeg.stop_all()  # a second Ctrl-C: processes were already told to stop
-                jobprocess.stop_children()
+                processes.stop_all()  # a second Ctrl-C: processes were already told to stop
                 continue
             self._settle(done)
-        with contextlib.suppress(Exception):
-            ffmpeg.reset_stop()  # every job has stopped; a library caller may go on
-            jobprocess.reset_stop()
+        processes.reset_stop()  # every job has stopped; a library caller may go on
 
     def close(self) -> None:
         """Shut the pool (and the job processes) down."""
         self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.run.isolation == "process":
+        if self.runner.isolation == "process":
             jobprocess.shutdown()
 
     def summary(self) -> BatchSummary:
@@ -377,62 +344,15 @@ def _invalid(entry: BatchEntry) -> JobOutcome:
     return JobOutcome(entry.index, entry.where, None, "invalid", error=error_info(err))
 
 
-def _run_in_process(entry: BatchEntry, job: Job, *, settings: Settings,
-                    presets: PresetRegistry, storage: Storage | None, retry_failed: bool,
-                    on_event: EventCallback | None) -> JobOutcome:
-    """:func:`_run_one` in a process of its own; a process that dies fails only its job."""
-    token = set_current_job(job.id, job.workspace_id)
+def _run(runner: JobRunner, entry: BatchEntry, job: Job) -> JobOutcome:
+    """One entry's job on a worker thread (its own process, if so isolated), as its outcome."""
     started = time.monotonic()
-    try:
-        result = jobprocess.run_in_process(_run_one, entry, job, settings=settings,
-                                           presets=presets, storage=storage,
-                                           retry_failed=retry_failed, on_event=on_event)
-        if isinstance(result, JobOutcome):
-            return result
-        elapsed = time.monotonic() - started
-        if jobprocess.stopping():  # killed by the stop request before it could answer
-            return JobOutcome(entry.index, entry.where, job.id, "interrupted", elapsed_s=elapsed,
-                              workspace_id=job.workspace_id)
-        lost = jobprocess.JobProcessLost(result)
-        log.error("job %s: its process %s", job.id, lost.reason, extra={"job_id": job.id})
-        workdir.clean_stale(settings.workdir)  # the work folder the dead process left
-        return JobOutcome(entry.index, entry.where, job.id, "error", elapsed_s=elapsed,
-                          workspace_id=job.workspace_id,
-                          error=error_info(lost))
-    finally:
-        reset_current_job(token)
+    return _outcome(entry, job, runner.run(job), time.monotonic() - started)
 
 
-def _run_one(entry: BatchEntry, job: Job, *, settings: Settings, presets: PresetRegistry,
-             storage: Storage | None, retry_failed: bool,
-             on_event: EventCallback | None = None) -> JobOutcome:
-    """One job in a worker thread or process; every error becomes the outcome, never raises."""
-    token = set_current_job(job.id, job.workspace_id)
-    started = time.monotonic()
-
-    def outcome(status: OutcomeStatus, **kw: Any) -> JobOutcome:
-        return JobOutcome(entry.index, entry.where, job.id, status, workspace_id=job.workspace_id,
-                          elapsed_s=time.monotonic() - started, **kw)
-
-    try:
-        if storage is None:
-            storage = open_storage(settings.dest, endpoint_url=settings.endpoint_url)
-        if not settings.force:
-            stored = read_manifest(storage, job, settings.workdir)
-            if stored is not None and not (retry_failed and stored.get("status") != "succeeded"):
-                return outcome("skipped", note="manifest exists")
-        manifest = process(job, settings=settings, presets=presets, storage=storage,
-                           on_event=on_event)
-        status: OutcomeStatus = ("succeeded" if manifest.status == "succeeded" else
-                                 "partial" if manifest.status == "partial" else "failed")
-        return outcome(status, manifest=manifest)
-    except Interrupted:
-        return outcome("interrupted")
-    except PipelineError as err:
-        log.warning("job %s failed: %s", job.id, err.message, extra={"job_id": job.id})
-        return outcome("error", error=error_info(err))
-    except Exception as err:  # one job's bug must not stop the batch
-        log.exception("job %s: unexpected error", job.id, extra={"job_id": job.id})
-        return outcome("error", error=error_info(err))
-    finally:
-        reset_current_job(token)
+def _outcome(entry: BatchEntry, job: Job, result: JobResult, elapsed_s: float) -> JobOutcome:
+    """The batch's words for how a job ended: the same status, a note for a skipped job."""
+    note = "manifest exists" if result.status == "skipped" else None
+    return JobOutcome(entry.index, entry.where, job.id, result.status, manifest=result.manifest,
+                      error=result.error, note=note, elapsed_s=elapsed_s,
+                      workspace_id=job.workspace_id)

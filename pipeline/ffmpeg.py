@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from . import processes
 from .errors import ConfigError, FFmpegError, FFmpegTimeout, Interrupted
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,6 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
-
-
-_live: set[subprocess.Popen[bytes]] = set()
-_live_lock = threading.Lock()
-_stopping = threading.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,21 +227,6 @@ def probe_input(path: Path, fmt: str) -> list[str]:
     return [a for a in safe_input(path, DEMUXERS.get(fmt)) if a != "-i"]
 
 
-def stop_all() -> None:
-    """Kill every running ffmpeg/ffprobe (SIGINT/SIGTERM handling) and refuse new ones."""
-    _stopping.set()
-    with _live_lock:
-        procs = list(_live)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-
-
-def reset_stop() -> None:
-    """Allow processes again (tests, or a worker that goes on after releasing a message)."""
-    _stopping.clear()
-
-
 def _tail(fh: IO[bytes]) -> str:
     fh.seek(0, os.SEEK_END)
     size = fh.tell()
@@ -277,7 +258,7 @@ def run(
         FFmpegTimeout: the timeout expired (retryable).
         Interrupted: a stop was requested (SIGINT/SIGTERM).
     """
-    if _stopping.is_set():
+    if processes.stopping():
         raise Interrupted("stopping: no new ffmpeg processes")
     log.debug("running %s", shlex.join(args))
     started = time.monotonic()
@@ -290,40 +271,34 @@ def run(
             stderr=err_fh,
             preexec_fn=_die_with_parent(os.getpid()),  # thread-safe here: see its docstring
         )
-        with _live_lock:
-            _live.add(proc)
-            # stop_all() sets the flag, then takes its list under this lock: if it looked
-            # before this process was listed, the flag is already set here, so a signal that
-            # lands between Popen and this line still stops the process (it would otherwise
-            # run on, and the job with it, until its timeout).
-            stopped_early = _stopping.is_set()
-        if stopped_early:
-            proc.kill()
+
+        def _kill() -> None:
+            if proc.poll() is None:
+                proc.kill()
 
         def _expire() -> None:
             timed_out.set()
-            if proc.poll() is None:
-                proc.kill()
+            _kill()
 
         timer = threading.Timer(max(0.1, timeout_s), _expire)
         timer.daemon = True
-        timer.start()
-        try:
-            if on_progress is not None and proc.stdout is not None:
-                _read_progress(proc.stdout, on_progress, duration_s)
-            returncode = proc.wait()
-        finally:
-            timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            with _live_lock:
-                _live.discard(proc)
+        # Listed for processes.stop_all(), which kills it (at once if a stop came first).
+        with processes.listed(_kill):
+            timer.start()
+            try:
+                if on_progress is not None and proc.stdout is not None:
+                    _read_progress(proc.stdout, on_progress, duration_s)
+                returncode = proc.wait()
+            finally:
+                timer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
         elapsed = time.monotonic() - started
         tail = _tail(err_fh)
         if timed_out.is_set():
             raise FFmpegTimeout(args, -9, f"timed out after {timeout_s:.0f} s\n{tail}")
-        if _stopping.is_set() and returncode != 0:
+        if processes.stopping() and returncode != 0:
             raise Interrupted("interrupted while running ffmpeg")
         if returncode != 0:
             raise FFmpegError(args, returncode, tail)

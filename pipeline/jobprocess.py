@@ -12,8 +12,9 @@ parent, which can copy a lock held by another thread) with the pipeline already 
   ``runner.process`` from the settings; :func:`cap_workers` bounds how many run at once by the
   machine's available memory;
 - SIGTERM/SIGINT in a child stop its ffmpeg processes (the job ends ``interrupted`` and its
-  ``finally`` blocks remove its work folder); :func:`stop_children` sends SIGTERM to every live
-  child, and a child dies with the parent (``PR_SET_PDEATHSIG``);
+  ``finally`` blocks remove its work folder); every live child is listed in
+  :mod:`pipeline.processes`, whose ``stop_all()`` sends it SIGTERM (and kills the ffmpeg
+  processes of this one), and a child dies with the parent (``PR_SET_PDEATHSIG``);
 - a child that dies without a result (a crash in a decoder, the OOM killer) fails only its job:
   :class:`ChildDied`; the caller removes the work folder it left
   (:func:`pipeline.workdir.clean_stale`).
@@ -34,15 +35,12 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import ffmpeg
+from . import processes
 from .errors import PipelineError
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-_live: set[Any] = set()  # multiprocessing.Process objects of running jobs
-_live_lock = threading.Lock()
-_stopping = threading.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,17 +151,6 @@ def cap_workers(workers: int, max_decode_bytes: int, *,
     return workers
 
 
-def stop_children() -> None:
-    """Tell every running job process to stop (SIGTERM), and any started from now on."""
-    _stopping.set()
-    with _live_lock:
-        procs = list(_live)
-    for proc in procs:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            if proc.pid is not None:
-                os.kill(proc.pid, signal.SIGTERM)
-
-
 def shutdown() -> None:
     """Stop the fork server and wait for it (after a batch or a worker's run).
 
@@ -175,16 +162,6 @@ def shutdown() -> None:
 
     with contextlib.suppress(AttributeError, OSError, ChildProcessError):
         forkserver._forkserver._stop()  # type: ignore[attr-defined]
-
-
-def stopping() -> bool:
-    """:func:`stop_children` was called (and not yet :func:`reset_stop`)."""
-    return _stopping.is_set()
-
-
-def reset_stop() -> None:
-    """Allow job processes again (a library caller going on after an interrupt)."""
-    _stopping.clear()
 
 
 def run_in_process(fn: Callable[..., Any], *args: Any,
@@ -201,35 +178,42 @@ def run_in_process(fn: Callable[..., Any], *args: Any,
     proc = ctx.Process(target=_child_main, name="conform-job", daemon=True,
                        args=(sender, level, dict(os.environ), os.getcwd(), fn, args, kwargs,
                              on_event is not None))
-    try:
-        with _live_lock:
-            proc.start()
-            _live.add(proc)
-        sender.close()
-        if _stopping.is_set():
+
+    def terminate() -> None:
+        if proc.pid is not None:
             os.kill(proc.pid, signal.SIGTERM)
-        result: Any = None
-        received = False
-        while True:
-            try:
-                kind, payload = receiver.recv()
-            except (EOFError, OSError):
-                break
-            if kind == "event" and on_event is not None:
-                on_event(payload)
-            elif kind == "log":
-                logging.getLogger(payload.name).handle(payload)
-            elif kind == "result":
-                result, received = payload, True
-        proc.join()
+
+    try:
+        proc.start()
+        # Listed for processes.stop_all(): SIGTERM (at once if a stop came first).
+        with processes.listed(terminate):
+            sender.close()
+            result, received = _receive(receiver, on_event)
+            proc.join()
         return result if received else ChildDied(proc.exitcode)
     finally:
         receiver.close()
-        with _live_lock:
-            _live.discard(proc)
         if proc.is_alive():
             proc.kill()
             proc.join()
+
+
+def _receive(receiver: Connection, on_event: Callable[[Any], None] | None) -> tuple[Any, bool]:
+    """Relay the child's events and log records until it closes the pipe; its result."""
+    result: Any = None
+    received = False
+    while True:
+        try:
+            kind, payload = receiver.recv()
+        except (EOFError, OSError):
+            break
+        if kind == "event" and on_event is not None:
+            on_event(payload)
+        elif kind == "log":
+            logging.getLogger(payload.name).handle(payload)
+        elif kind == "result":
+            result, received = payload, True
+    return result, received
 
 
 # --------------------------------------------------------------------------- in the child
@@ -278,7 +262,7 @@ def _child_main(conn: Connection, level: int, environ: dict[str, str], cwd: str,
 
     def on_signal(signum: int, frame: Any) -> None:
         # Not stop_all() here: it takes a lock the interrupted code may hold.
-        threading.Thread(target=ffmpeg.stop_all, daemon=True).start()
+        threading.Thread(target=processes.stop_all, daemon=True).start()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
@@ -292,5 +276,4 @@ def _child_main(conn: Connection, level: int, environ: dict[str, str], cwd: str,
     conn.close()
 
 
-__all__ = ["ChildDied", "available_memory_bytes", "cap_workers", "reset_stop",
-           "run_in_process", "shutdown", "stop_children", "stopping"]
+__all__ = ["ChildDied", "available_memory_bytes", "cap_workers", "run_in_process", "shutdown"]

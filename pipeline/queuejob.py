@@ -1,9 +1,10 @@
 """What the queue worker does with one message's job, apart from the queue itself.
 
-The result records (:class:`MessageResult`, :class:`WorkerSummary`), and :class:`JobRunner`:
-a message body read as a job, the job run on the worker's thread or in a process of its own,
-and every way it can end turned into an outcome. :mod:`pipeline.worker` settles the message
-(delete, retry, release) according to that outcome.
+The result records (:class:`MessageResult`, :class:`WorkerSummary`), a message body read as a
+job (:func:`read_message`), and the worker's words for how a job ended
+(:func:`message_outcome`); the job itself runs as every fleet job does
+(:class:`pipeline.batchjob.JobRunner`). :mod:`pipeline.worker` settles the message (delete,
+retry, release) according to that outcome.
 """
 
 from __future__ import annotations
@@ -17,16 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import ffmpeg, jobprocess, workdir
-from .batchjob import error_info, read_manifest
+from .batchjob import JobResult, error_info
 from .batchsource import read_job_uri
-from .errors import ConfigError, Interrupted, JobInvalid, PipelineError
+from .errors import ConfigError, JobInvalid, PipelineError
 from .job import parse_job_text
 from .models import ErrorInfo, Job
 from .presets import PresetRegistry
-from .runner import EventCallback, Manifest, manifest_key, process
+from .runner import Manifest
 from .settings import Settings
-from .storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,6 @@ MessageOutcome = Literal["succeeded", "partial", "failed", "skipped", "invalid",
 ResultCallback = Callable[["MessageResult"], None]
 #: SQS caps a message at 256 KiB; a bigger manifest is sent by reference only.
 _MAX_RESULT_MANIFEST_BYTES = 200_000
-#: The outcome of one job, the manifest, its URI and the error.
-JobResult = tuple[MessageOutcome, Manifest | None, str | None, ErrorInfo | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,94 +171,40 @@ def check_limits(wait_time_s: int, visibility_timeout_s: int | None, retry_delay
         raise ConfigError("workers must be at least 1")
 
 
-def _failed(err: PipelineError) -> JobResult:
-    """A job (or its message) that failed before a manifest: retried when it may pass."""
-    return ("retry" if err.retryable else "failed"), None, None, error_info(err)
-
-
-def _invalid(err: JobInvalid) -> JobResult:
-    log.info("message is not a usable job: %s", err.message)
-    return "invalid", None, None, error_info(err)
-
-
-def execute(job: Job, *, settings: Settings, presets: PresetRegistry,
-            storage: Storage | None, on_event: EventCallback | None = None) -> JobResult:
-    """Run one message's job (on the worker's thread or in a process of its own).
-
-    Returns:
-        The outcome, the manifest, its URI and the error; never raises for a job's failure.
-    """
-    if storage is None:
-        storage = open_storage(settings.dest, endpoint_url=settings.endpoint_url)
+def read_message(body: str, *, settings: Settings, presets: PresetRegistry) -> Job | JobResult:
+    """The job of a message body (its JSON or an ``s3://`` URI of it), or why not (an
+    ``error`` result: :func:`message_outcome` says ``invalid``, ``retry`` or ``failed``)."""
     try:
-        if not settings.force:
-            stored = read_manifest(storage, job, settings.workdir)
-            if stored is not None and stored.get("status") == "succeeded":
-                return "skipped", None, storage.uri(manifest_key(job.workspace_id, job.id)), None
-        manifest = process(job, settings=settings, presets=presets, storage=storage,
-                           on_event=on_event)
+        text = body.strip()
+        if not text:
+            raise JobInvalid([("", "empty message")])
+        if text.lower().startswith("s3://"):
+            text = read_job_uri(text, settings=settings)
+        return parse_job_text(text, presets, workspace=settings.workspace)
     except JobInvalid as err:
-        return _invalid(err)
-    except (Interrupted, KeyboardInterrupt):
-        ffmpeg.stop_all()
-        return "released", None, None, None
+        log.info("message is not a usable job: %s", err.message)
+        return JobResult("error", error=error_info(err))
     except PipelineError as err:
-        log.warning("job %s failed: %s", job.id, err.message)
-        return _failed(err)
-    except Exception as err:  # a bug: retried, then dead-lettered by the queue
-        log.exception("job %s: unexpected error", job.id)
-        return "retry", None, None, dataclasses.replace(error_info(err), retryable=True)
-    if not manifest.ok and manifest.retryable:
-        return "retry", manifest, manifest.uri, None
-    status: MessageOutcome = ("succeeded" if manifest.ok else
-                              "partial" if manifest.status == "partial" else "failed")
-    return status, manifest, manifest.uri, None
+        log.warning("message failed: %s", err.message)
+        return JobResult("error", error=error_info(err))
 
 
-@dataclass(frozen=True, slots=True)
-class JobRunner:
-    """How a worker runs each message's job: the same arguments for every message."""
+def message_outcome(result: JobResult) -> MessageOutcome:
+    """What the worker does with a message, by how its job ended.
 
-    settings: Settings
-    presets: PresetRegistry
-    storage: Storage
-    # A storage the caller gave goes to job processes as it is; else each opens its own.
-    child_storage: Storage | None
-    on_event: EventCallback | None
-    isolation: Literal["thread", "process"]
-
-    def read(self, body: str) -> Job | JobResult:
-        """The job of a message body (its JSON or an ``s3://`` URI of it), or why not."""
-        try:
-            text = body.strip()
-            if not text:
-                raise JobInvalid([("", "empty message")])
-            if text.lower().startswith("s3://"):
-                text = read_job_uri(text, settings=self.settings)
-            return parse_job_text(text, self.presets, workspace=self.settings.workspace)
-        except JobInvalid as err:
-            return _invalid(err)
-        except PipelineError as err:
-            log.warning("message failed: %s", err.message)
-            return _failed(err)
-
-    def run(self, job: Job) -> JobResult:
-        """Run ``job`` as :attr:`isolation` says; a job process that dies means a retry."""
-        if self.isolation == "thread":
-            return execute(job, settings=self.settings, presets=self.presets,
-                           storage=self.storage, on_event=self.on_event)
-        result = jobprocess.run_in_process(execute, job, settings=self.settings,
-                                           presets=self.presets, storage=self.child_storage,
-                                           on_event=self.on_event)
-        if isinstance(result, tuple):
-            outcome, manifest, uri, error = result
-            return outcome, manifest, uri, error
-        if jobprocess.stopping():  # killed by the stop request before it could answer
-            return "released", None, None, None
-        lost = jobprocess.JobProcessLost(result)
-        log.error("job %s: its process %s", job.id, lost.reason, extra={"job_id": job.id})
-        workdir.clean_stale(self.settings.workdir)  # the work folder the dead process left
-        return "retry", None, None, error_info(lost)
+    A job that ran keeps its manifest's status, unless every failure in it may pass (then
+    ``retry``: the message comes back); ``skipped`` stays; a stop request ``released`` it;
+    a job that ended without a manifest is ``invalid`` (not a usable job), ``retry`` when the
+    error may pass (a bug, a lost job process, a storage outage) or ``failed``.
+    """
+    if result.manifest is not None:
+        manifest = result.manifest
+        return "retry" if not manifest.ok and manifest.retryable else manifest.status
+    if result.error is not None:
+        if result.error.code == JobInvalid.code:
+            return "invalid"
+        return "retry" if result.error.retryable else "failed"
+    return "released" if result.status == "interrupted" else "skipped"
 
 
 class Heartbeat:

@@ -24,22 +24,22 @@ import boto3
 import botocore.exceptions as botoexc
 from botocore.config import Config
 
-from . import ffmpeg, jobprocess
-from .batchjob import current_job_id, set_current_job
+from . import jobprocess, processes
+from .batchjob import JobResult, JobRunner, current_job_id, set_current_job
 from .errors import ConfigError
 from .metrics import Monitor
 from .models import Job
 from .presets import PresetRegistry, load_presets
 from .queuejob import (
     Heartbeat,
-    JobResult,
-    JobRunner,
     LoopState,
     MessageOutcome,
     MessageResult,
     ResultCallback,
     WorkerSummary,
     check_limits,
+    message_outcome,
+    read_message,
 )
 from .runner import EventCallback
 from .settings import Settings
@@ -168,7 +168,7 @@ class Worker:
         if isolation == "process":
             self.workers = jobprocess.cap_workers(workers, self.settings.max_decode_bytes)
         self._jobs = JobRunner(self.settings, self.presets, self.storage, child_storage=storage,
-                               on_event=on_event, isolation=isolation)
+                               retry_failed=True, on_event=on_event, isolation=isolation)
         self._stop = threading.Event()
         self._busy = threading.Event()
         self._busy_count = 0
@@ -187,8 +187,7 @@ class Worker:
         return self._busy.is_set()
 
     def _interrupt(self) -> None:
-        ffmpeg.stop_all()
-        jobprocess.stop_children()
+        processes.stop_all()
 
     def stop(self, *, grace_s: float | None = None) -> None:
         """Ask the worker to stop after the current message (safe from a signal handler).
@@ -363,10 +362,10 @@ class Worker:
         try:
             with Heartbeat(self.sqs, self.queue_url, receipt, self.visibility_timeout_s(),
                            lambda: holder[0], _SQS_ERRORS) as heartbeat:
-                job, (outcome, manifest, uri, error) = self._work(
-                    str(message.get("Body", "")), holder)
-            result = MessageResult(message_id, count, outcome, job_id=job.id if job else None,
-                                   manifest=manifest, manifest_uri=uri, error=error,
+                job, done = self._work(str(message.get("Body", "")), holder)
+            result = MessageResult(message_id, count, message_outcome(done),
+                                   job_id=job.id if job else None, manifest=done.manifest,
+                                   manifest_uri=done.uri, error=done.error,
                                    heartbeats=heartbeat.count)
             result = self._settle(result, receipt)
             result = dataclasses.replace(result, elapsed_s=time.monotonic() - started)
@@ -388,10 +387,10 @@ class Worker:
 
     def _work(self, body: str, holder: list[str | None]) -> tuple[Job | None, JobResult]:
         try:
-            job = self._jobs.read(body)
+            job = read_message(body, settings=self.settings, presets=self.presets)
         except KeyboardInterrupt:
             self._interrupt()
-            return None, ("released", None, None, None)
+            return None, JobResult("interrupted")
         if not isinstance(job, Job):
             return None, job
         holder[0] = job.id
@@ -402,9 +401,8 @@ class Worker:
         """Delete, hide for a retry, or release the message, according to the outcome."""
         if result.outcome == "released":
             self._change_visibility(receipt, 0)
-            # The job stopped; a later run in this process may start ffmpeg again.
-            ffmpeg.reset_stop()
-            jobprocess.reset_stop()
+            # The job stopped; a later run in this process may start processes again.
+            processes.reset_stop()
             return result
         if result.outcome == "retry":
             self._change_visibility(receipt, self.retry_delay_s)

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline import batch as batch_mod
-from pipeline import batchsource
+from pipeline import batchjob, batchsource
 from pipeline.batch import BatchEntry, JobSource, Shard, process_batch, shard_from_env, shard_of
 from pipeline.cli import main
 from pipeline.errors import ConfigError
@@ -456,7 +456,7 @@ def test_run_one_turns_any_error_into_an_outcome(tmp_path: Path, presets: Any,
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(batch_mod, "process", explode)
+    monkeypatch.setattr(batchjob, "process", explode)
     summary = process_batch([parse_job(image_job("x"), presets)],
                             settings=Settings().replace(dest=str(tmp_path / "out"),
                                                         workdir=tmp_path), presets=presets)

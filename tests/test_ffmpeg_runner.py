@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from pipeline import ffmpeg
+from pipeline import ffmpeg, processes
 from pipeline.errors import Interrupted
 
 
 @pytest.fixture(autouse=True)
 def _allow_processes() -> Any:
-    ffmpeg.reset_stop()
+    processes.reset_stop()
     yield
-    ffmpeg.reset_stop()
+    processes.reset_stop()
 
 
 def test_a_stop_between_start_and_listing_still_stops_the_process(
@@ -28,7 +28,7 @@ def test_a_stop_between_start_and_listing_still_stops_the_process(
 
     def popen_then_signal(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
         proc = real_popen(*args, **kwargs)
-        ffmpeg.stop_all()  # the signal handler runs here: the process is not listed yet
+        processes.stop_all()  # the signal handler runs here: the process is not listed yet
         return proc
 
     monkeypatch.setattr(ffmpeg.subprocess, "Popen", popen_then_signal)
@@ -39,6 +39,6 @@ def test_a_stop_between_start_and_listing_still_stops_the_process(
 
 
 def test_no_process_starts_once_stopping() -> None:
-    ffmpeg.stop_all()
+    processes.stop_all()
     with pytest.raises(Interrupted):
         ffmpeg.run([sys.executable, "-c", "pass"], timeout_s=10)

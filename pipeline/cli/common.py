@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from .. import ffmpeg
+from .. import processes
 from ..errors import ExitStatus, Interrupted, JobInvalid, PipelineError
 from ..settings import Settings, parse_networks
 
@@ -92,10 +92,10 @@ def setup_logging(verbose: int, log_format: str) -> None:
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM behaves like Ctrl-C: stop, kill running ffmpeg, clean up, exit 130."""
+    """SIGTERM behaves like Ctrl-C: stop, kill running processes, clean up, exit 130."""
 
     def _on_term(signum: int, frame: Any) -> None:
-        ffmpeg.stop_all()
+        processes.stop_all()
         raise KeyboardInterrupt
 
     with contextlib.suppress(ValueError):  # not in the main thread (tests)
@@ -116,7 +116,7 @@ def handle_errors(ctx: click.Context) -> Iterator[None]:
     try:
         yield
     except (Interrupted, KeyboardInterrupt):
-        ffmpeg.stop_all()
+        processes.stop_all()
         _fail(ctx, _Failure(ExitStatus.INTERRUPTED, "interrupted", {"code": "interrupted"},
                             ["error: interrupted"]))
     except click.exceptions.Exit:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline import ffmpeg
+from pipeline import ffmpeg, processes
 from pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,7 +109,7 @@ def use_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield use
     monkeypatch.delenv("FFMPEG_PATH", raising=False)
     ffmpeg.ffmpeg_exe.cache_clear()
-    ffmpeg.reset_stop()
+    processes.reset_stop()
 
 
 def conform_cmd(*args: str) -> list[str]:
