@@ -211,9 +211,10 @@ class Heartbeat:
     """Keeps a message invisible while its job runs, by extending the visibility timeout."""
 
     def __init__(self, sqs: Any, queue_url: str, receipt: str, visibility_s: int,
-                 job: Callable[[], str | None],
+                 job: Callable[[], tuple[str | None, str | None]],
                  errors: tuple[type[Exception], ...]) -> None:
-        """``errors``: what a failed extension raises (the SQS client's own exceptions)."""
+        """``job``: the (job id, workspace id) being worked on, once the message is read;
+        ``errors``: what a failed extension raises (the SQS client's own exceptions)."""
         self._sqs, self._queue_url, self._receipt = sqs, queue_url, receipt
         self._errors = errors
         self._visibility_s = visibility_s
@@ -246,5 +247,6 @@ class Heartbeat:
                 self.count += 1
             except self._errors as err:
                 # Another consumer may get the message; outputs are idempotent, so go on.
-                log.warning("job %s: cannot extend the message's visibility: %s", self._job(),
-                            err, extra={"job_id": self._job()})
+                job_id, workspace_id = self._job()
+                log.warning("job %s: cannot extend the message's visibility: %s", job_id, err,
+                            extra={"job_id": job_id, "workspace_id": workspace_id})

@@ -352,7 +352,7 @@ class Worker:
             self._busy.set()
         started = time.monotonic()
         token = self.monitor.job_started()
-        holder: list[str | None] = [None]
+        holder: list[tuple[str | None, str | None]] = [(None, None)]
         message_id = str(message.get("MessageId", ""))
         receipt = str(message["ReceiptHandle"])
         attrs = message.get("Attributes") or {}
@@ -385,7 +385,8 @@ class Worker:
                 if not self._busy_count:
                     self._busy.clear()
 
-    def _work(self, body: str, holder: list[str | None]) -> tuple[Job | None, JobResult]:
+    def _work(self, body: str, holder: list[tuple[str | None, str | None]]
+              ) -> tuple[Job | None, JobResult]:
         try:
             job = read_message(body, settings=self.settings, presets=self.presets)
         except KeyboardInterrupt:
@@ -393,7 +394,7 @@ class Worker:
             return None, JobResult("interrupted")
         if not isinstance(job, Job):
             return None, job
-        holder[0] = job.id
+        holder[0] = (job.id, job.workspace_id)
         set_current_job(job.id, job.workspace_id)  # the job id is reset by handle()
         return job, self._jobs.run(job)
 

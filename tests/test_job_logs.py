@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,20 @@ def test_worker_lines_tell_two_tenants_with_the_same_job_id_apart(
     for workspace in ("tenant-a", "tenant-b"):
         assert any(line["workspace_id"] == workspace and "no-such-photo" in line["message"]
                    for line in of_job), workspace
+
+
+def test_the_heartbeat_warning_names_the_workspace(caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.queuejob import Heartbeat
+
+    class RefusingQueue:
+        def change_message_visibility(self, **_: object) -> None:
+            raise ValueError("the queue said no")
+
+    with caplog.at_level("WARNING", logger="pipeline.queuejob"), \
+            Heartbeat(RefusingQueue(), "q", "r", 1, lambda: ("post-1", "ws-b"), (ValueError,)):
+        deadline = time.monotonic() + 5
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.05)
+    record = caplog.records[0]
+    assert "cannot extend" in record.getMessage()
+    assert (record.job_id, record.workspace_id) == ("post-1", "ws-b")  # type: ignore[attr-defined]
