@@ -7,7 +7,7 @@ the same source share one output.
 Modules: ``targets`` (what an output must be, its content address), ``geometry`` (crop, scale,
 canvas), ``images``, ``videos`` and ``covers`` (one medium and one variant each; a video's
 ``framerate`` and ``audio`` decisions have their own modules), ``jobplan`` (a whole job,
-deduplicated).
+deduplicated), ``sharing`` (an account takes another's encode when it serves it).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .images import (
     wanted_aspect,
 )
 from .jobplan import AccountPlan, JobPlan, account_preset, plan_job
+from .sharing import Share, share_outputs
 from .targets import (
     ENCODER_VERSION,
     IMAGE_ENGINE,
@@ -96,6 +97,7 @@ __all__ = [
     "ImageTarget",
     "JobPlan",
     "Rendition",
+    "Share",
     "Target",
     "Use",
     "VideoTarget",
@@ -119,6 +121,7 @@ __all__ = [
     "plan_job",
     "plan_video",
     "round_even",
+    "share_outputs",
     "shared_decodes",
     "start_tolerance_s",
     "target_key",

@@ -12,6 +12,7 @@ from ..models import Account, AccountCheck, CoverChoice, MediaInfo, Selected
 from ..presets import FitPolicy, Limits, Preset, PresetRegistry
 from .covers import plan_cover
 from .images import carousel_frame, plan_image
+from .sharing import Owned, Share, Shared, share_outputs
 from .targets import (
     CoverPlan,
     Geometry,
@@ -48,6 +49,8 @@ class JobPlan:
     accounts: tuple[AccountPlan, ...]
     # Rendition keys encoded together from one decode of their source (see shared_decodes).
     decodes: tuple[tuple[str, ...], ...] = ()
+    # Accounts that take an output planned for another account, or why they keep their own.
+    shares: tuple[Share, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,7 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
              thumb_infos: dict[str, MediaInfo], x264_preset: str = "medium",
              fit: FitPolicy | None = None,
              reframes: Mapping[tuple[str, int, int], tuple[ReframeShot, ...] | None] | None
-             = None) -> JobPlan:
+             = None, share: bool = True) -> JobPlan:
     """Plan all outputs of a job; identical targets for the same source share one rendition.
 
     Args:
@@ -76,32 +79,53 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             :mod:`pipeline.framing`; None: not analysed yet (smart crops stay centred). A
             smart target whose analysis is missing or found no subject takes the variant's
             normal fit, with a ``no_subject`` warning.
+        share: let an account take an encode planned for another account when it serves
+            it (:mod:`pipeline.plan.sharing`); off only to measure what sharing saves.
 
     Raises:
         Nothing: every check has been validated.
     """
     options = _Options(x264_preset, fit, reframes)
     renditions: dict[str, Rendition] = {}
-    covers: dict[str, CoverPlan] = {}
-    accounts: list[AccountPlan] = []
+    owned: list[Owned] = []
+    planned: list[tuple[AccountCheck, list[tuple[Selected, str]]]] = []
     for check in checks:
-        if not check.ok:
-            accounts.append(AccountPlan(check, (), None, ()))
-            continue
         media: list[tuple[Selected, str]] = []
-        video_geometry: dict[tuple[int, int], Geometry] = {}
+        planned.append((check, media))
+        if not check.ok:
+            continue
         frames = _carousel_frames(check)
         for sel in check.items:
             sha = sha_of[str(sel.ref)]
             target, acts, warns = _plan_medium(
                 sel, check.preset.limits, sha, frames.get((sel.content_index, sel.variant.id)),
                 options)
-            if isinstance(target, VideoTarget):
-                video_geometry[(sel.content_index, sel.media_index)] = target.geometry
             use = Use(check.account.id, check.preset.platform, sel.variant.id,
                       sel.content_index, sel.media_index, variant=sel.variant,
                       preset=check.preset)
-            media.append((sel, _add_use(renditions, sel, sha, target, acts, warns, use)))
+            key = _add_use(renditions, sel, sha, target, acts, warns, use)
+            media.append((sel, key))
+            if isinstance(target, VideoTarget):
+                owned.append(Owned(use, key, target, sel.delivered_s))
+    shared = share_outputs(renditions, owned) if share else Shared(renditions, {}, ())
+    return _with_covers(planned, shared, sha_of=sha_of, thumb_infos=thumb_infos)
+
+
+def _with_covers(planned: list[tuple[AccountCheck, list[tuple[Selected, str]]]],
+                 shared: Shared, *, sha_of: Mapping[str, str],
+                 thumb_infos: Mapping[str, MediaInfo]) -> JobPlan:
+    """The job plan: each account's media where sharing put them, and covers made from those."""
+    renditions = shared.renditions
+    covers: dict[str, CoverPlan] = {}
+    accounts: list[AccountPlan] = []
+    for check, own_media in planned:
+        if not check.ok:
+            accounts.append(AccountPlan(check, (), None, ()))
+            continue
+        media = [(sel, shared.moved.get((check.account.id, sel.content_index, sel.media_index),
+                                        key)) for sel, key in own_media]
+        video_geometry = {(sel.content_index, sel.media_index): t.geometry for sel, key in media
+                          if isinstance(t := renditions[key].target, VideoTarget)}
         cover_key = None
         if check.cover is not None:
             cover_key = _add_cover(covers, check, check.cover, media, video_geometry,
@@ -110,7 +134,7 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
     # Renditions are replaced as accounts add their uses, so covers link to the final ones.
     linked = tuple(replace(c, rendition=renditions[c.rendition_key]) for c in covers.values())
     return JobPlan(tuple(renditions.values()), linked, tuple(accounts),
-                   decodes=shared_decodes(renditions.values()))
+                   decodes=shared_decodes(renditions.values()), shares=shared.shares)
 
 
 def account_preset(account: Account, presets: PresetRegistry) -> Preset:
