@@ -28,6 +28,7 @@ from .images import (
     wanted_aspect,
 )
 from .jobplan import AccountPlan, JobPlan, account_preset, plan_job
+from .prechain import ToneMapOnce, rescaled, tone_map_once
 from .sharing import Share, share_outputs
 from .targets import (
     ENCODER_VERSION,
@@ -99,6 +100,7 @@ __all__ = [
     "Rendition",
     "Share",
     "Target",
+    "ToneMapOnce",
     "Use",
     "VideoTarget",
     "account_preset",
@@ -120,12 +122,14 @@ __all__ = [
     "plan_image",
     "plan_job",
     "plan_video",
+    "rescaled",
     "round_even",
     "share_outputs",
     "shared_decodes",
     "start_tolerance_s",
     "target_key",
     "thumbnail_target",
+    "tone_map_once",
     "video_streams_conform",
     "wanted_aspect",
 ]
