@@ -112,6 +112,7 @@ class Ctx:
     vips_note: str = ""
     clips: tuple[str, ...] = ()  # --clips: only these corpus clips (x264); empty: all
     stages: bool = False  # --stages: log every ffmpeg/ffprobe call with its CPU (cost)
+    before: str = "d2cf181"  # --before: the code cost compares with (main before issue 26)
 
     def dir(self, name: str) -> Path:
         """A folder under the bench's temporary root."""
@@ -896,6 +897,7 @@ SCENARIOS: dict[str, Callable[[Ctx], list[Row]]] = {
 }
 
 # After SCENARIOS: they use this module's helpers (imported here, not the other way round).
-from .posts import cost, longbatch, x264  # noqa: E402
+from .cost import cost  # noqa: E402
+from .posts import longbatch, x264  # noqa: E402
 
 SCENARIOS.update(cost=cost, longbatch=longbatch, x264=x264)
