@@ -144,3 +144,26 @@ def test_one_encode_serves_x_and_linkedin(tmp_path: Path,
     assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 1280, 720)
     videos = [p for p in dest.rglob("*.mp4")]
     assert len(videos) == 1  # one encode, delivered to both accounts
+
+
+@pytest.mark.parametrize(
+    ("lines", "needle"),
+    [
+        ("display_long_side = 1280\n", "go together"),
+        ("display_long_side = 720\ndisplay_short_side = 1280\n", "greater than display_long_side"),
+        ("display_long_side = 0\ndisplay_short_side = 0\n", "must be >= 2"),
+        ('display_long_side = "720p"\ndisplay_short_side = 720\n', "expected an integer"),
+    ],
+)
+def test_bad_display_sizes_are_preset_errors(tmp_path: Path, lines: str, needle: str) -> None:
+    from pipeline.errors import PresetError
+    from pipeline.presets import load_preset_file
+
+    text = (Path(__file__).resolve().parent.parent / "presets" / "linkedin.toml").read_text()
+    start = text.index("display_long_side")
+    end = text.index("[variants.video.video.audio]")
+    path = tmp_path / "linkedin.toml"
+    path.write_text(text[:start] + lines + text[end:])
+    with pytest.raises(PresetError) as info:
+        load_preset_file(path)
+    assert needle in info.value.message
