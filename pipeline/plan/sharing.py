@@ -38,6 +38,8 @@ UseId = tuple[str, int, int]
 DISPLAY_SLACK_PX = 2
 # A share of the canvas the picture may lose to bars or fill beyond the own target's (rounding).
 FILL_SLACK = 0.01
+# The encode's VBV buffer in seconds of its maxrate (bufsize = 2 x maxrate in video.graph).
+VBV_BUFFER_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,8 +291,9 @@ def _audio_problems(c: VideoTarget, own: VideoTarget, spec: VideoSpec) -> list[s
 def predicted_info(t: VideoTarget, duration_s: float) -> MediaInfo:
     """The file an encode will make, as probing would describe it (for the shared rules).
 
-    The bitrate and size are their planned ceilings (the VBV maxrate for the whole length),
-    so a file that passes here passes with any bitrate the encode really makes.
+    The bitrate and size are their planned ceilings: x264's VBV holds any stretch of the
+    stream to the maxrate plus one buffer (twice the maxrate, see ``video.graph``), so a file
+    that passes here passes with any bitrate the encode really makes.
 
     Raises:
         Nothing.
@@ -298,14 +301,16 @@ def predicted_info(t: VideoTarget, duration_s: float) -> MediaInfo:
     g = t.geometry
     fps = t.fps or Fraction(30)
     audio_kbps = t.audio.bitrate_kbps if t.audio.action != "none" else 0
-    kbps = t.maxrate_kbps + audio_kbps
-    size = int((kbps * 1000 / 8 * duration_s + CONTAINER_FIXED_BYTES) / (1 - CONTAINER_OVERHEAD))
+    length_s = max(duration_s, 0.1)
+    video_kbps = math.ceil(t.maxrate_kbps * (1 + VBV_BUFFER_S / length_s))
+    kbps = video_kbps + audio_kbps
+    size = int((kbps * 1000 / 8 * length_s + CONTAINER_FIXED_BYTES) / (1 - CONTAINER_OVERHEAD))
     video = VideoStream(
         codec="h264", profile="High", width=g.width, height=g.height, display_width=g.width,
         display_height=g.height, rotation_deg=0, mirrored=False, display_matrix=None,
         sar=Fraction(1), fps=fps, fps_real=fps, vfr=False, pix_fmt="yuv420p", bit_depth=8,
         color_transfer="bt709", color_primaries="bt709", color_space="bt709",
-        color_range="tv", hdr=False, interlaced=False, bitrate_kbps=t.maxrate_kbps,
+        color_range="tv", hdr=False, interlaced=False, bitrate_kbps=video_kbps,
         frame_count=None, max_keyframe_interval_s=t.gop_frames / float(fps))
     audio = None
     if t.audio.action != "none":
@@ -313,5 +318,5 @@ def predicted_info(t: VideoTarget, duration_s: float) -> MediaInfo:
                             sample_rate_hz=t.audio.sample_rate_hz, channels=t.audio.channels,
                             channel_layout=None, bitrate_kbps=t.audio.bitrate_kbps)
     return MediaInfo(kind="video", format_name="mp4", size_bytes=size, width=g.width,
-                     height=g.height, duration_s=duration_s, bitrate_kbps=kbps,
+                     height=g.height, duration_s=length_s, bitrate_kbps=kbps,
                      start_time_s=0.0, video=video, audio=audio, moov_first=True)
