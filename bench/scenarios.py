@@ -79,7 +79,7 @@ class Profile:
 
 FULL = Profile(
     name="full", runs=3, judge=True, x264_preset=None,
-    overhead=(1920, 1080, 30), least_work=(1080, 1920, 30), fanout=(1920, 1080, 8),
+    overhead=(1920, 1080, 20), least_work=(1080, 1920, 30), fanout=(1920, 1080, 8),
     fanout_runs=1, fanout_accounts=None, photo=(6000, 4000), image_runs=7,
     cover_clip=(1280, 720, 600), cover_runs=7, big_bytes=2 * 1024**3,
     big_size=(1920, 1080), long_clip=(640, 360, 3600, 60), batch_jobs=120,
