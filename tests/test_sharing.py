@@ -167,3 +167,15 @@ def test_bad_display_sizes_are_preset_errors(tmp_path: Path, lines: str, needle:
     with pytest.raises(PresetError) as info:
         load_preset_file(path)
     assert needle in info.value.message
+
+
+def test_reasons_name_only_outputs_the_plan_makes() -> None:
+    # LinkedIn's own 1920x1080 is considered first and dropped: TikTok's reason for keeping
+    # its own must be judged against what is finally made (X's 1280x720), not against it.
+    tiktok = {"id": "tt", "platform": "tiktok"}
+    jobplan = plan(video_info(1920, 1080, codec="hevc"), [tiktok, X, LI])
+    sizes = {f"{r.target.geometry.width}x{r.target.geometry.height}"
+             for r in jobplan.renditions}
+    assert "1920x1080" not in sizes
+    decision = share_of(jobplan, "tt")
+    assert not decision.taken and "1280x720" in decision.reason

@@ -139,6 +139,7 @@ def share_outputs(renditions: Mapping[str, Rendition], owned: Iterable[Owned]) -
             alive[pick.key] = replace(host, target=merge_video_targets(
                 _video(host), own[use_id(use)].target), uses=(*host.uses, use))
             home[use_id(use)] = pick.key
+    _final_reasons(reasons, alive, home, own)
     shares = tuple(Share(o.use.account_id, o.use.platform, o.use.content_index,
                          o.use.media_index, o.own_key, home[u], reasons[u])
                    for u, o in own.items() if u in reasons)
@@ -150,12 +151,40 @@ def _keep(reasons: dict[UseId, str],
           picks: Mapping[UseId, tuple[Rendition | None, str]], home: Mapping[UseId, str],
           own: Mapping[UseId, Owned], rendition: Rendition) -> None:
     """Record why the uses of an output that stays keep it (a use moved here keeps its why)."""
-    needed_by = [u.account_id for u in rendition.uses if picks[use_id(u)][0] is None]
     for uid, (pick, why) in picks.items():
         if home[uid] != own[uid].own_key:
             continue
-        reasons[uid] = why if pick is None else (
-            f"keeps its own: it is made anyway for {', '.join(needed_by)}")
+        reasons[uid] = why if pick is None else _keep_text(rendition, picks)
+
+
+def _final_reasons(reasons: dict[UseId, str], alive: Mapping[str, Rendition],
+                   home: Mapping[UseId, str], own: Mapping[UseId, Owned]) -> None:
+    """Why each kept output stays, judged against the outputs that are finally made.
+
+    A reason recorded while an output was considered can name a candidate dropped later; the
+    plan should only ever point at outputs it makes.
+    """
+    for key, rendition in alive.items():
+        uses = [use_id(u) for u in rendition.uses
+                if use_id(u) in reasons and home[use_id(u)] == own[use_id(u)].own_key]
+        candidates = [c for c in alive.values() if c.key != key and _same_source(c, rendition)]
+        if not uses or not candidates:
+            continue
+        picks = {uid: _choose(own[uid], candidates) for uid in uses}
+        for uid in uses:
+            if picks[uid][0] is None:
+                reasons[uid] = picks[uid][1]
+            elif all(pick is not None for pick, _ in picks.values()):
+                reasons[uid] = "keeps its own: it was settled before the output it could take"
+            else:
+                reasons[uid] = _keep_text(rendition, picks)
+
+
+def _keep_text(rendition: Rendition,
+               picks: Mapping[UseId, tuple[Rendition | None, str]]) -> str:
+    needed_by = [u.account_id for u in rendition.uses
+                 if use_id(u) in picks and picks[use_id(u)][0] is None]
+    return f"keeps its own: it is made anyway for {', '.join(needed_by)}"
 
 
 def _encodes(renditions: Iterable[Rendition]) -> list[str]:
