@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import posts as mix  # the posts and the naive side (module: imported either way round)
 from .measure import BenchError, run_process
-from .posts import CORPUS, _check_outputs, _naive, _posts
 from .scenarios import Ctx, Row, _judge, _quick_note
 
 # main just before issue 26: every account's own encode, a tone map per output.
@@ -155,14 +155,14 @@ def _fitted(size: tuple[int, int], long_side: int | None,
 
 def cost(ctx: Ctx) -> list[Row]:
     """CPU and encodes per post, before issue 26 and after, in one run."""
-    if not CORPUS.is_dir():
-        raise BenchError(f"the corpus is not at {CORPUS}")
+    if not mix.CORPUS.is_dir():
+        raise BenchError(f"the corpus is not at {mix.CORPUS}")
     lib = ctx.dir("lib-cost")
-    posts = _posts(ctx, lib)
+    posts = mix._posts(ctx, lib)
     if ctx.stages:
         from .stages import profile_posts
 
-        return profile_posts(ctx, lib, posts, _naive)
+        return profile_posts(ctx, lib, posts, mix._naive)
     videos = [p for p in posts if p["id"].startswith("cost-phone")]
     photos = [p for p in posts if p not in videos]
     before = _before_tree(ctx)
@@ -180,7 +180,7 @@ def cost(ctx: Ctx) -> list[Row]:
         photo_cpu, photo_manifests = _batch(ctx, tree, photos, lib, f"{side}-photos")
         cpu[side] = {"video": video_cpu, "photo": photo_cpu}
         manifests[side] = video_manifests + photo_manifests
-    problems = _check_outputs(manifests["after"]) + _video_problems(manifests["after"])
+    problems = mix._check_outputs(manifests["after"]) + _video_problems(manifests["after"])
     if "before" in manifests:
         problems += _display_floor(manifests["before"], manifests["after"])
     return _rows(ctx, videos, photos, cpu, encodes, problems)
