@@ -1,14 +1,12 @@
-"""Scenarios for a publish service: CPU per post against a naive scheduler, and memory over a
-long batch.
+"""The cost mix of posts, the naive per-account pipeline, and memory over a long batch.
 
-``cost`` builds a realistic mix of posts from the real-world corpus (``../shared/corpus``,
-see its SOURCES.md): phone videos (Pixel 7 1080p, a 4K60 portrait phone capture, an HDR10 HEVC
-clip; each looped by stream copy to a post's length), HEIC and JPEG photos and a carousel, each
-to a typical set of accounts. ``conform batch --workers 1`` converts them all; the naive side
-does what schedulers do today: every account's media on its own, one ffmpeg per video and
-account (scale and pad to the platform's frame, libx264 ``medium`` CRF 23, AAC), and Pillow
-per image and account (orient, fit, JPEG 90) in one Python process. Both sides are measured as
-CPU seconds of their whole process trees (``wait4``).
+The cost mix (run by :mod:`bench.cost`) is a realistic set of posts from the real-world
+corpus (``../shared/corpus``, see its SOURCES.md): phone videos (Pixel 7 1080p, a 4K60
+portrait phone capture, an HDR10 HEVC clip; each looped by stream copy to a post's length),
+HEIC and JPEG photos and a carousel, each to a typical set of accounts. The naive side (used by
+``cost --stages``) does what schedulers do today: every account's media on its own, one ffmpeg
+per video and account (scale and pad to the platform's frame, libx264 ``medium`` CRF 23, AAC),
+and Pillow per image and account (orient, fit, JPEG 90) in one Python process.
 
 ``longbatch`` runs many small jobs through ``conform batch --workers 2`` and samples the
 parent's RSS and open file descriptors as jobs finish; afterwards no work folder or temporary
@@ -175,55 +173,6 @@ def _check_outputs(manifests: list[dict[str, Any]]) -> list[str]:
                                                                            m["height"]):
                             problems.append(f"{path.name}: {im.format} {im.size}")
     return problems
-
-
-def cost(ctx: Ctx) -> list[Row]:
-    """CPU seconds per post: ``conform`` against a naive per-account pipeline."""
-    if not CORPUS.is_dir():
-        raise BenchError(f"the corpus is not at {CORPUS}")
-    lib = ctx.dir("lib-cost")
-    posts = _posts(ctx, lib)
-    source = ctx.dir("jobs") / "cost.jsonl"
-    source.write_text("".join(json.dumps(p) + "\n" for p in posts))
-    accounts = sum(len(p["accounts"]) for p in posts)
-    if ctx.stages:
-        from .stages import profile_posts
-
-        return profile_posts(ctx, lib, posts, _naive)
-    conform_cpu: list[float] = []
-    naive_cpu: list[float] = []
-    manifests: list[dict[str, Any]] = []
-    outputs = 0
-    for r in range(ctx.profile.runs if ctx.profile.judge else 1):
-        dest = ctx.root / "dest-cost"
-        ctx.log(f"cost: {len(posts)} posts to {accounts} accounts, conform (run {r + 1})")
-        run = ctx.conform("batch", str(source), "--workers", "1", "--library",
-                          f"file://{lib}/{{id}}", "--dest", str(dest), "--no-progress",
-                          "--force", check=False)
-        if run.returncode not in (0, 1):
-            raise BenchError(f"conform batch exited {run.returncode}: "
-                             f"{last_line(run.stderr_tail)}")
-        manifests = [json.loads(line) for line in run.stdout.decode().splitlines() if line]
-        conform_cpu.append(run.cpu_s)
-        ctx.log(f"cost: naive per-account pipeline (run {r + 1})")
-        with tempfile.TemporaryDirectory(dir=ctx.root) as tmp:
-            cpu, outputs = _naive(ctx, lib, posts, Path(tmp))
-        naive_cpu.append(cpu)
-    problems = _check_outputs(manifests)
-    c, n = min(conform_cpu), min(naive_cpu)
-    ratio = c / n if n else float("inf")
-    notes = _quick_note(ctx) + problems[:5]
-    per = len(posts)
-    return [Row("cost", "CPU per post, conform / naive per-account pipeline",
-                f"{len(posts)} posts ({len(VIDEOS) if ctx.profile.judge else 1} videos, "
-                f"photos, a carousel) to {accounts} accounts: conform {c / per:.1f} CPU-s/post "
-                f"vs naive {n / per:.1f} CPU-s/post ({outputs} naive outputs); runs conform "
-                f"{', '.join(f'{x:.0f}' for x in conform_cpu)} s, naive "
-                f"{', '.join(f'{x:.0f}' for x in naive_cpu)} s; outputs checked: "
-                f"{'all pass' if not problems else f'{len(problems)} problem(s)'}",
-                round(ratio, 3), "x", "<= 0.3", _judge(ctx, ratio <= 0.3 and not problems),
-                {"posts": len(posts), "accounts": accounts, "conform_cpu_s": conform_cpu,
-                 "naive_cpu_s": naive_cpu, "problems": problems}, notes)]
 
 
 # --------------------------------------------------------------------------- long batch
@@ -404,4 +353,4 @@ def x264(ctx: Ctx) -> list[Row]:
     return rows
 
 
-__all__ = ["cost", "longbatch", "x264"]
+__all__ = ["longbatch", "x264"]

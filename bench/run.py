@@ -175,6 +175,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated corpus clips for x264 (e.g. phone-4k60); default all")
     p.add_argument("--stages", action="store_true",
                    help="cost: log every ffmpeg/ffprobe call (purpose, CPU s) per post")
+    p.add_argument("--before", default="d2cf181",
+                   help="cost: the git revision to compare with (default: main before issue 26)")
     return p.parse_args(argv)
 
 
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Ctx(profile=profile, root=root, repo=REPO, log=_log, vipsthumbnail=vips,
               vips_note=vips_note,
               clips=tuple(c.strip() for c in args.clips.split(",") if c.strip()),
-              stages=args.stages)
+              stages=args.stages, before=args.before)
     started = time.monotonic()
     info = machine_info(vips)
     rows: list[Row] = []

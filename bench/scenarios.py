@@ -79,7 +79,7 @@ class Profile:
 
 FULL = Profile(
     name="full", runs=3, judge=True, x264_preset=None,
-    overhead=(1920, 1080, 30), least_work=(1080, 1920, 30), fanout=(1920, 1080, 8),
+    overhead=(1920, 1080, 20), least_work=(1080, 1920, 30), fanout=(1920, 1080, 8),
     fanout_runs=1, fanout_accounts=None, photo=(6000, 4000), image_runs=7,
     cover_clip=(1280, 720, 600), cover_runs=7, big_bytes=2 * 1024**3,
     big_size=(1920, 1080), long_clip=(640, 360, 3600, 60), batch_jobs=120,
@@ -112,6 +112,7 @@ class Ctx:
     vips_note: str = ""
     clips: tuple[str, ...] = ()  # --clips: only these corpus clips (x264); empty: all
     stages: bool = False  # --stages: log every ffmpeg/ffprobe call with its CPU (cost)
+    before: str = "d2cf181"  # --before: the code cost compares with (main before issue 26)
 
     def dir(self, name: str) -> Path:
         """A folder under the bench's temporary root."""
@@ -896,6 +897,7 @@ SCENARIOS: dict[str, Callable[[Ctx], list[Row]]] = {
 }
 
 # After SCENARIOS: they use this module's helpers (imported here, not the other way round).
-from .posts import cost, longbatch, x264  # noqa: E402
+from .cost import cost  # noqa: E402
+from .posts import longbatch, x264  # noqa: E402
 
 SCENARIOS.update(cost=cost, longbatch=longbatch, x264=x264)

@@ -172,7 +172,9 @@ def plan_summary(jobplan: JobPlan) -> dict[str, Any]:
     accounts = [_account_summary(ap) for ap in jobplan.accounts]
     encodes = sum(1 for o in outputs if o["action"] == "transcode")
     return {"outputs": outputs, "covers": covers, "accounts": accounts, "encodes": encodes,
-            "decodes": encodes - sum(len(keys) - 1 for keys in jobplan.decodes)}
+            "decodes": encodes - sum(len(keys) - 1 for keys in jobplan.decodes),
+            # which account takes an output planned for another, and why (or why not)
+            "shares": [share.to_dict() for share in jobplan.shares]}
 
 
 def _output_summary(r: Rendition, shared_decode: int | None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
-                 timeout_s: float) -> list[Image.Image]:
+                 timeout_s: float, keyframes: bool = False) -> list[Image.Image]:
     """``count`` frames spread evenly over the video (the middle of each 1/count slice).
 
     Args:
@@ -37,6 +37,10 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
         count: how many frames; fewer come back from a very short clip.
         max_side: the frames' longer side, in pixels.
         timeout_s: limit for the one ffmpeg run.
+        keyframes: a keyframe near each slice's middle will do (where a subject is, not which
+            exact frame): when the file has a keyframe in every slice (its probed longest
+            keyframe interval is at most a slice), only keyframes are decoded. Measured on a
+            20 s 1080x1920 output: 0.13 CPU-s instead of 2.5 for decoding all of it.
 
     Returns:
         RGB images at the display size scaled to ``max_side`` (rotation and SAR applied).
@@ -50,14 +54,19 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
     step_s = duration_s / count
     scale = f"scale={width}:{height}:flags=area,setsar=1"
     demuxer = ffmpeg.DEMUXERS.get(info.format_name)  # as probed: ffmpeg never guesses the format
+    gop_s = info.video.max_keyframe_interval_s if info.video else None
+    skip = ["-skip_frame", "nokey"] if keyframes and gop_s is not None and gop_s <= step_s else []
     if duration_s <= LONG_CLIP_S:
         # One decode of the whole (short) clip, keeping one frame per slice.
-        runs = [["-ss", f"{step_s / 2:.3f}", *ffmpeg.safe_input(path, demuxer),
-                 "-vf", f"fps={count}/{duration_s:.3f},{scale}", "-frames:v", str(count)]]
+        runs = [["-ss", f"{step_s / 2:.3f}", *skip, *ffmpeg.safe_input(path, demuxer),
+                 # keyframes only: the last one (in the last slice) is passed at the end
+                 # instead of rounded away with the stream's end
+                 "-vf", f"fps={count}/{duration_s:.3f}{':eof_action=pass' if skip else ''},"
+                 f"{scale}", "-frames:v", str(count)]]
     else:
         # A long clip: seek to each slice (decoding from the keyframe before it) instead of
         # decoding minutes of video for a handful of frames.
-        runs = [["-ss", f"{step_s * (i + 0.5):.3f}", *ffmpeg.safe_input(path, demuxer),
+        runs = [["-ss", f"{step_s * (i + 0.5):.3f}", *skip, *ffmpeg.safe_input(path, demuxer),
                  "-vf", scale, "-frames:v", "1"] for i in range(count)]
     data = b"".join(
         ffmpeg.run([*ffmpeg.ffmpeg_head("-loglevel", "error"), *run,

@@ -272,8 +272,11 @@ def sample_subjects(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
 
     try:
         if info.kind == "video":
+            # Where the subject sits, not which exact frame: keyframes do (issue 26: the
+            # full decode of the output was most of conform's own overhead on a video).
             shots = frames.sample_video(path, info, count=SAMPLE_FRAMES,
-                                        max_side=SAMPLE_SIDE_PX, timeout_s=timeout_s)
+                                        max_side=SAMPLE_SIDE_PX, timeout_s=timeout_s,
+                                        keyframes=True)
         else:
             shots = [frames.still(path, max_side=SAMPLE_SIDE_PX)]
     except Interrupted:

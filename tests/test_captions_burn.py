@@ -71,11 +71,15 @@ def test_captions_burn_in_above_the_apps_buttons(tmp_path: Path, library: Path) 
     assert max(x for x, _ in during) < w * (1 - zones["right"])   # clear of the action rail
     assert min(y for _, y in during) > h / 2                      # in the lower half
     assert _bright(path, 2.5)[2] == [], "the caption stays after its cue"
-    # X has no UI bands: its caption sits near the bottom edge, in its own output
+    # X takes TikTok's file (captions raised above TikTok's buttons suit X too): one encode
+    assert result["x"]["media"][0]["uri"] == tt["uri"]
+
+
+def test_without_ui_bands_captions_sit_near_the_bottom(tmp_path: Path, library: Path) -> None:
+    result = _run(tmp_path, library, [{"id": "x", "platform": "x"}], burn_in=True)
     x_path = Path(result["x"]["media"][0]["uri"][len("file://"):])
     _, xh, x_during = _bright(x_path, 1.0)
     assert len(x_during) > 200 and max(y for _, y in x_during) > xh * 0.85
-    assert x_path != path
 
 
 def test_without_burn_in_tiktok_is_told_it_takes_no_captions(tmp_path: Path,
@@ -84,3 +88,18 @@ def test_without_burn_in_tiktok_is_told_it_takes_no_captions(tmp_path: Path,
     tt = result["tt"]["media"][0]
     assert any(w.startswith("captions_not_supported") for w in tt["warnings"])
     assert _bright(Path(tt["uri"][len("file://"):]), 1.0)[2] == []
+
+
+def test_an_account_never_takes_captions_placed_for_another_surface() -> None:
+    from pipeline.captions import Cue
+    from pipeline.plan import BurnIn
+    from pipeline.plan.sharing import _captions_misplaced
+
+    cues = (Cue(0, 1000, "hi"),)
+    tiktok = BurnIn("s", "en", bottom=0.22, left=0.0, right=0.16, cues=cues)
+    plain = BurnIn("s", "en", bottom=0.0, left=0.0, right=0.0, cues=cues)
+    assert _captions_misplaced(plain, tiktok)        # X's low captions under TikTok's buttons
+    assert not _captions_misplaced(tiktok, plain)    # TikTok's raised captions suit X
+    assert _captions_misplaced(None, plain) and _captions_misplaced(plain, None)
+    other = BurnIn("t", "en", bottom=0.22, left=0.0, right=0.16, cues=cues)
+    assert _captions_misplaced(other, tiktok)        # another text

@@ -422,20 +422,21 @@ def test_geometry_of_rotated_and_anamorphic_sources() -> None:
 # --------------------------------------------------------------------------- shared decodes
 
 
-def _plan_job(accounts: list[dict[str, Any]], info: MediaInfo) -> Any:
+def _plan_job(accounts: list[dict[str, Any]], info: MediaInfo, *, share: bool = True) -> Any:
     job = parse_job({"workspace_id": "w", "content": [{"media": ["v"]}], "accounts": accounts},
                     PRESETS)
     probed = {MediaRef("library", "v"): info}
     checks = [check_account(job, a, PRESETS.get(a.platform), probed)  # type: ignore[arg-type]
               for a in job.accounts]
-    return plan_job(checks, sha_of={"library:v": "sha-v"}, thumb_infos={})
+    return plan_job(checks, sha_of={"library:v": "sha-v"}, thumb_infos={}, share=share)
 
 
 def test_different_encodes_of_one_source_share_a_decode() -> None:
+    # Each account's own target (LinkedIn would otherwise take X's output: test_sharing.py).
     jobplan = _plan_job([{"id": "tt", "platform": "tiktok"}, {"id": "x", "platform": "x"},
                          {"id": "li", "platform": "linkedin"},
                          {"id": "yt", "platform": "youtube"}],
-                        vinfo(1920, 1080, codec="vp9", fmt="webm"))
+                        vinfo(1920, 1080, codec="vp9", fmt="webm"), share=False)
     encodes = [r for r in jobplan.renditions if r.target.action == "transcode"]
     assert len(encodes) >= 3
     assert len(jobplan.decodes) == 1 and set(jobplan.decodes[0]) == {r.key for r in encodes}

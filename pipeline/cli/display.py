@@ -160,8 +160,20 @@ def plan_table(data: dict[str, Any]) -> str:
             lines.append(f"{'':<36} limit: {limit} (the account's)")
         for w in a["warnings"]:
             lines.append(f"{'':<36} warning: {w}")
+    lines += _share_lines(data.get("shares", []))
     # Account ids, sources and messages come from the job: a terminal must not obey them.
     return "\n".join(printable(line) for line in lines)
+
+
+def _share_lines(shares: list[dict[str, Any]]) -> list[str]:
+    """Which account takes an output planned for another account, and why (or why not)."""
+    if not shares:
+        return []
+    lines = ["", f"{'ACCOUNT':<16} {'TAKES':<14} WHY"]
+    for s in shares:
+        taken = s["output"][:12] if s["taken"] else "its own"
+        lines.append(f"{s['account_id'][:16]:<16} {taken:<14} {s['reason']}")
+    return lines
 
 
 def probe_text(data: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ the same source share one output.
 Modules: ``targets`` (what an output must be, its content address), ``geometry`` (crop, scale,
 canvas), ``images``, ``videos`` and ``covers`` (one medium and one variant each; a video's
 ``framerate`` and ``audio`` decisions have their own modules), ``jobplan`` (a whole job,
-deduplicated).
+deduplicated), ``sharing`` (an account takes another's encode when it serves it).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from .images import (
     wanted_aspect,
 )
 from .jobplan import AccountPlan, JobPlan, account_preset, plan_job
+from .prechain import ToneMapOnce, rescaled, tone_map_once
+from .sharing import Share, share_outputs
 from .targets import (
     ENCODER_VERSION,
     IMAGE_ENGINE,
@@ -100,7 +102,9 @@ __all__ = [
     "ImageTarget",
     "JobPlan",
     "Rendition",
+    "Share",
     "Target",
+    "ToneMapOnce",
     "Use",
     "VideoTarget",
     "account_preset",
@@ -122,11 +126,14 @@ __all__ = [
     "plan_image",
     "plan_job",
     "plan_video",
+    "rescaled",
     "round_even",
+    "share_outputs",
     "shared_decodes",
     "start_tolerance_s",
     "target_key",
     "thumbnail_target",
+    "tone_map_once",
     "video_streams_conform",
     "wanted_aspect",
 ]

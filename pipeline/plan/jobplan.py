@@ -13,6 +13,7 @@ from ..presets import FitPolicy, Limits, Preset, PresetRegistry, with_account_li
 from .burnin import BurnSource, burn_in_for
 from .covers import plan_cover
 from .images import carousel_frame, plan_image
+from .sharing import Owned, Share, Shared, share_outputs
 from .targets import (
     CoverPlan,
     Geometry,
@@ -49,6 +50,8 @@ class JobPlan:
     accounts: tuple[AccountPlan, ...]
     # Rendition keys encoded together from one decode of their source (see shared_decodes).
     decodes: tuple[tuple[str, ...], ...] = ()
+    # Accounts that take an output planned for another account, or why they keep their own.
+    shares: tuple[Share, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,8 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
              thumb_infos: dict[str, MediaInfo], x264_preset: str = "medium",
              fit: FitPolicy | None = None,
              reframes: Mapping[tuple[str, int, int], tuple[ReframeShot, ...] | None] | None
-             = None, burn: Mapping[int, BurnSource] | None = None) -> JobPlan:
+             = None, share: bool = True,
+             burn: Mapping[int, BurnSource] | None = None) -> JobPlan:
     """Plan all outputs of a job; identical targets for the same source share one rendition.
 
     Args:
@@ -78,6 +82,8 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             :mod:`pipeline.framing`; None: not analysed yet (smart crops stay centred). A
             smart target whose analysis is missing or found no subject takes the variant's
             normal fit, with a ``no_subject`` warning.
+        share: let an account take an encode planned for another account when it serves
+            it (:mod:`pipeline.plan.sharing`); off only to measure what sharing saves.
         burn: each content item's burned-in caption track (by content index), drawn into
             every video of that item.
 
@@ -86,26 +92,45 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
     """
     options = _Options(x264_preset, fit, reframes, burn or {})
     renditions: dict[str, Rendition] = {}
-    covers: dict[str, CoverPlan] = {}
-    accounts: list[AccountPlan] = []
+    owned: list[Owned] = []
+    planned: list[tuple[AccountCheck, list[tuple[Selected, str]]]] = []
     for check in checks:
-        if not check.ok:
-            accounts.append(AccountPlan(check, (), None, ()))
-            continue
         media: list[tuple[Selected, str]] = []
-        video_geometry: dict[tuple[int, int], Geometry] = {}
+        planned.append((check, media))
+        if not check.ok:
+            continue
         frames = _carousel_frames(check)
         for sel in check.items:
             sha = sha_of[str(sel.ref)]
             target, acts, warns = _plan_medium(
                 sel, check.preset.limits, sha, frames.get((sel.content_index, sel.variant.id)),
                 options)
-            if isinstance(target, VideoTarget):
-                video_geometry[(sel.content_index, sel.media_index)] = target.geometry
             use = Use(check.account.id, check.preset.platform, sel.variant.id,
                       sel.content_index, sel.media_index, variant=sel.variant,
                       preset=check.preset)
-            media.append((sel, _add_use(renditions, sel, sha, target, acts, warns, use)))
+            key = _add_use(renditions, sel, sha, target, acts, warns, use)
+            media.append((sel, key))
+            if isinstance(target, VideoTarget):
+                owned.append(Owned(use, key, target, sel.delivered_s))
+    shared = share_outputs(renditions, owned) if share else Shared(renditions, {}, ())
+    return _with_covers(planned, shared, sha_of=sha_of, thumb_infos=thumb_infos)
+
+
+def _with_covers(planned: list[tuple[AccountCheck, list[tuple[Selected, str]]]],
+                 shared: Shared, *, sha_of: Mapping[str, str],
+                 thumb_infos: Mapping[str, MediaInfo]) -> JobPlan:
+    """The job plan: each account's media where sharing put them, and covers made from those."""
+    renditions = shared.renditions
+    covers: dict[str, CoverPlan] = {}
+    accounts: list[AccountPlan] = []
+    for check, own_media in planned:
+        if not check.ok:
+            accounts.append(AccountPlan(check, (), None, ()))
+            continue
+        media = [(sel, shared.moved.get((check.account.id, sel.content_index, sel.media_index),
+                                        key)) for sel, key in own_media]
+        video_geometry = {(sel.content_index, sel.media_index): t.geometry for sel, key in media
+                          if isinstance(t := renditions[key].target, VideoTarget)}
         cover_key = None
         if check.cover is not None:
             cover_key = _add_cover(covers, check, check.cover, media, video_geometry,
@@ -114,7 +139,7 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
     # Renditions are replaced as accounts add their uses, so covers link to the final ones.
     linked = tuple(replace(c, rendition=renditions[c.rendition_key]) for c in covers.values())
     return JobPlan(tuple(renditions.values()), linked, tuple(accounts),
-                   decodes=shared_decodes(renditions.values()))
+                   decodes=shared_decodes(renditions.values()), shares=shared.shares)
 
 
 def account_preset(account: Account, presets: PresetRegistry) -> Preset:

@@ -313,11 +313,17 @@ def _video(r: Reader) -> VideoSpec:
         audio=_audio(r.table("audio")),
         classed_short_max_s=r.float_("classed_short_max_s", None),
         quality=r.str_("quality", "standard", choices=VIDEO_QUALITIES) or "standard",
+        display_long_side=r.int_("display_long_side", None, lo=2),
+        display_short_side=r.int_("display_short_side", None, lo=2),
     )
     r.finish()
     r.check_order("min_width", spec.min_width, "max_width", spec.max_width)
     r.check_order("min_height", spec.min_height, "max_height", spec.max_height)
     r.check_order("aspect_min", spec.aspect_min, "aspect_max", spec.aspect_max)
+    r.check_order("display_short_side", spec.display_short_side,
+                  "display_long_side", spec.display_long_side)
+    if (spec.display_long_side is None) != (spec.display_short_side is None):
+        r.problem("display_short_side", "display_long_side and display_short_side go together")
     r.check_order("fps_min", spec.fps_min, "fps_max", spec.fps_max)
     if spec.max_duration_s is not None:
         r.check_order("min_duration_s", spec.min_duration_s,

@@ -137,6 +137,11 @@ class VideoSpec:
     # Encode quality of a re-encode: "standard" (the default), "high" (bigger files) or
     # "compact" (smaller files, for who pays for storage or egress); see BENCHMARKS.md.
     quality: str = "standard"
+    # The largest picture the platform's player shows (long side x short side, sourced in the
+    # preset): an output another account gets may be smaller than this account's own target,
+    # never smaller than this (see pipeline.plan.sharing). None: no source says; the own target.
+    display_long_side: int | None = None
+    display_short_side: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

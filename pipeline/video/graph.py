@@ -22,6 +22,7 @@ from ..plan import (
     Geometry,
     VideoTarget,
     round_even,
+    tone_map_once,
 )
 from ..probe import BROWSER_DEFAULT_DELAY_MS, BROWSER_MIN_DELAY_MS
 from .burnin import FONTS_DIR
@@ -346,8 +347,9 @@ def build_shared_args(src: Path, src_format: str, outputs: Sequence[tuple[VideoT
                       *, progress: bool = False, duration_s: float = 0.0) -> list[str]:
     """One ffmpeg argv that encodes several targets from a single decode of ``src`` (pure).
 
-    The shared part (decode, deinterlace, square pixels) is split once per output; each
-    branch has its own rate, geometry, colour, fill, encoder and audio. All targets must
+    The shared part (decode, deinterlace, square pixels, and an HDR source's tone map at the
+    largest member's size) is split once per output; each branch has its own rate, geometry,
+    colour, fill, encoder and audio. All targets must
     come from :func:`pipeline.plan.shared_decodes` (same source, same shared part).
 
     Raises:
@@ -364,6 +366,14 @@ def build_shared_args(src: Path, src_format: str, outputs: Sequence[tuple[VideoT
         raise ValueError("these targets cannot share one decode")
     inp = _input(src, src_format)
     pre = _pre_chain(inp["v:0"], first, first.geometry)
+    targets = [t for t, _ in outputs]
+    once = tone_map_once(targets)
+    if once is not None:
+        # HDR: one tone map for every output, at the largest member's size (pipeline.plan
+        # .prechain); each branch then scales an SDR BT.709 picture, tags unchanged.
+        pre = _colour_chain(pre.filter("scale", once.width, once.height, flags="lanczos"),
+                            first)
+        targets = list(once.members)
     parts = pre.filter_multi_output("split", len(outputs))
     # Each encoded audio gets its own branch: identical filter chains on one input would be
     # merged into one node by the graph builder, which cannot feed two outputs.
@@ -371,7 +381,7 @@ def build_shared_args(src: Path, src_format: str, outputs: Sequence[tuple[VideoT
     sounds = (inp["a:0"].filter_multi_output("asplit", len(encoded)) if len(encoded) > 1
               else None)
     nodes = []
-    for i, (t, out) in enumerate(outputs):
+    for i, (t, out) in enumerate(zip(targets, (out for _, out in outputs), strict=True)):
         length = output_length(t, duration_s)
         v = _branch_chain(parts[i], t, t.geometry, length)
         opts = _output_opts(t, rate_kbps=t.maxrate_kbps, two_pass=0, passlog=None,
