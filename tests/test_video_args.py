@@ -555,3 +555,64 @@ def test_check_video_catches_file_violations(change: dict[str, Any], problem: st
     bad = dataclasses.replace(vinfo(), **change)
     problems = check_video(bad, spec_of("twitter-video"), t, 10.0)
     assert any(problem in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------- stream starts
+
+
+def test_audio_that_starts_after_the_picture_is_never_copied() -> None:
+    # An empty edit before the AAC (a phone's or an editor's late audio): a copy into an MP4
+    # without an edit list would start it at 0.
+    late = AudioStream("aac", "LC", 48000, 2, "stereo", 128, start_s=0.044)
+    t, actions = plan(vinfo(audio=late, fmt="mov", max_keyframe_interval_s=1.0),
+                      "tiktok-video")
+    assert t.audio.action == "encode" and "audio_encoded" in actions
+    on_time = AudioStream("aac", "LC", 48000, 2, "stereo", 128, start_s=0.0005)
+    assert plan(vinfo(audio=on_time), "tiktok-video")[0].audio.action == "copy"
+
+
+def test_a_late_picture_next_to_new_audio_is_encoded_whole() -> None:
+    # A copied picture would start at 0 and lose its 0.1 s; an encode holds its first frame.
+    mp3 = AudioStream("mp3", None, 44100, 2, "stereo", 192)
+    t, _ = plan(vinfo(audio=mp3, start_s=0.1))
+    assert t.action == "transcode" and t.audio_shift_s == 0.0  # 0.1 s is 3 whole frames
+    assert plan(vinfo(audio=mp3))[0].action == "audio_only"
+
+
+@pytest.mark.parametrize(("variant", "action"), [("instagram-reels", "transcode"),
+                                                 ("twitter-video", "audio_only")])
+def test_a_picture_a_fraction_of_a_frame_in_moves_the_sound_with_it(variant: str,
+                                                                    action: str) -> None:
+    # Matroska with Opus: the file starts at the first Opus packet (-7 ms), the picture 14 ms
+    # later; the encode puts the first frame at 0 (its frame grid), a copy at 0 too.
+    opus = AudioStream("opus", None, 48000, 2, "stereo", 96, start_s=-0.007)
+    info = vinfo(fmt="matroska", audio=opus, start_time_s=-0.007, start_s=0.007)
+    t, _ = plan(info, variant)
+    assert t.action == action and t.audio_shift_s == pytest.approx(0.014)
+    args = build_args(SRC, "matroska", t, OUT, duration_s=10.0)
+    graph = opt(args, "-filter_complex") or ""
+    assert "atrim=start_sample=1696" in graph  # 1024 priming + 672 samples (14 ms)
+    assert plan(vinfo(), variant)[0].audio_shift_s == 0.0
+
+
+def test_a_picture_starting_after_its_grid_point_delays_the_sound() -> None:
+    # 20 ms in at 30 fps rounds to the second frame (33 ms): the picture moves 13 ms later.
+    pcm = AudioStream("pcm_s16le", None, 48000, 2, "stereo", 1536)
+    t, _ = plan(vinfo(fmt="mov", audio=pcm, start_s=0.02), "instagram-reels")
+    assert t.audio_shift_s == pytest.approx(0.02 - 1 / 30, abs=1e-6)
+    graph = opt(build_args(SRC, "mov", t, OUT, duration_s=10.0), "-filter_complex") or ""
+    assert f"atrim=start_sample={1024 + round((0.02 - 1 / 30) * 48000)}" in graph
+
+
+@pytest.mark.parametrize(("end_s", "frames"), [
+    (9.98, 299),   # the sound runs 0.6 frame past the picture: no frame is held for it
+    (9.95, None),  # 1.5 frames: the last frame is held (ffmpeg's -t decides how many)
+    (10.0, None),  # they end together
+])
+def test_an_encode_ends_with_its_last_frame(end_s: float, frames: int | None) -> None:
+    t, _ = plan(vinfo(end_s=end_s), "instagram-reels")
+    assert t.picture_frames == frames
+    args = build_args(SRC, "mp4", t, OUT, duration_s=10.0)
+    assert opt(args, "-frames:v") == (str(frames) if frames else None)
+    if frames is None:  # an output the cap does not change keeps its content key
+        assert target_key("s", t) == target_key("s", dataclasses.replace(t, picture_frames=None))

@@ -11,7 +11,7 @@ from typing import Literal
 from .. import rules
 from ..models import MediaInfo
 from ..presets import FitPolicy, VideoSpec
-from .audio import audio_target
+from .audio import audio_shift_s, audio_target, late_picture
 from .framerate import output_fps
 from .geometry import FIT_ACTIONS, clamp_aspect, fit_geometry
 from .targets import AudioTarget, Geometry, Rendition, VideoTarget
@@ -188,10 +188,13 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         level=h264_level(geometry.width, geometry.height, fps, maxrate),
         min_width=spec.min_width, min_height=spec.min_height, loops=loops,
         crf=QUALITY_CRF[spec.quality],
+        picture_frames=_picture_frames(info, fps, duration_s) if not from_image else None,
     )
     if action != "transcode":
         assert v is not None  # a source without a video stream is always encoded
         target = _stream_copy(target, v.codec)
+    target = replace(target, audio_shift_s=audio_shift_s(
+        info, audio, copies_picture=action != "transcode", fps=fps))
     actions = [_DONE[action]]
     if action == "transcode":
         actions += _picture_actions(target, info, fps_changed=fps_changed)
@@ -200,6 +203,30 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     if action != "passthrough" and (info.has_location or info.extra_streams):
         actions.append("stripped_metadata")
     return target, actions, ["upscaled"] if geometry.upscaled else []
+
+
+def _picture_frames(info: MediaInfo, fps: Fraction, length_s: float) -> int | None:
+    """The encode's frame count when the sound outlasts the picture by less than a frame.
+
+    An encode lasts as long as the file (the last frame is held while the sound goes on), but
+    AAC ends on whole 1024-sample frames, so the sound usually runs a fraction of a frame past
+    the picture: holding the last frame for that fraction adds a frame the source does not
+    have. The picture then ends with its own last frame. None: no cap (the picture lasts the
+    output's length, its last frame held for the whole frames the sound goes on).
+    """
+    v = info.video
+    if v is None or v.end_s is None or fps <= 0:
+        return None
+    picture_s = v.end_s - info.start_time_s
+    frame_s = 1 / float(fps)
+    if not 0 < length_s - picture_s < frame_s:
+        return None
+    # ffmpeg's -t keeps a frame whose first half starts before the end: round(length x fps)
+    # frames. The cap is set only when it removes one, so outputs it does not change keep
+    # their content key.
+    held = math.ceil(length_s * float(fps) - 0.5)
+    own = max(1, round(picture_s * float(fps)))
+    return own if own < held else None
 
 
 def _video_geometry(info: MediaInfo, spec: VideoSpec, fit: FitPolicy) -> Geometry:
@@ -238,7 +265,9 @@ def _choose_action(info: MediaInfo, spec: VideoSpec, stream_problems: list[str],
     if stream_problems:
         return "transcode"
     if audio.action not in ("copy", "none"):
-        return "audio_only"
+        # A new sound track next to a copied picture that starts late would leave the
+        # picture at 0 and the sound where it was: encode both instead.
+        return "transcode" if late_picture(info) else "audio_only"
     return "passthrough" if _container_ok(info, spec) else "remux"
 
 
@@ -251,7 +280,8 @@ def _full_range(info: MediaInfo) -> bool:
 def _stream_copy(target: VideoTarget, codec: str) -> VideoTarget:
     """A stream copy (pass-through, remux, new audio) encodes no picture: no encoder settings."""
     return replace(target, fps=None, tonemap=False, maxrate_kbps=0, x264_preset="",
-                   in_transfer=None, level="", source_codec=codec, crf=CRF)
+                   in_transfer=None, level="", source_codec=codec, crf=CRF,
+                   picture_frames=None)
 
 
 def _picture_actions(target: VideoTarget, info: MediaInfo, *, fps_changed: bool) -> list[str]:
