@@ -178,6 +178,13 @@ class FFmpegSpy:
     def encodes(self) -> list[list[str]]:
         return [c for c in self.calls if "libx264" in c]
 
+    def writes(self) -> list[list[str]]:
+        """ffmpeg runs that write a file: not the decode proof of a stream copy (to null)."""
+        return [c for c in self.ffmpeg_runs() if c[-3:] != ["-f", "null", "-"]]
+
+    def decode_proofs(self) -> list[list[str]]:
+        return [c for c in self.ffmpeg_runs() if "-xerror" in c and c[-3:] == ["-f", "null", "-"]]
+
 
 # --------------------------------------------------------------------------- runner helpers
 
@@ -465,7 +472,8 @@ def test_passthrough_is_the_same_samples_and_runs_no_ffmpeg(make_clip: Any, tmp_
     assert entry["sha256"] == sha256(out)
     for stream in ("v:0", "a:0"):
         assert stream_packets(out, stream) == stream_packets(src, stream)
-    assert spy.ffmpeg_runs() == []  # only ffprobe ran
+    assert spy.writes() == []  # no remux, no encode: ffprobe, and the decode proof
+    assert len(spy.decode_proofs()) == 1
 
 
 @pytest.mark.parametrize("kind", ["moov_at_end", "mov"])
@@ -478,7 +486,8 @@ def test_remux_copies_the_streams(make_clip: Any, tmp_path: Path, kind: str,
     entry = media_of(m, "x")[0]
     assert entry["actions"] == ["remuxed"] and entry["mime"] == "video/mp4"
     out = file_of(entry)
-    assert spy.encodes() == [] and len(spy.ffmpeg_runs()) == 1  # one stream copy
+    assert spy.encodes() == [] and len(spy.writes()) == 1  # one stream copy
+    assert len(spy.decode_proofs()) == 1  # which is proved to decode
     # the very same video packets: nothing was re-encoded
     src_packets, out_packets = video_packets(src), video_packets(out)
     assert [p["data_hash"] for p in out_packets] == [p["data_hash"] for p in src_packets]

@@ -362,6 +362,8 @@ def test_two_pass_argv() -> None:
 def test_decode_check_stops_at_the_first_error() -> None:
     args = decode_check_args(SRC, "mp4")
     assert "-xerror" in args and opt(args, "-f") == "null" and opt(args, "-map") == "0:v:0"
+    both = decode_check_args(SRC, "mp4", audio=True)
+    assert [both[i + 1] for i, a in enumerate(both) if a == "-map"] == ["0:v:0", "0:a:0"]
 
 
 @pytest.mark.parametrize(("w", "h", "fps", "kbps", "level"), [

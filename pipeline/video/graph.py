@@ -399,12 +399,14 @@ def loudness_args(src: Path, src_format: str, *, trim_s: float | None) -> list[s
     return [*ffmpeg.ffmpeg_head("-nostats", "-v", "info"), *_args(ffg.output(a, "-", **opts))]
 
 
-def decode_check_args(src: Path, src_format: str) -> list[str]:
-    """Decode the first video stream to nothing, stopping at the first error (pure).
+def decode_check_args(src: Path, src_format: str, *, audio: bool = False) -> list[str]:
+    """Decode the first video stream (and the first audio stream with ``audio``) to nothing,
+    stopping at the first error (pure).
 
     Raises:
         ConfigError: ffmpeg is not installed.
     """
-    node = ffg.output(_input(src, src_format)["v:0"], "-", f="null")
+    inp = _input(src, src_format)
+    streams = [inp["v:0"], inp["a:0"]] if audio else [inp["v:0"]]
+    node = ffg.output(*streams, "-", f="null")
     return [*ffmpeg.ffmpeg_head("-v", "error", "-xerror"), *_args(node)]
-
