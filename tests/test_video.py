@@ -301,7 +301,8 @@ def test_444_becomes_420_high(make_clip: Any, tmp_path: Path) -> None:
                     container="mkv", audio=None)
     assert probe(src).video.profile == "High 4:4:4 Predictive"  # type: ignore[union-attr]
     d = deliver(src, "instagram-reels", tmp_path)
-    assert (d.info.width, d.info.height) == (320, 568)  # blurred 9:16, never upscaled
+    # blurred 9:16 (320x568), upscaled to Reels' recommended minimum (issue 23.4)
+    assert (d.info.width, d.info.height) == (540, 960)
     platform_checks(d.path, duration_s=0.5)
 
 
@@ -503,7 +504,7 @@ def test_audio_only_reencodes_only_the_audio(make_clip: Any, tmp_path: Path) -> 
     src = _conformant(make_clip, audio="stereo", audio_codec="mp3", audio_rate=44100)
     d = deliver(src, "facebook-reels", tmp_path, spec=dataclasses.replace(
         spec_of("facebook-reels"), aspect_min=None, aspect_max=None, target_aspect=None,
-        min_width=2, min_height=2))
+        min_width=2, min_height=2, recommended_min_width=None, recommended_min_height=None))
     assert d.target.action == "audio_only"
     assert [p["data_hash"] for p in video_packets(d.path)] == [
         p["data_hash"] for p in video_packets(src)]

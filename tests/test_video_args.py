@@ -301,7 +301,7 @@ def test_pad_and_blur_fills() -> None:
 
 def test_blur_radius_fits_tiny_pictures() -> None:
     t, _ = plan(vinfo(64, 36), "tiktok-video", min_width=2, min_height=2, target_width=None,
-                target_height=None)
+                target_height=None, recommended_min_width=None, recommended_min_height=None)
     graph = opt(build_args(SRC, "mp4", t, OUT), "-filter_complex") or ""
     radius = int(graph.split("luma_radius=")[1].split(":")[0].split("[")[0])
     assert radius * 4 <= 16  # a quarter of the 16-px background's chroma-safe side
@@ -574,11 +574,14 @@ def test_audio_that_starts_after_the_picture_is_never_copied() -> None:
 
 
 def test_a_late_picture_next_to_new_audio_is_encoded_whole() -> None:
-    # A copied picture would start at 0 and lose its 0.1 s; an encode holds its first frame.
+    # A copied picture would start at 0 and lose its 0.2 s; an encode holds its first frame.
     mp3 = AudioStream("mp3", None, 44100, 2, "stereo", 192)
-    t, _ = plan(vinfo(audio=mp3, start_s=0.1))
-    assert t.action == "transcode" and t.audio_shift_s == 0.0  # 0.1 s is 3 whole frames
+    t, _ = plan(vinfo(audio=mp3, start_s=0.2))
+    assert t.action == "transcode" and t.audio_shift_s == 0.0  # 0.2 s is 6 whole frames
     assert plan(vinfo(audio=mp3))[0].action == "audio_only"
+    # A B-frame delay (no edit list): the copy starts the picture at 0 and the sound with it.
+    t, _ = plan(vinfo(audio=mp3, start_s=2 / 30))
+    assert t.action == "audio_only" and t.audio_shift_s == pytest.approx(2 / 30, abs=1e-6)
 
 
 @pytest.mark.parametrize(("variant", "action"), [("instagram-reels", "transcode"),

@@ -94,17 +94,6 @@ def picture_start_s(info: MediaInfo) -> float:
     return max(0.0, info.video.start_s - info.start_time_s)
 
 
-def late_picture(info: MediaInfo) -> bool:
-    """The picture starts a frame or more after the file: a stream copy would show it from 0
-    (an MP4 without an edit list starts every track there), so only an encode, which holds
-    the first frame from 0, keeps it against the sound.
-
-    Raises:
-        Nothing.
-    """
-    return picture_start_s(info) >= _frame_s(info) - 1e-6
-
-
 def audio_shift_s(info: MediaInfo, audio: AudioTarget, *, copies_picture: bool,
                   fps: Fraction | None) -> float:
     """How much earlier encoded audio must come to stay with the picture (0 when it needs

@@ -11,7 +11,7 @@ from typing import Literal
 from .. import rules
 from ..models import MediaInfo
 from ..presets import FitPolicy, VideoSpec
-from .audio import audio_shift_s, audio_target, late_picture
+from .audio import audio_shift_s, audio_target, picture_start_s
 from .framerate import output_fps
 from .geometry import FIT_ACTIONS, clamp_aspect, fit_geometry
 from .targets import AudioTarget, Geometry, Rendition, VideoTarget
@@ -147,7 +147,8 @@ _DONE = {"passthrough": "passed_through", "remux": "remuxed", "audio_only": "rem
 
 def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: float | None,
                from_image: bool, x264_preset: str, loops: int = 1,
-               fit: FitPolicy | None = None) -> tuple[VideoTarget, list[str], list[str]]:
+               fit: FitPolicy | None = None,
+               surface: str = "") -> tuple[VideoTarget, list[str], list[str]]:
     """Target, planned actions and warnings for one video (or animation) and one video variant.
 
     The least work wins: untouched (``passthrough``) when stream and container conform,
@@ -156,6 +157,9 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     animation under the variant's minimum, see validation) plays it that many whole times.
 
     ``fit`` overrides the variant's fit for a shape change (the job's ``conform.fit``).
+    ``surface`` (the variant's id) names it in a ``low_resolution`` warning: an output below
+    the variant's recommended minimum size is upscaled to it (lanczos) where the variant says
+    so and the caps allow it, else it is delivered with that warning.
 
     Raises:
         Nothing: validation has already checked durations and counts.
@@ -164,7 +168,8 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     from_image = from_image or v is None
     audio = audio_target(info, spec, reencode_all=False)
     fps, fps_changed = output_fps(info, spec)
-    geometry = _video_geometry(info, spec, fit or spec.fit)
+    planned = _video_geometry(info, spec, fit or spec.fit)
+    geometry = _at_recommended_size(info, spec, fit or spec.fit, planned)
     duration_s = min((info.duration_s or 1.0) * loops, trim_s or math.inf)
     maxrate = _maxrate_kbps(spec, geometry, fps, max_bytes=max_bytes, duration_s=duration_s,
                             audio=audio)
@@ -172,6 +177,8 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
                 else video_streams_conform(info, spec, max_bytes))
     if trim_s is not None:
         problems.append("trim")
+    if geometry != planned:
+        problems.append("below the recommended size")
     action = _choose_action(info, spec, problems, audio)
     matrix, transfer, primaries = _colour_in(info)
     # Every encode is 8-bit SDR H.264, so HDR is tone-mapped whenever we encode, not only for
@@ -202,7 +209,9 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         actions += _audio_actions(audio)
     if action != "passthrough" and (info.has_location or info.extra_streams):
         actions.append("stripped_metadata")
-    return target, actions, ["upscaled"] if geometry.upscaled else []
+    warnings = ["upscaled"] if geometry.upscaled else []
+    small = low_resolution_warning(geometry, spec, surface)
+    return target, actions, [*warnings, small] if small else warnings
 
 
 def _picture_frames(info: MediaInfo, fps: Fraction, length_s: float) -> int | None:
@@ -229,8 +238,55 @@ def _picture_frames(info: MediaInfo, fps: Fraction, length_s: float) -> int | No
     return own if own < held else None
 
 
-def _video_geometry(info: MediaInfo, spec: VideoSpec, fit: FitPolicy) -> Geometry:
-    """Shape and size: a shape outside the variant's range takes its target (or nearest) ratio."""
+def _recommended(spec: VideoSpec) -> tuple[int, int] | None:
+    if spec.recommended_min_width is None or spec.recommended_min_height is None:
+        return None
+    return spec.recommended_min_width, spec.recommended_min_height
+
+
+def _below(width: int, height: int, minimum: tuple[int, int]) -> bool:
+    """Smaller than ``minimum`` in either dimension, compared in the picture's own
+    orientation (YouTube's 426x240 minimum holds a 426x240 and a 240x426 picture alike)."""
+    return (min(width, height) < min(minimum) or max(width, height) < max(minimum))
+
+
+def low_resolution_warning(g: Geometry, spec: VideoSpec, surface: str) -> str | None:
+    """The ``low_resolution`` warning for an output below the variant's recommended size.
+
+    Raises:
+        Nothing.
+    """
+    minimum = _recommended(spec)
+    if minimum is None or not _below(g.width, g.height, minimum):
+        return None
+    return (f"low_resolution: {g.width}x{g.height} below the recommended "
+            f"{minimum[0]}x{minimum[1]} for {surface or 'this surface'}")
+
+
+def _at_recommended_size(info: MediaInfo, spec: VideoSpec, fit: FitPolicy,
+                         planned: Geometry) -> Geometry:
+    """The planned geometry, upscaled to the recommended minimum where the variant asks for
+    it and the result stays within its caps (else it stays as planned, and is warned about)."""
+    minimum = _recommended(spec)
+    if (minimum is None or spec.low_resolution != "upscale"
+            or not _below(planned.width, planned.height, minimum)):
+        return planned
+    bigger = _video_geometry(info, spec, fit, min_size=(max(spec.min_width, minimum[0]),
+                                                       max(spec.min_height, minimum[1])))
+    if (bigger.width > min(spec.max_width, spec.target_width or spec.max_width)
+            or bigger.height > min(spec.max_height, spec.target_height or spec.max_height)
+            or (spec.max_long_side and max(bigger.width, bigger.height) > spec.max_long_side)):
+        return planned
+    return bigger
+
+
+def _video_geometry(info: MediaInfo, spec: VideoSpec, fit: FitPolicy,
+                    min_size: tuple[int, int] | None = None) -> Geometry:
+    """Shape and size: a shape outside the variant's range takes its target (or nearest) ratio.
+
+    ``min_size`` replaces the variant's minimum (the recommended one, to upscale to).
+    """
+    min_width, min_height = min_size or (spec.min_width, spec.min_height)
     aspect = None
     if not rules.aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max,
                            rules.EXACT):
@@ -240,7 +296,7 @@ def _video_geometry(info: MediaInfo, spec: VideoSpec, fit: FitPolicy) -> Geometr
         info.width, info.height, aspect=aspect, fit=fit if aspect else "none",
         max_width=min(spec.max_width, spec.target_width or spec.max_width),
         max_height=min(spec.max_height, spec.target_height or spec.max_height),
-        min_width=spec.min_width, min_height=spec.min_height,
+        min_width=min_width, min_height=min_height,
         max_long_side=spec.max_long_side, even=True,
     )
 
@@ -265,9 +321,12 @@ def _choose_action(info: MediaInfo, spec: VideoSpec, stream_problems: list[str],
     if stream_problems:
         return "transcode"
     if audio.action not in ("copy", "none"):
-        # A new sound track next to a copied picture that starts late would leave the
-        # picture at 0 and the sound where it was: encode both instead.
-        return "transcode" if late_picture(info) else "audio_only"
+        # A copied picture starts at 0 in the output, and the new sound moves with it
+        # (audio_shift_s), losing what it played before the first frame. Within the
+        # tolerance of a file that starts at 0 (a B-frame delay) that is at most 0.1 s; a
+        # picture that starts later is encoded whole (its first frame held from 0).
+        late = picture_start_s(info) > start_tolerance_s(info.video.fps if info.video else None)
+        return "transcode" if late else "audio_only"
     return "passthrough" if _container_ok(info, spec) else "remux"
 
 

@@ -24,6 +24,7 @@ from .records import (
     COVER_SOURCES,
     FIT_POLICIES,
     IMAGE_FORMATS,
+    LOW_RESOLUTION_POLICIES,
     SCHEMA_VERSION,
     UI_EDGES,
     VARIANT_KINDS,
@@ -278,10 +279,15 @@ def _video(r: Reader) -> VideoSpec:
         audio=_audio(r.table("audio")),
         classed_short_max_s=r.float_("classed_short_max_s", None),
         quality=r.str_("quality", "standard", choices=VIDEO_QUALITIES) or "standard",
+        recommended_min_width=r.int_("recommended_min_width", None, lo=2),
+        recommended_min_height=r.int_("recommended_min_height", None, lo=2),
+        low_resolution=r.choice("low_resolution", "warn", LOW_RESOLUTION_POLICIES),
     )
     r.finish()
     r.check_order("min_width", spec.min_width, "max_width", spec.max_width)
     r.check_order("min_height", spec.min_height, "max_height", spec.max_height)
+    if (spec.recommended_min_width is None) != (spec.recommended_min_height is None):
+        r.problem("recommended_min_width", "needs recommended_min_height (both or neither)")
     r.check_order("aspect_min", spec.aspect_min, "aspect_max", spec.aspect_max)
     r.check_order("fps_min", spec.fps_min, "fps_max", spec.fps_max)
     if spec.max_duration_s is not None:
