@@ -288,10 +288,12 @@ def own_surface_warnings(warnings: list[str], variant_id: str) -> list[str]:
 
     A shared output carries a ``subject_under_ui`` warning per surface that uses it, each
     naming its variant (``... (tiktok-video)``); an X account sharing the TikTok file is not
-    told about TikTok's buttons.
+    told about TikTok's buttons. A ``low_resolution`` warning names its surface the same way
+    (``... for instagram-reels``).
     """
     return [w for w in warnings
-            if not w.startswith("subject_under_ui:") or w.endswith(f"({variant_id})")]
+            if (not w.startswith("subject_under_ui:") or w.endswith(f"({variant_id})"))
+            and (not w.startswith("low_resolution:") or w.endswith(f" for {variant_id}"))]
 
 
 def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> CoverEntry:

@@ -123,6 +123,10 @@ class VideoStream:
     # Longest gap between keyframes (and from the last one to the end), from the packet
     # index; None when not measured.
     max_keyframe_interval_s: float | None = None
+    # When the first frame is shown and when the last one ends, on the file's timeline
+    # (packet index); ``end_s`` None when not measured.
+    start_s: float = 0.0
+    end_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,9 @@ class AudioStream:
     # Encoder delay (AAC priming) the source hides with an edit list: a copy into a file
     # without one plays it, so the sound comes this much later than in the source.
     priming_s: float = 0.0
+    # The first audio packet's time on the file's timeline (ffprobe's stream start): audio
+    # that starts after the picture (an empty edit) loses that gap when copied.
+    start_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

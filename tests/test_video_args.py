@@ -301,7 +301,7 @@ def test_pad_and_blur_fills() -> None:
 
 def test_blur_radius_fits_tiny_pictures() -> None:
     t, _ = plan(vinfo(64, 36), "tiktok-video", min_width=2, min_height=2, target_width=None,
-                target_height=None)
+                target_height=None, recommended_min_width=None, recommended_min_height=None)
     graph = opt(build_args(SRC, "mp4", t, OUT), "-filter_complex") or ""
     radius = int(graph.split("luma_radius=")[1].split(":")[0].split("[")[0])
     assert radius * 4 <= 16  # a quarter of the 16-px background's chroma-safe side
@@ -362,6 +362,8 @@ def test_two_pass_argv() -> None:
 def test_decode_check_stops_at_the_first_error() -> None:
     args = decode_check_args(SRC, "mp4")
     assert "-xerror" in args and opt(args, "-f") == "null" and opt(args, "-map") == "0:v:0"
+    both = decode_check_args(SRC, "mp4", audio=True)
+    assert [both[i + 1] for i, a in enumerate(both) if a == "-map"] == ["0:v:0", "0:a:0"]
 
 
 @pytest.mark.parametrize(("w", "h", "fps", "kbps", "level"), [
@@ -556,3 +558,67 @@ def test_check_video_catches_file_violations(change: dict[str, Any], problem: st
     bad = dataclasses.replace(vinfo(), **change)
     problems = check_video(bad, spec_of("twitter-video"), t, 10.0)
     assert any(problem in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------- stream starts
+
+
+def test_audio_that_starts_after_the_picture_is_never_copied() -> None:
+    # An empty edit before the AAC (a phone's or an editor's late audio): a copy into an MP4
+    # without an edit list would start it at 0.
+    late = AudioStream("aac", "LC", 48000, 2, "stereo", 128, start_s=0.044)
+    t, actions = plan(vinfo(audio=late, fmt="mov", max_keyframe_interval_s=1.0),
+                      "tiktok-video")
+    assert t.audio.action == "encode" and "audio_encoded" in actions
+    on_time = AudioStream("aac", "LC", 48000, 2, "stereo", 128, start_s=0.0005)
+    assert plan(vinfo(audio=on_time), "tiktok-video")[0].audio.action == "copy"
+
+
+def test_a_late_picture_next_to_new_audio_is_encoded_whole() -> None:
+    # A copied picture would start at 0 and lose its 0.2 s; an encode holds its first frame.
+    mp3 = AudioStream("mp3", None, 44100, 2, "stereo", 192)
+    t, _ = plan(vinfo(audio=mp3, start_s=0.2))
+    assert t.action == "transcode" and t.audio_shift_s == 0.0  # 0.2 s is 6 whole frames
+    assert plan(vinfo(audio=mp3))[0].action == "audio_only"
+    # A B-frame delay (no edit list): the copy starts the picture at 0 and the sound with it.
+    t, _ = plan(vinfo(audio=mp3, start_s=2 / 30))
+    assert t.action == "audio_only" and t.audio_shift_s == pytest.approx(2 / 30, abs=1e-6)
+
+
+@pytest.mark.parametrize(("variant", "action"), [("instagram-reels", "transcode"),
+                                                 ("twitter-video", "audio_only")])
+def test_a_picture_a_fraction_of_a_frame_in_moves_the_sound_with_it(variant: str,
+                                                                    action: str) -> None:
+    # Matroska with Opus: the file starts at the first Opus packet (-7 ms), the picture 14 ms
+    # later; the encode puts the first frame at 0 (its frame grid), a copy at 0 too.
+    opus = AudioStream("opus", None, 48000, 2, "stereo", 96, start_s=-0.007)
+    info = vinfo(fmt="matroska", audio=opus, start_time_s=-0.007, start_s=0.007)
+    t, _ = plan(info, variant)
+    assert t.action == action and t.audio_shift_s == pytest.approx(0.014)
+    args = build_args(SRC, "matroska", t, OUT, duration_s=10.0)
+    graph = opt(args, "-filter_complex") or ""
+    assert "atrim=start_sample=1696" in graph  # 1024 priming + 672 samples (14 ms)
+    assert plan(vinfo(), variant)[0].audio_shift_s == 0.0
+
+
+def test_a_picture_starting_after_its_grid_point_delays_the_sound() -> None:
+    # 20 ms in at 30 fps rounds to the second frame (33 ms): the picture moves 13 ms later.
+    pcm = AudioStream("pcm_s16le", None, 48000, 2, "stereo", 1536)
+    t, _ = plan(vinfo(fmt="mov", audio=pcm, start_s=0.02), "instagram-reels")
+    assert t.audio_shift_s == pytest.approx(0.02 - 1 / 30, abs=1e-6)
+    graph = opt(build_args(SRC, "mov", t, OUT, duration_s=10.0), "-filter_complex") or ""
+    assert f"atrim=start_sample={1024 + round((0.02 - 1 / 30) * 48000)}" in graph
+
+
+@pytest.mark.parametrize(("end_s", "frames"), [
+    (9.98, 299),   # the sound runs 0.6 frame past the picture: no frame is held for it
+    (9.95, None),  # 1.5 frames: the last frame is held (ffmpeg's -t decides how many)
+    (10.0, None),  # they end together
+])
+def test_an_encode_ends_with_its_last_frame(end_s: float, frames: int | None) -> None:
+    t, _ = plan(vinfo(end_s=end_s), "instagram-reels")
+    assert t.picture_frames == frames
+    args = build_args(SRC, "mp4", t, OUT, duration_s=10.0)
+    assert opt(args, "-frames:v") == (str(frames) if frames else None)
+    if frames is None:  # an output the cap does not change keeps its content key
+        assert target_key("s", t) == target_key("s", dataclasses.replace(t, picture_frames=None))

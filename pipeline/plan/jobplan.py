@@ -192,7 +192,7 @@ def _plan_video_medium(sel: Selected, limits: Limits, sha: str,
     video_plan = functools.partial(
         plan_video, sel.info, spec, max_bytes=max_bytes, trim_s=sel.trim_to_s,
         from_image=sel.as_video, x264_preset=options.x264_preset, loops=sel.loops,
-        burn_in=burn_in_for(sel, options.burn.get(sel.content_index)))
+        surface=sel.variant.id, burn_in=burn_in_for(sel, options.burn.get(sel.content_index)))
     target, acts, warns = video_plan(fit=options.fit)
     if (target.geometry.fit != "smart" or options.reframes is None
             or target.action != "transcode"):
@@ -219,7 +219,11 @@ def _add_use(renditions: dict[str, Rendition], sel: Selected, sha: str, target: 
     shared = existing.target
     if isinstance(shared, VideoTarget) and isinstance(target, VideoTarget):
         shared = merge_video_targets(shared, target)
-    renditions[key] = replace(existing, target=shared, uses=(*existing.uses, use))
+    # Each surface sharing the output is told about its own recommended size (the manifest
+    # shows an account only its surface's low_resolution warning).
+    small = [w for w in warns if w.startswith("low_resolution:")]
+    renditions[key] = replace(existing, target=shared, uses=(*existing.uses, use),
+                              warnings=tuple(dict.fromkeys([*existing.warnings, *small])))
     return key
 
 

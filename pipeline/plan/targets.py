@@ -164,6 +164,8 @@ class VideoTarget:
     loops: int = 1                    # an endless animation played this many whole times
     crf: int = 20                     # x264 CRF of a constant-quality encode (preset quality)
     burn_in: BurnIn | None = None     # captions rendered into the picture
+    audio_shift_s: float = 0.0        # encoded audio comes this much earlier (picture's grid)
+    picture_frames: int | None = None  # an encode's frame count, when the sound runs on < 1 frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,11 +266,12 @@ VIDEO_KEY_FIELDS = ("action", "geometry", "pad_color", "fps", "gop_frames", "ton
                     "deinterlace", "full_to_limited", "maxrate_kbps", "trim_s", "audio",
                     "from_image", "x264_preset", "square_pixels", "in_matrix", "in_transfer",
                     "in_primaries", "level", "source_codec", "reframe", "kind", "loops", "crf",
-                    "burn_in")
+                    "burn_in", "audio_shift_s", "picture_frames")
 # Only an encode makes the picture: a stream copy (remux, pass-through) keys on the rest.
 VIDEO_ENCODE_FIELDS = ("geometry", "pad_color", "gop_frames", "maxrate_kbps", "x264_preset",
                        "tonemap", "deinterlace", "full_to_limited", "square_pixels",
-                       "in_matrix", "in_transfer", "in_primaries", "level", "crf", "burn_in")
+                       "in_matrix", "in_transfer", "in_primaries", "level", "crf", "burn_in",
+                       "picture_frames")
 # Fields that never reach the bytes, so outputs shared by platforms with different caps have
 # one key. The byte cap reaches a video only through maxrate_kbps (derived from it; the
 # rendition is verified against the smallest cap of everyone sharing it); the minimum size is
@@ -288,7 +291,10 @@ def _key_view(target: Target | CoverTarget) -> dict[str, object]:
                  and not (n == "reframe" and not target.reframe)
                  # "standard" quality keeps the keys made before the quality knob
                  and not (n == "crf" and target.crf == 20)
-                 and not (n == "burn_in" and target.burn_in is None)]
+                 and not (n == "burn_in" and target.burn_in is None)
+                 # audio that needs no move keeps the keys made before the move existed
+                 and not (n == "audio_shift_s" and not target.audio_shift_s)
+                 and not (n == "picture_frames" and target.picture_frames is None)]
         view = {n: full[n] for n in names}
         if target.burn_in is not None and "burn_in" in view:
             view["burn_in"] = target.burn_in.key_view()

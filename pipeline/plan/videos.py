@@ -11,7 +11,7 @@ from typing import Literal
 from .. import rules
 from ..models import MediaInfo
 from ..presets import FitPolicy, VideoSpec
-from .audio import audio_target
+from .audio import audio_shift_s, audio_target, picture_start_s
 from .framerate import output_fps
 from .geometry import FIT_ACTIONS, clamp_aspect, fit_geometry
 from .targets import AudioTarget, BurnIn, Geometry, Rendition, VideoTarget
@@ -148,6 +148,7 @@ _DONE = {"passthrough": "passed_through", "remux": "remuxed", "audio_only": "rem
 def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: float | None,
                from_image: bool, x264_preset: str, loops: int = 1,
                fit: FitPolicy | None = None,
+               surface: str = "",
                burn_in: BurnIn | None = None) -> tuple[VideoTarget, list[str], list[str]]:
     """Target, planned actions and warnings for one video (or animation) and one video variant.
 
@@ -156,8 +157,11 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     track only (``audio_only``), else a full encode (``transcode``). ``loops`` > 1 (an endless
     animation under the variant's minimum, see validation) plays it that many whole times.
 
-    ``fit`` overrides the variant's fit for a shape change (the job's ``conform.fit``);
-    ``burn_in`` renders captions into the picture (always an encode).
+    ``fit`` overrides the variant's fit for a shape change (the job's ``conform.fit``).
+    ``surface`` (the variant's id) names it in a ``low_resolution`` warning: an output below
+    the variant's recommended minimum size is upscaled to it (lanczos) where the variant says
+    so and the caps allow it, else it is delivered with that warning. ``burn_in`` renders
+    captions into the picture (always an encode).
 
     Raises:
         Nothing: validation has already checked durations and counts.
@@ -166,7 +170,8 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     from_image = from_image or v is None
     audio = audio_target(info, spec, reencode_all=False)
     fps, fps_changed = output_fps(info, spec)
-    geometry = _video_geometry(info, spec, fit or spec.fit)
+    planned = _video_geometry(info, spec, fit or spec.fit)
+    geometry = _at_recommended_size(info, spec, fit or spec.fit, planned)
     duration_s = min((info.duration_s or 1.0) * loops, trim_s or math.inf)
     maxrate = _maxrate_kbps(spec, geometry, fps, max_bytes=max_bytes, duration_s=duration_s,
                             audio=audio)
@@ -174,6 +179,8 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
                 else video_streams_conform(info, spec, max_bytes))
     if trim_s is not None:
         problems.append("trim")
+    if geometry != planned:
+        problems.append("below the recommended size")
     if burn_in is not None:
         problems.append("captions burned in")
     action = _choose_action(info, spec, problems, audio)
@@ -192,10 +199,13 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         level=h264_level(geometry.width, geometry.height, fps, maxrate),
         min_width=spec.min_width, min_height=spec.min_height, loops=loops,
         crf=QUALITY_CRF[spec.quality], burn_in=burn_in,
+        picture_frames=_picture_frames(info, fps, duration_s) if not from_image else None,
     )
     if action != "transcode":
         assert v is not None  # a source without a video stream is always encoded
         target = _stream_copy(target, v.codec)
+    target = replace(target, audio_shift_s=audio_shift_s(
+        info, audio, copies_picture=action != "transcode", fps=fps))
     actions = [_DONE[action]]
     if action == "transcode":
         actions += _picture_actions(target, info, fps_changed=fps_changed)
@@ -205,11 +215,84 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         actions += _audio_actions(audio)
     if action != "passthrough" and (info.has_location or info.extra_streams):
         actions.append("stripped_metadata")
-    return target, actions, ["upscaled"] if geometry.upscaled else []
+    warnings = ["upscaled"] if geometry.upscaled else []
+    small = low_resolution_warning(geometry, spec, surface)
+    return target, actions, [*warnings, small] if small else warnings
 
 
-def _video_geometry(info: MediaInfo, spec: VideoSpec, fit: FitPolicy) -> Geometry:
-    """Shape and size: a shape outside the variant's range takes its target (or nearest) ratio."""
+def _picture_frames(info: MediaInfo, fps: Fraction, length_s: float) -> int | None:
+    """The encode's frame count when the sound outlasts the picture by less than a frame.
+
+    An encode lasts as long as the file (the last frame is held while the sound goes on), but
+    AAC ends on whole 1024-sample frames, so the sound usually runs a fraction of a frame past
+    the picture: holding the last frame for that fraction adds a frame the source does not
+    have. The picture then ends with its own last frame. None: no cap (the picture lasts the
+    output's length, its last frame held for the whole frames the sound goes on).
+    """
+    v = info.video
+    if v is None or v.end_s is None or fps <= 0:
+        return None
+    picture_s = v.end_s - info.start_time_s
+    frame_s = 1 / float(fps)
+    if not 0 < length_s - picture_s < frame_s:
+        return None
+    # ffmpeg's -t keeps a frame whose first half starts before the end: round(length x fps)
+    # frames. The cap is set only when it removes one, so outputs it does not change keep
+    # their content key.
+    held = math.ceil(length_s * float(fps) - 0.5)
+    own = max(1, round(picture_s * float(fps)))
+    return own if own < held else None
+
+
+def _recommended(spec: VideoSpec) -> tuple[int, int] | None:
+    if spec.recommended_min_width is None or spec.recommended_min_height is None:
+        return None
+    return spec.recommended_min_width, spec.recommended_min_height
+
+
+def _below(width: int, height: int, minimum: tuple[int, int]) -> bool:
+    """Smaller than ``minimum`` in either dimension, compared in the picture's own
+    orientation (YouTube's 426x240 minimum holds a 426x240 and a 240x426 picture alike)."""
+    return (min(width, height) < min(minimum) or max(width, height) < max(minimum))
+
+
+def low_resolution_warning(g: Geometry, spec: VideoSpec, surface: str) -> str | None:
+    """The ``low_resolution`` warning for an output below the variant's recommended size.
+
+    Raises:
+        Nothing.
+    """
+    minimum = _recommended(spec)
+    if minimum is None or not _below(g.width, g.height, minimum):
+        return None
+    return (f"low_resolution: {g.width}x{g.height} below the recommended "
+            f"{minimum[0]}x{minimum[1]} for {surface or 'this surface'}")
+
+
+def _at_recommended_size(info: MediaInfo, spec: VideoSpec, fit: FitPolicy,
+                         planned: Geometry) -> Geometry:
+    """The planned geometry, upscaled to the recommended minimum where the variant asks for
+    it and the result stays within its caps (else it stays as planned, and is warned about)."""
+    minimum = _recommended(spec)
+    if (minimum is None or spec.low_resolution != "upscale"
+            or not _below(planned.width, planned.height, minimum)):
+        return planned
+    bigger = _video_geometry(info, spec, fit, min_size=(max(spec.min_width, minimum[0]),
+                                                       max(spec.min_height, minimum[1])))
+    if (bigger.width > min(spec.max_width, spec.target_width or spec.max_width)
+            or bigger.height > min(spec.max_height, spec.target_height or spec.max_height)
+            or (spec.max_long_side and max(bigger.width, bigger.height) > spec.max_long_side)):
+        return planned
+    return bigger
+
+
+def _video_geometry(info: MediaInfo, spec: VideoSpec, fit: FitPolicy,
+                    min_size: tuple[int, int] | None = None) -> Geometry:
+    """Shape and size: a shape outside the variant's range takes its target (or nearest) ratio.
+
+    ``min_size`` replaces the variant's minimum (the recommended one, to upscale to).
+    """
+    min_width, min_height = min_size or (spec.min_width, spec.min_height)
     aspect = None
     if not rules.aspect_ok(info.width, info.height, spec.aspect_min, spec.aspect_max,
                            rules.EXACT):
@@ -219,7 +302,7 @@ def _video_geometry(info: MediaInfo, spec: VideoSpec, fit: FitPolicy) -> Geometr
         info.width, info.height, aspect=aspect, fit=fit if aspect else "none",
         max_width=min(spec.max_width, spec.target_width or spec.max_width),
         max_height=min(spec.max_height, spec.target_height or spec.max_height),
-        min_width=spec.min_width, min_height=spec.min_height,
+        min_width=min_width, min_height=min_height,
         max_long_side=spec.max_long_side, even=True,
     )
 
@@ -244,7 +327,12 @@ def _choose_action(info: MediaInfo, spec: VideoSpec, stream_problems: list[str],
     if stream_problems:
         return "transcode"
     if audio.action not in ("copy", "none"):
-        return "audio_only"
+        # A copied picture starts at 0 in the output, and the new sound moves with it
+        # (audio_shift_s), losing what it played before the first frame. Within the
+        # tolerance of a file that starts at 0 (a B-frame delay) that is at most 0.1 s; a
+        # picture that starts later is encoded whole (its first frame held from 0).
+        late = picture_start_s(info) > start_tolerance_s(info.video.fps if info.video else None)
+        return "transcode" if late else "audio_only"
     return "passthrough" if _container_ok(info, spec) else "remux"
 
 
@@ -257,7 +345,8 @@ def _full_range(info: MediaInfo) -> bool:
 def _stream_copy(target: VideoTarget, codec: str) -> VideoTarget:
     """A stream copy (pass-through, remux, new audio) encodes no picture: no encoder settings."""
     return replace(target, fps=None, tonemap=False, maxrate_kbps=0, x264_preset="",
-                   in_transfer=None, level="", source_codec=codec, crf=CRF)
+                   in_transfer=None, level="", source_codec=codec, crf=CRF,
+                   picture_frames=None)
 
 
 def _picture_actions(target: VideoTarget, info: MediaInfo, *, fps_changed: bool) -> list[str]:

@@ -25,6 +25,7 @@ from .records import (
     COVER_SOURCES,
     FIT_POLICIES,
     IMAGE_FORMATS,
+    LOW_RESOLUTION_POLICIES,
     SCHEMA_VERSION,
     UI_EDGES,
     VARIANT_KINDS,
@@ -315,10 +316,15 @@ def _video(r: Reader) -> VideoSpec:
         quality=r.str_("quality", "standard", choices=VIDEO_QUALITIES) or "standard",
         display_long_side=r.int_("display_long_side", None, lo=2),
         display_short_side=r.int_("display_short_side", None, lo=2),
+        recommended_min_width=r.int_("recommended_min_width", None, lo=2),
+        recommended_min_height=r.int_("recommended_min_height", None, lo=2),
+        low_resolution=r.choice("low_resolution", "warn", LOW_RESOLUTION_POLICIES),
     )
     r.finish()
     r.check_order("min_width", spec.min_width, "max_width", spec.max_width)
     r.check_order("min_height", spec.min_height, "max_height", spec.max_height)
+    if (spec.recommended_min_width is None) != (spec.recommended_min_height is None):
+        r.problem("recommended_min_width", "needs recommended_min_height (both or neither)")
     r.check_order("aspect_min", spec.aspect_min, "aspect_max", spec.aspect_max)
     r.check_order("display_short_side", spec.display_short_side,
                   "display_long_side", spec.display_long_side)

@@ -34,6 +34,9 @@ IMAGE_FORMATS = ("jpeg", "png", "webp", "gif", "bmp", "tiff", "heif", "avif")
 CONTAINERS = ("mp4", "mov", "webm", "matroska", "avi", "mpegts")
 VIDEO_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
 VIDEO_QUALITIES = ("high", "standard", "compact")  # a video variant's `quality` (its x264 CRF)
+# Below a surface's recommended minimum size: upscale to it (lanczos), or warn.
+LowResolutionPolicy = Literal["upscale", "warn"]
+LOW_RESOLUTION_POLICIES: tuple[LowResolutionPolicy, ...] = get_args(LowResolutionPolicy)
 AUDIO_CODECS = ("aac", "opus", "mp3", "vorbis", "ac3")
 CaptionFormat = Literal["srt", "vtt"]
 CAPTION_FORMATS: tuple[CaptionFormat, ...] = get_args(CaptionFormat)
@@ -142,6 +145,13 @@ class VideoSpec:
     # never smaller than this (see pipeline.plan.sharing). None: no source says; the own target.
     display_long_side: int | None = None
     display_short_side: int | None = None
+    # The smallest picture the platform recommends for this surface (in its own shape, with a
+    # source in the preset file), and what an output below it gets: "upscale" (lanczos, to the
+    # minimum, when that stays within the caps; else the warning) or "warn" (the
+    # ``low_resolution`` warning). None: the platform recommends no minimum we found.
+    recommended_min_width: int | None = None
+    recommended_min_height: int | None = None
+    low_resolution: LowResolutionPolicy = "warn"
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,7 +135,7 @@ def _with_packet_facts(v: VideoStream, facts: PacketFacts) -> VideoStream:
     # timing says anything about the frame rate.
     irregular = facts.irregular and v.codec in ("h264", "hevc")
     return replace(v, max_keyframe_interval_s=facts.max_keyframe_interval_s,
-                   vfr=v.vfr or irregular,
+                   vfr=v.vfr or irregular, start_s=facts.start_s, end_s=facts.end_s,
                    frame_count=v.frame_count or (facts.packets if v.codec in ("h264", "hevc")
                                                  else None))
 
@@ -247,6 +247,7 @@ def _audio_stream(s: dict[str, Any]) -> AudioStream:
         codec=s.get("codec_name") or "unknown", profile=s.get("profile"),
         sample_rate_hz=int(s.get("sample_rate") or 0), channels=int(s.get("channels") or 0),
         channel_layout=s.get("channel_layout"), bitrate_kbps=as_kbps(s.get("bit_rate")),
+        start_s=as_float(s.get("start_time")) or 0.0,
     )
 
 

@@ -166,7 +166,8 @@ def _audio(inp: Any, t: VideoTarget, *, loudness: Loudness | None, duration_s: f
                             f="lavfi")
         stream = silence["a"]
     else:
-        stream = _aligned_audio(inp["a:0"] if source is None else source, a.sample_rate_hz)
+        stream = _aligned_audio(inp["a:0"] if source is None else source, a.sample_rate_hz,
+                                t.audio_shift_s)
         if a.loudnorm and loudness is not None:
             stream = stream.filter(
                 "loudnorm", I=LOUDNORM_I, TP=LOUDNORM_TP, LRA=LOUDNORM_LRA,
@@ -179,7 +180,7 @@ def _audio(inp: Any, t: VideoTarget, *, loudness: Loudness | None, duration_s: f
                       "ac": a.channels, "profile:a": "aac_low"}
 
 
-def _aligned_audio(stream: Any, sample_rate_hz: int) -> Any:
+def _aligned_audio(stream: Any, sample_rate_hz: int, shift_s: float = 0.0) -> Any:
     """The source's audio on the delivered file's timeline, ahead by the AAC encoder delay.
 
     An MP4 without an edit list starts every track at 0 and cannot hide the 1024 samples of
@@ -187,11 +188,16 @@ def _aligned_audio(stream: Any, sample_rate_hz: int) -> Any:
     The encoder is fed the audio from its 1024th sample on, and the priming takes the place
     of the samples cut: decoded sample n is the source's sample n again. ``first_pts=0`` pads
     (or trims) the start with silence first, so audio that starts after the picture keeps
-    its offset to it.
+    its offset to it. ``shift_s`` (the plan's ``audio_shift_s``) moves the sound earlier by
+    as much as the picture moves onto the output's frame grid; a negative shift delays it.
     """
-    return (stream.filter("aresample", sample_rate_hz, first_pts=0)
-            .filter("atrim", start_sample=AAC_PRIMING_SAMPLES)
-            .filter("asetpts", "PTS-STARTPTS"))
+    skip = AAC_PRIMING_SAMPLES + round(shift_s * sample_rate_hz)
+    stream = stream.filter("aresample", sample_rate_hz, first_pts=0)
+    if skip < 0:
+        # A later start than the priming can absorb: silence first (adelay's S is samples).
+        stream = stream.filter("adelay", delays=f"{-skip}S", all=1)
+        skip = 0
+    return stream.filter("atrim", start_sample=skip).filter("asetpts", "PTS-STARTPTS")
 
 
 def _x264_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int,
@@ -242,6 +248,10 @@ def _output_opts(t: VideoTarget, *, rate_kbps: int, two_pass: int, passlog: Path
     opts = _x264_opts(t, rate_kbps=rate_kbps, two_pass=two_pass, passlog=passlog)
     if duration_s > 0:
         opts["t"] = f"{duration_s:.3f}"  # the source's length, or the trim
+    if t.picture_frames is not None:
+        # The sound outlasts the picture by under a frame: no held frame for it (the plan's
+        # picture_frames); the sound still plays to its end.
+        opts["frames:v"] = t.picture_frames
     return opts
 
 
@@ -408,12 +418,14 @@ def loudness_args(src: Path, src_format: str, *, trim_s: float | None) -> list[s
     return [*ffmpeg.ffmpeg_head("-nostats", "-v", "info"), *_args(ffg.output(a, "-", **opts))]
 
 
-def decode_check_args(src: Path, src_format: str) -> list[str]:
-    """Decode the first video stream to nothing, stopping at the first error (pure).
+def decode_check_args(src: Path, src_format: str, *, audio: bool = False) -> list[str]:
+    """Decode the first video stream (and the first audio stream with ``audio``) to nothing,
+    stopping at the first error (pure).
 
     Raises:
         ConfigError: ffmpeg is not installed.
     """
-    node = ffg.output(_input(src, src_format)["v:0"], "-", f="null")
+    inp = _input(src, src_format)
+    streams = [inp["v:0"], inp["a:0"]] if audio else [inp["v:0"]]
+    node = ffg.output(*streams, "-", f="null")
     return [*ffmpeg.ffmpeg_head("-v", "error", "-xerror"), *_args(node)]
-

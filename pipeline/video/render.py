@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -91,10 +92,12 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
         DeadlineExceeded: the pass-through rewrite ran past ``timeout_s``.
     """
     fallback: tuple[str, ...] = ()
+    ends_at = time.monotonic() + timeout_s
     if t.action == "passthrough":
         deadline = Deadline(timeout_s, _rewrite_out_of_time)
         try:
             strip_boxes(src, out, check=lambda: deadline.check("the pass-through rewrite"))
+            prove_decodes(out, t, timeout_s=max(0.1, ends_at - time.monotonic()))
             return VideoResult(out, (), ())
         except UnsupportedLayout as err:
             log.info("pass-through rewrite not possible (%s): re-muxing instead", err)
@@ -104,6 +107,9 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
     work = _Work(src, src_format, t, out, duration_s=duration_s, timeout_s=timeout_s)
     try:
         result = work.run(on_progress, first_pass)
+        if t.action != "transcode":
+            # A stream copy never decoded the picture: prove it plays, as an encode does.
+            prove_decodes(result.path, t, timeout_s=max(0.1, ends_at - time.monotonic()))
         describe_brands(result.path)
         return replace(result, extra_actions=(*fallback, *result.extra_actions))
     except BaseException:
@@ -115,6 +121,32 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
 
 def _rewrite_out_of_time(stage: str) -> DeadlineExceeded:
     return DeadlineExceeded(f"out of time during {stage}")
+
+
+def prove_decodes(out: Path, t: VideoTarget, *, timeout_s: float) -> None:
+    """Decode a stream-copied output whole (picture, and sound when it has any), stopping at
+    the first error: a copy never decodes the stream, so a source whose frames are broken
+    would otherwise ship as it is and be reported ok.
+
+    The check reads the delivered file (for a pass-through, the rewritten one), so it proves
+    what the platform gets. It is bounded by ``timeout_s`` (what the job has left): a clip
+    too long to decode in time is ``processing_timeout``, like an encode would be.
+
+    Raises:
+        CorruptMedia: a stream does not decode (the output is removed).
+        FFmpegTimeout: the decode ran past ``timeout_s`` (the output is removed).
+    """
+    args = decode_check_args(out, "mp4", audio=t.audio.action != "none")
+    try:
+        ffmpeg.run(args, timeout_s=timeout_s)
+    except FFmpegTimeout:
+        out.unlink(missing_ok=True)
+        raise
+    except FFmpegError as err:
+        out.unlink(missing_ok=True)
+        tail = err.stderr_tail.strip()
+        raise CorruptMedia(f"the video does not decode: {tail[-300:] or 'ffmpeg failed'}",
+                           details={"stderr": err.stderr_tail}) from err
 
 
 def _decodable(src: Path, src_format: str, folder: Path, loops: int = 1) -> tuple[Path, str]:

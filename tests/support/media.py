@@ -412,11 +412,13 @@ def colour_runs(path: Path) -> tuple[float, list[tuple[int, int]]]:
     info = ffprobe_json(path)
     v = next(s for s in info["streams"] if s["codec_type"] == "video")
     num, den = (int(x) for x in v["avg_frame_rate"].split("/"))
-    w, h = int(v["width"]), int(v["height"])
+    # Even sides: ffmpeg rounds a 4:2:0 crop down to them (540 // 8 = 67 would read as 66,
+    # and every frame boundary after the first would be off).
+    w, h = int(v["width"]) // 16 * 2, int(v["height"]) // 16 * 2
     raw = _run(["ffmpeg", "-v", "error", "-i", str(path), "-vsync", "passthrough",
-                "-vf", f"crop={w // 8}:{h // 8}", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                "-vf", f"crop={w}:{h}", "-f", "rawvideo", "-pix_fmt", "rgb24",
                 "-"]).stdout
-    size = (w // 8) * (h // 8) * 3
+    size = w * h * 3
     runs: list[tuple[int, int]] = []
     for i in range(len(raw) // size):
         frame = raw[i * size:(i + 1) * size]
