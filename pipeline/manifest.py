@@ -8,6 +8,7 @@ only placed (which content item, which medium) and stripped of server paths.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -15,16 +16,21 @@ from .errors import public_message
 from .models import AccountCheck, ErrorInfo, Job
 from .plan import AccountPlan, JobPlan
 from .presets import CaptionFormat, PresetRegistry
+from .stored import StoredCover, StoredRendition
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Output:
     """A stored rendition or cover as the runner made (or reused) it, or why it failed.
 
-    ``entry`` is the output's record as its ``meta.json`` keeps it (key, mime, bytes...).
+    ``stored`` is the output's record as its ``meta.json`` keeps it (its ``warnings`` with
+    this job's own surface warnings added), ``uri`` where it is stored, ``url`` its http(s)
+    address when the job asked for URLs.
     """
 
-    entry: dict[str, Any] | None = None
+    stored: StoredRendition | StoredCover | None = None
+    uri: str = ""
+    url: str | None = None
     error: ErrorInfo | None = None
 
 
@@ -208,12 +214,12 @@ def _account(ap: AccountPlan, outputs: dict[str, Output], job: Job,
     if check.ok:
         for sel, key in ap.media:
             out = outputs.get(key, Output())
-            if out.error is not None or out.entry is None:
+            if out.error is not None or not isinstance(out.stored, StoredRendition):
                 err = out.error or ErrorInfo("internal", "output missing", 500)
                 errors.append(replace(err, content_index=sel.content_index,
                                       media_index=sel.media_index))
                 continue
-            entry = _media_entry(out.entry, sel.content_index, sel.media_index,
+            entry = _media_entry(out, out.stored, sel.content_index, sel.media_index,
                                  sel.ref.value, sel.variant.id)
             given = job.content[sel.content_index].alt(sel.media_index)
             entry = with_alt(entry, given, check.preset.limits.alt_text_max_chars)
@@ -227,13 +233,13 @@ def _account(ap: AccountPlan, outputs: dict[str, Output], job: Job,
     cover_warnings: list[str] = []
     if check.ok and cover_key is not None:
         out = outputs.get(cover_key, Output())
-        if out.error is not None or out.entry is None:
+        if out.error is not None or not isinstance(out.stored, StoredCover):
             err = out.error or ErrorInfo("internal", "cover missing", 500)
             errors.append(replace(err, message=f"cover: {err.message}", content_index=0,
                                   media_index=None))
         else:
-            cover = _cover_entry(out.entry, check)
-            cover_warnings = list(out.entry.get("warnings", []))
+            cover = _cover_entry(out, out.stored, check)
+            cover_warnings = list(out.stored.warnings)
     # The manifest goes back to the API caller: no server paths.
     errors = [replace(e, message=public_message(e.message)) for e in errors]
     ok = not errors
@@ -244,16 +250,15 @@ def _account(ap: AccountPlan, outputs: dict[str, Output], job: Job,
         warnings=(*check.warnings, *cover_warnings), errors=tuple(errors))
 
 
-def _media_entry(entry: dict[str, Any], content_index: int, media_index: int, source: str,
-                 variant_id: str) -> MediaEntry:
+def _media_entry(out: Output, stored: StoredRendition, content_index: int, media_index: int,
+                 source: str, variant_id: str) -> MediaEntry:
     return MediaEntry(
         content_index=content_index, media_index=media_index, source=source,
-        kind=entry["kind"], uri=entry["uri"], url=entry.get("url"), mime=entry["mime"],
-        bytes=entry["bytes"], sha256=entry["sha256"], width=entry["width"],
-        height=entry["height"], duration_ms=entry["duration_ms"],
-        actions=tuple(entry["actions"]),
-        warnings=tuple(own_surface_warnings(entry["warnings"], variant_id)),
-        reframe=tuple(entry["reframe"]) if "reframe" in entry else None)
+        kind=stored.kind, uri=out.uri, url=out.url, mime=stored.mime, bytes=stored.bytes,
+        sha256=stored.sha256, width=stored.width, height=stored.height,
+        duration_ms=stored.duration_ms, actions=stored.actions,
+        warnings=tuple(own_surface_warnings(stored.warnings, variant_id)),
+        reframe=stored.reframe)
 
 
 def with_alt(entry: MediaEntry, alt: str | None, max_chars: int | None) -> MediaEntry:
@@ -283,7 +288,7 @@ def with_captions(entry: MediaEntry, carried: Sidecars) -> MediaEntry:
                    warnings=(*entry.warnings, *carried.warnings))
 
 
-def own_surface_warnings(warnings: list[str], variant_id: str) -> list[str]:
+def own_surface_warnings(warnings: Iterable[str], variant_id: str) -> list[str]:
     """An output's warnings as one account sees them.
 
     A shared output carries a ``subject_under_ui`` warning per surface that uses it, each
@@ -294,7 +299,7 @@ def own_surface_warnings(warnings: list[str], variant_id: str) -> list[str]:
             if not w.startswith("subject_under_ui:") or w.endswith(f"({variant_id})")]
 
 
-def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> CoverEntry:
+def _cover_entry(out: Output, stored: StoredCover, check: AccountCheck) -> CoverEntry:
     choice = check.cover
     timestamp_ms: int | None = None
     source: str | None = None
@@ -303,9 +308,9 @@ def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> CoverEntry:
         source = "default_frame" if choice.default_frame else "video_cover_timestamp_ms"
     elif choice is not None and choice.thumbnail is not None:
         source = choice.thumbnail.value
-    return CoverEntry(uri=entry["uri"], url=entry.get("url"), mime=entry["mime"],
-                      bytes=entry["bytes"], width=entry["width"], height=entry["height"],
-                      timestamp_ms=timestamp_ms, source=source)
+    return CoverEntry(uri=out.uri, url=out.url, mime=stored.mime, bytes=stored.bytes,
+                      width=stored.width, height=stored.height, timestamp_ms=timestamp_ms,
+                      source=source)
 
 
 def variant_label(check: AccountCheck) -> str:

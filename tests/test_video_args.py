@@ -428,7 +428,7 @@ def _plan_job(accounts: list[dict[str, Any]], info: MediaInfo) -> Any:
     probed = {MediaRef("library", "v"): info}
     checks = [check_account(job, a, PRESETS.get(a.platform), probed)  # type: ignore[arg-type]
               for a in job.accounts]
-    return plan_job(checks, sha_of={"library:v": "sha-v"}, thumb_infos={})
+    return plan_job(checks, sha_of={MediaRef("library", "v"): "sha-v"}, thumb_infos={})
 
 
 def test_different_encodes_of_one_source_share_a_decode() -> None:
