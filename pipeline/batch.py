@@ -23,9 +23,9 @@ from . import ffmpeg, jobprocess, workdir
 from .batchjob import (
     current_job_id,
     error_info,
-    read_manifest,
     reset_current_job,
     set_current_job,
+    stored_manifest,
 )
 from .batchsource import (
     MAX_JOB_BYTES,
@@ -39,6 +39,7 @@ from .batchsource import (
     split_s3_uri,
 )
 from .errors import ExitStatus, Interrupted, JobInvalid, PipelineError
+from .manifestfile import read_manifest
 from .models import ErrorInfo, Job
 from .presets import PresetRegistry, load_presets
 from .runner import EventCallback, Manifest, process
@@ -418,8 +419,8 @@ def _run_one(entry: BatchEntry, job: Job, *, settings: Settings, presets: Preset
         if storage is None:
             storage = open_storage(settings.dest, endpoint_url=settings.endpoint_url)
         if not settings.force:
-            stored = read_manifest(storage, job, settings.workdir)
-            if stored is not None and not (retry_failed and stored.get("status") != "succeeded"):
+            stored = stored_manifest(storage, job, settings.workdir)
+            if stored is not None and not (retry_failed and stored.status != "succeeded"):
                 return outcome("skipped", note="manifest exists")
         manifest = process(job, settings=settings, presets=presets, storage=storage,
                            on_event=on_event)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import json
 import logging
-import tempfile
 from pathlib import Path
-from typing import Any
 
-from .errors import JobInvalid, PipelineError, StorageNotFound, public_message
+from .errors import JobInvalid, ManifestInvalid, PipelineError, StorageNotFound, public_message
+from .manifest import Manifest
+from .manifestfile import read_manifest
 from .models import ErrorInfo, Job
 from .runner import manifest_key
 from .storage import Storage
@@ -51,7 +50,7 @@ def current_job() -> tuple[str | None, str | None]:
     return job_id, current_workspace_id.get() if job_id else None
 
 
-def read_manifest(storage: Storage, job: Job, workdir: Path) -> dict[str, Any] | None:
+def stored_manifest(storage: Storage, job: Job, workdir: Path) -> Manifest | None:
     """The stored manifest of ``job``, or ``None`` when there is none (or it is unreadable).
 
     Only the job's own workspace is looked in (``manifests/<workspace_id>/<id>.json``): the
@@ -62,21 +61,14 @@ def read_manifest(storage: Storage, job: Job, workdir: Path) -> dict[str, Any] |
     Raises:
         StorageError: the store could not be asked.
     """
-    job_id = job.id
-    key = manifest_key(job.workspace_id, job.id)
-    if not storage.exists(key):
+    try:
+        return read_manifest(storage, manifest_key(job.workspace_id, job.id), workdir=workdir)
+    except StorageNotFound:
         return None
-    workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="conform-manifest-", dir=workdir) as tmp:
-        try:
-            data = json.loads(storage.get_file(key, Path(tmp) / "m.json").read_text())
-        except StorageNotFound:
-            return None
-        except (OSError, ValueError):
-            log.warning("job %s: stored manifest is unreadable; running the job again", job_id,
-                        extra={"job_id": job_id})
-            return None
-    return data if isinstance(data, dict) else None
+    except ManifestInvalid as err:
+        log.warning("job %s: stored manifest is unreadable (%s); running the job again",
+                    job.id, err.message, extra={"job_id": job.id})
+        return None
 
 
 def error_info(err: BaseException) -> ErrorInfo:

@@ -8,7 +8,7 @@ only placed (which content item, which medium) and stripped of server paths.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -49,6 +49,12 @@ class CaptionFile:
         """The manifest's caption object (``url`` only when URLs were asked for)."""
         return {"uri": self.uri, **({"url": self.url} if self.url is not None else {}),
                 "format": self.format, "lang": self.lang, "bytes": self.bytes}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CaptionFile:
+        """The caption object read back (its storage ``key`` is not published: empty)."""
+        return cls(uri=data["uri"], url=data.get("url"), format=data["format"],
+                   lang=data["lang"], bytes=data["bytes"], key="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,21 @@ class MediaEntry:
             out["reframe"] = [dict(shot) for shot in self.reframe]
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MediaEntry:
+        """The media object read back (see :meth:`Manifest.from_dict`)."""
+        captions = data.get("captions")
+        reframe = data.get("reframe")
+        return cls(
+            content_index=data["content_index"], media_index=data["media_index"],
+            source=data["source"], kind=data["kind"], uri=data["uri"], url=data.get("url"),
+            mime=data["mime"], bytes=data["bytes"], sha256=data["sha256"],
+            width=data["width"], height=data["height"], duration_ms=data["duration_ms"],
+            actions=tuple(data["actions"]), warnings=tuple(data["warnings"]),
+            reframe=tuple(reframe) if reframe is not None else None, alt=data.get("alt"),
+            captions=tuple(CaptionFile.from_dict(c) for c in captions)
+            if captions is not None else None)
+
 
 @dataclass(frozen=True, slots=True)
 class CoverEntry:
@@ -136,6 +157,13 @@ class CoverEntry:
             out["source"] = self.source
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CoverEntry:
+        """The cover object read back (see :meth:`Manifest.from_dict`)."""
+        return cls(uri=data["uri"], url=data.get("url"), mime=data["mime"],
+                   bytes=data["bytes"], width=data["width"], height=data["height"],
+                   timestamp_ms=data.get("timestamp_ms"), source=data.get("source"))
+
 
 @dataclass(frozen=True, slots=True)
 class AccountResult:
@@ -157,6 +185,24 @@ class AccountResult:
                 "media": [m.to_dict() for m in self.media],
                 "cover": self.cover.to_dict() if self.cover is not None else None,
                 "warnings": list(self.warnings), "errors": [e.to_dict() for e in self.errors]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AccountResult:
+        """The account object read back (see :meth:`Manifest.from_dict`)."""
+        cover = data["cover"]
+        return cls(account_id=data["account_id"], platform=data["platform"],
+                   variant=data["variant"], status=data["status"],
+                   media=tuple(MediaEntry.from_dict(m) for m in data["media"]),
+                   cover=CoverEntry.from_dict(cover) if cover is not None else None,
+                   warnings=tuple(data["warnings"]),
+                   errors=tuple(_error(e) for e in data["errors"]))
+
+
+def _error(data: Mapping[str, Any]) -> ErrorInfo:
+    """A manifest's error object read back (``retryable`` is not published: False)."""
+    return ErrorInfo(data["code"], data["message"], data["http_status"],
+                     content_index=data.get("content_index"),
+                     media_index=data.get("media_index"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +233,25 @@ class Manifest:
         return {"job_id": self.job_id, "workspace_id": self.workspace_id, "status": self.status,
                 "presets_version": self.presets_version,
                 "accounts": [a.to_dict() for a in self.accounts], **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, uri: str | None = None) -> Manifest:
+        """The manifest a document describes: what :meth:`to_dict` wrote (a stored one, or
+        one a caller holds), and one of a version that wrote no ``workspace_id`` (read as
+        ``""``, the unscoped job). Other top-level fields (``pipeline_version``) are kept in
+        ``extra``, so ``to_dict`` gives the document back.
+
+        Check a document from outside first (:func:`pipeline.manifestfile.check_manifest`):
+        this reads the published shape and does not judge it.
+
+        Raises:
+            KeyError, TypeError: ``data`` is not of the published shape.
+        """
+        known = ("job_id", "workspace_id", "status", "presets_version", "accounts")
+        return cls(job_id=data["job_id"], workspace_id=data.get("workspace_id", ""),
+                   status=data["status"], presets_version=data["presets_version"],
+                   accounts=tuple(AccountResult.from_dict(a) for a in data["accounts"]),
+                   uri=uri, extra={k: v for k, v in data.items() if k not in known})
 
 
 def build_manifest(job: Job, jobplan: JobPlan, outputs: dict[str, Output],

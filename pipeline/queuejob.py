@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import ffmpeg, jobprocess, workdir
-from .batchjob import error_info, read_manifest
+from .batchjob import error_info, stored_manifest
 from .batchsource import read_job_uri
 from .errors import ConfigError, Interrupted, JobInvalid, PipelineError
 from .job import parse_job_text
@@ -195,8 +195,8 @@ def execute(job: Job, *, settings: Settings, presets: PresetRegistry,
         storage = open_storage(settings.dest, endpoint_url=settings.endpoint_url)
     try:
         if not settings.force:
-            stored = read_manifest(storage, job, settings.workdir)
-            if stored is not None and stored.get("status") == "succeeded":
+            stored = stored_manifest(storage, job, settings.workdir)
+            if stored is not None and stored.status == "succeeded":
                 return "skipped", None, storage.uri(manifest_key(job.workspace_id, job.id)), None
         manifest = process(job, settings=settings, presets=presets, storage=storage,
                            on_event=on_event)
