@@ -223,22 +223,37 @@ def _resolve(name: str, path: Path, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
 def _private_imports(name: str, path: Path) -> list[str]:
-    """``module._name`` for every private name module ``name`` takes from another module.
+    """``module._name`` for every private name module ``name`` takes from another module:
+    imported (``from .base import _check_key``) or read off an imported module
+    (``from . import probe`` ... ``probe._limits``).
 
     Private means one leading underscore (``_check_key``, ``_MiB``); dunders such as
     ``__version__`` are public by convention. A name is private to the module that defines
     it, so a sibling in the same package reading it counts too.
     """
     found: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if not isinstance(node, ast.ImportFrom):
-            continue
-        module = _resolve(name, path, node)
-        if module.split(".")[0] != "pipeline" or module == name:
-            continue
-        found += [f"{module}.{a.name}" for a in node.names
-                  if a.name.startswith("_") and not a.name.startswith("__")]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    aliases: dict[str, str] = {}  # local name -> the pipeline module it is bound to
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = _resolve(name, path, node)
+            if module.split(".")[0] != "pipeline" or module == name:
+                continue
+            found += [f"{module}.{a.name}" for a in node.names if _is_private(a.name)]
+            aliases |= {a.asname or a.name: f"{module}.{a.name}" for a in node.names
+                        if f"{module}.{a.name}" in MODULES}
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname: a.name for a in node.names if a.asname and a.name in MODULES}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in aliases and _is_private(node.attr)
+                and aliases[node.value.id] != name):
+            found.append(f"{aliases[node.value.id]}.{node.attr}")
     return found
 
 
@@ -250,10 +265,12 @@ def test_no_module_imports_another_modules_private_name() -> None:
 
 def test_private_import_finder_sees_relative_and_absolute_imports() -> None:
     source = ("from .base import IMMUTABLE, _check_key\nfrom pipeline.storage.local import "
-              "_MiB\nfrom .. import __version__\n")
+              "_MiB\nfrom .. import __version__\nfrom . import keys\nkeys._PRESIGN_MAX_S\n"
+              "keys.MIB\n")
     path = _write(source)
     assert _private_imports("pipeline.storage.s3", path) == [
-        "pipeline.storage.base._check_key", "pipeline.storage.local._MiB"]
+        "pipeline.storage.base._check_key", "pipeline.storage.local._MiB",
+        "pipeline.storage.keys._PRESIGN_MAX_S"]
 
 
 # --------------------------------------------------------------------------- __all__
