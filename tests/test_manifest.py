@@ -121,3 +121,25 @@ def test_read_manifest_reads_checks_and_types_a_stored_manifest(tmp_path: Path) 
     storage.put_bytes(b"\xff{", "manifests/ws/bytes.json", content_type="application/json")
     with pytest.raises(ManifestInvalid, match="not UTF-8"):
         read_manifest(storage, "manifests/ws/bytes.json")
+
+
+def test_the_batch_reruns_a_job_whose_stored_manifest_is_missing_or_damaged(
+        tmp_path: Path) -> None:
+    from pipeline.batchjob import stored_manifest
+    from pipeline.job import parse_job
+    from pipeline.presets import load_presets
+    from pipeline.runner import manifest_key
+
+    presets = load_presets()
+    job = parse_job({"id": "j", "workspace_id": "ws", "content": [{"text": "hi"}],
+                     "accounts": [{"id": "a", "platform": "x"}]}, presets)
+    storage = LocalStorage(tmp_path / "dest")
+    key = manifest_key(job.workspace_id, job.id)
+    assert stored_manifest(storage, job, tmp_path / "work") is None  # never run
+    data = _full_manifest().to_dict()
+    storage.put_bytes(json.dumps(data).encode(), key, content_type="application/json")
+    found = stored_manifest(storage, job, tmp_path / "work")
+    assert found is not None and found.status == "partial" and found.to_dict() == data
+    for damaged in (b"{", json.dumps({**data, "status": "done"}).encode()):
+        storage.put_bytes(damaged, key, content_type="application/json")
+        assert stored_manifest(storage, job, tmp_path / "work") is None
