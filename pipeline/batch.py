@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import jobprocess, processes
-from .batchjob import JobResult, JobRunner, current_job_id, error_info, read_manifest
+from .batchjob import JobResult, JobRunner, current_job_id, error_info
 from .batchsource import (
     MAX_JOB_BYTES,
     SHARD_INDEX_VARIABLES,
@@ -33,6 +33,7 @@ from .batchsource import (
     split_s3_uri,
 )
 from .errors import ExitStatus, JobInvalid
+from .manifestfile import read_manifest
 from .models import ErrorInfo, Job
 from .presets import PresetRegistry, load_presets
 from .runner import EventCallback, Manifest

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import json
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from . import jobprocess, processes, workdir
-from .errors import Interrupted, JobInvalid, PipelineError, StorageNotFound, public_message
+from .errors import (
+    Interrupted,
+    JobInvalid,
+    ManifestInvalid,
+    PipelineError,
+    StorageNotFound,
+    public_message,
+)
+from .manifestfile import read_manifest
 from .models import ErrorInfo, Job
 from .presets import PresetRegistry
 from .runner import EventCallback, Manifest, manifest_key, process
@@ -27,7 +33,7 @@ from .settings import Settings
 from .storage import Storage, open_storage
 
 __all__ = ["JobResult", "JobRunner", "JobStatus", "current_job_id", "error_info",
-           "read_manifest", "run_job"]
+           "run_job", "stored_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +69,7 @@ def current_job() -> tuple[str | None, str | None]:
     return job_id, current_workspace_id.get() if job_id else None
 
 
-def read_manifest(storage: Storage, job: Job, workdir: Path) -> dict[str, Any] | None:
+def stored_manifest(storage: Storage, job: Job, workdir: Path) -> Manifest | None:
     """The stored manifest of ``job``, or ``None`` when there is none (or it is unreadable).
 
     Only the job's own workspace is looked in (``manifests/<workspace_id>/<id>.json``): the
@@ -74,21 +80,14 @@ def read_manifest(storage: Storage, job: Job, workdir: Path) -> dict[str, Any] |
     Raises:
         StorageError: the store could not be asked.
     """
-    job_id = job.id
-    key = manifest_key(job.workspace_id, job.id)
-    if not storage.exists(key):
+    try:
+        return read_manifest(storage, manifest_key(job.workspace_id, job.id), workdir=workdir)
+    except StorageNotFound:
         return None
-    workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="conform-manifest-", dir=workdir) as tmp:
-        try:
-            data = json.loads(storage.get_file(key, Path(tmp) / "m.json").read_text())
-        except StorageNotFound:
-            return None
-        except (OSError, ValueError):
-            log.warning("job %s: stored manifest is unreadable; running the job again", job_id,
-                        extra={"job_id": job_id})
-            return None
-    return data if isinstance(data, dict) else None
+    except ManifestInvalid as err:
+        log.warning("job %s: stored manifest is unreadable (%s); running the job again",
+                    job.id, err.message, extra={"job_id": job.id})
+        return None
 
 
 def error_info(err: BaseException) -> ErrorInfo:
@@ -152,8 +151,8 @@ def run_job(job: Job, *, settings: Settings, presets: PresetRegistry, storage: S
         if storage is None:
             storage = open_storage(settings.dest, endpoint_url=settings.endpoint_url)
         if not settings.force:
-            stored = read_manifest(storage, job, settings.workdir)
-            if stored is not None and not (retry_failed and stored.get("status") != "succeeded"):
+            stored = stored_manifest(storage, job, settings.workdir)
+            if stored is not None and not (retry_failed and stored.status != "succeeded"):
                 return JobResult("skipped", uri=storage.uri(manifest_key(job.workspace_id,
                                                                          job.id)))
         manifest = process(job, settings=settings, presets=presets, storage=storage,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 from . import frames
 from .errors import Interrupted, PipelineError
-from .models import MediaInfo
+from .models import MediaInfo, MediaRef
 from .plan.targets import ImageTarget, ReframeShot, VideoTarget
 from .subject import SubjectBox, find_faces, find_moving, find_salient
 
@@ -57,7 +57,7 @@ class FramingJob:
     """One analysis to run before the final plan: a source and the crop window it needs."""
 
     key: FramingKey
-    ref_text: str
+    ref: MediaRef
     kind: Literal["video", "image"]
     crop_width: int
     crop_height: int
@@ -340,19 +340,19 @@ def framing_jobs(jobplan: JobPlan) -> list[FramingJob]:
             continue
         key = (r.source_sha256, g.crop_width, g.crop_height)
         kind: Literal["video", "image"] = "image" if isinstance(t, ImageTarget) else "video"
-        out.setdefault(key, FramingJob(key, r.ref_text, kind, g.crop_width, g.crop_height))
+        out.setdefault(key, FramingJob(key, r.ref, kind, g.crop_width, g.crop_height))
     return list(out.values())
 
 
-def analyse(jobs: Iterable[FramingJob], paths: Mapping[str, Path],
-            infos: Mapping[str, MediaInfo], *, timeout_s: float
+def analyse(jobs: Iterable[FramingJob], paths: Mapping[MediaRef, Path],
+            infos: Mapping[MediaRef, MediaInfo], *, timeout_s: float
             ) -> dict[FramingKey, tuple[ReframeShot, ...] | None]:
     """Run every analysis; a source that cannot be analysed gets None (the normal fit).
 
     Args:
         jobs: from :func:`framing_jobs`.
-        paths: local source files by reference text.
-        infos: probe results by reference text.
+        paths: local source files by reference.
+        infos: probe results by reference.
         timeout_s: limit for each video's sampling.
 
     Raises:
@@ -360,7 +360,7 @@ def analyse(jobs: Iterable[FramingJob], paths: Mapping[str, Path],
     """
     out: dict[FramingKey, tuple[ReframeShot, ...] | None] = {}
     for job in jobs:
-        path, info = paths[job.ref_text], infos[job.ref_text]
+        path, info = paths[job.ref], infos[job.ref]
         try:
             if job.kind == "video":
                 out[job.key] = analyse_video(path, info, crop_width=job.crop_width,

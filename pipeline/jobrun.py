@@ -82,15 +82,15 @@ class Run:
     paths: WorkPaths
     deadline: Deadline
     emit: Emit
-    sources: dict[str, LocalMedia]
+    sources: dict[MediaRef, LocalMedia]
     probed: dict[MediaRef, Probed]
-    thumbs: dict[str, MediaInfo]
+    thumbs: dict[MediaRef, MediaInfo]
 
     def source_of(self, ref: MediaRef) -> tuple[LocalMedia, MediaInfo]:
         """A planned output's source on disk and what probing found (planned: it probed)."""
         info = self.probed[ref]
         assert isinstance(info, MediaInfo)
-        return self.sources[str(ref)], info
+        return self.sources[ref], info
 
     def tool_timeout_s(self) -> float:
         """Time a tool (ffmpeg) may take now: its own cap, or what the job has left."""

@@ -8,6 +8,7 @@ only placed (which content item, which medium) and stripped of server paths.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -15,16 +16,21 @@ from .errors import public_message
 from .models import AccountCheck, ErrorInfo, Job
 from .plan import AccountPlan, JobPlan
 from .presets import CaptionFormat, PresetRegistry
+from .stored import StoredCover, StoredRendition
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Output:
     """A stored rendition or cover as the runner made (or reused) it, or why it failed.
 
-    ``entry`` is the output's record as its ``meta.json`` keeps it (key, mime, bytes...).
+    ``stored`` is the output's record as its ``meta.json`` keeps it (its ``warnings`` with
+    this job's own surface warnings added), ``uri`` where it is stored, ``url`` its http(s)
+    address when the job asked for URLs.
     """
 
-    entry: dict[str, Any] | None = None
+    stored: StoredRendition | StoredCover | None = None
+    uri: str = ""
+    url: str | None = None
     error: ErrorInfo | None = None
 
 
@@ -43,6 +49,12 @@ class CaptionFile:
         """The manifest's caption object (``url`` only when URLs were asked for)."""
         return {"uri": self.uri, **({"url": self.url} if self.url is not None else {}),
                 "format": self.format, "lang": self.lang, "bytes": self.bytes}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CaptionFile:
+        """The caption object read back (its storage ``key`` is not published: empty)."""
+        return cls(uri=data["uri"], url=data.get("url"), format=data["format"],
+                   lang=data["lang"], bytes=data["bytes"], key="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +111,21 @@ class MediaEntry:
             out["reframe"] = [dict(shot) for shot in self.reframe]
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MediaEntry:
+        """The media object read back (see :meth:`Manifest.from_dict`)."""
+        captions = data.get("captions")
+        reframe = data.get("reframe")
+        return cls(
+            content_index=data["content_index"], media_index=data["media_index"],
+            source=data["source"], kind=data["kind"], uri=data["uri"], url=data.get("url"),
+            mime=data["mime"], bytes=data["bytes"], sha256=data["sha256"],
+            width=data["width"], height=data["height"], duration_ms=data["duration_ms"],
+            actions=tuple(data["actions"]), warnings=tuple(data["warnings"]),
+            reframe=tuple(reframe) if reframe is not None else None, alt=data.get("alt"),
+            captions=tuple(CaptionFile.from_dict(c) for c in captions)
+            if captions is not None else None)
+
 
 @dataclass(frozen=True, slots=True)
 class CoverEntry:
@@ -130,6 +157,13 @@ class CoverEntry:
             out["source"] = self.source
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CoverEntry:
+        """The cover object read back (see :meth:`Manifest.from_dict`)."""
+        return cls(uri=data["uri"], url=data.get("url"), mime=data["mime"],
+                   bytes=data["bytes"], width=data["width"], height=data["height"],
+                   timestamp_ms=data.get("timestamp_ms"), source=data.get("source"))
+
 
 @dataclass(frozen=True, slots=True)
 class AccountResult:
@@ -151,6 +185,24 @@ class AccountResult:
                 "media": [m.to_dict() for m in self.media],
                 "cover": self.cover.to_dict() if self.cover is not None else None,
                 "warnings": list(self.warnings), "errors": [e.to_dict() for e in self.errors]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AccountResult:
+        """The account object read back (see :meth:`Manifest.from_dict`)."""
+        cover = data["cover"]
+        return cls(account_id=data["account_id"], platform=data["platform"],
+                   variant=data["variant"], status=data["status"],
+                   media=tuple(MediaEntry.from_dict(m) for m in data["media"]),
+                   cover=CoverEntry.from_dict(cover) if cover is not None else None,
+                   warnings=tuple(data["warnings"]),
+                   errors=tuple(_error(e) for e in data["errors"]))
+
+
+def _error(data: Mapping[str, Any]) -> ErrorInfo:
+    """A manifest's error object read back (``retryable`` is not published: False)."""
+    return ErrorInfo(data["code"], data["message"], data["http_status"],
+                     content_index=data.get("content_index"),
+                     media_index=data.get("media_index"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +234,25 @@ class Manifest:
                 "presets_version": self.presets_version,
                 "accounts": [a.to_dict() for a in self.accounts], **self.extra}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, uri: str | None = None) -> Manifest:
+        """The manifest a document describes: what :meth:`to_dict` wrote (a stored one, or
+        one a caller holds), and one of a version that wrote no ``workspace_id`` (read as
+        ``""``, the unscoped job). Other top-level fields (``pipeline_version``) are kept in
+        ``extra``, so ``to_dict`` gives the document back.
+
+        Check a document from outside first (:func:`pipeline.manifestfile.check_manifest`):
+        this reads the published shape and does not judge it.
+
+        Raises:
+            KeyError, TypeError: ``data`` is not of the published shape.
+        """
+        known = ("job_id", "workspace_id", "status", "presets_version", "accounts")
+        return cls(job_id=data["job_id"], workspace_id=data.get("workspace_id", ""),
+                   status=data["status"], presets_version=data["presets_version"],
+                   accounts=tuple(AccountResult.from_dict(a) for a in data["accounts"]),
+                   uri=uri, extra={k: v for k, v in data.items() if k not in known})
+
 
 def build_manifest(job: Job, jobplan: JobPlan, outputs: dict[str, Output],
                    presets: PresetRegistry, *, pipeline_version: str,
@@ -208,12 +279,12 @@ def _account(ap: AccountPlan, outputs: dict[str, Output], job: Job,
     if check.ok:
         for sel, key in ap.media:
             out = outputs.get(key, Output())
-            if out.error is not None or out.entry is None:
+            if out.error is not None or not isinstance(out.stored, StoredRendition):
                 err = out.error or ErrorInfo("internal", "output missing", 500)
                 errors.append(replace(err, content_index=sel.content_index,
                                       media_index=sel.media_index))
                 continue
-            entry = _media_entry(out.entry, sel.content_index, sel.media_index,
+            entry = _media_entry(out, out.stored, sel.content_index, sel.media_index,
                                  sel.ref.value, sel.variant.id)
             given = job.content[sel.content_index].alt(sel.media_index)
             entry = with_alt(entry, given, check.preset.limits.alt_text_max_chars)
@@ -227,13 +298,13 @@ def _account(ap: AccountPlan, outputs: dict[str, Output], job: Job,
     cover_warnings: list[str] = []
     if check.ok and cover_key is not None:
         out = outputs.get(cover_key, Output())
-        if out.error is not None or out.entry is None:
+        if out.error is not None or not isinstance(out.stored, StoredCover):
             err = out.error or ErrorInfo("internal", "cover missing", 500)
             errors.append(replace(err, message=f"cover: {err.message}", content_index=0,
                                   media_index=None))
         else:
-            cover = _cover_entry(out.entry, check)
-            cover_warnings = list(out.entry.get("warnings", []))
+            cover = _cover_entry(out, out.stored, check)
+            cover_warnings = list(out.stored.warnings)
     # The manifest goes back to the API caller: no server paths.
     errors = [replace(e, message=public_message(e.message)) for e in errors]
     ok = not errors
@@ -244,16 +315,15 @@ def _account(ap: AccountPlan, outputs: dict[str, Output], job: Job,
         warnings=(*check.warnings, *cover_warnings), errors=tuple(errors))
 
 
-def _media_entry(entry: dict[str, Any], content_index: int, media_index: int, source: str,
-                 variant_id: str) -> MediaEntry:
+def _media_entry(out: Output, stored: StoredRendition, content_index: int, media_index: int,
+                 source: str, variant_id: str) -> MediaEntry:
     return MediaEntry(
         content_index=content_index, media_index=media_index, source=source,
-        kind=entry["kind"], uri=entry["uri"], url=entry.get("url"), mime=entry["mime"],
-        bytes=entry["bytes"], sha256=entry["sha256"], width=entry["width"],
-        height=entry["height"], duration_ms=entry["duration_ms"],
-        actions=tuple(entry["actions"]),
-        warnings=tuple(own_surface_warnings(entry["warnings"], variant_id)),
-        reframe=tuple(entry["reframe"]) if "reframe" in entry else None)
+        kind=stored.kind, uri=out.uri, url=out.url, mime=stored.mime, bytes=stored.bytes,
+        sha256=stored.sha256, width=stored.width, height=stored.height,
+        duration_ms=stored.duration_ms, actions=stored.actions,
+        warnings=tuple(own_surface_warnings(stored.warnings, variant_id)),
+        reframe=stored.reframe)
 
 
 def with_alt(entry: MediaEntry, alt: str | None, max_chars: int | None) -> MediaEntry:
@@ -283,7 +353,7 @@ def with_captions(entry: MediaEntry, carried: Sidecars) -> MediaEntry:
                    warnings=(*entry.warnings, *carried.warnings))
 
 
-def own_surface_warnings(warnings: list[str], variant_id: str) -> list[str]:
+def own_surface_warnings(warnings: Iterable[str], variant_id: str) -> list[str]:
     """An output's warnings as one account sees them.
 
     A shared output carries a ``subject_under_ui`` warning per surface that uses it, each
@@ -296,7 +366,7 @@ def own_surface_warnings(warnings: list[str], variant_id: str) -> list[str]:
             and (not w.startswith("low_resolution:") or w.endswith(f" for {variant_id}"))]
 
 
-def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> CoverEntry:
+def _cover_entry(out: Output, stored: StoredCover, check: AccountCheck) -> CoverEntry:
     choice = check.cover
     timestamp_ms: int | None = None
     source: str | None = None
@@ -305,9 +375,9 @@ def _cover_entry(entry: dict[str, Any], check: AccountCheck) -> CoverEntry:
         source = "default_frame" if choice.default_frame else "video_cover_timestamp_ms"
     elif choice is not None and choice.thumbnail is not None:
         source = choice.thumbnail.value
-    return CoverEntry(uri=entry["uri"], url=entry.get("url"), mime=entry["mime"],
-                      bytes=entry["bytes"], width=entry["width"], height=entry["height"],
-                      timestamp_ms=timestamp_ms, source=source)
+    return CoverEntry(uri=out.uri, url=out.url, mime=stored.mime, bytes=stored.bytes,
+                      width=stored.width, height=stored.height, timestamp_ms=timestamp_ms,
+                      source=source)
 
 
 def variant_label(check: AccountCheck) -> str:

@@ -22,7 +22,7 @@ from .files import sha256_file
 from .image import HeifCache
 from .jobrun import Run
 from .manifest import Output
-from .models import ErrorInfo
+from .models import ErrorInfo, MediaRef
 from .plan import CoverPlan, JobPlan, Rendition, VideoTarget
 from .rendition import LocalFile, Made, make_rendition, object_metadata, reuse
 from .stored import StoredCover, StoredRendition, asset_key, find_stored, store_output
@@ -172,9 +172,9 @@ def _render_shared(run: Run, todo: list[Rendition]) -> dict[str, Path]:
 
 def _by_source(renditions: Iterable[Rendition]) -> list[list[Rendition]]:
     """Renditions grouped by their source, sources in order of first appearance."""
-    groups: dict[str, list[Rendition]] = {}
+    groups: dict[MediaRef, list[Rendition]] = {}
     for r in renditions:
-        groups.setdefault(r.ref_text, []).append(r)
+        groups.setdefault(r.ref, []).append(r)
     return list(groups.values())
 
 
@@ -196,7 +196,7 @@ def _make_renditions(run: Run, jobplan: JobPlan, stored: Mapping[str, Looked],
                     outputs[r.key] = Output(error=result)
                 else:
                     made[r.key] = result
-                    outputs[r.key] = Output(entry=result.manifest_entry())
+                    outputs[r.key] = result.output()
         finally:
             heif_cache.clear()  # on a deadline or a signal too: it holds decode budget
     return outputs, MappingProxyType(made)
@@ -232,7 +232,7 @@ def _make_covers(run: Run, jobplan: JobPlan, outputs: Mapping[str, Output],
         result = _guard(functools.partial(_make_cover, run, c, made), run, "cover",
                         stage="cover")
         covers[c.key] = Output(error=result) if isinstance(result, ErrorInfo) else Output(
-            entry={**result[0].to_dict(), "uri": result[1]})
+            *result)
     return covers
 
 
@@ -252,11 +252,9 @@ def _make_cover(run: Run, c: CoverPlan, made: Mapping[str, Made]) -> tuple[Store
                                         timeout_s=run.tool_timeout_s())
     else:
         # By the job's reference, not by bytes: the thumbnail may also be one of the media.
-        sources = run.sources
-        thumb = (sources.get(c.thumbnail_ref) if c.thumbnail_ref else None) or next(
-            s for s in sources.values() if s.sha256 == c.thumbnail_sha256)
-        result = cover.make_thumbnail_cover(
-            thumb.path, run.thumbs[c.thumbnail_ref or str(thumb.ref)], t, folder)
+        assert c.thumbnail is not None  # planned: a cover not from a frame has a thumbnail
+        result = cover.make_thumbnail_cover(run.sources[c.thumbnail].path,
+                                            run.thumbs[c.thumbnail], t, folder)
     entry = StoredCover(
         key=asset_key(c.key, f"cover.{result.path.suffix.lstrip('.')}"), mime=result.mime,
         bytes=result.path.stat().st_size, sha256=sha256_file(result.path),

@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from . import probe, verify
 from .files import sha256_file
 from .image import HeifCache, render_image
 from .jobrun import Run
+from .manifest import Output
 from .models import MediaInfo
 from .plan import ENCODER_VERSION, ImageTarget, Rendition, VideoTarget
 from .presets import Variant
@@ -45,12 +45,11 @@ class Made:
     local: LocalFile | None = None
     surface_warnings: tuple[str, ...] = ()
 
-    def manifest_entry(self) -> dict[str, Any]:
-        """The output's record as the manifest reads it: the stored entry and where it is."""
-        out = {**self.entry.to_dict(), "uri": self.uri}
-        out.pop("subjects", None)
-        out["warnings"] = list(dict.fromkeys([*self.entry.warnings, *self.surface_warnings]))
-        return out
+    def output(self) -> Output:
+        """The output as the manifest reads it: the stored entry, with this job's surface
+        warnings added, and where it is."""
+        warnings = tuple(dict.fromkeys([*self.entry.warnings, *self.surface_warnings]))
+        return Output(dataclasses.replace(self.entry, warnings=warnings), self.uri)
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,17 +77,15 @@ def _check_destination(storage: Storage, settings: Settings, job: Job) -> None:
     storage.check()
 
 
-def _add_urls(outputs: dict[str, Output], storage: Storage, settings: Settings) -> None:
-    """Add ``url`` (public base URL or presigned GET) to every stored output, when asked."""
+def _with_urls(outputs: dict[str, Output], storage: Storage,
+               settings: Settings) -> dict[str, Output]:
+    """Every stored output with its ``url`` (public base URL or presigned GET), when asked."""
     if settings.public_base_url is None and settings.presign_s is None:
-        return
-    for out in outputs.values():
-        if out.entry is None:
-            continue
-        url = storage.public_url(out.entry["key"], base_url=settings.public_base_url,
-                                 presign_s=settings.presign_s)
-        if url is not None:
-            out.entry["url"] = url
+        return outputs
+    return {key: out if out.stored is None else dataclasses.replace(
+        out, url=storage.public_url(out.stored.key, base_url=settings.public_base_url,
+                                    presign_s=settings.presign_s))
+            for key, out in outputs.items()}
 
 
 def _store_manifest(manifest: Manifest, storage: Storage) -> StoredObject:
@@ -156,8 +154,7 @@ def process(job: Job, *, settings: Settings | None = None, presets: PresetRegist
                   deadline=deadline, emit=emit, sources=media.sources, probed=media.probed,
                   thumbs=media.thumbs)
         jobplan = _plan_with_framing(job, _validate(run), media, settings, deadline)
-        outputs = produce(run, jobplan)
-        _add_urls(outputs, storage, settings)
+        outputs = _with_urls(produce(run, jobplan), storage, settings)
         return _publish(run, jobplan, outputs, _captions(run, jobplan, media.captions))
 
 
@@ -240,7 +237,7 @@ def _plan_framed(job: Job, checks: list[AccountCheck], media: Ingested, settings
         Interrupted: stopped by a signal while analysing.
     """
     sources, thumbs = media.sources, media.thumbs
-    sha_of = {k: v.sha256 for k, v in sources.items()}
+    sha_of = {ref: local.sha256 for ref, local in sources.items()}
     jobplan = plan_job(checks, sha_of=sha_of, thumb_infos=thumbs,
                        x264_preset=settings.x264_preset, fit=job.fit, burn=burn)
     needed = framing.framing_jobs(jobplan)
@@ -250,8 +247,8 @@ def _plan_framed(job: Job, checks: list[AccountCheck], media: Ingested, settings
         # Out of time: every output then fails as deadline_exceeded, and the manifest says so
         # (a raise here would lose the manifest; see _guard).
         return jobplan
-    infos = {str(k): v for k, v in media.probed.items() if isinstance(v, MediaInfo)}
-    found = framing.analyse(needed, {k: v.path for k, v in sources.items()}, infos,
+    infos = {ref: info for ref, info in media.probed.items() if isinstance(info, MediaInfo)}
+    found = framing.analyse(needed, {ref: local.path for ref, local in sources.items()}, infos,
                             timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()))
     return plan_job(checks, sha_of=sha_of, thumb_infos=thumbs, x264_preset=settings.x264_preset,
                     fit=job.fit, reframes=found, burn=burn)
@@ -268,9 +265,9 @@ class Ingested:
     that use it, and only those.
     """
 
-    sources: dict[str, LocalMedia]
+    sources: dict[MediaRef, LocalMedia]
     probed: dict[MediaRef, Probed]
-    thumbs: dict[str, MediaInfo]
+    thumbs: dict[MediaRef, MediaInfo]
     captions: sidecars.Parsed
 
 
@@ -297,10 +294,10 @@ def _needed_refs(job: Job, presets: PresetRegistry) -> tuple[list[MediaRef], Med
 def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, paths: WorkPaths,
                 deadline: Deadline) -> Ingested:
     refs, thumb = _needed_refs(job, presets)
-    sources: dict[str, LocalMedia] = {}
+    sources: dict[MediaRef, LocalMedia] = {}
     probed: dict[MediaRef, Probed] = {}
     by_sha: dict[str, Probed] = {}
-    thumbs: dict[str, MediaInfo] = {}
+    thumbs: dict[MediaRef, MediaInfo] = {}
     for ref in [*refs, *([thumb] if thumb else [])]:
         if ref in probed:
             continue
@@ -311,7 +308,7 @@ def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, paths: Wo
             local = ingest.fetch(ref, paths.sources, settings=settings,
                                  workspace_id=job.workspace_id,
                                  deadline_s=deadline.remaining())
-            sources[str(ref)] = local
+            sources[ref] = local
             if local.sha256 in by_sha:  # the same bytes under another name: probe once
                 probed[ref] = by_sha[local.sha256]
                 continue
@@ -325,7 +322,7 @@ def _ingest_all(job: Job, presets: PresetRegistry, settings: Settings, paths: Wo
             log.info("job %s: %s: %s", job.id, ref, err.message)
             probed[ref] = err
     if thumb is not None and isinstance(thumb_info := probed.get(thumb), MediaInfo):
-        thumbs[str(thumb)] = thumb_info
+        thumbs[thumb] = thumb_info
     captions = sidecars.read_captions(
         sidecars.caption_refs(job, _used_items(job, presets)), paths.sources / "captions",
         settings=settings, workspace_id=job.workspace_id, deadline=deadline)

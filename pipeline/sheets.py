@@ -40,7 +40,7 @@ def sheet_writer(report_dir: Path, *, presets: PresetRegistry, endpoint_url: str
             _refuse_links(report_dir, folder)
             written = make_report(outcome.manifest.uri or "", folder, presets=presets,
                                   endpoint_url=endpoint_url,
-                                  manifest=outcome.manifest.to_dict())
+                                  manifest=outcome.manifest)
         except Interrupted:
             raise
         except (PipelineError, OSError) as err:  # the batch goes on; the job has no report

@@ -29,7 +29,8 @@ def _plan(accounts: list[dict[str, Any]], probed: dict[str, Any]) -> JobPlan:
     job = _job(accounts, list(probed))
     refs = {MediaRef("library", k): v for k, v in probed.items()}
     checks = [check_account(job, a, account_preset(a, PRESETS), refs) for a in job.accounts]
-    return plan_job(checks, sha_of={f"library:{k}": f"sha-{k}" for k in probed}, thumb_infos={})
+    sha_of = {ref: f"sha-{ref.value}" for ref in refs}
+    return plan_job(checks, sha_of=sha_of, thumb_infos={})
 
 
 def _problems(accounts: list[dict[str, Any]]) -> dict[str, str]:

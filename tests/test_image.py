@@ -448,7 +448,7 @@ def plan_post(files: dict[str, Path], platform: str, settings: dict[str, Any] | 
     assert preset is not None
     check = check_account(job, job.accounts[0], preset, probed)  # type: ignore[arg-type]
     assert check.ok, check.errors
-    plan = plan_job([check], sha_of={f"library:{k}": f"sha-{k}" for k in files},
+    plan = plan_job([check], sha_of={MediaRef("library", k): f"sha-{k}" for k in files},
                     thumb_infos={})
     return plan, {f"library:{k}": p for k, p in files.items()}
 

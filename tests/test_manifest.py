@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from pipeline.errors import CannotFit, DownloadFailed, SourceNotFound
-from pipeline.manifest import AccountResult, CoverEntry, Manifest, MediaEntry
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import (
+    CannotFit,
+    DownloadFailed,
+    ManifestInvalid,
+    SourceNotFound,
+    StorageNotFound,
+)
+from pipeline.manifest import AccountResult, CaptionFile, CoverEntry, Manifest, MediaEntry
+from pipeline.manifestfile import read_manifest
 from pipeline.models import ErrorInfo
+from pipeline.storage import LocalStorage
 
 
 def test_error_info_keeps_code_status_and_retryability() -> None:
@@ -62,3 +76,70 @@ def test_manifest_is_retryable_only_when_every_error_is() -> None:
     assert not _manifest((ErrorInfo("download_failed", "m", 502, retryable=True),
                           ErrorInfo("too_large", "m", 400))).retryable
     assert not _manifest(()).retryable
+
+
+def _full_manifest() -> Manifest:
+    """A manifest with every optional field set (url, alt, captions, reframe, error indexes)."""
+    base = _manifest((ErrorInfo("download_failed", "m", 502, 0, 1),))
+    ok = base.accounts[0]
+    media = replace(ok.media[0], url="https://cdn.example/a.mp4", alt="a cat",
+                    reframe=({"axis": "x", "keys": [[0, 12]]},),
+                    captions=(CaptionFile(uri="file:///out/c.vtt", format="vtt", lang="en",
+                                          bytes=40, key="", url="https://cdn.example/c.vtt"),))
+    assert ok.cover is not None
+    cover = replace(ok.cover, url="https://cdn.example/c.jpg")
+    return replace(base, accounts=(replace(ok, media=(media,), cover=cover),
+                                   *base.accounts[1:]))
+
+
+def test_from_dict_gives_back_what_to_dict_wrote() -> None:
+    for manifest in (_manifest(()), _full_manifest()):
+        data = manifest.to_dict()
+        again = Manifest.from_dict(json.loads(json.dumps(data)), uri="s3://b/m.json")
+        assert again.to_dict() == data and list(again.to_dict()) == list(data)
+        assert again.uri == "s3://b/m.json" and again.status == manifest.status
+        assert again.accounts[0].media[0].kind == "video"
+    # a document of a version that wrote no workspace: the unscoped job
+    old = {k: v for k, v in _manifest(()).to_dict().items() if k != "workspace_id"}
+    assert Manifest.from_dict(old).workspace_id == ""
+
+
+def test_read_manifest_reads_checks_and_types_a_stored_manifest(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "dest")
+    data = _full_manifest().to_dict()
+    storage.put_bytes(json.dumps(data).encode(), "manifests/ws/j.json",
+                      content_type="application/json")
+    manifest = read_manifest(storage, "manifests/ws/j.json", workdir=tmp_path / "work")
+    assert isinstance(manifest, Manifest) and manifest.to_dict() == data
+    with pytest.raises(StorageNotFound):
+        read_manifest(storage, "manifests/ws/other.json")
+    bad = {**data, "accounts": [{**data["accounts"][0], "status": 7}]}
+    storage.put_bytes(json.dumps(bad).encode(), "manifests/ws/bad.json",
+                      content_type="application/json")
+    with pytest.raises(ManifestInvalid, match=r"\$\.accounts\[0\]\.status"):
+        read_manifest(storage, "manifests/ws/bad.json")
+    storage.put_bytes(b"\xff{", "manifests/ws/bytes.json", content_type="application/json")
+    with pytest.raises(ManifestInvalid, match="not UTF-8"):
+        read_manifest(storage, "manifests/ws/bytes.json")
+
+
+def test_the_batch_reruns_a_job_whose_stored_manifest_is_missing_or_damaged(
+        tmp_path: Path) -> None:
+    from pipeline.batchjob import stored_manifest
+    from pipeline.job import parse_job
+    from pipeline.presets import load_presets
+    from pipeline.runner import manifest_key
+
+    presets = load_presets()
+    job = parse_job({"id": "j", "workspace_id": "ws", "content": [{"text": "hi"}],
+                     "accounts": [{"id": "a", "platform": "x"}]}, presets)
+    storage = LocalStorage(tmp_path / "dest")
+    key = manifest_key(job.workspace_id, job.id)
+    assert stored_manifest(storage, job, tmp_path / "work") is None  # never run
+    data = _full_manifest().to_dict()
+    storage.put_bytes(json.dumps(data).encode(), key, content_type="application/json")
+    found = stored_manifest(storage, job, tmp_path / "work")
+    assert found is not None and found.status == "partial" and found.to_dict() == data
+    for damaged in (b"{", json.dumps({**data, "status": "done"}).encode()):
+        storage.put_bytes(damaged, key, content_type="application/json")
+        assert stored_manifest(storage, job, tmp_path / "work") is None

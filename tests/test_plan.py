@@ -30,7 +30,8 @@ def plan_for(content: list[dict[str, Any]], accounts: list[dict[str, Any]],
     job = parse_job({"workspace_id": "w", "content": content, "accounts": accounts}, PRESETS)
     refs = {MediaRef("library", k): v for k, v in probed.items()}
     checks = [check_account(job, a, account_preset(a, PRESETS), refs) for a in job.accounts]
-    return plan_job(checks, sha_of={f"library:{k}": f"sha-{k}" for k in probed}, thumb_infos={})
+    sha_of = {ref: f"sha-{ref.value}" for ref in refs}
+    return plan_job(checks, sha_of=sha_of, thumb_infos={})
 
 
 def test_fit_geometry_downscale_only() -> None:

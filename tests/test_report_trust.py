@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageStat
 
+from pipeline.manifestfile import MAX_MANIFEST_BYTES
 from pipeline.presets import load_presets
 from pipeline.report import html
-from pipeline.report.load import MAX_MANIFEST_BYTES
 from tests.support import browser, s3server
 from tests.support.jobkit import image_job, write_jsonl
 from tests.test_report import account_entry, manifest_doc, media_entry, run_cli

@@ -35,7 +35,7 @@ def plan(info: Any, accounts: list[dict[str, Any]], *, share: bool = True) -> Jo
                     PRESETS)
     refs = {MediaRef("library", "a"): info}
     checks = [check_account(job, a, account_preset(a, PRESETS), refs) for a in job.accounts]
-    return plan_job(checks, sha_of={"library:a": "sha-a"}, thumb_infos={}, share=share)
+    return plan_job(checks, sha_of={MediaRef("library", "a"): "sha-a"}, thumb_infos={}, share=share)
 
 
 def output_of(jobplan: JobPlan, account_id: str) -> str:

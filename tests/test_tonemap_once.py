@@ -33,7 +33,7 @@ def hdr_encodes(width: int = 1920, height: int = 1080) -> list[VideoTarget]:
                     PRESETS)
     refs = {MediaRef("library", "v"): info}
     checks = [check_account(job, a, account_preset(a, PRESETS), refs) for a in job.accounts]
-    jobplan = plan_job(checks, sha_of={"library:v": "sha-v"}, thumb_infos={})
+    jobplan = plan_job(checks, sha_of={MediaRef("library", "v"): "sha-v"}, thumb_infos={})
     assert len(jobplan.decodes) == 1
     keys = set(jobplan.decodes[0])
     return [r.target for r in jobplan.renditions

@@ -430,7 +430,8 @@ def _plan_job(accounts: list[dict[str, Any]], info: MediaInfo, *, share: bool = 
     probed = {MediaRef("library", "v"): info}
     checks = [check_account(job, a, PRESETS.get(a.platform), probed)  # type: ignore[arg-type]
               for a in job.accounts]
-    return plan_job(checks, sha_of={"library:v": "sha-v"}, thumb_infos={}, share=share)
+    return plan_job(checks, sha_of={MediaRef("library", "v"): "sha-v"}, thumb_infos={},
+                    share=share)
 
 
 def test_different_encodes_of_one_source_share_a_decode() -> None:

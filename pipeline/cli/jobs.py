@@ -78,7 +78,7 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, report_dir: str 
         click.echo(json.dumps(manifest.to_dict(), indent=2))
         if report_dir is not None:
             write_report(manifest.uri or "", Path(report_dir), presets=presets,
-                         endpoint_url=settings.endpoint_url, manifest=manifest.to_dict())
+                         endpoint_url=settings.endpoint_url, manifest=manifest)
         if manifest.uri:
             click.echo(json_line("manifest written", job_id=parsed.id, uri=manifest.uri,
                                  status=manifest.status) if log_format(ctx) == "json"

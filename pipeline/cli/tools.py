@@ -20,6 +20,7 @@ from .common import common_options, handle_errors, make_settings
 from .display import printable, probe_text
 
 if TYPE_CHECKING:
+    from ..manifest import Manifest
     from ..report import Report
 
 
@@ -186,7 +187,7 @@ def check_report_dir(out_dir: Path) -> None:
 
 
 def write_report(source: str, out_dir: Path, *, presets: PresetRegistry, png: bool = False,
-                 endpoint_url: str | None = None, manifest: dict[str, Any] | None = None,
+                 endpoint_url: str | None = None, manifest: Manifest | None = None,
                  dest: str | None = None) -> Report:
     """:func:`pipeline.report.make_report`, and where the page went on stderr."""
     from ..report import make_report

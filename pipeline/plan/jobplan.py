@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from ..errors import JobInvalid
-from ..models import Account, AccountCheck, CoverChoice, MediaInfo, Selected
+from ..models import Account, AccountCheck, CoverChoice, MediaInfo, MediaRef, Selected
 from ..presets import FitPolicy, Limits, Preset, PresetRegistry, with_account_limits
 from .burnin import BurnSource, burn_in_for
 from .covers import plan_cover
@@ -64,8 +64,8 @@ class _Options:
     burn: Mapping[int, BurnSource]
 
 
-def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
-             thumb_infos: dict[str, MediaInfo], x264_preset: str = "medium",
+def plan_job(checks: Iterable[AccountCheck], *, sha_of: Mapping[MediaRef, str],
+             thumb_infos: Mapping[MediaRef, MediaInfo], x264_preset: str = "medium",
              fit: FitPolicy | None = None,
              reframes: Mapping[tuple[str, int, int], tuple[ReframeShot, ...] | None] | None
              = None, share: bool = True,
@@ -74,8 +74,8 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
 
     Args:
         checks: validated accounts (failed ones are carried through untouched).
-        sha_of: source sha256 by media reference text.
-        thumb_infos: probed thumbnails by reference text.
+        sha_of: source sha256 by media reference.
+        thumb_infos: probed thumbnails by reference.
         x264_preset: speed/quality trade-off for encodes (part of the output key).
         fit: the job's ``conform.fit``: overrides every variant's fit for a shape change.
         reframes: smart framing's analysis by (source sha256, crop width, crop height), see
@@ -101,7 +101,7 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
             continue
         frames = _carousel_frames(check)
         for sel in check.items:
-            sha = sha_of[str(sel.ref)]
+            sha = sha_of[sel.ref]
             target, acts, warns = _plan_medium(
                 sel, check.preset.limits, sha, frames.get((sel.content_index, sel.variant.id)),
                 options)
@@ -117,8 +117,8 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: dict[str, str],
 
 
 def _with_covers(planned: list[tuple[AccountCheck, list[tuple[Selected, str]]]],
-                 shared: Shared, *, sha_of: Mapping[str, str],
-                 thumb_infos: Mapping[str, MediaInfo]) -> JobPlan:
+                 shared: Shared, *, sha_of: Mapping[MediaRef, str],
+                 thumb_infos: Mapping[MediaRef, MediaInfo]) -> JobPlan:
     """The job plan: each account's media where sharing put them, and covers made from those."""
     renditions = shared.renditions
     covers: dict[str, CoverPlan] = {}
@@ -230,25 +230,25 @@ def _add_use(renditions: dict[str, Rendition], sel: Selected, sha: str, target: 
 def _add_cover(covers: dict[str, CoverPlan], check: AccountCheck, choice: CoverChoice,
                media: list[tuple[Selected, str]],
                video_geometry: Mapping[tuple[int, int], Geometry], *,
-               sha_of: Mapping[str, str], thumb_infos: Mapping[str, MediaInfo]) -> str:
+               sha_of: Mapping[MediaRef, str], thumb_infos: Mapping[MediaRef, MediaInfo]
+               ) -> str:
     """Add the account's cover to the covers to make (new, or shared); its key.
 
     ``media`` pairs each of the account's selections with its rendition key.
     """
     vkey = next(k for s, k in media if s is choice.video)
     thumb = choice.thumbnail
-    thumb_info = thumb_infos.get(str(thumb)) if thumb else None
+    thumb_info = thumb_infos.get(thumb) if thumb else None
     geom = video_geometry.get((choice.video.content_index, choice.video.media_index))
     ctarget = plan_cover(choice, geom, thumb_info)
-    thumb_sha = sha_of.get(str(thumb)) if thumb else None
+    thumb_sha = sha_of.get(thumb) if thumb else None
     # A frame is addressed by the video it is taken from; a thumbnail by its own bytes
     # (so accounts with different videos but the same thumbnail target share it).
     cover_key = target_key(thumb_sha or vkey, ctarget, extra="cover")
     prev = covers.get(cover_key)
     covers[cover_key] = CoverPlan(
         cover_key, ctarget, prev.rendition_key if prev else vkey, thumb_sha,
-        (*(prev.accounts if prev else ()), check.account.id),
-        str(thumb) if thumb else None, thumbnail=thumb)
+        (*(prev.accounts if prev else ()), check.account.id), thumbnail=thumb)
     return cover_key
 
 

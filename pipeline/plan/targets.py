@@ -208,7 +208,7 @@ class Rendition:
 
     key: str
     source_sha256: str
-    ref_text: str          # str(ref): how sources are keyed and what `conform plan` prints
+    ref_text: str          # str(ref): what `conform plan` prints
     ref: MediaRef
     target: Target
     actions: tuple[str, ...]
@@ -231,8 +231,7 @@ class CoverPlan:
     rendition_key: str
     thumbnail_sha256: str | None
     accounts: tuple[str, ...]
-    thumbnail_ref: str | None = None   # the job's reference text of the thumbnail (image covers)
-    thumbnail: MediaRef | None = None  # the thumbnail's reference itself
+    thumbnail: MediaRef | None = None  # the job's reference of the thumbnail (image covers)
     # The rendition named by ``rendition_key``, as finally planned (every account using it):
     # set by ``plan_job`` once all renditions are known. A frame is taken from its output; its
     # uses name the presets a cover's origin metadata records.

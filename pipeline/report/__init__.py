@@ -22,11 +22,13 @@ from PIL import Image
 from .. import frames, probe
 from ..deadline import Deadline
 from ..errors import ConfigError, Interrupted, PipelineError, StorageError
+from ..manifest import Manifest
+from ..manifestfile import check_manifest, read_manifest, shown
 from ..models import MediaInfo
 from ..presets import PresetRegistry
 from . import html, sheet
 from .folder import fresh_folder
-from .load import check_manifest, read_manifest, shown
+from .load import load_manifest
 from .pictures import NOT_AVAILABLE, Picture
 from .scope import Root, open_root, root_of_manifest
 
@@ -157,7 +159,7 @@ def _pictures(data: Mapping[str, Any], root: Root, pics: Path) -> dict[str, Pict
 
 def make_report(manifest_source: str, out_dir: Path, *, presets: PresetRegistry,
                 png: bool = False, endpoint_url: str | None = None,
-                manifest: Mapping[str, Any] | None = None, dest: str | None = None) -> Report:
+                manifest: Manifest | None = None, dest: str | None = None) -> Report:
     """Write ``out_dir/index.html`` (and ``sheet.png`` with ``png``) for a manifest.
 
     Args:
@@ -181,8 +183,9 @@ def make_report(manifest_source: str, out_dir: Path, *, presets: PresetRegistry,
             shown as "not available" on the page instead).
         ConfigError: an unusable URI, ``--dest`` or output folder.
     """
-    data = (check_manifest(dict(manifest), source=manifest_source) if manifest is not None
-            else read_manifest(manifest_source, endpoint_url=endpoint_url))
+    # A manifest the caller holds is checked like a stored one: the page trusts neither.
+    data = (check_manifest(manifest.to_dict(), source=manifest_source) if manifest is not None
+            else load_manifest(manifest_source, endpoint_url=endpoint_url).to_dict())
     root = (open_root(dest, endpoint_url=endpoint_url) if dest is not None
             else root_of_manifest(manifest_source, endpoint_url=endpoint_url))
     with fresh_folder(out_dir) as folder:

@@ -1,164 +1,52 @@
-"""Reading a manifest for the report: capped in size, parsed, and checked against the published
-manifest schema before any of it is rendered or used to fetch anything.
-
-A manifest is data that comes back from an API and can be handed to an operator by anyone: it
-is treated like a job, never trusted for its types. A bad one is one line naming the JSON path
-(``$.accounts[0].media[0].width: 'x' is not of type 'integer'``), exit 2.
+"""Reading a manifest for the report from where an operator points (a path, ``file://`` or
+``s3://``): :func:`pipeline.manifestfile.read_manifest` caps, parses and checks it against the
+published manifest schema before any of it is rendered or used to fetch anything.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import tempfile
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-
-from ..errors import ConfigError, ManifestInvalid
-from ..storage import open_storage
-
-MAX_MANIFEST_BYTES = 8 * 1024 * 1024  # a job of hundreds of accounts is well under 1 MB
-SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493): the integers every JSON reader gets exactly
-_SHOWN_CHARS = 160
+from ..errors import ConfigError
+from ..manifest import Manifest
+from ..manifestfile import read_manifest, shown
+from ..storage import LocalStorage, Storage, open_storage
 
 
-def shown(text: str, limit: int = _SHOWN_CHARS) -> str:
-    """``text`` for a message: control and other unprintable characters escaped, cut short.
-
-    Text from a manifest ends up on the operator's terminal (errors, log lines): a terminal
-    must not obey it.
-    """
-    out = "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace")
-                  .decode("ascii") for c in text[: limit + 1])
-    return out[:limit] + "…" if len(out) > limit else out
-
-
-def read_manifest(source: str, *, endpoint_url: str | None = None) -> dict[str, Any]:
-    """Read and check a manifest from a local path, ``file://`` or ``s3://`` URI.
+def load_manifest(source: str, *, endpoint_url: str | None = None) -> Manifest:
+    """Read and check a manifest from a local path, ``file://`` or ``s3://`` URI
+    (:func:`pipeline.manifestfile.read_manifest` on the storage the URI names).
 
     Raises:
         ManifestInvalid: too large, not JSON, or not the shape of ``schemas/manifest.json``.
         StorageError: the object could not be fetched (``StorageNotFound`` when absent).
         ConfigError: an unusable URI or a missing file.
     """
-    with tempfile.TemporaryDirectory(prefix="conform-report-") as tmp:
-        path = _fetch_manifest(source, Path(tmp) / "manifest.json", endpoint_url=endpoint_url)
-        try:
-            with open(path, "rb") as f:
-                raw = f.read(MAX_MANIFEST_BYTES + 1)
-        except OSError as err:
-            raise ConfigError(f"cannot read {shown(source)}: {err.strerror or err}") from err
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise _invalid(source, "$", f"larger than {MAX_MANIFEST_BYTES} bytes")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise _invalid(source, "$", f"not UTF-8 ({err.reason} at byte {err.start})") from err
-    except RecursionError as err:
-        raise _invalid(source, "$", "nested too deeply") from err
-    except ValueError as err:  # JSONDecodeError, or an integer of thousands of digits
-        raise _invalid(source, "$", f"not JSON: {shown(str(err))}") from err
-    return check_manifest(data, source=source)
+    storage, key = _manifest_location(source, endpoint_url=endpoint_url)
+    return read_manifest(storage, key, source=source)
 
 
-def check_manifest(data: Any, *, source: str) -> dict[str, Any]:
-    """``data`` when it is a manifest of the published shape, else the first problem found.
-
-    On top of the schema: integers fit in 53 bits and strings are valid Unicode (no lone
-    surrogates), so nothing downstream overflows or fails to encode.
-
-    Raises:
-        ManifestInvalid: with the JSON path of the problem.
-    """
-    if not isinstance(data, dict) or not isinstance(data.get("accounts"), list):
-        raise _invalid(source, "$.accounts", "no accounts list")
-    try:
-        error = best_match(_validator().iter_errors(data))
-    except RecursionError as err:
-        raise _invalid(source, "$", "nested too deeply") from err
-    if error is not None:
-        raise _invalid(source, error.json_path, _reason(error))
-    _check_values(data, source)
-    return data
-
-
-def _reason(error: ValidationError) -> str:
-    """The schema's message with the offending value cut short (it may be long markup)."""
-    full = repr(error.instance)
-    short = full if len(full) <= 40 else full[:36] + "…" + full[0]
-    return error.message.replace(full, short, 1)
-
-
-@functools.cache
-def _validator() -> Draft202012Validator:
-    from ..schema import manifest_schema  # the records' schema: schemas/manifest.json
-
-    return Draft202012Validator(manifest_schema())
-
-
-def _check_values(data: Any, source: str) -> None:
-    """Integers in the safe range and encodable strings, anywhere (``reframe`` is free-form).
-
-    Walks with a stack, not recursion: a deep free-form value must not blow the stack.
-    """
-    stack: list[tuple[Any, str]] = [(data, "$")]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, dict):
-            for key, item in value.items():
-                _check_text(key, path, source)
-                stack.append((item, f"{path}.{key}"))
-        elif isinstance(value, list):
-            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
-        elif isinstance(value, str):
-            _check_text(value, path, source)
-        elif isinstance(value, int | float) and not isinstance(value, bool) and (
-                value != value or abs(value) > SAFE_INT):  # NaN, infinities, huge numbers
-            raise _invalid(source, path, "number out of range")
-
-
-def _check_text(text: str, path: str, source: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise _invalid(source, shown(path), "not valid Unicode (a lone surrogate)") from err
-
-
-def _invalid(source: str, path: str, reason: str) -> ManifestInvalid:
-    return ManifestInvalid(f"{shown(source)} is not a manifest: {shown(path)}: {shown(reason)}")
-
-
-def _fetch_manifest(uri: str, dest: Path, *, endpoint_url: str | None) -> Path:
-    """A local path for the manifest: local files are read in place, S3 objects downloaded
-    (after a HEAD says they are not too large).
+def _manifest_location(uri: str, *, endpoint_url: str | None) -> tuple[Storage, str]:
+    """The storage and key of a manifest: a local file is read from its folder.
 
     Raises:
         ConfigError: a scheme other than ``file`` or ``s3``, a malformed URI, a missing file.
-        ManifestInvalid: the S3 object is too large.
-        StorageError: the S3 object could not be fetched.
     """
     if "://" not in uri:
         path = Path(uri)
         if not path.is_file():
             raise ConfigError(f"no such file: {shown(uri)}")
-        return path
+        return LocalStorage(path.parent), path.name
     parts = urlsplit(uri)
     if parts.scheme == "file":
         path = Path(unquote(parts.path))
         if parts.netloc not in ("", "localhost") or not path.is_file():
             raise ConfigError(f"no such local file: {shown(uri)}")
-        return path
+        return LocalStorage(path.parent), path.name
     if parts.scheme == "s3":
         key = unquote(parts.path).lstrip("/")
         if not parts.netloc or not key:
             raise ConfigError(f"s3:// URI needs a bucket and a key: {shown(uri)}")
-        storage = open_storage(f"s3://{parts.netloc}", endpoint_url=endpoint_url)
-        head = storage.head(key)
-        if head is not None and head.size_bytes > MAX_MANIFEST_BYTES:
-            raise _invalid(uri, "$", f"larger than {MAX_MANIFEST_BYTES} bytes")
-        return storage.get_file(key, dest)
+        return open_storage(f"s3://{parts.netloc}", endpoint_url=endpoint_url), key
     raise ConfigError(f"cannot read {shown(parts.scheme)}:// URIs; use a path, file:// or s3://")

@@ -20,9 +20,8 @@ from .base import (
     StorageRejected,
     StoredObject,
     StreamBroken,
-    _check_key,
-    _redact,
 )
+from .keys import check_key, redact
 from .local import LocalStorage
 
 if TYPE_CHECKING:
@@ -81,7 +80,7 @@ def _open_s3(url: str, endpoint_url: str | None) -> Storage:
         raise ConfigError(f"storage URL has no bucket: {url!r}")
     prefix = unquote(parts.path).strip("/")
     if prefix:
-        _check_key(prefix)
+        check_key(prefix)
     from .s3 import s3_client
     from .s3storage import S3Storage
 
@@ -130,7 +129,7 @@ def open_storage(url: str, *, endpoint_url: str | None = None) -> Storage:
     opener = _SCHEMES.get(scheme)
     if opener is None:
         raise ConfigError(
-            f"unsupported storage URL scheme {scheme!r} in {_redact(url)!r}; "
+            f"unsupported storage URL scheme {scheme!r} in {redact(url)!r}; "
             f"use s3://bucket/prefix, file:///path or a local path"
         )
     return opener(url, endpoint_url)

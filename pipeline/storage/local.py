@@ -13,18 +13,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
 
 from ..errors import StorageError, StorageNotFound, StoragePermissionError
-from .base import (
-    IMMUTABLE,
-    StorageRejected,
-    StoredObject,
-    _check_key,
-    _check_prefix,
-    _check_presign,
-    _clean_metadata,
-    _join_url,
-    _MiB,
-    _public_base,
-)
+from .base import IMMUTABLE, StorageRejected, StoredObject
+from .keys import MIB, check_key, check_prefix, check_presign, clean_metadata, join_url, public_base
 
 if TYPE_CHECKING:
     from ..deadline import Deadline
@@ -33,10 +23,10 @@ _TMP_PREFIX: Final = ".conform-tmp-"
 #: A temp file untouched this long belongs to a killed write: a live one grows block by block
 #: (1 MiB copies) and is renamed right after its fsync.
 STALE_TMP_S: Final = 3600.0
-_COPY_BLOCK_BYTES: Final = 1 * _MiB
+COPY_BLOCK_BYTES: Final = 1 * MIB
 
 
-def _translate_os_error(err: OSError, *, op: str, key: str) -> StorageError:
+def translate_os_error(err: OSError, *, op: str, key: str) -> StorageError:
     details: dict[str, object] = {"op": op, "key": key, "errno": err.errno}
     message = f"storage {op} {key} failed: {err.strerror or err}"
     if isinstance(err, FileNotFoundError):
@@ -129,7 +119,7 @@ class LocalStorage:
         return f"LocalStorage({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*_check_key(key).split("/"))
+        return self.root.joinpath(*check_key(key).split("/"))
 
     def uri(self, key: str) -> str:
         """``file:///abs/path/key``.
@@ -169,14 +159,14 @@ class LocalStorage:
             StorageError: any other filesystem failure (full disk …); nothing partial remains.
         """
         dest = self._path(key)
-        _clean_metadata(metadata)
+        clean_metadata(metadata)
         try:
             with open(src, "rb") as fin:
                 expected = os.fstat(fin.fileno()).st_size
                 size = _atomic_write(dest, lambda out: _copy(
                     fin, out, _deadline_check(deadline, f"storing {key} finished")))
         except OSError as err:
-            raise _translate_os_error(err, op="put_file", key=self.uri(key)) from err
+            raise translate_os_error(err, op="put_file", key=self.uri(key)) from err
         if size != expected:
             with contextlib.suppress(OSError):
                 dest.unlink()
@@ -204,7 +194,7 @@ class LocalStorage:
         try:
             size = _atomic_write(dest, lambda out: _write_all(out, data))
         except OSError as err:
-            raise _translate_os_error(err, op="put_bytes", key=self.uri(key)) from err
+            raise translate_os_error(err, op="put_bytes", key=self.uri(key)) from err
         return self._stored(key, dest, size, content_type)
 
     def head(self, key: str) -> StoredObject | None:
@@ -220,7 +210,7 @@ class LocalStorage:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as err:
-            raise _translate_os_error(err, op="head", key=self.uri(key)) from err
+            raise translate_os_error(err, op="head", key=self.uri(key)) from err
         if not path.is_file():
             return None
         return self._stored(key, path, st.st_size)
@@ -252,7 +242,7 @@ class LocalStorage:
             with open(path, "rb") as fin:
                 _atomic_write(Path(dest), lambda out: _copy(fin, out, _no_check))
         except OSError as err:
-            raise _translate_os_error(err, op="get_file", key=self.uri(key)) from err
+            raise translate_os_error(err, op="get_file", key=self.uri(key)) from err
         return Path(dest)
 
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -262,7 +252,7 @@ class LocalStorage:
             ConfigError: the prefix would escape the root.
             StorageError: the folder can't be read.
         """
-        _check_prefix(prefix)
+        check_prefix(prefix)
         return self._list(prefix)
 
     def _list(self, prefix: str) -> Iterator[str]:
@@ -283,7 +273,7 @@ class LocalStorage:
         except FileNotFoundError:
             return iter(())  # nothing written yet
         except OSError as err:
-            raise _translate_os_error(err, op="list", key=self.root.as_uri()) from err
+            raise translate_os_error(err, op="list", key=self.root.as_uri()) from err
         return iter(sorted(keys))
 
     def public_url(self, key: str, *, base_url: str | None, presign_s: int | None) -> str | None:
@@ -294,11 +284,11 @@ class LocalStorage:
         Raises:
             ConfigError: invalid key, base URL or presign duration.
         """
-        _check_key(key)
+        check_key(key)
         if presign_s is not None:
-            _check_presign(presign_s)
+            check_presign(presign_s)
         if base_url:
-            return _join_url(_public_base(base_url), key)
+            return join_url(public_base(base_url), key)
         return None
 
     def check(self) -> None:
@@ -317,7 +307,7 @@ class LocalStorage:
                 details={"op": "check", "key": str(self.root)},
             ) from err
         except OSError as err:
-            raise _translate_os_error(err, op="check", key=self.root.as_uri()) from err
+            raise translate_os_error(err, op="check", key=self.root.as_uri()) from err
         # os.access answers for the real uid, which is what writes will use here; a probe
         # file would leave litter behind when the process is killed.
         if not os.access(self.root, os.W_OK | os.X_OK):
@@ -344,6 +334,6 @@ def _deadline_check(deadline: Deadline | None, stage: str) -> Callable[[], None]
 
 def _copy(fin: IO[bytes], out: IO[bytes], check: Callable[[], None]) -> None:
     check()
-    while block := fin.read(_COPY_BLOCK_BYTES):
+    while block := fin.read(COPY_BLOCK_BYTES):
         out.write(block)
         check()

@@ -27,7 +27,8 @@ from s3transfer import exceptions as s3t_exc
 from s3transfer.utils import ChunksizeAdjuster
 
 from ..errors import ConfigError, StorageError
-from .base import StreamBroken, _MiB, _redact
+from .base import StreamBroken
+from .keys import MIB, redact
 from .s3errors import DENIED, REJECT, RETRY, build_error, from_response
 
 # S3 allows at most 10,000 parts per upload, so 64 MiB parts cover 640 GB, far above the
@@ -36,8 +37,8 @@ from .s3errors import DENIED, REJECT, RETRY, build_error, from_response
 # when several jobs upload at once. "classic" pins s3transfer even when awscrt is installed:
 # we rely on its abort-on-failure cleanup and on botocore's per-request event hooks.
 TRANSFER_CONFIG: Final = TransferConfig(
-    multipart_threshold=64 * _MiB,
-    multipart_chunksize=64 * _MiB,
+    multipart_threshold=64 * MIB,
+    multipart_chunksize=64 * MIB,
     max_concurrency=4,
     use_threads=True,
     preferred_transfer_client="classic",
@@ -120,7 +121,7 @@ def translate_client_error(err: Exception, *, op: str, key: str) -> StorageError
     for cls, kind, text in _BOTOCORE_KINDS:
         if isinstance(cause, cls):
             return build_error(kind, f"storage {op} {key} failed: {text}: {cause}", details)
-    return StorageError(_redact(f"storage {op} {key} failed: {cause}"), details=details)
+    return StorageError(redact(f"storage {op} {key} failed: {cause}"), details=details)
 
 
 def part_size(transfer_config: Any, size: int) -> int | None:
@@ -313,7 +314,7 @@ def make_s3_client(
         session = boto3.session.Session()
         return session.client("s3", endpoint_url=endpoint_url or None, config=config)
     except (botoexc.BotoCoreError, ValueError) as err:
-        raise ConfigError(_redact(f"cannot create the S3 client: {err}")) from err
+        raise ConfigError(redact(f"cannot create the S3 client: {err}")) from err
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .local import _COPY_BLOCK_BYTES
+from .local import COPY_BLOCK_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,9 @@ def digest_file(src: Path, part_size: int | None) -> tuple[Digests, int]:
     with open(src, "rb") as fin:
         while True:
             want = (
-                _COPY_BLOCK_BYTES
+                COPY_BLOCK_BYTES
                 if part_size is None
-                else min(_COPY_BLOCK_BYTES, part_size - in_part)
+                else min(COPY_BLOCK_BYTES, part_size - in_part)
             )
             block = fin.read(want)
             if not block:

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ..errors import StorageError, StorageNotFound, StoragePermissionError
-from .base import StorageRejected, _redact
+from .base import StorageRejected
+from .keys import redact
 
 # How an error is treated; each kind is one of our error classes (_ERROR_CLASSES).
 NOT_FOUND, DENIED, RETRY, REJECT = "not_found", "denied", "retry", "reject"
@@ -82,7 +83,7 @@ _ERROR_CLASSES: Final[Mapping[str, type[StorageError]]] = {
 
 def build_error(kind: str, message: str, details: Mapping[str, object]) -> StorageError:
     """The error of class ``kind`` (a table value), its message stripped of secrets."""
-    return _ERROR_CLASSES[kind](_redact(message), details=details)
+    return _ERROR_CLASSES[kind](redact(message), details=details)
 
 
 def _kind_of(code: str, status: int) -> str:

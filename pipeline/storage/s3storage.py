@@ -14,20 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StorageError, StorageNotFound
-from .base import (
-    _MAX_KEY_BYTES,
-    CONTENT_SHA256_KEY,
-    IMMUTABLE,
-    StorageRejected,
-    StoredObject,
-    _check_key,
-    _check_prefix,
-    _check_presign,
-    _clean_metadata,
-    _join_url,
-    _public_base,
+from .base import CONTENT_SHA256_KEY, IMMUTABLE, StorageRejected, StoredObject
+from .keys import (
+    MAX_KEY_BYTES,
+    check_key,
+    check_prefix,
+    check_presign,
+    clean_metadata,
+    join_url,
+    public_base,
 )
-from .local import _translate_os_error
+from .local import translate_os_error
 from .s3 import (
     BOTO_ERRORS,
     TRANSFER_CONFIG,
@@ -73,7 +70,7 @@ class S3Storage:
             raise ConfigError("S3 bucket name is empty")
         prefix = prefix.strip("/")
         if prefix:
-            _check_key(prefix)
+            check_key(prefix)
         self.bucket = bucket
         self.prefix = prefix
         self.client = client
@@ -85,9 +82,9 @@ class S3Storage:
         return f"S3Storage({self.bucket!r}, {self.prefix!r})"
 
     def _full(self, key: str) -> str:
-        full = self._root + _check_key(key)
-        if len(full.encode("utf-8")) > _MAX_KEY_BYTES:
-            raise ConfigError(f"storage key is longer than {_MAX_KEY_BYTES} bytes: {full[:80]!r}…")
+        full = self._root + check_key(key)
+        if len(full.encode("utf-8")) > MAX_KEY_BYTES:
+            raise ConfigError(f"storage key is longer than {MAX_KEY_BYTES} bytes: {full[:80]!r}…")
         return full
 
     def uri(self, key: str) -> str:
@@ -140,7 +137,7 @@ class S3Storage:
                 a checksum/size mismatch.
         """
         full = self._full(key)
-        meta = _clean_metadata(metadata)
+        meta = clean_metadata(metadata)
         digests, hashed = self._hash(src)
         if deadline is not None:
             deadline.check(f"uploading {self.uri(key)}")
@@ -169,7 +166,7 @@ class S3Storage:
         try:
             return digest_file(src, part_size(self.transfer_config, src.stat().st_size))
         except OSError as err:
-            raise _translate_os_error(err, op="put_file", key=str(src)) from err
+            raise translate_os_error(err, op="put_file", key=str(src)) from err
 
     def _upload(self, src: Path, key: str, full: str, extra: dict[str, Any],
                 deadline: Deadline | None) -> None:
@@ -182,7 +179,7 @@ class S3Storage:
         except BOTO_ERRORS as err:
             raise self._error(err, "put_file", key) from err
         except OSError as err:  # the source vanished or became unreadable mid-upload
-            raise _translate_os_error(err, op="put_file", key=str(src)) from err
+            raise translate_os_error(err, op="put_file", key=str(src)) from err
         if not stored:
             assert deadline is not None
             deadline.expire(stage=f"the upload of {self.uri(key)} finished")
@@ -318,7 +315,7 @@ class S3Storage:
         except BOTO_ERRORS as err:
             raise self._error(err, "get_file", key) from err
         except OSError as err:
-            raise _translate_os_error(err, op="get_file", key=str(dest)) from err
+            raise translate_os_error(err, op="get_file", key=str(dest)) from err
         return dest
 
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -330,7 +327,7 @@ class S3Storage:
             StorageRejected: no such bucket.
             StorageError: retryable failures, after retries.
         """
-        _check_prefix(prefix)
+        check_prefix(prefix)
         return self._list(prefix)
 
     def _list(self, prefix: str) -> Iterator[str]:
@@ -357,9 +354,9 @@ class S3Storage:
         """
         full = self._full(key)
         if presign_s is not None:
-            _check_presign(presign_s)
+            check_presign(presign_s)
         if base_url:
-            return _join_url(_public_base(base_url), key)
+            return join_url(public_base(base_url), key)
         if presign_s is None:
             return None
         try:
