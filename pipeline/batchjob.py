@@ -74,8 +74,8 @@ def stored_manifest(storage: Storage, job: Job, workdir: Path) -> Manifest | Non
 
     Only the job's own workspace is looked in (``manifests/<workspace_id>/<id>.json``): the
     same id in another workspace is another job. A manifest of an older version, stored
-    without the workspace (``manifests/<id>.json``), is not read: see README, "Trust
-    boundaries", for the migration.
+    without the workspace (``manifests/<id>.json``), is not read: see
+    docs/storage-and-safety.md, "Trust boundaries", for the migration.
 
     Raises:
         StorageError: the store could not be asked.

@@ -186,7 +186,7 @@ def _output_summary(r: Rendition, shared_decode: int | None) -> dict[str, Any]:
                           else "convert"),
         "width": t.geometry.width, "height": t.geometry.height, "actions": list(r.actions),
         "warnings": list(r.warnings),
-        # smart framing's path, one summary per shot (see README "Smart framing")
+        # smart framing's path, one summary per shot (see docs/media.md, "Smart framing")
         "reframe": [shot.to_dict() for shot in getattr(t, "reframe", ())],
         "accounts": [u.account_id for u in r.uses],
         "variants": sorted({u.variant_id for u in r.uses}),

@@ -5,7 +5,7 @@ credentials, the host resolved exactly once, every resolved address vetted, then
 is made to the vetted IP itself while the original name travels in the ``Host`` header and, for
 https, in SNI and the certificate check. A second DNS lookup never happens, so a name that
 re-resolves to an internal address between check and connect (DNS rebinding) gets nowhere.
-This is the Python counterpart of imgproxy's ``dialer.Control`` check (STYLE.md B.8).
+This is the Python counterpart of imgproxy's ``dialer.Control`` check.
 
 Bodies are streamed to disk under a byte cap and one monotonic deadline. urllib3 exceptions
 never leave this package; callers see only :mod:`pipeline.errors` types.

@@ -1,11 +1,12 @@
 """Burned-in captions: the ASS script libass draws, sized and placed for one output.
 
-The style is fixed and documented (README "Captions"): DejaVu Sans (it ships with the container
-and with Debian's ``fonts-dejavu-core``), white with a black outline so it reads on any picture,
-its size a fraction of the frame's shorter side, centred above the surface's bottom UI band and
-inside its side bands. The script's resolution is the output's, so every number below is in
-output pixels; an encode retried at a smaller size is scaled by libass with the picture.
-Changing any of it changes the pixels: bump ``BURN_IN_STYLE_VERSION`` in plan/targets.py.
+The style is fixed and documented (docs/media.md, "Captions"): DejaVu Sans (it ships with the
+container and with Debian's ``fonts-dejavu-core``), white with a black outline so it reads on
+any picture, its size a fraction of the frame's shorter side, centred above the surface's bottom
+UI band and inside its side bands. The script's resolution is the output's, so every number
+below is in output pixels; an encode retried at a smaller size is scaled by libass with the
+picture. Changing any of it changes the pixels: bump ``BURN_IN_STYLE_VERSION`` in
+plan/targets.py.
 """
 
 from __future__ import annotations
