@@ -75,12 +75,9 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _conform_peak(library: Path, media: str, fit: str | None, tmp: Path
-                  ) -> tuple[dict[str, Any], float]:
-    """Run a post of ``media`` to every account; return (manifest, peak RSS in MB)."""
-    # An animation goes to X, which keeps it as one (elsewhere it becomes a video: not an
-    # image job).
-    accounts = [{"id": "x", "platform": "x"}] if media.endswith(".gif") else ACCOUNTS
+def _conform_peak(library: Path, media: str, fit: str | None, tmp: Path,
+                  accounts: list[dict[str, Any]] = ACCOUNTS) -> tuple[dict[str, Any], float]:
+    """Run a post of ``media`` to ``accounts``; return (manifest, peak RSS in MB)."""
     job: dict[str, Any] = {"workspace_id": "ws", "id": "shape", "accounts": accounts,
                            "content": [{"media": [media]}]}
     if fit is not None:
@@ -104,8 +101,33 @@ CASES = [(media, fit) for media in ("wide.png", "tall.png", "huge.jpg")
 @pytest.mark.parametrize(("media", "fit"), CASES)
 def test_image_post_to_every_surface_stays_under_the_memory_goal(
         library: Path, tmp_path: Path, media: str, fit: str | None) -> None:
-    manifest, peak_mb = _conform_peak(library, media, fit, tmp_path)
+    # An animation goes to X, which keeps it as one (elsewhere it becomes a video: not an
+    # image job).
+    accounts = [{"id": "x", "platform": "x"}] if media.endswith(".gif") else ACCOUNTS
+    manifest, peak_mb = _conform_peak(library, media, fit, tmp_path, accounts)
     print(f"{media} fit={fit}: peak {peak_mb:.0f} MB")  # the figure, with pytest -rP
+    _assert_delivered(manifest, media)
+    assert peak_mb < PEAK_MB, (media, fit, peak_mb)
+
+
+def test_200mp_heic_smart_framed_and_filled_stays_under_the_memory_goal(
+        corpus: Path, tmp_path: Path) -> None:
+    """The largest photo the decode budget takes (a 200 MP phone HEIC, ~1.2 GB to decode):
+    framing analyses it (one full decode, scaled band by band: HEIC used not to be analysed at
+    all) before the renders decode it again, and the two never add up."""
+    accounts = [{"id": "ig", "platform": "instagram"},
+                {"id": "ig-story", "platform": "instagram", "settings": {"post_type": "STORIES"}}]
+    manifest, peak_mb = _conform_peak(corpus / "images", "200MP.heic", "smart", tmp_path,
+                                      accounts)
+    print(f"200MP.heic fit=smart: peak {peak_mb:.0f} MB")
+    _assert_delivered(manifest, "200MP.heic")
+    feed = next(a for a in manifest["accounts"] if a["account_id"] == "ig")
+    assert "reframed" in feed["media"][0]["actions"]  # it was analysed, not skipped
+    assert peak_mb < PEAK_MB, peak_mb
+
+
+def _assert_delivered(manifest: dict[str, Any], media: str) -> None:
+    """Every account got its one output, and the file reads back at the size reported."""
     assert manifest["status"] == "succeeded"
     for account in manifest["accounts"]:
         assert account["status"] == "ok", (account["account_id"], account["errors"])
@@ -115,4 +137,3 @@ def test_image_post_to_every_surface_stays_under_the_memory_goal(
             assert im.size == (medium["width"], medium["height"])
             assert getattr(im, "n_frames", 1) == (18 if media.endswith(".gif") else 1)
             im.load()
-    assert peak_mb < PEAK_MB, (media, fit, peak_mb)
