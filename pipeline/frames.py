@@ -128,6 +128,9 @@ def still(path: Path, *, max_side: int) -> Image.Image:
     try:
         with Image.open(path, formats=OUTPUT_IMAGE_FORMATS) as img:
             img.seek(0)
+            # A JPEG is decoded at 1/2..1/8 scale by libjpeg, never below max_side: an 8192 px
+            # output is looked at without its full-size decode and RGB copies.
+            img.draft("RGB", (max_side, max_side))
             upright = ImageOps.exif_transpose(img) or img
             rgb = upright.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as err:

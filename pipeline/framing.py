@@ -304,14 +304,20 @@ def analyse_image(path: Path, info: MediaInfo, *, crop_width: int, crop_height: 
                   ) -> tuple[ReframeShot, ...] | None:
     """Where the crop window of an image goes (a one-key still "shot"), or None.
 
+    The source is looked at through a small decode (:func:`pipeline.image.decode_preview`:
+    JPEG draft scaling, HEIF/AVIF band scaling, the decode budget), never at full size.
+
     Raises:
         CorruptMedia: the image cannot be read for analysis.
+        TooLarge: even its smallest decode is over the decode budget.
     """
     import numpy as np
 
+    from .image import decode_preview
+
     axis: Literal["x", "y"] = "x" if crop_width < info.width else "y"
     span, window = (info.width, crop_width) if axis == "x" else (info.height, crop_height)
-    pic = np.asarray(frames.still(path, max_side=SAMPLE_SIDE_PX * 2))
+    pic = np.asarray(decode_preview(path, info, max_side=SAMPLE_SIDE_PX * 2))
     boxes: Sequence[SubjectBox] = find_faces(pic)
     if not boxes:
         salient = find_salient(pic)

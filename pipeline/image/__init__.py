@@ -28,20 +28,20 @@ from pathlib import Path
 from typing import Any
 
 from ..budget import BUDGET
-from ..errors import CannotFit, CorruptMedia, PipelineError, TooLarge
+from ..errors import CannotFit
 from ..plan import Geometry, ImageTarget
 from .animation import render_animated
 from .colour import flatten_alpha, to_srgb_8bit
-from .decode import decode_image, decode_plan
+from .decode import decode_image, decode_plan, decode_preview, typed_decode_errors
 from .encode import MIME, ImageResult, save_within_budget
 from .geometry import apply_geometry
-from .heif import DECODE_ERRORS, DecodedBuffer, HeifCache, decode_heif_buffer, scale_buffer
+from .heif import DecodedBuffer, HeifCache, decode_heif_buffer, scale_buffer
 from .strip import strip_metadata
 
 __all__ = [
     "MIME", "DecodedBuffer", "HeifCache", "ImageResult", "apply_geometry", "decode_heif_buffer",
-    "decode_image", "flatten_alpha", "render_decoded", "render_image", "save_within_budget",
-    "scale_buffer", "strip_metadata",
+    "decode_image", "decode_preview", "flatten_alpha", "render_decoded", "render_image",
+    "save_within_budget", "scale_buffer", "strip_metadata", "typed_decode_errors",
 ]
 
 
@@ -66,7 +66,7 @@ def render_image(src: Path, src_format: str, target: ImageTarget, out: Path, *,
         CannotFit: it cannot be brought under the byte cap above the quality floor and the
             variant's minimum size, or it is a decompression bomb.
     """
-    try:
+    with typed_decode_errors(src_format):
         if target.passthrough:
             data = strip_metadata(src.read_bytes(), src_format)
             if len(data) <= target.max_bytes:
@@ -89,14 +89,6 @@ def render_image(src: Path, src_format: str, target: ImageTarget, out: Path, *,
             if reduced:
                 warnings = (*warnings, "downscaled_for_memory")
             return _finish(im, geometry, warnings, target, out)
-    except PipelineError:
-        raise
-    except MemoryError as err:
-        raise TooLarge(f"not enough memory to convert the {src_format} image") from err
-    except DECODE_ERRORS as err:
-        if _is_bomb(err):
-            raise TooLarge(f"the image is too large to decode safely: {err}") from err
-        raise CorruptMedia(f"cannot decode the {src_format} image: {err}") from err
 
 
 def render_decoded(buf: DecodedBuffer, target: ImageTarget, out: Path) -> ImageResult:
@@ -119,10 +111,4 @@ def _finish(im: Any, geometry: Geometry, warnings: tuple[str, ...], target: Imag
             out: Path) -> ImageResult:
     result = save_within_budget(apply_geometry(im, geometry, target.background), target, out)
     return replace(result, warnings=(*warnings, *result.warnings))
-
-
-def _is_bomb(err: BaseException) -> bool:
-    from PIL import Image
-
-    return isinstance(err, Image.DecompressionBombError | Image.DecompressionBombWarning)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,26 @@ def render_animated(src: Path, fmt: str, target: ImageTarget, out: Path) -> Imag
     if g.width * g.height * frames_total > ANIMATION_PIXEL_BUDGET:
         raise TooLarge(f"the animation is {g.width}x{g.height} x {frames_total} frames, over the "
                        f"{ANIMATION_PIXEL_BUDGET:,} pixel budget")
-    frames = []
-    durations = []
-    for frame in ImageSequence.Iterator(im):
-        rgba = frame.convert("RGBA")
-        rgba.info.clear()
-        frames.append(apply_geometry(rgba, g, target.background))
-        durations.append(int(frame.info.get("duration", 0) or 0))
+    loop = im.info.get("loop")
+
+    def conformed() -> Iterator[Any]:
+        # One frame at a time: the GIF writer keeps what it has taken as 8-bit palette
+        # frames (a byte a pixel), where a list of RGBA frames held 4 (a 300-million-pixel
+        # animation took 1.8 GB). Each frame carries its own delay to the writer.
+        for frame in ImageSequence.Iterator(im):
+            rgba = frame.convert("RGBA")
+            rgba.info.clear()
+            conformed_frame = apply_geometry(rgba, g, target.background)
+            conformed_frame.info["duration"] = int(frame.info.get("duration", 0) or 0)
+            yield conformed_frame
+
+    frames = conformed()
+    first = next(frames)
+    options: dict[str, Any] = {"save_all": True, "append_images": frames, "disposal": 2,
+                               "optimize": False}
+    if loop is not None:
+        options["loop"] = loop
     buf = io.BytesIO()
-    first, rest = frames[0], frames[1:]
-    options: dict[str, Any] = {"save_all": True, "append_images": rest, "duration": durations,
-                               "disposal": 2, "optimize": False}
-    if "loop" in im.info:
-        options["loop"] = im.info["loop"]
     first.save(buf, "GIF", **options)
     data = buf.getvalue()
     if len(data) > target.max_bytes:

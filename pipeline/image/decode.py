@@ -8,15 +8,19 @@ box-reduced by an integer factor before the final Lanczos pass.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..budget import BUDGET, decode_cost_bytes, too_large
+from ..errors import CorruptMedia, PipelineError, TooLarge
+from ..models import MediaInfo
 from ..plan import Geometry, ImageTarget
 from ..probe import open_image
 from .colour import to_srgb_8bit
 from .geometry import REDUCING_GAP
-from .heif import decode_heif_buffer, scale_buffer
+from .heif import DECODE_ERRORS, decode_heif_buffer, scale_buffer
 
 # EXIF orientation → the Image.Transpose that makes the stored pixels upright (1: none).
 _TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
@@ -156,3 +160,70 @@ def _decode_pillow(src: Path, fmt: str, target: ImageTarget, *, min_draft: int =
         im = im.transpose(Image.Transpose[method])  # keeps im.info (the ICC profile)
     return im
 
+
+
+def decode_preview(src: Path, info: MediaInfo, *, max_side: int) -> Any:
+    """The upright picture in RGB, its longer side at most ``max_side``: what analysis sees.
+
+    Decoded the way an output is, as small as the format allows (JPEG draft scaling, HEIF
+    band scaling, an integer box reduction) and inside the process-wide decode budget, so
+    looking at a 28000x14000 JPEG for smart framing costs what a small output of it costs,
+    not the 1.2 GB of its full decode. Every format an output can be made from is read,
+    HEIC and AVIF included.
+
+    Args:
+        src: the source file.
+        info: its probe result (displayed size, sniffed format, EXIF orientation).
+        max_side: the longer side of the picture returned, in pixels.
+
+    Returns:
+        A Pillow ``RGB`` image (transparent parts on black; the first frame of an animation).
+
+    Raises:
+        TooLarge: even its smallest decode is over the decode budget, or a bomb.
+        CorruptMedia: it cannot be decoded.
+    """
+    from .geometry import apply_geometry
+
+    width, height = info.width, info.height
+    scale = min(1.0, max_side / max(width, height, 1))
+    small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
+    whole = Geometry(width=small_w, height=small_h, content_width=small_w,
+                     content_height=small_h, crop_x=0, crop_y=0, crop_width=width,
+                     crop_height=height, fit="none", source_width=width, source_height=height)
+    orientation = info.image.exif_orientation if info.image is not None else 1
+    target = ImageTarget(format="jpeg", geometry=whole, background="black", max_bytes=0,
+                         quality=0, quality_floor=0, animated=False, passthrough=False,
+                         orientation=orientation, to_srgb=False)
+    fmt = info.format_name
+    with typed_decode_errors(fmt):
+        draft, cost, _ = decode_plan(src, fmt, target)
+        with BUDGET.reserve(cost, f"the {fmt} image"):
+            im, geometry, _ = decode_image(src, fmt, target, min_draft=draft)
+            return apply_geometry(im, geometry, "black").convert("RGB")
+
+
+@contextmanager
+def typed_decode_errors(fmt: str) -> Iterator[None]:
+    """Pillow's and libheif's own errors, raised inside the block, as pipeline errors.
+
+    Raises:
+        TooLarge: out of memory, or a decompression bomb.
+        CorruptMedia: the picture cannot be decoded (truncated, damaged).
+    """
+    try:
+        yield
+    except PipelineError:
+        raise
+    except MemoryError as err:
+        raise TooLarge(f"not enough memory to convert the {fmt} image") from err
+    except DECODE_ERRORS as err:
+        if _is_bomb(err):
+            raise TooLarge(f"the image is too large to decode safely: {err}") from err
+        raise CorruptMedia(f"cannot decode the {fmt} image: {err}") from err
+
+
+def _is_bomb(err: BaseException) -> bool:
+    from PIL import Image
+
+    return isinstance(err, Image.DecompressionBombError | Image.DecompressionBombWarning)

@@ -98,11 +98,15 @@ def fit_geometry(width: int, height: int, *, aspect: Fraction | None, fit: FitMo
     caps = _Caps(max_width, max_height, max_pixels, max_side_sum, max_short_side,
                  max_long_side)
     scale = caps.scale(frame.width, frame.height)
-    need = max(min_width / frame.width, min_height / frame.height)
+    rnd = round_even if even else _round_whole
+    # A minimum that rounding meets anyway (1 px, 2 px when even) never pulls the scale up: a
+    # 8192x2 strip brought to a 1920 px cap is 1920x1, not scaled to keep its 2nd pixel row.
+    floor_px = rnd(0)
+    need = max(min_width / frame.width if min_width > floor_px else 0.0,
+               min_height / frame.height if min_height > floor_px else 0.0)
     upscaled = allow_upscale_to_min and need > 1.0 and need > scale
     if allow_upscale_to_min and need > scale:
         scale = need
-    rnd = round_even if even else _round_whole
     if not upscaled:
         scale = _under_caps(caps, frame, scale, rnd)
     out_w, out_h = rnd(frame.width * scale), rnd(frame.height * scale)

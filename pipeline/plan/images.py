@@ -39,15 +39,34 @@ def wanted_aspect(aspect: Fraction, spec: ImageSpec, fit: FitPolicy | None = Non
     auto-crop: 4:5, 1:1 or 1.91:1) or else the nearest end of the range. A ``same_size``
     carousel with crop ratios (Pinterest: 2:3 or 1:1) always takes the nearest of them.
     """
-    in_range = ((spec.aspect_min is None or aspect >= spec.aspect_min)
-                and (spec.aspect_max is None or aspect <= spec.aspect_max))
+    lo, hi = aspect_range(spec)
+    in_range = (lo is None or aspect >= lo) and (hi is None or aspect <= hi)
     if spec.carousel == "same_size" and spec.crop_ratios:
         return nearest_ratio(aspect, spec.crop_ratios)
     if in_range:
         return None
     if (fit or spec.fit) in ("crop", "smart") and spec.crop_ratios:
         return nearest_ratio(aspect, spec.crop_ratios)
-    return clamp_aspect(aspect, spec.aspect_min, spec.aspect_max)
+    return clamp_aspect(aspect, lo, hi)
+
+
+def aspect_range(spec: ImageSpec) -> tuple[Fraction | None, Fraction | None]:
+    """The shapes a variant can take: its aspect range, narrowed by its size limits.
+
+    A variant without a shape rule still has one in its sizes: X takes 4x4 to 8192x8192, so
+    nothing wider than 2048:1 can be scaled into it. A strip beyond that is padded (or
+    cropped) to the widest shape that fits, instead of being scaled past a limit and
+    refused after it was made.
+
+    Raises:
+        Nothing.
+    """
+    min_width = max(spec.min_width, spec.min_upscale_width or 1, 1)
+    by_size_lo = Fraction(min_width, spec.max_height)
+    by_size_hi = Fraction(spec.max_width, max(1, spec.min_height))
+    lo = by_size_lo if spec.aspect_min is None else max(spec.aspect_min, by_size_lo)
+    hi = by_size_hi if spec.aspect_max is None else min(spec.aspect_max, by_size_hi)
+    return lo, hi
 
 
 def _image_geometry(info: MediaInfo, spec: ImageSpec, aspect: Fraction | None,
@@ -241,10 +260,16 @@ def _inside_aspect_range(g: Geometry, spec: ImageSpec) -> Geometry:
     if lo is None or hi is None or lo == hi:
         return g
     w, h = g.width, g.height
+    # The side that is too long is cut, unless that takes it under the variant's minimum
+    # (a crop of a few pixels upscaled to it): then the other side grows instead.
     if Fraction(w, h) < lo and h > 1:
         h = max(1, math.floor(w / lo))
+        if h < spec.min_height:
+            w, h = math.ceil(g.height * lo), g.height
     elif Fraction(w, h) > hi and w > 1:
         w = max(1, math.floor(h * hi))
+        if w < spec.min_width:
+            w, h = g.width, math.ceil(g.width / hi)
     if (w, h) == (g.width, g.height):
         return g
     return force_size(g, (w, h))
