@@ -224,7 +224,7 @@ def _plan_with_framing(job: Job, checks: list[AccountCheck], media: Ingested,
         return jobplan
     infos = {str(k): v for k, v in media.probed.items() if isinstance(v, MediaInfo)}
     found = framing.analyse(needed, {k: v.path for k, v in sources.items()}, infos,
-                            timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()))
+                            deadline=deadline, timeout_s=settings.ffmpeg_timeout_s)
     return plan_job(checks, sha_of=sha_of, thumb_infos=thumbs, x264_preset=settings.x264_preset,
                     fit=job.fit, reframes=found)
 
