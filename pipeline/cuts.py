@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 CUT_SIDE_PX = 48  # a talking head's face is ~8 px wide here: a jump of it moves many pixels
 MAX_FRAMES = 9000  # frames read per clip (memory: 9000 x 48x28 RGB = 36 MB); longer: sparser
-# A cut frame differs from the one before by at least this mean grey level (0..255) ...
-HARD_MIN = 7.0
+# A cut frame differs from the one before by at least this mean level (0..255; a 100 px face
+# jumping across a 640 px frame of an unchanged room changes ~5) ...
+HARD_MIN = 3.0
 # ... and by this many times the usual frame-to-frame change around it (motion, noise).
 SPIKE_RATIO = 3.0
 BASELINE_S = 0.3  # the "usual change" is the median over this much time either side

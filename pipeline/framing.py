@@ -15,15 +15,14 @@ conform.
 from __future__ import annotations
 
 import bisect
-import itertools
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from . import cuts, frames
+from .camera import crop_offset_expr, follow, plan_shot
 from .deadline import Deadline
 from .errors import Interrupted, PipelineError
 from .models import MediaInfo
@@ -47,11 +46,6 @@ MIN_SUBJECT_SHARE = 0.5
 # The crop expression's length cap: one argv string holds at most 128 KiB (Linux
 # MAX_ARG_STRLEN) and the graph's escaping and other filters share it. ~2,000 keyframes.
 MAX_CROP_EXPR_CHARS = 90_000
-# The subject travels less than this share of the window within a shot: the camera stands still.
-STILL_TRAVEL = 0.15
-SMOOTH_S = 0.4  # width (sigma) of the path's local-linear smoothing: no jitter, no lag
-MAX_SPEED_WINDOWS_PER_S = 1.5  # a faster pan is a whip-pan a viewer cannot follow
-SIMPLIFY_SHARE = 0.01  # keyframes dropped while the path stays within 1 % of the window
 
 FramingKey = tuple[str, int, int]  # (source sha256, crop width, crop height)
 
@@ -65,134 +59,6 @@ class FramingJob:
     kind: Literal["video", "image"]
     crop_width: int
     crop_height: int
-
-
-# --------------------------------------------------------------------------- pure path planning
-
-
-def _local_linear(times: Sequence[float], values: Sequence[float], sigma_s: float) -> list[float]:
-    """Gaussian-weighted local linear fit at each time: steady motion passes through unlagged."""
-    out = []
-    for t0 in times:
-        sw = swt = swv = swtt = swtv = 0.0
-        for t, v in zip(times, values, strict=True):
-            w = math.exp(-0.5 * ((t - t0) / sigma_s) ** 2)
-            dt = t - t0
-            sw += w
-            swt += w * dt
-            swv += w * v
-            swtt += w * dt * dt
-            swtv += w * dt * v
-        det = sw * swtt - swt * swt
-        out.append((swtt * swv - swt * swtv) / det if det > 1e-9 else swv / sw)
-    return out
-
-
-def _simplify(points: list[tuple[float, float]], tolerance: float) -> list[tuple[float, float]]:
-    """Ramer-Douglas-Peucker on a path ``x(t)``: the fewest keyframes within ``tolerance`` px."""
-    if len(points) <= 2:
-        return points
-    (t0, x0), (t1, x1) = points[0], points[-1]
-    worst, at = -1.0, 0
-    for i in range(1, len(points) - 1):
-        t, x = points[i]
-        line = x0 + (x1 - x0) * (t - t0) / (t1 - t0) if t1 > t0 else x0
-        if abs(x - line) > worst:
-            worst, at = abs(x - line), i
-    if worst <= tolerance:
-        return [points[0], points[-1]]
-    return _simplify(points[:at + 1], tolerance)[:-1] + _simplify(points[at:], tolerance)
-
-
-def plan_shot(times: Sequence[float], centres: Sequence[float | None], *, start_s: float,
-              end_s: float, span_px: int, window_px: int, axis: Literal["x", "y"]
-              ) -> ReframeShot:
-    """The camera for one shot: still, or a smoothed pan that keeps the subject centred.
-
-    Args:
-        times: sample times in the shot (seconds, increasing).
-        centres: the subject's centre along ``axis`` per sample, in source pixels (None: none
-            found in that sample; the neighbours' positions are held).
-        start_s: where the shot starts; end_s: where it ends.
-        span_px: the source's size along ``axis``; window_px: the crop window's.
-        axis: "x" (the sides are cut) or "y" (top and bottom are cut).
-
-    Raises:
-        Nothing.
-    """
-    top = span_px - window_px
-    known = [(t, c) for t, c in zip(times, centres, strict=True) if c is not None]
-    if not known:  # no subject in this shot: the centre, as a plain crop would
-        return ReframeShot(start_s, end_s, "still", axis, ((start_s, top // 2),))
-    def nearest(t: float) -> float:  # hold the nearest known position where none was found
-        return min(known, key=lambda k: abs(k[0] - t))[1]
-
-    filled = [nearest(t) for t in times]
-    wanted = [min(max(c - window_px / 2, 0.0), float(top)) for c in filled]
-    if max(wanted) - min(wanted) <= STILL_TRAVEL * window_px:
-        middle = (max(wanted) + min(wanted)) / 2
-        return ReframeShot(start_s, end_s, "still", axis, ((start_s, round(middle)),))
-    smooth = _local_linear(times, wanted, SMOOTH_S)
-    # Speed cap, then the same smoothing again so the capped corners do not jerk.
-    max_step = MAX_SPEED_WINDOWS_PER_S * window_px
-    capped = [smooth[0]]
-    for i in range(1, len(smooth)):
-        dt = times[i] - times[i - 1]
-        step = min(max(smooth[i] - capped[-1], -max_step * dt), max_step * dt)
-        capped.append(capped[-1] + step)
-    path = _local_linear(times, capped, SMOOTH_S / 2)
-    # The shot's ends carry on at the speed of its first and last samples (a mover keeps
-    # moving until the cut), so the camera does not stop dead before it.
-    head = path[0] - _slope(times[:2], path[:2]) * (times[0] - start_s)
-    tail = path[-1] + _slope(times[-2:], path[-2:]) * (end_s - times[-1])
-    points = [(t, min(max(v, 0.0), float(top)))
-              for t, v in ((start_s, head), *zip(times, path, strict=True), (end_s, tail))]
-    points = [p for i, p in enumerate(points) if i == 0 or p[0] > points[i - 1][0] + 1e-6]
-    keys = _simplify(points, max(1.0, SIMPLIFY_SHARE * window_px))
-    return ReframeShot(start_s, end_s, "pan", axis, tuple((round(t, 3), round(x)) for t, x in keys))
-
-
-def _slope(times: Sequence[float], values: Sequence[float]) -> float:
-    if len(times) < 2 or times[-1] <= times[0]:
-        return 0.0
-    return (values[-1] - values[0]) / (times[-1] - times[0])
-
-
-def crop_offset_expr(shots: Sequence[ReframeShot]) -> str:
-    """The path as an ffmpeg expression of ``t``: one linear piece per keyframe interval.
-
-    The pieces are chosen by a balanced tree of ``if(lt(t,T),...)``: ffmpeg refuses an
-    expression nested more than ~100 deep, which a chain of one ``if`` per piece reaches at
-    ~100 keyframes (a fast-cut minute); a tree of N pieces is only log2(N) deep, and each
-    frame evaluates log2(N) tests. A shot's pieces start at its first frame (the boundary
-    sits a hair before the cut's time, so the cut frame itself gets the new window).
-
-    Raises:
-        Nothing.
-    """
-    pieces: list[tuple[float, str]] = []  # (from_s, expression valid from then on)
-    for shot in shots:
-        keys = shot.keys
-        if len(keys) == 1:
-            pieces.append((shot.start_s, str(keys[0][1])))
-            continue
-        for k, ((t0, x0), (t1, x1)) in enumerate(itertools.pairwise(keys)):
-            slope = (x1 - x0) / (t1 - t0) if t1 > t0 else 0.0
-            expr = f"{x0}" if abs(slope) < 1e-6 else f"{x0}+{slope:.4f}*(t-{t0:.4f})"
-            pieces.append((shot.start_s if k == 0 else t0, expr))
-    return _pick(pieces, 0, len(pieces))
-
-
-CUT_MARGIN_S = 0.0005  # a frame at a cut's time (rounded to 0.1 ms) is on the new shot's side
-
-
-def _pick(pieces: Sequence[tuple[float, str]], lo: int, hi: int) -> str:
-    """The expression choosing among ``pieces[lo:hi]`` by time, as a balanced tree."""
-    if hi - lo == 1:
-        return pieces[lo][1]
-    mid = (lo + hi) // 2
-    return (f"if(lt(t,{pieces[mid][0] - CUT_MARGIN_S:.4f}),{_pick(pieces, lo, mid)},"
-            f"{_pick(pieces, mid, hi)})")
 
 
 # --------------------------------------------------------------------------- analysis
@@ -254,15 +120,16 @@ def analyse_video(path: Path, info: MediaInfo, *, crop_width: int, crop_height: 
         timeout_s=min(timeout_s, deadline.remaining()))]
     times = [i / rate for i in range(len(pics))]
     shot_of = [bisect.bisect_right(starts, t + 1e-6) - 1 for t in times]
-    centres = _centres(pics, shot_of, axis, window / span, deadline)
-    if sum(c is not None for c in centres) < MIN_SUBJECT_SHARE * len(pics):
+    boxes = _subjects(pics, shot_of, deadline)
+    if sum(bool(b) for b in boxes) < MIN_SUBJECT_SHARE * len(pics):
         return None
     out = []
     for k, start_s in enumerate(starts):
         end_s = starts[k + 1] if k + 1 < len(starts) else duration_s
         mine = [i for i, s in enumerate(shot_of) if s == k]
+        held = follow([boxes[i] for i in mine], axis, window / span)
         out.append(plan_shot([times[i] for i in mine],
-                             [None if (c := centres[i]) is None else c * span for i in mine],
+                             [None if e is None else (e[0] * span, e[1] * span) for e in held],
                              start_s=start_s, end_s=end_s, span_px=span, window_px=window,
                              axis=axis))
     if len(crop_offset_expr(out)) > MAX_CROP_EXPR_CHARS:
@@ -272,26 +139,27 @@ def analyse_video(path: Path, info: MediaInfo, *, crop_width: int, crop_height: 
     return tuple(out)
 
 
-def _centres(pics: Sequence[npt.NDArray[np.uint8]], shot_of: Sequence[int],
-             axis: Literal["x", "y"], share: float, deadline: Deadline) -> list[float | None]:
-    """Per sample, the subject's centre along ``axis`` (a fraction of the frame), or None.
+def _subjects(pics: Sequence[npt.NDArray[np.uint8]], shot_of: Sequence[int],
+              deadline: Deadline) -> list[tuple[SubjectBox, ...]]:
+    """Per sample, its subjects: faces, else what moves (within its shot), else the most
+    salient region.
 
     Raises:
         DeadlineExceeded: the job ran out of time.
     """
-    centres: list[float | None] = []
+    found: list[tuple[SubjectBox, ...]] = []
     for i, pic in enumerate(pics):
         deadline.check("smart framing")
         same = [j for j in (i - 1, i + 1) if 0 <= j < len(pics) and shot_of[j] == shot_of[i]]
         prev = pics[i - 1] if i - 1 in same else None
         nxt = pics[i + 1] if i + 1 in same else None
-        boxes: Sequence[SubjectBox] = find_faces(pic)
+        boxes = find_faces(pic)
         if not boxes:
             moving = find_moving(pic, prev, nxt)
             salient = find_salient(pic) if moving is None else None
-            boxes = [b for b in (moving, salient) if b is not None]
-        centres.append(_centre(boxes, axis, share) if boxes else None)
-    return centres
+            boxes = tuple(b for b in (moving, salient) if b is not None)
+        found.append(boxes)
+    return found
 
 
 def analyse_image(path: Path, info: MediaInfo, *, crop_width: int, crop_height: int

@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
+from pipeline.camera import crop_offset_expr, plan_shot
 from pipeline.cli import main
 from pipeline.cuts import find_cuts
 from pipeline.errors import JobInvalid
-from pipeline.framing import crop_offset_expr, plan_shot
 from pipeline.job import parse_job
 from pipeline.plan.targets import ReframeShot
 from pipeline.presets import load_presets
@@ -273,12 +273,12 @@ def test_cuts_are_found_on_their_frame_and_a_flash_is_not_one() -> None:
 
 def test_a_subject_that_barely_moves_gets_a_still_camera_and_a_mover_a_smooth_pan() -> None:
     times = [i / 4 for i in range(12)]
-    still = plan_shot(times, [300.0 + (i % 2) * 5 for i in range(12)], start_s=0, end_s=3,
-                      span_px=640, window_px=202, axis="x")
+    still = plan_shot(times, [(280.0 + (i % 2) * 30, 320.0 + (i % 2) * 30) for i in range(12)],
+                      start_s=0, end_s=3, span_px=640, window_px=202, axis="x")
     assert still.camera == "still" and len(still.keys) == 1
-    assert abs(still.keys[0][1] - (302 - 101)) <= 3
-    moving = plan_shot(times, [100.0 + 100 * t for t in times], start_s=0, end_s=3,
-                       span_px=640, window_px=202, axis="x")
+    assert abs(still.keys[0][1] - (315 - 101)) <= 1  # the middle of the subject's range
+    moving = plan_shot(times, [(80.0 + 100 * t, 120.0 + 100 * t) for t in times], start_s=0,
+                       end_s=3, span_px=640, window_px=202, axis="x")
     assert moving.camera == "pan"
     assert len(moving.keys) <= 4  # a steady move is one or two segments, not one per sample
     # The window stays inside the frame and its centre follows the subject within a sample.
