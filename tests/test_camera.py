@@ -107,8 +107,14 @@ def test_a_jump_cut_gets_a_new_window_on_its_first_frame(face: Path, tmp_path: P
     assert sum(whole) >= 0.98 * len(frames)
     assert all(whole[cut - 6:cut + 6]), whole[cut - 6:cut + 6]
     assert spread(lefts[:cut]) <= 2.0 and spread(lefts[cut:]) <= 2.0
+    # The manifest lists each shot's window where the pixels show it, from the cut frame on.
     shots = media["reframe"]
     assert len(shots) == 2 and abs(shots[1]["start_s"] - cut / FPS) < 0.5 / FPS
+    for shot, seen in zip(shots, (lefts[:cut], lefts[cut:]), strict=True):
+        assert shot["window_width"] == WINDOW and shot["window_height"] == SRC[1]
+        assert [k["t_s"] for k in shot["keys"]] == [shot["start_s"]]
+        assert abs(shot["keys"][0]["x"] - float(np.median([v for v in seen if v is not None]))) <= 2
+        assert shot["keys"][0]["y"] == 0
 
 
 @pytest.mark.ffmpeg
@@ -132,6 +138,27 @@ def test_a_crowd_gets_one_framing_held_for_the_shot(face: Path, tmp_path: Path) 
     assert sum(whole) >= 0.98 * len(frames)
     assert spread(lefts) <= 3.0
     assert [s["camera"] for s in media["reframe"]] == ["still"]
+
+
+def test_the_manifest_schema_types_each_shots_keyframes() -> None:
+    import jsonschema
+
+    from pipeline.manifest import ReframeEntry
+    from pipeline.schema import manifest_schema
+
+    schema = manifest_schema()
+    shot_schema = {**schema["$defs"]["ReframeEntry"], "$defs": schema["$defs"]}
+    good = {"start_s": 0.0, "end_s": 2.5, "camera": "pan", "window_width": 202,
+            "window_height": 360, "keys": [{"t_s": 0.0, "x": 9, "y": 0},
+                                           {"t_s": 2.5, "x": 184, "y": 0}]}
+    jsonschema.validate(good, shot_schema)
+    assert ReframeEntry.from_dict(good).to_dict() == good
+    for bad in ({**good, "keys": [{"t_s": 0.0, "x": "9", "y": 0}]},
+                {**good, "camera": "zoom"}, {k: v for k, v in good.items() if k != "keys"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, shot_schema)
+        with pytest.raises(ValueError, match=r"."):
+            ReframeEntry.from_dict(bad)
 
 
 def box(left: float, width: float = 0.1, top: float = 0.4) -> SubjectBox:

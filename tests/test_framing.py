@@ -293,8 +293,8 @@ def test_crop_expression_has_one_segment_per_keyframe() -> None:
     shots = (ReframeShot(0.0, 2.0, "pan", "x", ((0.0, 10), (2.0, 110))),
              ReframeShot(2.0, 4.0, "still", "x", ((2.0, 300),)))
     assert crop_offset_expr(shots) == "if(lt(t,1.9995),10+50.0000*(t-0.0000),300)"
-    assert shots[0].to_dict() == {"start_s": 0.0, "end_s": 2.0, "camera": "pan", "x0": 10,
-                                  "x1": 110}
+    assert shots[0].to_dict() == {"start_s": 0.0, "end_s": 2.0, "camera": "pan",
+                                  "keys": [{"t_s": 0.0, "x": 10}, {"t_s": 2.0, "x": 110}]}
 
 
 def test_plan_override_and_argv_carry_the_path_and_change_the_key() -> None:
