@@ -24,9 +24,12 @@ from .plan.targets import ReframeShot
 from .subject import SubjectBox
 
 Axis = Literal["x", "y"]
+KINDS = ("face", "motion", "person", "salient")  # a shot follows one kind of subject
+FACE_SHARE = 0.34  # of a shot's samples with a face: the shot is about that face
 Extent = tuple[float, float]  # a subject's first and last pixel along the axis
 
 DEAD_ZONE_MARGIN = 0.06  # of the window, kept free on each side of a still camera's subject
+MIN_TRAVEL = 0.12  # of the window: a subject whose centre moves less never gets a pan
 SMOOTH_S = 0.4  # width (sigma) of the path's local-linear smoothing: no jitter, no lag
 MAX_SPEED_WINDOWS_PER_S = 1.5  # a faster pan is a whip-pan a viewer cannot follow
 SIMPLIFY_SHARE = 0.01  # keyframes dropped while the path stays within 1 % of the window
@@ -65,9 +68,11 @@ def follow(boxes: Sequence[Sequence[SubjectBox]], axis: Axis, window_share: floa
     Raises:
         Nothing.
     """
-    seen = [b for per in boxes for b in per]
-    if not seen:
+    kind = _shot_kind(boxes)
+    if kind is None:
         return [None] * len(boxes)
+    boxes = [[b for b in per if b.kind == kind] for per in boxes]
+    seen = [b for per in boxes for b in per]
     first = min(_lo(b, axis) for b in seen)
     last = max(_hi(b, axis) for b in seen)
     if last - first <= window_share * (1 - 2 * DEAD_ZONE_MARGIN):
@@ -85,6 +90,17 @@ def follow(boxes: Sequence[Sequence[SubjectBox]], axis: Axis, window_share: floa
                 held = min(near, key=lambda b: _distance(b, held))
                 out[i] = (_lo(held, axis), _hi(held, axis))
     return out
+
+
+def _shot_kind(boxes: Sequence[Sequence[SubjectBox]]) -> str | None:
+    """The one kind of subject a shot follows: faces when they are seen in at least
+    ``FACE_SHARE`` of its samples (what moves in the others is the same person, whose face was
+    just not found), else the kind seen in the most samples."""
+    counts = {k: sum(any(b.kind == k for b in per) for per in boxes) for k in KINDS}
+    if counts["face"] and counts["face"] >= FACE_SHARE * len(boxes):
+        return "face"
+    best = max(KINDS[1:], key=lambda k: counts[k])  # ties: the earlier kind
+    return best if counts[best] else ("face" if counts["face"] else None)
 
 
 def _distance(a: SubjectBox, b: SubjectBox) -> float:
@@ -111,14 +127,33 @@ def plan_shot(times: Sequence[float], extents: Sequence[Extent | None], *, start
     known = [(t, e) for t, e in zip(times, extents, strict=True) if e is not None]
     if not known:  # no subject in this shot: the centre, as a plain crop would
         return ReframeShot(start_s, end_s, "still", axis, ((start_s, top // 2),))
-    first = min(e[0] for _, e in known)
-    last = max(e[1] for _, e in known)
-    if last - first <= window_px * (1 - 2 * DEAD_ZONE_MARGIN):
-        # The subject's whole range fits the dead zone: one window for the shot, no drift.
-        offset = min(max((first + last) / 2 - window_px / 2, 0.0), float(top))
+    still = _still_centre([e for _, e in known], window_px)
+    if still is not None:
+        offset = min(max(still - window_px / 2, 0.0), float(top))
         return ReframeShot(start_s, end_s, "still", axis, ((start_s, round(offset)),))
     return _pan(times, [_nearest(known, t) for t in times], start_s=start_s, end_s=end_s,
                 top=top, window_px=window_px, axis=axis)
+
+
+def _still_centre(extents: Sequence[Extent], window_px: int) -> float | None:
+    """Where a still window is centred, or None when the subject travels and needs a pan.
+
+    Still when the subject's whole range over the shot (a stray sighting or two at either end
+    left out) fits the window less its margins: the window then never moves. A subject too big
+    for that (a close-up) still gets a still window while its centre moves less than
+    ``MIN_TRAVEL`` of the window: a pan would only chase its sway.
+    """
+    lows = sorted(e[0] for e in extents)
+    highs = sorted(e[1] for e in extents)
+    centres = sorted((e[0] + e[1]) / 2 for e in extents)
+    cut = len(extents) // 20  # 5 % at each end: a detector's stray box does not move a camera
+    first, last = lows[cut], highs[len(highs) - 1 - cut]
+    if last - first <= window_px * (1 - 2 * DEAD_ZONE_MARGIN):
+        return (first + last) / 2
+    low, high = centres[cut], centres[len(centres) - 1 - cut]
+    if high - low <= MIN_TRAVEL * window_px:
+        return (low + high) / 2
+    return None
 
 
 def _nearest(known: Sequence[tuple[float, Extent]], t: float) -> float:

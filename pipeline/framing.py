@@ -27,7 +27,7 @@ from .deadline import Deadline
 from .errors import Interrupted, PipelineError
 from .models import MediaInfo
 from .plan.targets import ImageTarget, ReframeShot, VideoTarget
-from .subject import SubjectBox, find_faces, find_moving, find_salient
+from .subject import SubjectBox, find_faces, find_moving, find_people, find_salient
 
 if TYPE_CHECKING:
     import numpy as np
@@ -141,8 +141,8 @@ def analyse_video(path: Path, info: MediaInfo, *, crop_width: int, crop_height: 
 
 def _subjects(pics: Sequence[npt.NDArray[np.uint8]], shot_of: Sequence[int],
               deadline: Deadline) -> list[tuple[SubjectBox, ...]]:
-    """Per sample, its subjects: faces, else what moves (within its shot), else the most
-    salient region.
+    """Per sample, its subjects (see :func:`_subjects_of`); neighbours in the same shot
+    tell what moves.
 
     Raises:
         DeadlineExceeded: the job ran out of time.
@@ -153,13 +153,25 @@ def _subjects(pics: Sequence[npt.NDArray[np.uint8]], shot_of: Sequence[int],
         same = [j for j in (i - 1, i + 1) if 0 <= j < len(pics) and shot_of[j] == shot_of[i]]
         prev = pics[i - 1] if i - 1 in same else None
         nxt = pics[i + 1] if i + 1 in same else None
-        boxes = find_faces(pic)
-        if not boxes:
-            moving = find_moving(pic, prev, nxt)
-            salient = find_salient(pic) if moving is None else None
-            boxes = tuple(b for b in (moving, salient) if b is not None)
-        found.append(boxes)
+        found.append(_subjects_of(pic, prev, nxt))
     return found
+
+
+def _subjects_of(pic: npt.NDArray[np.uint8], prev: npt.NDArray[np.uint8] | None,
+                 nxt: npt.NDArray[np.uint8] | None) -> tuple[SubjectBox, ...]:
+    """Faces (evened light over the frame, else tile by tile: small and partly lit faces),
+    else what moves, else whole people (no face seen), else the most salient region."""
+    faces = find_faces(pic) or find_faces(pic, contrast="local")
+    if faces:
+        return faces
+    moving = find_moving(pic, prev, nxt)
+    if moving is not None:
+        return (moving,)
+    people = find_people(pic)
+    if people:
+        return people
+    salient = find_salient(pic)
+    return (salient,) if salient is not None else ()
 
 
 def analyse_image(path: Path, info: MediaInfo, *, crop_width: int, crop_height: int
