@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ def make_edit(pieces: list[Piece], out: Path, *, size: tuple[int, int] = (640, 3
     """Render the edit (H.264, yuv420p) and say where its shots start."""
     w, h = size
     args: list[str] = ["ffmpeg", "-v", "error", "-y"]
+    lengths: list[int] = []
     chains = []
-    lengths = []
     for i, p in enumerate(pieces):
         frames = round(p.length_s * fps)
         lengths.append(frames)
@@ -83,3 +83,20 @@ def make_edit(pieces: list[Piece], out: Path, *, size: tuple[int, int] = (640, 3
              "-r", str(fps), str(out)]
     subprocess.run(args, check=True, capture_output=True)
     return Edit(out, fps, total, tuple(cuts), tuple(shots))
+
+
+def window_lefts(source: Any, delivered: Any, window: tuple[int, int]) -> list[int]:
+    """Per delivered frame, where its crop window's left edge sits in the source frame, found
+    from the pixels: the delivered frame, scaled back to the window's size, against every
+    column offset of the source frame (the best match, at a quarter of the size, refined to
+    the pixel). ``source`` and ``delivered`` are (frames, height, width, 3) arrays."""
+    import cv2
+    import numpy as np
+
+    win_w, win_h = window
+    out = []
+    for src, dst in zip(source, delivered, strict=False):
+        back = cv2.resize(dst, (win_w, win_h), interpolation=cv2.INTER_AREA).astype(np.float32)
+        scores = cv2.matchTemplate(src.astype(np.float32), back, cv2.TM_SQDIFF)
+        out.append(int(np.argmin(scores[0])))
+    return out
