@@ -97,6 +97,8 @@ def main() -> None:
         "haar_frontal_profile_global": find_faces,
         "haar_frontal_profile_local": lambda f: find_faces(f, contrast="local"),
         "haar_global_then_local": lambda f: find_faces(f) or find_faces(f, contrast="local"),
+        "kept_for_framing": lambda f: (find_faces(f, profiles="without_frontal")
+                                       or find_faces(f, contrast="local", profiles="never")),
         "hog_people": find_people,
     }
     report: dict[str, Any] = {"frames": {k: len(v) for k, v in sets.items()},

@@ -159,9 +159,12 @@ def _subjects(pics: Sequence[npt.NDArray[np.uint8]], shot_of: Sequence[int],
 
 def _subjects_of(pic: npt.NDArray[np.uint8], prev: npt.NDArray[np.uint8] | None,
                  nxt: npt.NDArray[np.uint8] | None) -> tuple[SubjectBox, ...]:
-    """Faces (evened light over the frame, else tile by tile: small and partly lit faces),
-    else what moves, else whole people (no face seen), else the most salient region."""
-    faces = find_faces(pic) or find_faces(pic, contrast="local")
+    """Faces (evened light over the frame; else frontal ones with light evened tile by tile:
+    small and partly lit faces), else what moves, else whole people (no face seen), else the
+    most salient region. The profile passes run only when no frontal face is found: they are
+    two thirds of the cost (see BENCHMARKS.md, "Subjects")."""
+    faces = (find_faces(pic, profiles="without_frontal")
+             or find_faces(pic, contrast="local", profiles="never"))
     if faces:
         return faces
     moving = find_moving(pic, prev, nxt)
