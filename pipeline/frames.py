@@ -7,7 +7,9 @@ what a viewer sees: the delivered file, at low resolution.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
@@ -15,6 +17,10 @@ from . import ffmpeg
 from .errors import CorruptMedia
 from .models import MediaInfo
 from .plan.geometry import round_even
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 # What a delivered image or cover can be (the presets' formats): no other decoder is tried.
 OUTPUT_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
@@ -137,3 +143,42 @@ def still(path: Path, *, max_side: int) -> Image.Image:
         raise CorruptMedia(f"{path.name}: not a readable image: {err}") from err
     rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb
+
+
+def every_frame(path: Path, info: MediaInfo, *, max_side: int, max_frames: int,
+                timeout_s: float) -> tuple[npt.NDArray[np.uint8], float]:
+    """Every frame of a video, tiny, in one decode: cut detection's input.
+
+    The rate is the source's (at most 60 fps), lowered for a clip so long that it would give
+    more than ``max_frames``: memory and time grow with the clip's length, nothing else.
+
+    Returns:
+        The frames as an array (frames, height, width, 3) and their rate: frame ``i`` is the
+        one shown at ``i / rate``.
+
+    Raises:
+        FFmpegError: ffmpeg failed to decode the file.
+        FFmpegTimeout: it took longer than ``timeout_s``.
+        CorruptMedia: no frame could be decoded.
+    """
+    import numpy as np
+
+    width, height = fit_size(info.width, info.height, max_side)
+    source = info.video.fps if info.video is not None and info.video.fps > 0 else Fraction(30)
+    duration_s = max(info.duration_s or 0.0, 0.04)
+    rate = min(source, Fraction(60), Fraction(max_frames) / Fraction(duration_s))
+    rate = rate.limit_denominator(1001)
+    demuxer = ffmpeg.DEMUXERS.get(info.format_name)
+    data = ffmpeg.run([*ffmpeg.ffmpeg_head("-loglevel", "error"),
+                       *ffmpeg.safe_input(path, demuxer),
+                       "-vf", f"fps={rate.numerator}/{rate.denominator}:start_time=0,"
+                       f"scale={width}:{height}:flags=area,setsar=1",
+                       "-frames:v", str(max_frames),
+                       "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+                      timeout_s=timeout_s).stdout
+    size = width * height * 3
+    count = len(data) // size
+    if count == 0:
+        raise CorruptMedia(f"{path.name}: no frame could be decoded")
+    frames = np.frombuffer(data, np.uint8, count * size).reshape(count, height, width, 3)
+    return frames, float(rate)

@@ -1,31 +1,33 @@
 """Smart framing: where the crop window sits when a picture changes shape (fit ``smart``).
 
-Analysis (:func:`analyse_video`, :func:`analyse_image`) looks at small frames: a video is
-sampled at ``SAMPLE_FPS`` at ``SAMPLE_SIDE_PX`` in one ffmpeg decode, split into shots where the
-colour histogram jumps, and each sample's subject is found by :mod:`pipeline.subject` (faces,
-else what moves, else the most salient region). Path planning (:func:`plan_shot`,
-:func:`split_shots`) is pure: per shot a still camera when the subject moves little against the
-window, else a pan that follows it, smoothed (locally linear, so steady motion is followed
-without lag), speed-capped and simplified to a few keyframes. :func:`crop_offset_expr` turns
-the path into the ``x``/``y`` expression of ffmpeg's ``crop`` filter, which evaluates it per
-frame, so the crop renders in the same pass as the rest of the conform.
+Analysis (:func:`analyse_video`, :func:`analyse_image`) looks at small frames: a video's cuts
+are found on their frame by :mod:`pipeline.cuts` (every frame, tiny, one decode), then it is
+sampled at ``SAMPLE_FPS`` at ``SAMPLE_SIDE_PX`` in one more decode, and each sample's subject
+is found by :mod:`pipeline.subject` (faces, else what moves, else the most salient region).
+Path planning (:func:`plan_shot`) is pure: per shot a still camera when the subject moves
+little against the window, else a pan that follows it, smoothed (locally linear, so steady
+motion is followed without lag), speed-capped and simplified to a few keyframes.
+:func:`crop_offset_expr` turns the path into the ``x``/``y`` expression of ffmpeg's ``crop``
+filter, which evaluates it per frame, so the crop renders in the same pass as the rest of the
+conform.
 """
 
 from __future__ import annotations
 
-import itertools
+import bisect
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from . import frames
+from . import cuts, frames
+from .camera import crop_offset_expr, follow, plan_shot
+from .deadline import Deadline
 from .errors import Interrupted, PipelineError
 from .models import MediaInfo, MediaRef
 from .plan.targets import ImageTarget, ReframeShot, VideoTarget
-from .subject import SubjectBox, find_faces, find_moving, find_salient
+from .subject import SubjectBox, find_faces, find_moving, find_people, find_salient
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,15 +41,11 @@ WARNING_CODE = "no_subject"
 SAMPLE_FPS = 4.0  # samples per second: a cut is placed within 1/8 s, a pan keyframed at 4 Hz
 MAX_SAMPLES = 300  # longer clips are sampled more sparsely (memory: 300 small RGB frames)
 SAMPLE_SIDE_PX = 384  # a face 1/10 of a 16:9 frame's height is ~22 px here (cascade: 20)
-# Shot change: half the L1 distance of two samples' normalised colour histograms (0..1).
-CUT_DISTANCE = 0.45
 # At least this share of a clip's samples must show a subject, else the variant's normal fit.
 MIN_SUBJECT_SHARE = 0.5
-# The subject travels less than this share of the window within a shot: the camera stands still.
-STILL_TRAVEL = 0.15
-SMOOTH_S = 0.4  # width (sigma) of the path's local-linear smoothing: no jitter, no lag
-MAX_SPEED_WINDOWS_PER_S = 1.5  # a faster pan is a whip-pan a viewer cannot follow
-SIMPLIFY_SHARE = 0.01  # keyframes dropped while the path stays within 1 % of the window
+# The crop expression's length cap: one argv string holds at most 128 KiB (Linux
+# MAX_ARG_STRLEN) and the graph's escaping and other filters share it. ~2,000 keyframes.
+MAX_CROP_EXPR_CHARS = 90_000
 
 FramingKey = tuple[str, int, int]  # (source sha256, crop width, crop height)
 
@@ -61,144 +59,6 @@ class FramingJob:
     kind: Literal["video", "image"]
     crop_width: int
     crop_height: int
-
-
-# --------------------------------------------------------------------------- pure path planning
-
-
-def split_shots(hists: Sequence[Sequence[float]], *, cut: float = CUT_DISTANCE
-                ) -> list[tuple[int, int]]:
-    """Runs of samples that belong to one shot, as ``(first, last)`` index pairs.
-
-    Args:
-        hists: per sample, a normalised histogram (sums to 1).
-        cut: half-L1 distance between neighbours above which a new shot starts.
-
-    Raises:
-        Nothing.
-    """
-    if not hists:
-        return []
-    runs: list[tuple[int, int]] = []
-    start = 0
-    for i in range(1, len(hists)):
-        distance = 0.5 * sum(abs(a - b) for a, b in zip(hists[i - 1], hists[i], strict=True))
-        if distance > cut:
-            runs.append((start, i - 1))
-            start = i
-    runs.append((start, len(hists) - 1))
-    return runs
-
-
-def _local_linear(times: Sequence[float], values: Sequence[float], sigma_s: float) -> list[float]:
-    """Gaussian-weighted local linear fit at each time: steady motion passes through unlagged."""
-    out = []
-    for t0 in times:
-        sw = swt = swv = swtt = swtv = 0.0
-        for t, v in zip(times, values, strict=True):
-            w = math.exp(-0.5 * ((t - t0) / sigma_s) ** 2)
-            dt = t - t0
-            sw += w
-            swt += w * dt
-            swv += w * v
-            swtt += w * dt * dt
-            swtv += w * dt * v
-        det = sw * swtt - swt * swt
-        out.append((swtt * swv - swt * swtv) / det if det > 1e-9 else swv / sw)
-    return out
-
-
-def _simplify(points: list[tuple[float, float]], tolerance: float) -> list[tuple[float, float]]:
-    """Ramer-Douglas-Peucker on a path ``x(t)``: the fewest keyframes within ``tolerance`` px."""
-    if len(points) <= 2:
-        return points
-    (t0, x0), (t1, x1) = points[0], points[-1]
-    worst, at = -1.0, 0
-    for i in range(1, len(points) - 1):
-        t, x = points[i]
-        line = x0 + (x1 - x0) * (t - t0) / (t1 - t0) if t1 > t0 else x0
-        if abs(x - line) > worst:
-            worst, at = abs(x - line), i
-    if worst <= tolerance:
-        return [points[0], points[-1]]
-    return _simplify(points[:at + 1], tolerance)[:-1] + _simplify(points[at:], tolerance)
-
-
-def plan_shot(times: Sequence[float], centres: Sequence[float | None], *, start_s: float,
-              end_s: float, span_px: int, window_px: int, axis: Literal["x", "y"]
-              ) -> ReframeShot:
-    """The camera for one shot: still, or a smoothed pan that keeps the subject centred.
-
-    Args:
-        times: sample times in the shot (seconds, increasing).
-        centres: the subject's centre along ``axis`` per sample, in source pixels (None: none
-            found in that sample; the neighbours' positions are held).
-        start_s: where the shot starts; end_s: where it ends.
-        span_px: the source's size along ``axis``; window_px: the crop window's.
-        axis: "x" (the sides are cut) or "y" (top and bottom are cut).
-
-    Raises:
-        Nothing.
-    """
-    top = span_px - window_px
-    known = [(t, c) for t, c in zip(times, centres, strict=True) if c is not None]
-    if not known:  # no subject in this shot: the centre, as a plain crop would
-        return ReframeShot(start_s, end_s, "still", axis, ((start_s, top // 2),))
-    def nearest(t: float) -> float:  # hold the nearest known position where none was found
-        return min(known, key=lambda k: abs(k[0] - t))[1]
-
-    filled = [nearest(t) for t in times]
-    wanted = [min(max(c - window_px / 2, 0.0), float(top)) for c in filled]
-    if max(wanted) - min(wanted) <= STILL_TRAVEL * window_px:
-        middle = (max(wanted) + min(wanted)) / 2
-        return ReframeShot(start_s, end_s, "still", axis, ((start_s, round(middle)),))
-    smooth = _local_linear(times, wanted, SMOOTH_S)
-    # Speed cap, then the same smoothing again so the capped corners do not jerk.
-    max_step = MAX_SPEED_WINDOWS_PER_S * window_px
-    capped = [smooth[0]]
-    for i in range(1, len(smooth)):
-        dt = times[i] - times[i - 1]
-        step = min(max(smooth[i] - capped[-1], -max_step * dt), max_step * dt)
-        capped.append(capped[-1] + step)
-    path = _local_linear(times, capped, SMOOTH_S / 2)
-    # The shot's ends carry on at the speed of its first and last samples (a mover keeps
-    # moving until the cut), so the camera does not stop dead before it.
-    head = path[0] - _slope(times[:2], path[:2]) * (times[0] - start_s)
-    tail = path[-1] + _slope(times[-2:], path[-2:]) * (end_s - times[-1])
-    points = [(t, min(max(v, 0.0), float(top)))
-              for t, v in ((start_s, head), *zip(times, path, strict=True), (end_s, tail))]
-    points = [p for i, p in enumerate(points) if i == 0 or p[0] > points[i - 1][0] + 1e-6]
-    keys = _simplify(points, max(1.0, SIMPLIFY_SHARE * window_px))
-    return ReframeShot(start_s, end_s, "pan", axis, tuple((round(t, 3), round(x)) for t, x in keys))
-
-
-def _slope(times: Sequence[float], values: Sequence[float]) -> float:
-    if len(times) < 2 or times[-1] <= times[0]:
-        return 0.0
-    return (values[-1] - values[0]) / (times[-1] - times[0])
-
-
-def crop_offset_expr(shots: Sequence[ReframeShot]) -> str:
-    """The path as an ffmpeg expression of ``t``: nested ``if(lt(t,T),...)`` per segment.
-
-    Raises:
-        Nothing.
-    """
-    segments: list[tuple[float, str]] = []  # (until_s, expression valid until then)
-    for shot in shots:
-        keys = shot.keys
-        if len(keys) == 1:
-            segments.append((shot.end_s, str(keys[0][1])))
-            continue
-        for (t0, x0), (t1, x1) in itertools.pairwise(keys):
-            slope = (x1 - x0) / (t1 - t0) if t1 > t0 else 0.0
-            expr = f"{x0}" if abs(slope) < 1e-6 else f"{x0}+{slope:.4f}*(t-{t0:.4f})"
-            until = t1 if (t1, x1) != keys[-1] else shot.end_s
-            segments.append((until, expr))
-    expr = segments[-1][1]
-    for until, seg in reversed(segments[:-1]):
-        expr = f"if(lt(t,{until:.4f}),{seg},{expr})"
-    return expr
 
 
 # --------------------------------------------------------------------------- analysis
@@ -219,85 +79,102 @@ def _centre(boxes: Sequence[SubjectBox], axis: Literal["x", "y"], window: float)
     return (first + last) / 2
 
 
-def _histogram(frame: npt.NDArray[np.uint8]) -> list[float]:
-    import numpy as np
-
-    hist = np.concatenate([np.histogram(frame[..., c], bins=16, range=(0, 256))[0]
-                           for c in range(3)]).astype(np.float64)
-    return [float(v) for v in hist / max(1.0, float(hist.sum()))]
-
-
 def analyse_video(path: Path, info: MediaInfo, *, crop_width: int, crop_height: int,
-                  timeout_s: float) -> tuple[ReframeShot, ...] | None:
-    """The crop window's path through a video, or None without a confident subject.
+                  deadline: Deadline, timeout_s: float) -> tuple[ReframeShot, ...] | None:
+    """The crop window's path through a video; None without a confident subject, ``()`` when
+    the path cannot be rendered (the variant's fit is used either way).
+
+    The cost is bounded by the clip's length: one tiny decode of every frame (the cuts), one
+    decode at ``SAMPLE_FPS`` (the subjects, at most ``MAX_SAMPLES`` of them), however many
+    cuts or flashes the clip has. The job's deadline is checked between the two and between
+    samples.
 
     Args:
         path: the source video on local disk.
         info: its probe result (display size, duration).
         crop_width: the window's width in displayed source pixels; crop_height its height.
-        timeout_s: limit for the sampling decode.
+        deadline: the job's; each decode gets at most what is left of it.
+        timeout_s: limit for each decode.
 
     Raises:
         FFmpegError: ffmpeg could not decode the source.
-        FFmpegTimeout: sampling took longer than ``timeout_s``.
+        FFmpegTimeout: a decode took longer than its time.
         CorruptMedia: no frame could be decoded.
+        DeadlineExceeded: the job ran out of time during the analysis.
     """
     import numpy as np
 
     axis: Literal["x", "y"] = "x" if crop_width < info.width else "y"
     span, window = (info.width, crop_width) if axis == "x" else (info.height, crop_height)
     duration_s = max(info.duration_s or 0.0, 0.04)
+    deadline.check("smart framing")
+    tiny, cut_rate = frames.every_frame(path, info, max_side=cuts.CUT_SIDE_PX,
+                                        max_frames=cuts.MAX_FRAMES,
+                                        timeout_s=min(timeout_s, deadline.remaining()))
+    starts = [0.0, *(round(f / cut_rate, 4) for f in cuts.find_cuts(tiny, rate=cut_rate))]
+    del tiny
+    deadline.check("smart framing")
     rate = min(SAMPLE_FPS, MAX_SAMPLES / duration_s)
-    shots_rgb = frames.sample_rate(path, info, fps=rate, max_side=SAMPLE_SIDE_PX,
-                                   timeout_s=timeout_s)
-    pics = [np.asarray(p) for p in shots_rgb]
+    pics = [np.asarray(p) for p in frames.sample_rate(
+        path, info, fps=rate, max_side=SAMPLE_SIDE_PX,
+        timeout_s=min(timeout_s, deadline.remaining()))]
     times = [i / rate for i in range(len(pics))]
-    runs = split_shots([_histogram(p) for p in pics])
-    cuts = [_refine_cut(path, info, times[first - 1], times[first], timeout_s=timeout_s)
-            for first, _ in runs[1:]]
-    share = window / span
-    centres: list[float | None] = [None] * len(pics)
-    for first, last in runs:
-        for i in range(first, last + 1):
-            prev = pics[i - 1] if i > first else None
-            nxt = pics[i + 1] if i < last else None
-            boxes: Sequence[SubjectBox] = find_faces(pics[i])
-            if not boxes:
-                moving = find_moving(pics[i], prev, nxt)
-                salient = find_salient(pics[i]) if moving is None else None
-                boxes = [b for b in (moving, salient) if b is not None]
-            if boxes:
-                centres[i] = _centre(boxes, axis, share) * span
-    found = sum(c is not None for c in centres)
-    if found < MIN_SUBJECT_SHARE * len(pics):
+    shot_of = [bisect.bisect_right(starts, t + 1e-6) - 1 for t in times]
+    boxes = _subjects(pics, shot_of, deadline)
+    if sum(bool(b) for b in boxes) < MIN_SUBJECT_SHARE * len(pics):
         return None
     out = []
-    for k, (first, last) in enumerate(runs):
-        start_s = 0.0 if k == 0 else cuts[k - 1]
-        end_s = duration_s if k == len(runs) - 1 else cuts[k]
-        out.append(plan_shot(times[first:last + 1], centres[first:last + 1], start_s=start_s,
-                             end_s=end_s, span_px=span, window_px=window, axis=axis))
+    for k, start_s in enumerate(starts):
+        end_s = starts[k + 1] if k + 1 < len(starts) else duration_s
+        mine = [i for i, s in enumerate(shot_of) if s == k]
+        held = follow([boxes[i] for i in mine], axis, window / span)
+        out.append(plan_shot([times[i] for i in mine],
+                             [None if e is None else (e[0] * span, e[1] * span) for e in held],
+                             start_s=start_s, end_s=end_s, span_px=span, window_px=window,
+                             axis=axis))
+    if len(crop_offset_expr(out)) > MAX_CROP_EXPR_CHARS:
+        log.warning("smart framing of %s: a path of %d shots is too long to render",
+                    path.name, len(out))
+        return ()
     return tuple(out)
 
 
-def _refine_cut(path: Path, info: MediaInfo, before_s: float, after_s: float, *,
-                timeout_s: float) -> float:
-    """The time of the first frame of the new shot, between two samples: every frame of
-    that interval, tiny, and the largest histogram jump. The midpoint if it cannot be read."""
-    rate = float(info.video.fps) if info.video and info.video.fps > 0 else 30.0
-    try:
-        pics = frames.sample_rate(path, info, fps=rate, max_side=64, timeout_s=timeout_s,
-                                  start_s=before_s, length_s=after_s - before_s + 0.5 / rate)
-    except PipelineError:
-        return (before_s + after_s) / 2
-    import numpy as np
+def _subjects(pics: Sequence[npt.NDArray[np.uint8]], shot_of: Sequence[int],
+              deadline: Deadline) -> list[tuple[SubjectBox, ...]]:
+    """Per sample, its subjects (see :func:`_subjects_of`); neighbours in the same shot
+    tell what moves.
 
-    hists = [_histogram(np.asarray(p)) for p in pics]
-    if len(hists) < 2:
-        return (before_s + after_s) / 2
-    jumps = [sum(abs(a - b) for a, b in zip(h0, h1, strict=True))
-             for h0, h1 in itertools.pairwise(hists)]
-    return before_s + (1 + int(np.argmax(jumps))) / rate
+    Raises:
+        DeadlineExceeded: the job ran out of time.
+    """
+    found: list[tuple[SubjectBox, ...]] = []
+    for i, pic in enumerate(pics):
+        deadline.check("smart framing")
+        same = [j for j in (i - 1, i + 1) if 0 <= j < len(pics) and shot_of[j] == shot_of[i]]
+        prev = pics[i - 1] if i - 1 in same else None
+        nxt = pics[i + 1] if i + 1 in same else None
+        found.append(_subjects_of(pic, prev, nxt))
+    return found
+
+
+def _subjects_of(pic: npt.NDArray[np.uint8], prev: npt.NDArray[np.uint8] | None,
+                 nxt: npt.NDArray[np.uint8] | None) -> tuple[SubjectBox, ...]:
+    """Faces (evened light over the frame; else frontal ones with light evened tile by tile:
+    small and partly lit faces), else what moves, else whole people (no face seen), else the
+    most salient region. The profile passes run only when no frontal face is found: they are
+    two thirds of the cost (see BENCHMARKS.md, "Subjects")."""
+    faces = (find_faces(pic, profiles="without_frontal")
+             or find_faces(pic, contrast="local", profiles="never"))
+    if faces:
+        return faces
+    moving = find_moving(pic, prev, nxt)
+    if moving is not None:
+        return (moving,)
+    people = find_people(pic)
+    if people:
+        return people
+    salient = find_salient(pic)
+    return (salient,) if salient is not None else ()
 
 
 def analyse_image(path: Path, info: MediaInfo, *, crop_width: int, crop_height: int
@@ -351,15 +228,19 @@ def framing_jobs(jobplan: JobPlan) -> list[FramingJob]:
 
 
 def analyse(jobs: Iterable[FramingJob], paths: Mapping[MediaRef, Path],
-            infos: Mapping[MediaRef, MediaInfo], *, timeout_s: float
+            infos: Mapping[MediaRef, MediaInfo], *, deadline: Deadline, timeout_s: float
             ) -> dict[FramingKey, tuple[ReframeShot, ...] | None]:
     """Run every analysis; a source that cannot be analysed gets None (the normal fit).
+
+    Once the job's deadline passes, the analyses left are skipped (None): the outputs then
+    fail as ``deadline_exceeded`` where the run checks the deadline, and the manifest says so.
 
     Args:
         jobs: from :func:`framing_jobs`.
         paths: local source files by reference.
         infos: probe results by reference.
-        timeout_s: limit for each video's sampling.
+        deadline: the job's, checked inside each analysis.
+        timeout_s: limit for each decode (never more than the deadline leaves).
 
     Raises:
         Interrupted: stopped by a signal.
@@ -367,10 +248,14 @@ def analyse(jobs: Iterable[FramingJob], paths: Mapping[MediaRef, Path],
     out: dict[FramingKey, tuple[ReframeShot, ...] | None] = {}
     for job in jobs:
         path, info = paths[job.ref], infos[job.ref]
+        if deadline.expired():
+            out[job.key] = None
+            continue
         try:
             if job.kind == "video":
                 out[job.key] = analyse_video(path, info, crop_width=job.crop_width,
-                                             crop_height=job.crop_height, timeout_s=timeout_s)
+                                             crop_height=job.crop_height, deadline=deadline,
+                                             timeout_s=timeout_s)
             else:
                 out[job.key] = analyse_image(path, info, crop_width=job.crop_width,
                                              crop_height=job.crop_height)

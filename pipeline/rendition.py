@@ -151,7 +151,7 @@ def _entry(r: Rendition, done: _Rendered, subjects: Subjects | None) -> StoredRe
         width=done.info.width, height=done.info.height,
         duration_ms=done.info.duration_ms if video else None, actions=tuple(actions),
         warnings=tuple(dict.fromkeys([*r.warnings, *done.warnings])),
-        reframe=tuple(shot.to_dict() for shot in video.reframe)
+        reframe=tuple(shot.to_dict(video.geometry) for shot in video.reframe)
         if video and video.reframe else None, subjects=subjects)
 
 

@@ -249,7 +249,7 @@ def _plan_framed(job: Job, checks: list[AccountCheck], media: Ingested, settings
         return jobplan
     infos = {ref: info for ref, info in media.probed.items() if isinstance(info, MediaInfo)}
     found = framing.analyse(needed, {ref: local.path for ref, local in sources.items()}, infos,
-                            timeout_s=min(settings.ffmpeg_timeout_s, deadline.remaining()))
+                            deadline=deadline, timeout_s=settings.ffmpeg_timeout_s)
     return plan_job(checks, sha_of=sha_of, thumb_infos=thumbs, x264_preset=settings.x264_preset,
                     fit=job.fit, reframes=found, burn=burn)
 

@@ -50,7 +50,7 @@ _MIN_EDGE = 40.0  # Sobel magnitude: below this nowhere, the frame has no detail
 class SubjectBox:
     """A subject in a frame: edges as fractions of the frame (0..1, top-left origin)."""
 
-    kind: Literal["face", "salient", "motion"]
+    kind: Literal["face", "person", "motion", "salient"]
     left: float
     top: float
     right: float
@@ -86,17 +86,30 @@ def _cascades() -> tuple[Any, Any]:
     return frontal, profile
 
 
-def find_faces(frame: RGBFrame) -> tuple[SubjectBox, ...]:
-    """Faces in an RGB frame (frontal, then profiles facing either way)."""
+def find_faces(frame: RGBFrame, *, contrast: Literal["global", "local"] = "global",
+               profiles: Literal["always", "without_frontal", "never"] = "always"
+               ) -> tuple[SubjectBox, ...]:
+    """Faces in an RGB frame (frontal, then profiles facing either way).
+
+    ``contrast`` "local" evens the light tile by tile (CLAHE) instead of over the whole
+    frame, which finds small and partly lit faces (measured in BENCHMARKS.md, "Subjects").
+    ``profiles`` says when the two profile passes (two thirds of the cost) run: always, only
+    when no frontal face was found, or never.
+    """
     import cv2
     import numpy as np
 
     height, width = frame.shape[:2]
-    gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    gray = (cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(grey)
+            if contrast == "local" else cv2.equalizeHist(grey))
     min_side = max(20, min(width, height) // 16)
     frontal, profile = _cascades()
     found: list[SubjectBox] = []
     for cascade, flip in ((frontal, False), (profile, False), (profile, True)):
+        if cascade is profile and (profiles == "never"
+                                   or (profiles == "without_frontal" and found)):
+            break
         image = np.ascontiguousarray(gray[:, ::-1]) if flip else gray
         boxes, hits = cascade.detectMultiScale2(image, scaleFactor=1.1, minNeighbors=5,
                                                 minSize=(min_side, min_side))
@@ -107,6 +120,47 @@ def find_faces(frame: RGBFrame) -> tuple[SubjectBox, ...]:
                              min(1.0, float(n) / 20.0))
             if not any(_iou(box, f) > 0.3 for f in found):
                 found.append(box)
+    return tuple(found)
+
+
+@functools.cache
+def _people_detector() -> Any:
+    import cv2
+    import numpy as np
+
+    hog = cv2.HOGDescriptor()  # the default people model ships inside OpenCV itself
+    hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32))
+    return hog
+
+
+PERSON_UPSCALE = 2.0  # HOG's window is 64x128: at 2x a 384 px sample finds people 1/3 as tall
+PERSON_MIN_WEIGHT = 1.0  # SVM margin: below it, 0.36 false people a frame on clips of none
+
+
+def find_people(frame: RGBFrame) -> tuple[SubjectBox, ...]:
+    """Whole people (standing or walking, faces not needed): OpenCV's HOG people detector.
+
+    For subjects seen from afar or from behind, where no face is found.
+    """
+    import cv2
+
+    height, width = frame.shape[:2]
+    big = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY),
+                     (round(width * PERSON_UPSCALE), round(height * PERSON_UPSCALE)),
+                     interpolation=cv2.INTER_LINEAR)
+    rects, weights = _people_detector().detectMultiScale(big, winStride=(8, 8),
+                                                         padding=(8, 8), scale=1.1)
+    found: list[SubjectBox] = []
+    scale_w, scale_h = width * PERSON_UPSCALE, height * PERSON_UPSCALE
+    for (x, y, w, h), weight in sorted(zip(rects, weights, strict=True),
+                                       key=lambda r: -float(r[1])):
+        if float(weight) < PERSON_MIN_WEIGHT:
+            continue
+        box = SubjectBox("person", float(x / scale_w), float(y / scale_h),
+                         float((x + w) / scale_w), float((y + h) / scale_h),
+                         min(1.0, float(weight) / 2))
+        if not any(_iou(box, f) > 0.3 for f in found):
+            found.append(box)
     return tuple(found)
 
 

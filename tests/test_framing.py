@@ -18,9 +18,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
+from pipeline.camera import crop_offset_expr, plan_shot
 from pipeline.cli import main
+from pipeline.cuts import find_cuts
 from pipeline.errors import JobInvalid
-from pipeline.framing import crop_offset_expr, plan_shot, split_shots
 from pipeline.job import parse_job
 from pipeline.plan.targets import ReframeShot
 from pipeline.presets import load_presets
@@ -43,15 +44,20 @@ def run_cli(args: list[str]) -> Any:
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
-@pytest.fixture(scope="module")
-def face(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def make_face(corpus: Path, folder: Path) -> Path:
+    """Grace Hopper's face in a pure-green frame (the marker the checks look for)."""
     with Image.open(corpus / FACE_SOURCE) as img:
         upright = (ImageOps.exif_transpose(img) or img).convert("RGB")
     framed = Image.new("RGB", (FACE_PX + 2 * BORDER, FACE_PX + 2 * BORDER), (0, 255, 0))
     framed.paste(upright.resize((FACE_PX, FACE_PX), Image.Resampling.LANCZOS), (BORDER, BORDER))
-    path = tmp_path_factory.mktemp("face") / "face.png"
+    path = folder / "face.png"
     framed.save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def face(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_face(corpus, tmp_path_factory.mktemp("face"))
 
 
 def face_x(speed: float, t: float) -> float:
@@ -251,21 +257,28 @@ def test_job_conform_fit_is_parsed_and_an_unknown_value_is_invalid() -> None:
     assert any(p[0] == "conform.fit" for p in err.value.problems)
 
 
-def test_shots_split_where_the_colours_jump() -> None:
-    grey = [0.0] * 47 + [1.0]
-    blue = [1.0] + [0.0] * 47
-    assert split_shots([grey, grey, grey, blue, blue]) == [(0, 2), (3, 4)]
-    assert split_shots([grey, grey]) == [(0, 1)]
+def test_cuts_are_found_on_their_frame_and_a_flash_is_not_one() -> None:
+    """Tiny frames: a hard cut (grey to blue) at 30, a jump cut at 60 (same grey room, the
+    subject jumps from left to right: the histogram is unchanged), a one-frame flash at 80."""
+    rng = np.random.default_rng(1)
+    frames = np.full((100, 28, 48, 3), 128, np.uint8)
+    frames[30:] = (40, 60, 160)
+    frames[:, 8:20, 6:14] = 230  # the subject, left
+    frames[60:, 8:20, 6:14] = frames[60:, 8:20, 20:28]
+    frames[60:, 8:20, 34:42] = 230  # ... right
+    frames[80] = 255
+    noisy = np.clip(frames.astype(int) + rng.integers(-3, 4, frames.shape), 0, 255)
+    assert find_cuts(noisy.astype(np.uint8), rate=25) == [30, 60]
 
 
 def test_a_subject_that_barely_moves_gets_a_still_camera_and_a_mover_a_smooth_pan() -> None:
     times = [i / 4 for i in range(12)]
-    still = plan_shot(times, [300.0 + (i % 2) * 5 for i in range(12)], start_s=0, end_s=3,
-                      span_px=640, window_px=202, axis="x")
+    still = plan_shot(times, [(280.0 + (i % 2) * 30, 320.0 + (i % 2) * 30) for i in range(12)],
+                      start_s=0, end_s=3, span_px=640, window_px=202, axis="x")
     assert still.camera == "still" and len(still.keys) == 1
-    assert abs(still.keys[0][1] - (302 - 101)) <= 3
-    moving = plan_shot(times, [100.0 + 100 * t for t in times], start_s=0, end_s=3,
-                       span_px=640, window_px=202, axis="x")
+    assert abs(still.keys[0][1] - (315 - 101)) <= 1  # the middle of the subject's range
+    moving = plan_shot(times, [(80.0 + 100 * t, 120.0 + 100 * t) for t in times], start_s=0,
+                       end_s=3, span_px=640, window_px=202, axis="x")
     assert moving.camera == "pan"
     assert len(moving.keys) <= 4  # a steady move is one or two segments, not one per sample
     # The window stays inside the frame and its centre follows the subject within a sample.
@@ -279,9 +292,9 @@ def test_a_subject_that_barely_moves_gets_a_still_camera_and_a_mover_a_smooth_pa
 def test_crop_expression_has_one_segment_per_keyframe() -> None:
     shots = (ReframeShot(0.0, 2.0, "pan", "x", ((0.0, 10), (2.0, 110))),
              ReframeShot(2.0, 4.0, "still", "x", ((2.0, 300),)))
-    assert crop_offset_expr(shots) == "if(lt(t,2.0000),10+50.0000*(t-0.0000),300)"
-    assert shots[0].to_dict() == {"start_s": 0.0, "end_s": 2.0, "camera": "pan", "x0": 10,
-                                  "x1": 110}
+    assert crop_offset_expr(shots) == "if(lt(t,1.9995),10+50.0000*(t-0.0000),300)"
+    assert shots[0].to_dict() == {"start_s": 0.0, "end_s": 2.0, "camera": "pan",
+                                  "keys": [{"t_s": 0.0, "x": 10}, {"t_s": 2.0, "x": 110}]}
 
 
 def test_plan_override_and_argv_carry_the_path_and_change_the_key() -> None:
@@ -310,7 +323,7 @@ def test_plan_override_and_argv_carry_the_path_and_change_the_key() -> None:
     assert len(keys) == 4
     argv = build_args(Path("in.mp4"), "mp4", framed, Path("out.mp4"))
     graph = argv[argv.index("-filter_complex") + 1]
-    assert "crop=608:1080:x=if(lt(t\\,2.0000)\\,100+200.0000*(t-0.0000)\\,1200):y=0" in graph
+    assert "crop=608:1080:x=if(lt(t\\,1.9995)\\,100+200.0000*(t-0.0000)\\,1200):y=0" in graph
     assert argv.count("-i") == 1  # one pass: no analysis input in the encode
 
 

@@ -81,7 +81,8 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: Mapping[MediaRef, str],
         reframes: smart framing's analysis by (source sha256, crop width, crop height), see
             :mod:`pipeline.framing`; None: not analysed yet (smart crops stay centred). A
             smart target whose analysis is missing or found no subject takes the variant's
-            normal fit, with a ``no_subject`` warning.
+            normal fit, with a ``no_subject`` warning; an empty path (one that cannot be
+            rendered) does too, with a ``framing_unavailable`` warning.
         share: let an account take an encode planned for another account when it serves
             it (:mod:`pipeline.plan.sharing`); off only to measure what sharing saves.
         burn: each content item's burned-in caption track (by content index), drawn into
@@ -181,7 +182,7 @@ def _plan_image_medium(sel: Selected, limits: Limits, sha: str, frame: _Frame | 
     if found:
         return replace(target, geometry=_moved(target.geometry, found[0])), acts, warns
     target, acts, warns = image_plan(fit=_fallback(spec.fit))
-    return target, acts, [*warns, _no_subject(target.geometry.fit)]
+    return target, acts, [*warns, _no_framing(found, target.geometry.fit)]
 
 
 def _plan_video_medium(sel: Selected, limits: Limits, sha: str,
@@ -202,7 +203,7 @@ def _plan_video_medium(sel: Selected, limits: Limits, sha: str,
         moved = _moved(target.geometry, found[0])
         return replace(target, reframe=found, geometry=moved), acts, warns
     target, acts, warns = video_plan(fit=_fallback(spec.fit))
-    return target, acts, [*warns, _no_subject(target.geometry.fit)]
+    return target, acts, [*warns, _no_framing(found, target.geometry.fit)]
 
 
 def _add_use(renditions: dict[str, Rendition], sel: Selected, sha: str, target: Target,
@@ -267,8 +268,12 @@ def _fallback(fit: FitPolicy) -> FitPolicy:
     return "crop" if fit == "smart" else fit
 
 
-def _no_subject(used: str) -> str:
-    return f"no_subject: smart framing found no confident subject; used fit {used}"
+def _no_framing(found: tuple[ReframeShot, ...] | None, used: str) -> str:
+    """The warning for a smart target that takes its variant's fit: no subject (None), or a
+    path that cannot be rendered (an empty one)."""
+    if found is None:
+        return f"no_subject: smart framing found no confident subject; used fit {used}"
+    return f"framing_unavailable: the framing path cannot be rendered; used fit {used}"
 
 
 def _carousel_frames(check: AccountCheck) -> dict[tuple[int, str], _Frame]:

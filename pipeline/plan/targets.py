@@ -70,11 +70,24 @@ class ReframeShot:
     axis: Literal["x", "y"]
     keys: tuple[tuple[float, int], ...]
 
-    def to_dict(self) -> dict[str, object]:
-        """The manifest's compact summary: camera, and where the window starts and ends."""
-        first, last = self.keys[0][1], self.keys[-1][1]
-        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
-                "camera": self.camera, f"{self.axis}0": first, f"{self.axis}1": last}
+    def to_dict(self, geometry: Geometry | None = None) -> dict[str, object]:
+        """The shot as the manifest lists it: its camera and every keyframe of the window.
+
+        Each key is a time and the window's position in displayed source pixels (straight
+        lines between keys). With the target's ``geometry`` (the manifest's case) a key has
+        both corners' coordinates, ``x`` and ``y``, and the shot the window's size; without
+        it (``conform plan``) only the moving edge.
+        """
+        out: dict[str, object] = {"start_s": round(self.start_s, 4), "end_s": round(self.end_s, 4),
+                                  "camera": self.camera}
+        if geometry is None:
+            out["keys"] = [{"t_s": round(t, 4), self.axis: v} for t, v in self.keys]
+            return out
+        fixed = geometry.crop_y if self.axis == "x" else geometry.crop_x
+        out["window_width"], out["window_height"] = geometry.crop_width, geometry.crop_height
+        out["keys"] = [{"t_s": round(t, 4), "x": v if self.axis == "x" else fixed,
+                        "y": v if self.axis == "y" else fixed} for t, v in self.keys]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
