@@ -16,6 +16,7 @@ from .errors import public_message
 from .models import AccountCheck, ErrorInfo, Job
 from .plan import AccountPlan, JobPlan
 from .presets import CaptionFormat, PresetRegistry
+from .reframes import ReframeEntry, reframe_entries
 from .stored import StoredCover, StoredRendition
 
 
@@ -71,58 +72,6 @@ Carried = dict[tuple[str, int, int], "Sidecars | ErrorInfo"]
 
 
 @dataclass(frozen=True, slots=True)
-class ReframeKey:
-    """A keyframe of the crop window: its top-left corner at ``t_s``, in displayed source
-    pixels (the window moves in a straight line from one key to the next)."""
-
-    t_s: float
-    x: int
-    y: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReframeEntry:
-    """One shot of a smart-framed video: its window's size and keyframes (one when still)."""
-
-    start_s: float
-    end_s: float
-    camera: Literal["still", "pan"]
-    window_width: int
-    window_height: int
-    keys: tuple[ReframeKey, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest's shot object."""
-        return {"start_s": self.start_s, "end_s": self.end_s, "camera": self.camera,
-                "window_width": self.window_width, "window_height": self.window_height,
-                "keys": [{"t_s": k.t_s, "x": k.x, "y": k.y} for k in self.keys]}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ReframeEntry:
-        """A shot as a rendition's ``meta.json`` keeps it.
-
-        Raises:
-            ValueError: not a shot of this shape (e.g. written by an older version).
-        """
-        try:
-            keys = tuple(ReframeKey(float(k["t_s"]), _int(k["x"]), _int(k["y"]))
-                         for k in data["keys"])
-            camera = data["camera"]
-            if camera not in ("still", "pan") or not keys:
-                raise ValueError(f"camera {camera!r} with {len(keys)} keys")
-            return cls(float(data["start_s"]), float(data["end_s"]), camera,
-                       _int(data["window_width"]), _int(data["window_height"]), keys)
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"not a reframe shot: {err}") from err
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{value!r} is not an integer")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
 class MediaEntry:
     """One delivered medium of an account."""
 
@@ -174,7 +123,7 @@ class MediaEntry:
             mime=data["mime"], bytes=data["bytes"], sha256=data["sha256"],
             width=data["width"], height=data["height"], duration_ms=data["duration_ms"],
             actions=tuple(data["actions"]), warnings=tuple(data["warnings"]),
-            reframe=_reframe(reframe), alt=data.get("alt"),
+            reframe=reframe_entries(reframe), alt=data.get("alt"),
             captions=tuple(CaptionFile.from_dict(c) for c in captions)
             if captions is not None else None)
 
@@ -375,19 +324,7 @@ def _media_entry(out: Output, stored: StoredRendition, content_index: int, media
         sha256=stored.sha256, width=stored.width, height=stored.height,
         duration_ms=stored.duration_ms, actions=stored.actions,
         warnings=tuple(own_surface_warnings(stored.warnings, variant_id)),
-        reframe=_reframe(stored.reframe))
-
-
-def _reframe(shots: Any) -> tuple[ReframeEntry, ...] | None:
-    """A rendition's shots as the manifest lists them; None when it has none, or when its
-    ``meta.json`` was written by a version that kept only each shot's first and last
-    position (the output is still delivered; its path is just not listed)."""
-    if not shots:
-        return None
-    try:
-        return tuple(ReframeEntry.from_dict(s) for s in shots)
-    except ValueError:
-        return None
+        reframe=reframe_entries(stored.reframe))
 
 
 def with_alt(entry: MediaEntry, alt: str | None, max_chars: int | None) -> MediaEntry:

@@ -181,7 +181,7 @@ def test_the_analysis_stops_at_the_job_deadline(
     src = fast_cut_clip(face, tmp_path / "cuts.mp4", seconds=20, shot_s=2.0)
     info = probe.probe(src)
 
-    def slow_faces(frame: Any) -> tuple[()]:
+    def slow_faces(frame: Any, **_: Any) -> tuple[()]:
         time.sleep(0.05)
         return ()
 

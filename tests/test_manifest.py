@@ -18,6 +18,7 @@ from pipeline.errors import (
 from pipeline.manifest import AccountResult, CaptionFile, CoverEntry, Manifest, MediaEntry
 from pipeline.manifestfile import read_manifest
 from pipeline.models import ErrorInfo
+from pipeline.reframes import ReframeEntry, ReframeKey
 from pipeline.storage import LocalStorage
 
 
@@ -83,7 +84,8 @@ def _full_manifest() -> Manifest:
     base = _manifest((ErrorInfo("download_failed", "m", 502, 0, 1),))
     ok = base.accounts[0]
     media = replace(ok.media[0], url="https://cdn.example/a.mp4", alt="a cat",
-                    reframe=({"axis": "x", "keys": [[0, 12]]},),
+                    reframe=(ReframeEntry(0.0, 2.5, "pan", 608, 1080,
+                                          (ReframeKey(0.0, 12, 0), ReframeKey(2.5, 90, 0))),),
                     captions=(CaptionFile(uri="file:///out/c.vtt", format="vtt", lang="en",
                                           bytes=40, key="", url="https://cdn.example/c.vtt"),))
     assert ok.cover is not None

@@ -23,10 +23,11 @@ from pipeline.video.render import prove_decodes
 PRESETS = load_presets()
 
 
-def clip(out: Path, *, faststart: bool) -> Path:
+def clip(out: Path, *, faststart: bool, size: str = "320x240", seconds: int = 3) -> Path:
     """A clip X keeps as it is (H.264 High, no B-frames, AAC, no edit list)."""
-    args = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=3",
-            "-f", "lavfi", "-i", "sine=d=3:r=48000", "-c:v", "libx264", "-preset", "veryfast",
+    args = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+            f"testsrc2=s={size}:r=30:d={seconds}", "-f", "lavfi", "-i",
+            f"sine=d={seconds}:r=48000", "-c:v", "libx264", "-preset", "veryfast",
             "-profile:v", "high", "-bf", "0", "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac",
             "-use_editlist", "0"]
     if faststart:
@@ -76,7 +77,8 @@ def test_a_stream_copy_of_frames_that_do_not_decode_is_corrupt_media(
 
 @pytest.mark.ffmpeg
 def test_the_decode_proof_is_bounded_by_the_time_left(tmp_path: Path) -> None:
-    good = clip(tmp_path / "good.mp4", faststart=True)
+    # Long enough that no machine decodes it within the runner's shortest limit (0.1 s).
+    good = clip(tmp_path / "good.mp4", faststart=True, size="1280x720", seconds=20)
     found = PRESETS.find_variant("twitter-video")
     assert found is not None and found[1].video is not None
     spec = found[1].video

@@ -113,13 +113,17 @@ def _isolate_aws_environment(mp: pytest.MonkeyPatch, endpoint: str) -> None:
         "AWS_WEB_IDENTITY_TOKEN_FILE",
     ):
         mp.delenv(name, raising=False)
+    if _SHARED.get("sqs"):
+        # The session's moto (SQS) started before this module's S3 fixture: keep pointing at
+        # it, or a later module's worker would send its SQS calls to SeaweedFS.
+        mp.setenv("AWS_ENDPOINT_URL_SQS", _SHARED["sqs"])
 
 
 #: The one SeaweedFS of this test process and how many fixture instances use it. Modules that
 #: re-export the fixture (``s3_server = s3server.s3_server``) get a session fixture of their
 #: own; they must all see one server, or a bucket made through one would be missing on the
 #: other (moto's in-process servers happened to share their state).
-_SHARED: dict[str, Any] = {"server": None, "users": 0}
+_SHARED: dict[str, Any] = {"server": None, "users": 0, "sqs": None}
 
 
 def _acquire_seaweed(tmp_path_factory: pytest.TempPathFactory) -> SeaweedServer:
@@ -165,11 +169,14 @@ def moto_server(s3_server: S3Server) -> Iterator[S3Server]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    before = _SHARED["sqs"]
+    _SHARED["sqs"] = endpoint
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
         try:
             yield S3Server(endpoint_url=endpoint, kind="moto")
         finally:
+            _SHARED["sqs"] = before
             server.stop()
 
 
