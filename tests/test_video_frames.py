@@ -15,7 +15,7 @@ from PIL import Image
 
 from pipeline import ffmpeg
 from pipeline.errors import CorruptMedia, DeadlineExceeded
-from pipeline.video.frames import FRAMES_FORMAT, frames_folder, write_frames
+from pipeline.video.frames import FRAMES_FORMAT, write_frames
 from pipeline.video.graph import decode_check_args
 
 # Stored delays, and how browsers show them (5 ms or less -> 100 ms).
@@ -57,8 +57,11 @@ def test_each_frame_keeps_its_own_delay_over_whole_loops(tmp_path: Path) -> None
 
 
 def test_frames_are_written_once_whatever_the_loops(tmp_path: Path) -> None:
-    listed = write_frames(_webp(tmp_path / "a.webp"), "webp", tmp_path, loops=5,
-                          check=lambda: None)
+    src = _webp(tmp_path / "a.webp")
+    listed = write_frames(src, "webp", tmp_path, loops=5, check=lambda: None)
+    # Two renders of one source get folders of their own.
+    other = write_frames(src, "webp", tmp_path, loops=1, check=lambda: None)
+    assert other.parent != listed.parent and listed.exists()
     written = sorted(p.name for p in listed.parent.glob("*.png"))
     assert len(written) == len(DELAYS_MS)
     entries = [line.split()[1] for line in listed.read_text().splitlines()
@@ -91,7 +94,7 @@ def test_writing_stops_at_the_deadline_and_leaves_nothing(tmp_path: Path) -> Non
     with pytest.raises(DeadlineExceeded):
         write_frames(src, "webp", tmp_path, loops=2, check=check)
     assert len(calls) == 3
-    assert not frames_folder(src, tmp_path).exists()
+    assert not list(tmp_path.glob("*-frames*"))
 
 
 def test_truncated_animation_is_corrupt_media_and_leaves_nothing(tmp_path: Path) -> None:
@@ -100,7 +103,7 @@ def test_truncated_animation_is_corrupt_media_and_leaves_nothing(tmp_path: Path)
     src.write_bytes(data[:len(data) * 2 // 3])
     with pytest.raises(CorruptMedia):
         write_frames(src, "webp", tmp_path, loops=2, check=lambda: None)
-    assert not frames_folder(src, tmp_path).exists()
+    assert not list(tmp_path.glob("*-frames*"))
 
 
 def test_the_list_is_read_in_safe_mode_only(tmp_path: Path) -> None:
@@ -119,6 +122,6 @@ def test_the_render_passes_the_time_left_to_the_frame_writer(tmp_path: Path) -> 
     src = _webp(tmp_path / "a.webp")
     with pytest.raises(DeadlineExceeded, match="writing the animation's frames"):
         _decodable(src, "webp", tmp_path, 3, timeout_s=0.0)
-    assert not frames_folder(src, tmp_path).exists()
+    assert not list(tmp_path.glob("*-frames*"))
     listed, fmt = _decodable(src, "webp", tmp_path, 3, timeout_s=60.0)
-    assert (fmt, listed.parent) == (FRAMES_FORMAT, frames_folder(src, tmp_path))
+    assert (fmt, listed.parent.parent) == (FRAMES_FORMAT, tmp_path)

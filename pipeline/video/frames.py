@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import shutil
 import struct
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,11 +34,6 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IHDR_END = len(_PNG_SIGNATURE) + 4 + 4 + 13 + 4  # length, type, body, CRC
 
 
-def frames_folder(src: Path, folder: Path) -> Path:
-    """Where :func:`write_frames` puts the frames of ``src`` (inside ``folder``)."""
-    return folder / (src.stem + "-frames")
-
-
 def write_frames(src: Path, src_format: str, folder: Path, *, loops: int,
                  check: Callable[[], None]) -> Path:
     """Write the animation's composited frames and the list that plays them ``loops`` times.
@@ -48,7 +44,8 @@ def write_frames(src: Path, src_format: str, folder: Path, *, loops: int,
     Args:
         src: the animation (GIF, APNG, WebP).
         src_format: its sniffed format.
-        folder: the job's work folder; the frames go into :func:`frames_folder`.
+        folder: the job's work folder; the frames go into a new folder of their own in it
+            (``<stem>-frames-*``: two renders of one source never share one).
         loops: how many times the list plays the frames (1 or more).
         check: called before each frame; raises to stop (the job's deadline).
 
@@ -61,9 +58,7 @@ def write_frames(src: Path, src_format: str, folder: Path, *, loops: int,
     """
     from PIL import Image
 
-    out = frames_folder(src, folder)
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
+    out = Path(tempfile.mkdtemp(prefix=src.stem + "-frames-", dir=folder))
     try:
         with Image.open(src, formats=PIL_FORMATS[src_format]) as im:
             durations = [round(d) for d in frame_delays_ms(im, src_format, src)]
