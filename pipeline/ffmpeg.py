@@ -193,6 +193,8 @@ def safe_input(path: Path, demuxer: str | None) -> list[str]:
 DEMUXERS = {
     "mp4": "mov", "mov": "mov", "webm": "matroska", "matroska": "matroska", "avi": "avi",
     "mpegts": "mpegts", "gif": "gif", "png": "apng",
+    # Our own list of an animation's frames (pipeline.video.frames), read in safe mode.
+    "ffconcat": "concat",
 }
 
 
@@ -201,7 +203,12 @@ def locked_input(path: Path, fmt: str) -> tuple[str, dict[str, str | None]]:
 
     ``fmt`` is the probed container (``mp4``, ``gif``...); its demuxer is forced.
     """
-    return "file:" + str(path.resolve()), {"f": DEMUXERS.get(fmt), "protocol_whitelist": "file"}
+    options: dict[str, str | None] = {"f": DEMUXERS.get(fmt), "protocol_whitelist": "file"}
+    if options["f"] == "concat":
+        # Spelled out though it is the default: entries may only be relative names of
+        # portable characters, so the list reaches nothing outside its own folder.
+        options["safe"] = "1"
+    return "file:" + str(path.resolve()), options
 
 
 def ffmpeg_head(*options: str) -> list[str]:

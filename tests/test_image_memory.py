@@ -76,8 +76,10 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _conform_peak(library: Path, media: str, fit: str | None, tmp: Path,
-                  accounts: list[dict[str, Any]] = ACCOUNTS) -> tuple[dict[str, Any], float]:
-    """Run a post of ``media`` to ``accounts``; return (manifest, peak RSS in MB)."""
+                  accounts: list[dict[str, Any]] = ACCOUNTS,
+                  extra_args: tuple[str, ...] = ()) -> tuple[dict[str, Any], float]:
+    """Run a post of ``media`` to ``accounts`` (``extra_args`` added to ``conform run``);
+    return (manifest, peak RSS in MB)."""
     job: dict[str, Any] = {"workspace_id": "ws", "id": "shape", "accounts": accounts,
                            "content": [{"media": [media]}]}
     if fit is not None:
@@ -85,7 +87,8 @@ def _conform_peak(library: Path, media: str, fit: str | None, tmp: Path,
     source = write_jsonl(tmp / "job.json", [job])
     out = tmp / "manifest.json"
     args = conform_cmd("run", str(source), "--library", f"file://{library}/{{id}}", "--dest",
-                       str(tmp / "out"), "--workdir", str(tmp / "work"), "--no-progress")
+                       str(tmp / "out"), "--workdir", str(tmp / "work"), "--no-progress",
+                       *extra_args)
     done = subprocess.run([sys.executable, "-c", _MEASURE, str(ADDRESS_SPACE_BYTES), str(out),
                            *args], env=subprocess_env(), capture_output=True, text=True,
                           check=True, timeout=900)

@@ -26,6 +26,7 @@ from ..plan import (
 )
 from ..probe import BROWSER_DEFAULT_DELAY_MS, BROWSER_MIN_DELAY_MS
 from .burnin import FONTS_DIR
+from .frames import FRAMES_FORMAT
 from .loudness import Loudness
 
 # The blurred background is computed at 1/8 size: the blur hides the detail anyway, and it
@@ -54,6 +55,10 @@ APNG_INPUT = {"max_fps": 1000 // BROWSER_MIN_DELAY_MS - 1,
 def _input(src: Path, src_format: str) -> Any:
     """The source as an ffmpeg-python input: our own file, forced demuxer, file protocol only."""
     opts: dict[str, Any] = dict(APNG_INPUT) if src_format == "png" else {}
+    if src_format == FRAMES_FORMAT:
+        # One decoder thread: frame threads each hold a full-size RGBA frame and the one
+        # before it (APNG blending), so their memory would grow with the host's cores.
+        opts["threads"] = 1
     name, locked = ffmpeg.locked_input(src, src_format)
     return ffg.input(name, **locked, **opts)
 

@@ -20,9 +20,10 @@ from ..errors import (
     ProcessingFailed,
 )
 from ..plan import Geometry, VideoTarget, budget_kbps, round_even
-from ..probe import PIL_FORMATS, first_animation_frame, frame_delays_ms, probe_video
+from ..probe import probe_video
 from .brands import describe_brands
 from .burnin import write_script
+from .frames import FRAMES_FORMAT, discard_frames, write_frames
 from .graph import (
     build_args,
     build_shared_args,
@@ -149,42 +150,38 @@ def prove_decodes(out: Path, t: VideoTarget, *, timeout_s: float) -> None:
                            details={"stderr": err.stderr_tail}) from err
 
 
-def _decodable(src: Path, src_format: str, folder: Path, loops: int = 1) -> tuple[Path, str]:
-    """The source as ffmpeg can read it: animated WebP, and any looped animation, become a
-    lossless APNG first.
+def _decodable(src: Path, src_format: str, folder: Path, loops: int = 1, *,
+               timeout_s: float) -> tuple[Path, str]:
+    """The source as ffmpeg can read it: animated WebP, and any looped animation, become
+    frames on disk and a list that plays them (:func:`pipeline.video.frames.write_frames`).
 
     ffmpeg 5.1's WebP decoder reads no animation (ANIM/ANMF chunks); Pillow does, and gives
     every frame already composited. Each frame keeps its own delay, as the probe measured it
     (browsers' rule for delays of 10 ms or less): a WebP frame's ``info["duration"]`` is only
     set once the frame is decoded, so it is not read from Pillow.
 
-    ``loops`` > 1 writes the frames that many times over. ``-stream_loop`` cannot be used: it
-    restarts each loop one *average* frame after the last frame's start, not after that
-    frame's own delay, so uneven delays shift every loop and the last one gets cut. Looping
-    happens only to animations shorter than a platform's minimum (a few seconds).
+    ``loops`` > 1 lists the frames that many times over (each frame is written once).
+    ``-stream_loop`` cannot be used: it restarts each loop one *average* frame after the last
+    frame's start, not after that frame's own delay, so uneven delays shift every loop and
+    the last one gets cut. Looping happens only to animations shorter than a platform's
+    minimum (a few seconds). Writing the frames stops at ``timeout_s``.
 
     Raises:
         CorruptMedia: Pillow cannot read the animation.
+        DeadlineExceeded: writing the frames ran past ``timeout_s``.
     """
     if src_format != "webp" and loops <= 1:
         return src, src_format
-    from PIL import Image, ImageSequence
+    deadline = Deadline(timeout_s, _rewrite_out_of_time)
+    listed = write_frames(src, src_format, folder, loops=loops,
+                          check=lambda: deadline.check("writing the animation's frames"))
+    return listed, FRAMES_FORMAT
 
-    out = folder / (src.stem + "-frames.apng")
-    try:
-        with Image.open(src, formats=PIL_FORMATS[src_format]) as im:
-            # Whole milliseconds: APNG stores each delay as n/1000 s (Pillow writes it so).
-            durations = [round(d) for d in frame_delays_ms(im, src_format, src)]
-            frames = [frame.convert("RGBA") for frame in ImageSequence.Iterator(im)][
-                first_animation_frame(im, src_format):]
-            frames[0].save(out, format="PNG", save_all=True,
-                           append_images=frames[1:] + frames * (loops - 1),
-                           duration=durations * loops, loop=0, default_image=False,
-                           compress_level=1)
-    except (OSError, ValueError, EOFError) as err:
-        out.unlink(missing_ok=True)
-        raise CorruptMedia(f"cannot read the animation: {err}") from err
-    return out, "png"
+
+def _discard_readable(readable: Path, src: Path) -> None:
+    """Remove what :func:`_decodable` wrote (nothing when the source was read as it is)."""
+    if readable != src:
+        discard_frames(readable)
 
 
 def render_shared(src: Path, src_format: str, outputs: Sequence[tuple[VideoTarget, Path]], *,
@@ -204,7 +201,8 @@ def render_shared(src: Path, src_format: str, outputs: Sequence[tuple[VideoTarge
     # trims and loudness normalisation are encoded one by one.
     if any(t.audio.loudnorm for t, _ in outputs):
         raise ValueError("loudness-normalised targets are encoded on their own")
-    readable, fmt = _decodable(src, src_format, outputs[0][1].parent, outputs[0][0].loops)
+    readable, fmt = _decodable(src, src_format, outputs[0][1].parent, outputs[0][0].loops,
+                               timeout_s=timeout_s)
     args = build_shared_args(readable, fmt, outputs, progress=on_progress is not None,
                              duration_s=duration_s)
     longest = max(output_length(t, duration_s) for t, _ in outputs)
@@ -216,8 +214,7 @@ def render_shared(src: Path, src_format: str, outputs: Sequence[tuple[VideoTarge
             out.unlink(missing_ok=True)
         raise
     finally:
-        if readable != src:
-            readable.unlink(missing_ok=True)
+        _discard_readable(readable, src)
 
 
 class _Work:
@@ -238,7 +235,8 @@ class _Work:
     def run(self, on_progress: Callable[[float], None] | None,
             first_pass: Path | None) -> VideoResult:
         t = self.t
-        self.src, self.fmt = _decodable(self.src, self.fmt, self.out.parent, t.loops)
+        self.src, self.fmt = _decodable(self.src, self.fmt, self.out.parent, t.loops,
+                                        timeout_s=self.timeout_s)
         if t.audio.loudnorm and t.audio.action == "encode":
             self.loudness = _measure_loudness(self.src, self.fmt, trim_s=t.trim_s,
                                               timeout_s=self.timeout_s)
@@ -341,8 +339,7 @@ class _Work:
     def cleanup(self) -> None:
         for p in self.passlog.parent.glob(self.passlog.name + "*"):
             p.unlink(missing_ok=True)
-        if self.src != self.original:
-            self.src.unlink(missing_ok=True)  # the APNG made from a WebP or looped animation
+        _discard_readable(self.src, self.original)  # a WebP's or looped animation's frames
         if self.captions is not None:
             self.captions.unlink(missing_ok=True)
 
