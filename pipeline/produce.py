@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
-from . import cover, probe
+from . import cover, coversubject, probe
 from .errors import CorruptMedia, DeadlineExceeded, FFmpegTimeout, Interrupted, PipelineError
 from .files import sha256_file
 from .image import HeifCache
@@ -250,6 +250,7 @@ def _make_cover(run: Run, c: CoverPlan, made: Mapping[str, Made]) -> tuple[Store
         video = _delivered_video(run, c, made, folder)
         result = cover.make_frame_cover(video.path, video.info, t.at_ms, t, folder,
                                         timeout_s=run.tool_timeout_s())
+        result = _with_subject_check(run, c, t.at_ms, result)
     else:
         # By the job's reference, not by bytes: the thumbnail may also be one of the media.
         assert c.thumbnail is not None  # planned: a cover not from a frame has a thumbnail
@@ -265,6 +266,20 @@ def _make_cover(run: Run, c: CoverPlan, made: Mapping[str, Made]) -> tuple[Store
                           object_metadata(c.thumbnail_sha256 or c.video().source_sha256),
                           deadline=run.deadline)
     return entry, stored.uri
+
+
+def _with_subject_check(run: Run, c: CoverPlan, at_ms: int,
+                        result: cover.CoverResult) -> cover.CoverResult:
+    """A smart-framed video's frame cover, warned when the window cuts its subject off
+    (:mod:`pipeline.coversubject`: looked for in the source, around the requested time)."""
+    target = c.video().target
+    if not isinstance(target, VideoTarget) or not target.reframe:
+        return result
+    source, info = run.source_of(c.video().ref)
+    warning = coversubject.subject_cut_warning(source.path, info, target, at_ms,
+                                               timeout_s=run.tool_timeout_s(),
+                                               deadline=run.deadline)
+    return replace(result, warnings=(*result.warnings, warning)) if warning else result
 
 
 def _delivered_video(run: Run, c: CoverPlan, made: Mapping[str, Made],

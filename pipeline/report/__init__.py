@@ -26,7 +26,7 @@ from ..manifest import Manifest
 from ..manifestfile import check_manifest, read_manifest, shown
 from ..models import MediaInfo
 from ..presets import PresetRegistry
-from . import html, sheet
+from . import html, path, sheet
 from .folder import fresh_folder
 from .load import load_manifest
 from .pictures import NOT_AVAILABLE, Picture
@@ -55,9 +55,10 @@ class Report:
     sheet_png: Path | None
 
 
-def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path, timeout_s: float
-             ) -> Picture:
-    """Fetch one stored file (only under ``root``) and write its pictures into ``pics``."""
+def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path, timeout_s: float,
+             reframe: Any = None) -> Picture:
+    """Fetch one stored file (only under ``root``) and write its pictures into ``pics``
+    (with a video's ``reframe``, the path of its window too)."""
     name = hashlib.sha256(uri.encode()).hexdigest()[:20]
     try:
         local = root.fetch(uri, tmp / name)
@@ -84,14 +85,48 @@ def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path, timeout_s: 
             strip = []
         poster.save(pics / f"{name}.jpg", quality=85)
         note = unplayable(info) if kind == "video" else None
+        drawn, said = (_path_picture(local, info, reframe, pics / f"{name}-path.png",
+                                     timeout_s) if info is not None else (False, ()))
         return Picture(still=f"pictures/{name}.jpg", strip=tuple(strip), note=note,
-                       video=root.player_url(uri) if kind == "video" and not note else None)
+                       video=root.player_url(uri) if kind == "video" and not note else None,
+                       path=f"pictures/{name}-path.png" if drawn else None, path_text=said)
     except Interrupted:
         raise
     except PipelineError as err:
         # One unreadable output must not hide the others: the page says what went wrong.
         log.warning("no picture for %s: %s", shown(uri), shown(err.message))
         return Picture(still=None, error=err.code)  # the message may name server paths
+
+
+def _path_picture(local: Path, info: MediaInfo, reframe: Any, out: Path, timeout_s: float
+                  ) -> tuple[bool, tuple[str, ...]]:
+    """Draw a smart-framed video's path into ``out`` (see :mod:`.path`): whether it was
+    drawn and the shots in words; a path that is not of the published shape is said so."""
+    if reframe is None:
+        return False, ()
+    found = path.read_path(reframe)
+    if found is None:
+        return False, ("the reframe path is not drawn: not a path of the published shape",)
+    shots, total = found
+    deadline = Deadline(timeout_s)
+
+    def frame_at(t_s: float) -> Image.Image | None:
+        if deadline.expired():
+            return None
+        try:
+            got = frames.sample_rate(local, info, fps=1.0, max_side=path.PANEL_PX,
+                                     timeout_s=deadline.remaining(), start_s=t_s, length_s=1.0)
+        except Interrupted:
+            raise
+        except PipelineError:
+            return None  # a shot past the delivered end (a trimmed clip): its box stays empty
+        return got[0]
+
+    path.draw_path(shots, frame_at).save(out, optimize=True)
+    said = [s.describe(i) for i, s in enumerate(shots)]
+    if total > len(shots):
+        said.append(f"{len(shots)} of {total} shots drawn, spread over the clip")
+    return True, tuple(said)
 
 
 # What Chromium, Firefox and Safari all decode in software: 8-bit H.264, VP8, VP9, AV1.
@@ -153,7 +188,8 @@ def _pictures(data: Mapping[str, Any], root: Root, pics: Path) -> dict[str, Pict
                     continue
                 made += 1
                 pictures[uri] = _picture(uri, kind, root, pics, Path(tmp),
-                                         min(FRAME_TIMEOUT_S, deadline.remaining()))
+                                         min(FRAME_TIMEOUT_S, deadline.remaining()),
+                                         entry.get("reframe") if kind == "video" else None)
     return pictures
 
 

@@ -63,6 +63,8 @@ figure{margin:0;max-width:660px}
 .z-left{top:0;bottom:0;left:0}.z-right{top:0;bottom:0;right:0}
 .strip{display:grid;grid-template-columns:repeat(5,1fr);gap:2px;margin-top:4px}
 .strip img{display:block;width:100%}
+.path{margin-top:4px;font-size:12px;color:#333}.path img{display:block;max-width:100%}
+.path ul{margin:2px 0 0}
 .file{color:#333}
 figcaption{font-size:12px;color:#333;margin-top:4px;word-break:break-all}
 .warn{color:#8a5a00}.err{color:#b3261e}
@@ -229,7 +231,7 @@ def _output(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Pictur
         f'<figure id="{anchor}" class="{escape(kind)}">'
         f'<div class="pair">{_frame(still, m.get("width"), m.get("height"), BOX_PX, zones)}'
         f'{_player(pic, m.get("width"), m.get("height"))}</div>'
-        f"{_strip(pic, m.get('width'), m.get('height'))}"
+        f"{_strip(pic, m.get('width'), m.get('height'))}{_path(pic)}"
         f"<figcaption>{SMALL_BADGE if below_recommended(m) else ''}"
         f"{escape(' · '.join(facts))}"
         + (f"<br>actions: {escape(actions)}" if actions else "")
@@ -286,6 +288,18 @@ def _strip(pic: Picture | None, width: Any, height: Any) -> str:
     across = bw * 2 + 4 if pic.video else bw
     frames = "".join(f'<img src="{escape(s)}" alt="">' for s in pic.strip)
     return f'<div class="strip" style="width:{across}px">{frames}</div>'
+
+
+def _path(pic: Picture | None) -> str:
+    """Smart framing's path: the window over the source per shot (see :mod:`.path`), and the
+    shots in words."""
+    if pic is None or not pic.path_text:
+        return ""
+    drawing = (f'<img src="{escape(pic.path)}" alt="the window shot by shot">' if pic.path
+               else "")
+    return (f'<div class="path">{drawing}where the delivered window sits in the source, shot '
+            "by shot (grey: as far as the window reaches; the source may be wider)"
+            f"{_list(list(pic.path_text), 'shot')}</div>")
 
 
 def _file_link(uri: str, size: Any) -> str:

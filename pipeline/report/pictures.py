@@ -17,6 +17,8 @@ class Picture:
     error: str | None = None
     video: str | None = None  # where the page's player loads the video from (file: or https:)
     note: str | None = None  # why a video has no player (a codec browsers don't play)
+    path: str | None = None  # smart framing's path drawn shot by shot (see .path)
+    path_text: tuple[str, ...] = ()  # what the drawing shows, in words
 
 
 def zones_for(variant_label: str, presets: PresetRegistry) -> tuple[UiZone, ...]:

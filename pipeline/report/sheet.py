@@ -51,6 +51,7 @@ class Cell:
     zones: tuple[UiZone, ...]
     caption: tuple[Line, ...]
     ref: bool = False
+    path: str | None = None  # smart framing's path drawn (a picture in the report folder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,11 @@ def _cell(m: Mapping[str, Any], account_id: str, pictures: Mapping[str, Picture]
     if pic is not None and pic.error:
         caption.append((f"no picture: {pic.error}", _ERR))
     caption += [(f"warning: {w}", _WARN) for w in m.get("warnings") or []]
-    return Cell(pic, m.get("width"), m.get("height"), zones, tuple(caption))
+    own = pictures.get(uri)  # the video's own pictures (``pic`` may be the cover's)
+    if own is not None and own.path_text:
+        caption += [(text, _INK) for text in own.path_text]
+    return Cell(pic, m.get("width"), m.get("height"), zones, tuple(caption),
+                path=own.path if own is not None else None)
 
 
 def _error_text(error: Any) -> str:
@@ -175,16 +180,31 @@ def _draw_zones(tile: Image.Image, zones: tuple[UiZone, ...]) -> Image.Image:
 def _cell_image(cell: Cell, base: Path) -> Image.Image:
     tile = _tile(cell.pic, cell.width, cell.height, cell.zones, base,
                  REF_TILE_PX if cell.ref else TILE_PX)
-    width = max(tile.width, CELL_MIN_PX)
+    drawn = _path_image(cell.path, base) if cell.path and not cell.ref else None
+    width = max(tile.width, CELL_MIN_PX, drawn.width if drawn else 0)
     font = _font(12)
     lines = [(text, colour) for caption, colour in cell.caption
              for text in wrap(caption, font, width)]
-    image = Image.new("RGB", (width, tile.height + 4 + LINE_PX * len(lines)), _BACKGROUND)
+    top = tile.height + (drawn.height + 4 if drawn else 0)
+    image = Image.new("RGB", (width, top + 4 + LINE_PX * len(lines)), _BACKGROUND)
     image.paste(tile, (0, 0))
+    if drawn:
+        image.paste(drawn, (0, tile.height + 4))
     draw = ImageDraw.Draw(image)
     for i, (text, colour) in enumerate(lines):
-        draw.text((0, tile.height + 4 + i * LINE_PX), text, fill=colour, font=font)
+        draw.text((0, top + 4 + i * LINE_PX), text, fill=colour, font=font)
     return image
+
+
+def _path_image(name: str, base: Path) -> Image.Image:
+    """The path's drawing, narrowed to the sheet's width when it is wider."""
+    with Image.open(base / name) as img:
+        drawn = img.convert("RGB")
+    room = WIDTH_PX - 2 * PAD_PX
+    if drawn.width > room:
+        drawn = drawn.resize((room, max(1, round(drawn.height * room / drawn.width))),
+                             Image.Resampling.LANCZOS)
+    return drawn
 
 
 _BACKGROUND = (244, 244, 246)
