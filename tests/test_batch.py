@@ -353,6 +353,7 @@ def _read_pty(fd: int, proc: subprocess.Popen[bytes]) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.slow
 @pytest.mark.ffmpeg
 def test_progress_is_a_live_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path,
                                                                   library: Path) -> None:

@@ -854,6 +854,7 @@ print(json.dumps({"peak_mb": hwm_kb / 1024,
 PEAK_MB_200MP = 1150
 
 
+@pytest.mark.slow
 def test_200mp_heic_converts_in_bounded_memory(corpus: Path, tmp_path: Path) -> None:
     """The largest output (Facebook, 6144x8192 at full resolution) from the 200 MP photo."""
     src = corpus / "images" / "200MP.heic"
@@ -869,6 +870,7 @@ def test_200mp_heic_converts_in_bounded_memory(corpus: Path, tmp_path: Path) -> 
     assert platform_problems(out, spec, max_bytes) == []
 
 
+@pytest.mark.slow
 def test_200mp_heic_on_every_image_variant(corpus: Path, tmp_path: Path) -> None:
     """The 200 MP photo planned for every variant, rendered from one decode.
 
@@ -922,6 +924,7 @@ def test_200mp_heic_on_every_image_variant(corpus: Path, tmp_path: Path) -> None
 # --------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_conform_run_image_post_to_every_image_platform(corpus: Path, tmp_path: Path) -> None:
     job = {
         "workspace_id": "ws", "id": "image-post",

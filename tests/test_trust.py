@@ -247,6 +247,7 @@ def test_a_deadline_overrun_is_permanent_and_writes_a_manifest(tmp_path: Path, l
     assert json.loads(result.stdout)["accounts"][0]["errors"][0]["code"] == "deadline_exceeded"
 
 
+@pytest.mark.slow
 @pytest.mark.ffmpeg
 def test_an_encode_that_outlasts_the_job_deadline_exits_1_with_a_manifest(
         tmp_path: Path, library: Path) -> None:
