@@ -15,8 +15,8 @@ from PIL import Image, ImageOps
 
 from . import ffmpeg
 from .errors import CorruptMedia
+from .geometry import round_even
 from .models import MediaInfo
-from .plan.geometry import round_even
 
 if TYPE_CHECKING:
     import numpy as np

@@ -109,6 +109,18 @@ def test_validate_and_plan_share_types_from_models() -> None:
         assert hasattr(models, name)
 
 
+def test_validation_reads_the_platform_rules_not_the_planner() -> None:
+    # How an animated image travels (kept, a video, a still) is a platform rule: validation
+    # asks rules.py, the one rule list, and never imports the planner.
+    validate = {name: deps for name, deps in GRAPH.items()
+                if name == "pipeline.validate" or name.startswith("pipeline.validate.")}
+    assert "pipeline.validate.media" in validate
+    assert {name: sorted(d for d in deps if d.startswith("pipeline.plan"))
+            for name, deps in validate.items()} == {name: [] for name in validate}
+    assert "pipeline.rules" in GRAPH["pipeline.validate.media"]
+    assert not {d for d in GRAPH["pipeline.rules"] if d.startswith("pipeline.plan")}
+
+
 def test_each_module_imports_alone() -> None:
     # Each module is imported into a package freshly emptied of pipeline modules: an import
     # order that only works because another module happened to be loaded first fails here.

@@ -24,6 +24,7 @@ from PIL import Image, ImageChops, ImageCms, ImageStat
 from pipeline import probe, verify
 from pipeline.cli import main
 from pipeline.errors import CannotFit, CorruptMedia, SourceError
+from pipeline.geometry import Geometry
 from pipeline.image import (
     DecodedBuffer,
     decode_heif_buffer,
@@ -35,7 +36,7 @@ from pipeline.image import (
 )
 from pipeline.job import parse_job
 from pipeline.models import MediaInfo, MediaRef
-from pipeline.plan import Geometry, ImageTarget, plan_image, plan_job
+from pipeline.plan import ImageTarget, plan_image, plan_job
 from pipeline.presets import ImageSpec, load_presets
 from pipeline.settings import Settings
 from pipeline.validate import check_account

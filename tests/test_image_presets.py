@@ -18,8 +18,9 @@ from pipeline import probe, verify
 from pipeline.errors import CorruptMedia, TooLarge
 from pipeline.image import DecodedBuffer, decode_heif_buffer, render_decoded, render_image
 from pipeline.models import MediaInfo
-from pipeline.plan import animation_fits, plan_image
+from pipeline.plan import plan_image
 from pipeline.presets import load_presets
+from pipeline.rules import animation_fits
 from pipeline.settings import Settings
 from tests.support.imagecheck import content_error, platform_problems, upright_reference
 

@@ -24,8 +24,8 @@ from PIL import Image
 
 from pipeline import probe
 from pipeline.cli import main
+from pipeline.geometry import fit_geometry
 from pipeline.plan import plan_image
-from pipeline.plan.geometry import fit_geometry
 from pipeline.presets import load_presets
 from tests.support.imagecheck import platform_problems
 

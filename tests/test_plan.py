@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from pipeline.errors import JobInvalid
+from pipeline.geometry import fit_geometry
 from pipeline.job import parse_job
 from pipeline.models import Account, MediaRef
 from pipeline.plan import (
     JobPlan,
     VideoTarget,
     account_preset,
-    fit_geometry,
     plan_job,
     target_key,
 )

@@ -29,7 +29,8 @@ from typing import Any
 
 from ..budget import BUDGET
 from ..errors import CannotFit
-from ..plan import Geometry, ImageTarget
+from ..geometry import Geometry
+from ..plan import ImageTarget
 from .animation import render_animated
 from .colour import flatten_alpha, to_srgb_8bit
 from .decode import decode_image, decode_plan, decode_preview, typed_decode_errors

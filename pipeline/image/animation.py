@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CannotFit, TooLarge
-from ..plan import ANIMATION_PIXEL_BUDGET, ImageTarget
+from ..plan import ImageTarget
 from ..probe import open_image
+from ..rules import ANIMATION_PIXEL_BUDGET
 from .encode import MIME, ImageResult
 from .geometry import apply_geometry
 

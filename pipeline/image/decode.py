@@ -15,8 +15,9 @@ from typing import Any
 
 from ..budget import BUDGET, decode_cost_bytes, too_large
 from ..errors import CorruptMedia, PipelineError, TooLarge
+from ..geometry import Geometry
 from ..models import MediaInfo
-from ..plan import Geometry, ImageTarget
+from ..plan import ImageTarget
 from ..probe import open_image
 from .colour import to_srgb_8bit
 from .geometry import REDUCING_GAP

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..plan import Geometry
+from ..geometry import Geometry
 
 # Keep at least this many source pixels per output pixel when reducing by an integer factor
 # before the final Lanczos pass: Pillow's own ``reducing_gap`` advice, where the two-step

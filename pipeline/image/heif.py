@@ -15,7 +15,7 @@ from typing import Any
 
 from ..budget import BUDGET, decode_cost_bytes, too_large
 from ..errors import CorruptMedia
-from ..plan import Geometry
+from ..geometry import Geometry
 from ..probe import open_image
 from .geometry import REDUCING_GAP
 

@@ -16,12 +16,7 @@ from .audio import LOUDNORM_I, LOUDNORM_LRA, LOUDNORM_TP, audio_target
 from .burnin import BurnSource
 from .covers import frame_target, plan_cover, thumbnail_target
 from .framerate import choose_fps
-from .geometry import fit_geometry, round_even
-from .images import (
-    ANIMATION_PIXEL_BUDGET,
-    animation_fits,
-    plan_image,
-)
+from .images import plan_image
 from .jobplan import AccountPlan, JobPlan, account_preset, plan_job
 from .prechain import rescaled, tone_map_once
 from .targets import (
@@ -29,7 +24,6 @@ from .targets import (
     BurnIn,
     CoverPlan,
     CoverTarget,
-    Geometry,
     ImageTarget,
     Rendition,
     VideoTarget,
@@ -48,7 +42,6 @@ from .videos import (
 )
 
 __all__ = [
-    "ANIMATION_PIXEL_BUDGET",
     "BITS_PER_PIXEL_CEILING",
     "ENCODER_VERSION",
     "HDR_REFERENCE_WHITE_NITS",
@@ -60,17 +53,14 @@ __all__ = [
     "BurnSource",
     "CoverPlan",
     "CoverTarget",
-    "Geometry",
     "ImageTarget",
     "JobPlan",
     "Rendition",
     "VideoTarget",
     "account_preset",
-    "animation_fits",
     "audio_target",
     "budget_kbps",
     "choose_fps",
-    "fit_geometry",
     "frame_target",
     "h264_level",
     "merge_video_targets",
@@ -79,7 +69,6 @@ __all__ = [
     "plan_job",
     "plan_video",
     "rescaled",
-    "round_even",
     "shared_decodes",
     "start_tolerance_s",
     "target_key",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from ..geometry import Geometry, fit_geometry
 from ..models import CoverChoice, MediaInfo
 from ..presets import CoverSpec
-from .geometry import fit_geometry
 from .images import force_size, needs_srgb
-from .targets import CoverTarget, Geometry, ImageTarget
+from .targets import CoverTarget, ImageTarget
 
 
 def plan_cover(choice: CoverChoice, video_geometry: Geometry | None,

@@ -6,11 +6,16 @@ import math
 from fractions import Fraction
 
 from .. import rules
+from ..geometry import FIT_ACTIONS, Geometry
 from ..models import ImageFacts, MediaInfo
 from ..presets import FitPolicy, ImageSpec
-from ..rules import is_srgb_profile
-from .geometry import FIT_ACTIONS, clamp_aspect, fit_geometry, nearest_ratio
-from .targets import Geometry, ImageTarget
+from ..rules import (
+    animation_fits,
+    image_geometry,
+    is_srgb_profile,
+    wanted_aspect,
+)
+from .targets import ImageTarget
 
 # Formats the engine writes. HEIF, AVIF, TIFF and BMP inputs are always converted: no preset
 # delivers HEIF/AVIF, and TIFF/BMP could only be kept by re-encoding them anyway.
@@ -29,55 +34,6 @@ def needs_srgb(facts: ImageFacts) -> bool:
     if facts.mode in ("CMYK", "YCbCr", "LAB"):
         return True
     return bool(facts.icc_profile) and not is_srgb_profile(facts.icc_profile or "")
-
-
-def wanted_aspect(aspect: Fraction, spec: ImageSpec, fit: FitPolicy | None = None
-                  ) -> Fraction | None:
-    """The output shape a variant asks for, or None to keep the source's.
-
-    Outside the variant's range the shape becomes the nearest listed crop ratio (Instagram's own
-    auto-crop: 4:5, 1:1 or 1.91:1) or else the nearest end of the range. A ``same_size``
-    carousel with crop ratios (Pinterest: 2:3 or 1:1) always takes the nearest of them.
-    """
-    lo, hi = aspect_range(spec)
-    in_range = (lo is None or aspect >= lo) and (hi is None or aspect <= hi)
-    if spec.carousel == "same_size" and spec.crop_ratios:
-        return nearest_ratio(aspect, spec.crop_ratios)
-    if in_range:
-        return None
-    if (fit or spec.fit) in ("crop", "smart") and spec.crop_ratios:
-        return nearest_ratio(aspect, spec.crop_ratios)
-    return clamp_aspect(aspect, lo, hi)
-
-
-def aspect_range(spec: ImageSpec) -> tuple[Fraction | None, Fraction | None]:
-    """The shapes a variant can take: its aspect range, narrowed by its size limits.
-
-    A variant without a shape rule still has one in its sizes: X takes 4x4 to 8192x8192, so
-    nothing wider than 2048:1 can be scaled into it. A strip beyond that is padded (or
-    cropped) to the widest shape that fits, instead of being scaled past a limit and
-    refused after it was made.
-
-    Raises:
-        Nothing.
-    """
-    min_width = max(spec.min_width, spec.min_upscale_width or 1, 1)
-    by_size_lo = Fraction(min_width, spec.max_height)
-    by_size_hi = Fraction(spec.max_width, max(1, spec.min_height))
-    lo = by_size_lo if spec.aspect_min is None else max(spec.aspect_min, by_size_lo)
-    hi = by_size_hi if spec.aspect_max is None else min(spec.aspect_max, by_size_hi)
-    return lo, hi
-
-
-def _image_geometry(info: MediaInfo, spec: ImageSpec, aspect: Fraction | None,
-                    fit: FitPolicy | None = None) -> Geometry:
-    return fit_geometry(
-        info.width, info.height, aspect=aspect, fit=(fit or spec.fit) if aspect else "none",
-        max_width=spec.max_width, max_height=spec.max_height,
-        min_width=max(spec.min_width, spec.min_upscale_width or 1), min_height=spec.min_height,
-        max_pixels=spec.max_pixels, max_side_sum=spec.max_side_sum,
-        max_short_side=spec.max_short_side,
-    )
 
 
 def carousel_frame(infos: list[MediaInfo], spec: ImageSpec
@@ -101,7 +57,7 @@ def carousel_frame(infos: list[MediaInfo], spec: ImageSpec
     aspect = wanted_aspect(first.aspect, spec) or first.aspect
     if spec.carousel != "same_size":
         return aspect, None
-    sizes = [_image_geometry(i, spec, aspect if i.aspect != aspect else None) for i in infos]
+    sizes = [image_geometry(i, spec, aspect if i.aspect != aspect else None) for i in infos]
     smallest = _inside_aspect_range(min(sizes, key=lambda g: g.width), spec)
     return aspect, (smallest.width, smallest.height)
 
@@ -163,7 +119,7 @@ def _planned_geometry(info: MediaInfo, spec: ImageSpec, forced_aspect: Fraction 
               else wanted_aspect(info.aspect, spec, fit))
     if aspect == info.aspect:
         aspect = None
-    geometry = _image_geometry(info, spec, aspect, fit)
+    geometry = image_geometry(info, spec, aspect, fit)
     if forced_size is None:
         return _inside_aspect_range(geometry, spec)
     if (geometry.width, geometry.height) != forced_size:
@@ -198,34 +154,6 @@ def _conversion_actions(info: MediaInfo, geometry: Geometry, out_format: str, *,
             ("first_frame", info.animated and not animated),
             ("recompressed", True))
     return [name for name, happens in done if happens]
-
-
-def animation_fits(info: MediaInfo, spec: ImageSpec) -> bool:
-    """Whether a variant can take this animated image as an animation, within its caps.
-
-    The format must be one the variant animates (GIF), the frame count within its cap, and the
-    bytes within its animation cap, predicted from the source's bytes per pixel when the frames
-    must be scaled down. ``width x height x frames`` is held to X's 300 million (the most
-    generous published GIF limit), which also bounds the engine's memory.
-
-    Raises:
-        Nothing.
-    """
-    facts = info.image
-    if facts is None or info.format_name not in spec.animated_formats:
-        return False
-    if spec.max_animated_frames is not None and facts.frames > spec.max_animated_frames:
-        return False
-    g = _image_geometry(info, spec, wanted_aspect(info.aspect, spec))
-    if g.width * g.height * facts.frames > ANIMATION_PIXEL_BUDGET:
-        return False
-    shrink = min(1.0, (g.content_width * g.content_height) / max(1, info.width * info.height))
-    cap = spec.max_animated_bytes or spec.max_bytes
-    return info.size_bytes * shrink <= cap
-
-
-# X's published GIF limit (platform-specs.md section 1): width x height x frames <= 300 million.
-ANIMATION_PIXEL_BUDGET = 300_000_000
 
 
 def _encode_format(info: MediaInfo, spec: ImageSpec, geometry: Geometry, max_bytes: int) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from ..errors import JobInvalid
+from ..geometry import Geometry
 from ..models import Account, AccountCheck, CoverChoice, MediaInfo, MediaRef, Selected
 from ..presets import FitPolicy, Limits, Preset, PresetRegistry, with_account_limits
 from .burnin import BurnSource, burn_in_for
@@ -16,7 +17,6 @@ from .images import carousel_frame, plan_image
 from .sharing import Owned, Share, Shared, share_outputs
 from .targets import (
     CoverPlan,
-    Geometry,
     ImageTarget,
     ReframeShot,
     Rendition,

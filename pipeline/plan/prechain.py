@@ -13,7 +13,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .targets import Geometry, VideoTarget
+from ..geometry import Geometry
+from .targets import VideoTarget
 
 
 @dataclass(frozen=True, slots=True)

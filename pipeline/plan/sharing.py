@@ -27,9 +27,10 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from .. import rules
+from ..geometry import Geometry
 from ..models import AudioStream, MediaInfo, VideoStream
 from ..presets import VideoSpec
-from .targets import BurnIn, Geometry, Rendition, Use, VideoTarget
+from .targets import BurnIn, Rendition, Use, VideoTarget
 from .videos import CONTAINER_FIXED_BYTES, CONTAINER_OVERHEAD, merge_video_targets
 
 # A use of an output: (account id, content index, media index).

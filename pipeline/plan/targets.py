@@ -9,6 +9,7 @@ from fractions import Fraction
 from typing import Literal
 
 from ..captions import Cue
+from ..geometry import FitMode, Geometry
 from ..models import MediaRef
 from ..presets import Preset, Variant
 
@@ -24,36 +25,6 @@ VIDEO_ENCODER_VERSION = "2"
 ANIMATION_TIMING_VERSION = "2"
 # The same for burned-in captions (font, size, outline, margins: pipeline/video/burnin.py).
 BURN_IN_STYLE_VERSION = "1"
-
-FitMode = Literal["none", "crop", "pad", "blur", "smart"]
-
-
-@dataclass(frozen=True, slots=True)
-class Geometry:
-    """How the displayed picture becomes the output frame.
-
-    ``crop_*`` is a rectangle of the displayed (upright) source; the content is scaled to
-    ``content_*`` and placed centred on a ``width`` x ``height`` canvas (pad or blur fill).
-    """
-
-    width: int
-    height: int
-    content_width: int
-    content_height: int
-    crop_x: int
-    crop_y: int
-    crop_width: int
-    crop_height: int
-    fit: FitMode
-    source_width: int
-    source_height: int
-    upscaled: bool = False
-
-    @property
-    def resized(self) -> bool:
-        """The content changed size."""
-        return (self.content_width, self.content_height) != (self.crop_width, self.crop_height)
-
 
 @dataclass(frozen=True, slots=True)
 class ReframeShot:

@@ -9,12 +9,12 @@ from fractions import Fraction
 from typing import Literal
 
 from .. import rules
+from ..geometry import FIT_ACTIONS, Geometry, clamp_aspect, fit_geometry
 from ..models import MediaInfo
 from ..presets import FitPolicy, VideoSpec
 from .audio import audio_shift_s, audio_target, picture_start_s
 from .framerate import output_fps
-from .geometry import FIT_ACTIONS, clamp_aspect, fit_geometry
-from .targets import AudioTarget, BurnIn, Geometry, Rendition, VideoTarget
+from .targets import AudioTarget, BurnIn, Rendition, VideoTarget
 
 # x264 quality: CRF 20 is visually transparent for social re-encodes at these sizes.
 CRF = 20

@@ -12,8 +12,8 @@ from dataclasses import replace
 
 from ..errors import PipelineError
 from ..models import Account, ErrorInfo, Job, MediaInfo, MediaRef, Probed, Selected
-from ..plan.images import animation_fits
 from ..presets import Mode, Preset, Variant, VideoSpec
+from ..rules import animation_fits
 from .problem import unprocessable
 
 

@@ -14,14 +14,13 @@ from typing import Any
 import ffmpeg as ffg  # ffmpeg-python: graph and argv building only
 
 from .. import ffmpeg
+from ..geometry import Geometry, round_even
 from ..plan import (
     HDR_REFERENCE_WHITE_NITS,
     LOUDNORM_I,
     LOUDNORM_LRA,
     LOUDNORM_TP,
-    Geometry,
     VideoTarget,
-    round_even,
     tone_map_once,
 )
 from ..probe import BROWSER_DEFAULT_DELAY_MS, BROWSER_MIN_DELAY_MS

@@ -19,7 +19,8 @@ from ..errors import (
     FFmpegTimeout,
     ProcessingFailed,
 )
-from ..plan import Geometry, VideoTarget, budget_kbps, round_even
+from ..geometry import Geometry, round_even
+from ..plan import VideoTarget, budget_kbps
 from ..probe import probe_video
 from .brands import describe_brands
 from .burnin import write_script

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageCms, ImageOps, ImageStat
 
-from pipeline.plan import Geometry
+from pipeline.geometry import Geometry
 from pipeline.presets import ImageSpec
 
 PIL_FORMAT = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}

@@ -1,4 +1,8 @@
-"""Geometry: crop, scale and canvas for a displayed picture (shared by images and video)."""
+"""Geometry: crop, scale and canvas for a displayed picture (shared by images and video).
+
+A leaf: the planner, the engines, the sampled frames and the platform rules (an animation's
+delivered size) all use it, so it imports nothing of the pipeline.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,40 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-
-from .targets import FitMode, Geometry
+from typing import Literal
 
 # What the manifest says a fit did to the picture.
 FIT_ACTIONS = {"crop": "cropped", "pad": "padded", "blur": "blurred", "smart": "reframed"}
+
+FitMode = Literal["none", "crop", "pad", "blur", "smart"]
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """How the displayed picture becomes the output frame.
+
+    ``crop_*`` is a rectangle of the displayed (upright) source; the content is scaled to
+    ``content_*`` and placed centred on a ``width`` x ``height`` canvas (pad or blur fill).
+    """
+
+    width: int
+    height: int
+    content_width: int
+    content_height: int
+    crop_x: int
+    crop_y: int
+    crop_width: int
+    crop_height: int
+    fit: FitMode
+    source_width: int
+    source_height: int
+    upscaled: bool = False
+
+    @property
+    def resized(self) -> bool:
+        """The content changed size."""
+        return (self.content_width, self.content_height) != (self.crop_width, self.crop_height)
+
 
 
 def clamp_aspect(aspect: Fraction, lo: Fraction | None, hi: Fraction | None) -> Fraction:
