@@ -2,10 +2,11 @@
 
 ``python -m bench.shots`` makes edits from the corpus at run time (jump cuts of the talking
 head ``face.mp4``, hard cuts to a cartoon and a road clip, 0.4 s dissolves, pans, a strobe),
-then finds their cuts with ``pipeline.cuts`` (what smart framing uses) and with PySceneDetect's
-``ContentDetector`` and ``AdaptiveDetector`` at their defaults, when ``scenedetect`` (or
-``scenedetect-headless``) is installed. Per detector: cuts found on their exact frame, within
-one frame, missed, and false; and the seconds spent (ours: the one tiny decode included).
+then finds their cuts with ``pipeline.vision.cuts`` (what smart framing uses) and with
+PySceneDetect's ``ContentDetector`` and ``AdaptiveDetector`` at their defaults, when
+``scenedetect`` (or ``scenedetect-headless``) is installed. Per detector: cuts found on their
+exact frame, within one frame, missed, and false; and the seconds spent (ours: the one tiny
+decode included).
 
 Prints one JSON object (the figures in BENCHMARKS.md, "Shots").
 """
@@ -19,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import cuts, frames, probe
+from pipeline import probe
+from pipeline.vision import cuts, sampling
 from tests.support.edits import Edit, Piece, make_edit
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "videos"
@@ -50,7 +52,7 @@ def edits(folder: Path) -> dict[str, Edit]:
 
 
 def ours(path: Path) -> list[int]:
-    tiny, rate = frames.every_frame(path, probe.probe(path), max_side=cuts.CUT_SIDE_PX,
+    tiny, rate = sampling.every_frame(path, probe.probe(path), max_side=cuts.CUT_SIDE_PX,
                                     max_frames=cuts.MAX_FRAMES, timeout_s=300)
     return cuts.find_cuts(tiny, rate=rate)
 

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from pipeline import probe
-from pipeline.frames import sample_rate
-from pipeline.subject import SubjectBox, find_faces, find_people
+from pipeline.vision.sampling import sample_rate
+from pipeline.vision.subject import SubjectBox, find_faces, find_people
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "videos"
-SIDE = 384  # the analysis samples' size (pipeline.framing.SAMPLE_SIDE_PX)
+SIDE = 384  # the analysis samples' size (pipeline.vision.framing.SAMPLE_SIDE_PX)
 Box = tuple[float, float, float, float]
 
 
@@ -116,7 +116,7 @@ def _frontal(frame: np.ndarray[Any, Any]) -> tuple[SubjectBox, ...]:
     """The frontal cascade alone, as the faces' first pass runs it."""
     import cv2
 
-    from pipeline.subject import _cascades
+    from pipeline.vision.subject import _cascades
 
     height, width = frame.shape[:2]
     gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))

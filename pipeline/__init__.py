@@ -25,20 +25,20 @@ from .settings import Settings
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .batch import BatchEntry, BatchSummary, JobOutcome, JobSource, Shard, process_batch
+    from .fleet.batch import BatchEntry, BatchSummary, JobOutcome, JobSource, Shard, process_batch
+    from .fleet.worker import MessageResult, Worker, WorkerSummary
     from .job import parse_job, parse_job_text
     from .manifest import Manifest
     from .models import Job, JobEvent
     from .presets import PresetRegistry, load_presets
     from .runner import process
-    from .worker import MessageResult, Worker, WorkerSummary
 
 # name -> module that defines it, imported when the name is first used (PEP 562).
 _LAZY = {
     "process": "runner", "Manifest": "manifest",
-    "process_batch": "batch", "JobSource": "batch", "BatchEntry": "batch",
-    "BatchSummary": "batch", "JobOutcome": "batch", "Shard": "batch",
-    "Worker": "worker", "MessageResult": "worker", "WorkerSummary": "worker",
+    "process_batch": "fleet.batch", "JobSource": "fleet.batch", "BatchEntry": "fleet.batch",
+    "BatchSummary": "fleet.batch", "JobOutcome": "fleet.batch", "Shard": "fleet.batch",
+    "Worker": "fleet.worker", "MessageResult": "fleet.worker", "WorkerSummary": "fleet.worker",
     "parse_job": "job", "parse_job_text": "job",
     "load_presets": "presets", "PresetRegistry": "presets",
     "Job": "models", "JobEvent": "models",

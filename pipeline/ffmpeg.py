@@ -1,7 +1,8 @@
 """The one place that runs outside tools: ffmpeg and ffprobe, with timeouts and typed errors.
 
-(The only other processes are conform's own job processes, started by :mod:`pipeline.jobprocess`
-through :mod:`multiprocessing`: Python running our code, not a tool reading untrusted input.)
+(The only other processes are conform's own job processes, started by
+:mod:`pipeline.fleet.isolation` through :mod:`multiprocessing`: Python running our code, not a
+tool reading untrusted input.)
 
 stdout and stderr go to temporary files (or stdout is read line by line for progress), so a
 chatty ffmpeg can never fill a pipe and deadlock us; on failure the tail of stderr is put into

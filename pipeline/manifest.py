@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from .errors import public_message
 from .models import AccountCheck, ErrorInfo, Job
+from .outputs.stored import StoredCover, StoredRendition
 from .plan import AccountPlan, JobPlan
 from .presets import CaptionFormat, PresetRegistry
 from .reframes import ReframeEntry, reframe_entries
-from .stored import StoredCover, StoredRendition
 
 
 @dataclass(frozen=True, slots=True)

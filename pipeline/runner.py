@@ -2,8 +2,8 @@
 verify → store → manifest (written last).
 
 One failing medium or account never stops the others; the manifest says what happened to each.
-The steps share one :class:`~pipeline.jobrun.Run`; making the outputs (reuse, shared decodes,
-renditions, covers) is :func:`pipeline.produce.produce`.
+The steps share one :class:`~pipeline.outputs.run.Run`; making the outputs (reuse, shared decodes,
+renditions, covers) is :func:`pipeline.outputs.produce.produce`.
 """
 
 from __future__ import annotations
@@ -13,23 +13,25 @@ import json
 import logging
 from dataclasses import dataclass
 
-from . import framing, ingest, probe, sidecars, workdir
+from . import ingest, probe, workdir
 from .deadline import Deadline
 from .errors import ConfigError, Interrupted, JobInvalid, PipelineError, StorageError
-from .jobrun import EventCallback as EventCallback
-from .jobrun import Run as Run
-from .jobrun import WorkPaths, emitter
 from .manifest import Carried, Output, build_manifest
 from .manifest import Manifest as Manifest
 from .models import AccountCheck, Job, LocalMedia, MediaInfo, MediaRef, Probed
+from .outputs import sidecars
+from .outputs.produce import produce
+from .outputs.run import EventCallback as EventCallback
+from .outputs.run import Run as Run
+from .outputs.run import WorkPaths, emitter
+from .outputs.stored import asset_key as asset_key
 from .plan import BurnSource, JobPlan, account_preset, plan_job
 from .presets import PresetRegistry, load_presets
-from .produce import produce
 from .settings import Settings
 from .storage import Storage, StoredObject, open_storage
-from .stored import asset_key as asset_key
 from .validate import check_account
 from .version import __version__
+from .vision import framing
 
 log = logging.getLogger(__name__)
 

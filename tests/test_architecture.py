@@ -7,6 +7,7 @@ import importlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
@@ -121,6 +122,108 @@ def test_validation_reads_the_platform_rules_not_the_planner() -> None:
     assert not {d for d in GRAPH["pipeline.rules"] if d.startswith("pipeline.plan")}
 
 
+# --------------------------------------------------------------------------- rooms
+
+#: The three packages by role, and who may import each. The fleet runs many jobs and only the
+#: commands (and the root's lazy library names) start it; making outputs is handed the plan
+#: by the runner, and the manifest reads the stored records it makes; vision reads pixels for
+#: the planner's framing, the engines' crop paths, the outputs' checks and the preview sheet.
+ROOM_READERS = {
+    "pipeline.fleet": {"pipeline", "pipeline.cli"},
+    "pipeline.outputs": {"pipeline.runner", "pipeline.manifest"},
+    "pipeline.vision": {"pipeline.outputs", "pipeline.runner", "pipeline.report",
+                        "pipeline.video.graph"},
+}
+#: What each room must never import: a room below another never reaches up into it.
+ROOM_FORBIDDEN = {
+    "pipeline.fleet": {"pipeline.cli"},
+    "pipeline.outputs": {"pipeline.fleet", "pipeline.runner", "pipeline.examine", "pipeline.cli",
+                         "pipeline.report"},
+    "pipeline.vision": {"pipeline.fleet", "pipeline.outputs", "pipeline.runner", "pipeline.cli",
+                        "pipeline.report", "pipeline.video", "pipeline.storage",
+                        "pipeline.manifest", "pipeline.ingest"},
+}
+#: The shared leaves at the top: every room may use them, they use no room.
+LEAVES = ("pipeline.errors", "pipeline.models", "pipeline.settings", "pipeline.ffmpeg",
+          "pipeline.processes", "pipeline.version", "pipeline.files", "pipeline.workdir",
+          "pipeline.deadline", "pipeline.budget", "pipeline.geometry", "pipeline.rules",
+          "pipeline.bmff", "pipeline.presets", "pipeline.captions")
+
+
+def _within(name: str, prefixes: Iterable[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _strangers(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Per room, the modules outside it that import it without being one of its readers."""
+    found: dict[str, set[str]] = {}
+    for room, readers in ROOM_READERS.items():
+        importers = {name for name, deps in graph.items()
+                     if not _within(name, [room]) and any(_within(d, [room]) for d in deps)}
+        if strangers := {name for name in importers
+                         if not (name in readers or _within(name, readers - {"pipeline"}))}:
+            found[room] = strangers
+    return found
+
+
+def _reaching_up(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Modules of a room that import what their room must not."""
+    reaching = {name: sorted(d for d in deps if _within(d, ROOM_FORBIDDEN[room]))
+                for room in ROOM_FORBIDDEN for name, deps in graph.items()
+                if _within(name, [room])}
+    return {name: found for name, found in reaching.items() if found}
+
+
+def _leaves_in_rooms(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Shared leaves that import a room."""
+    rooms = list(ROOM_READERS)
+    leaves = {name: sorted(d for d in deps if _within(d, rooms))
+              for name, deps in graph.items() if _within(name, LEAVES)}
+    return {name: found for name, found in leaves.items() if found}
+
+
+def test_each_room_is_imported_only_by_its_readers() -> None:
+    assert set(ROOM_READERS) <= set(GRAPH)
+    assert _strangers(GRAPH) == {}
+
+
+def test_the_manifest_reads_only_the_stored_records_of_outputs() -> None:
+    assert {d for d in GRAPH["pipeline.manifest"] if _within(d, ["pipeline.outputs"])} == {
+        "pipeline.outputs", "pipeline.outputs.stored"}
+
+
+def test_no_room_reaches_up() -> None:
+    assert _reaching_up(GRAPH) == {}
+
+
+def test_the_shared_leaves_use_no_room() -> None:
+    assert "pipeline.geometry" in GRAPH and "pipeline.rules" in GRAPH
+    assert _leaves_in_rooms(GRAPH) == {}
+
+
+def test_the_room_rules_catch_each_kind_of_breach() -> None:
+    # The rules must see a breach when there is one: a stage starting the fleet, vision
+    # reaching up into outputs, a leaf importing vision. A name that only starts like a
+    # room ("pipeline.visionary") is not in it.
+    breached = {**GRAPH, "pipeline.ingest": GRAPH["pipeline.ingest"] | {"pipeline.fleet.batch"},
+                "pipeline.vision.cuts": {"pipeline.outputs.stored"},
+                "pipeline.errors": {"pipeline.vision.subject"}}
+    assert _strangers(breached) == {"pipeline.fleet": {"pipeline.ingest"},
+                                    "pipeline.outputs": {"pipeline.vision.cuts"},
+                                    "pipeline.vision": {"pipeline.errors"}}
+    assert _reaching_up(breached) == {"pipeline.vision.cuts": ["pipeline.outputs.stored"]}
+    assert _leaves_in_rooms(breached) == {"pipeline.errors": ["pipeline.vision.subject"]}
+    assert not _within("pipeline.visionary", ["pipeline.vision"])
+
+
+def test_the_top_level_holds_stages_and_leaves_only() -> None:
+    # The flat top level was 32 modules; the rooms took the fleet, the outputs and vision.
+    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert not {"batch", "worker", "produce", "rendition", "frames", "framing", "subject",
+                "jobrun", "stored", "verify"} & set(top)
+    assert len(top) <= 22, top
+
+
 def test_each_module_imports_alone() -> None:
     # Each module is imported into a package freshly emptied of pipeline modules: an import
     # order that only works because another module happened to be loaded first fails here.
@@ -179,7 +282,7 @@ def test_s3_is_called_from_storage_only() -> None:
     # The worker's SQS client is the only other AWS user (a queue, not storage).
     aws = {"boto3", "botocore", "s3transfer"}
     users = {name for name, path in MODULES.items() if _third_party_imports(path) & aws}
-    assert users - {"pipeline.worker"} == {"pipeline.storage.s3"}
+    assert users - {"pipeline.fleet.worker"} == {"pipeline.storage.s3"}
 
 
 def test_ffmpeg_argv_heads_and_input_lock_down_live_in_ffmpeg_py() -> None:

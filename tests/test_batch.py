@@ -19,11 +19,18 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline import batch as batch_mod
-from pipeline import batchjob, batchsource
-from pipeline.batch import BatchEntry, JobSource, Shard, process_batch, shard_from_env, shard_of
 from pipeline.cli import main
 from pipeline.errors import ConfigError
+from pipeline.fleet import batch as batch_mod
+from pipeline.fleet import jobs, sources
+from pipeline.fleet.batch import (
+    BatchEntry,
+    JobSource,
+    Shard,
+    process_batch,
+    shard_from_env,
+    shard_of,
+)
 from pipeline.job import parse_job
 from pipeline.models import JobEvent
 from pipeline.settings import Settings
@@ -193,7 +200,7 @@ def test_unusable_sources_exit_2(tmp_path: Path, library: Path) -> None:
 def test_an_oversized_line_is_invalid_and_the_rest_goes_on(tmp_path: Path, presets: Any,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
-    monkeypatch.setattr(batchsource, "MAX_JOB_BYTES", 200)
+    monkeypatch.setattr(sources, "MAX_JOB_BYTES", 200)
     source = write_jsonl(tmp_path / "jobs.jsonl", [
         image_job("small"), {**image_job("big"), "pad": "x" * 1000}, image_job("after")])
     with JobSource(str(source), presets=presets, settings=Settings()) as src:
@@ -457,7 +464,7 @@ def test_run_one_turns_any_error_into_an_outcome(tmp_path: Path, presets: Any,
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(batchjob, "process", explode)
+    monkeypatch.setattr(jobs, "process", explode)
     summary = process_batch([parse_job(image_job("x"), presets)],
                             settings=Settings().replace(dest=str(tmp_path / "out"),
                                                         workdir=tmp_path), presets=presets)

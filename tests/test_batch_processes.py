@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline import jobprocess
-from pipeline.batch import process_batch
+from pipeline.fleet import isolation
+from pipeline.fleet.batch import process_batch
 from pipeline.job import parse_job
 from pipeline.models import JobEvent
 from pipeline.presets import load_presets
@@ -130,22 +130,22 @@ def _pid() -> int:
 
 
 def test_run_in_process_reports_a_child_that_exits_without_a_result() -> None:
-    died = jobprocess.run_in_process(_exit_hard, 3)
-    assert died == jobprocess.ChildDied(3)
+    died = isolation.run_in_process(_exit_hard, 3)
+    assert died == isolation.ChildDied(3)
     assert died.reason == "exited with status 3"
-    first, second = jobprocess.run_in_process(_pid), jobprocess.run_in_process(_pid)
+    first, second = isolation.run_in_process(_pid), isolation.run_in_process(_pid)
     assert isinstance(first, int) and first != second and os.getpid() not in (first, second)
     assert not pid_alive(first)
 
 
 def test_workers_are_capped_so_decode_budgets_fit_in_memory(
         caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="pipeline.jobprocess"):
-        assert jobprocess.cap_workers(4, 1_000_000_000, available_bytes=2_500_000_000) == 2
+    with caplog.at_level(logging.WARNING, logger="pipeline.fleet.isolation"):
+        assert isolation.cap_workers(4, 1_000_000_000, available_bytes=2_500_000_000) == 2
     assert "running 2 worker(s), not 4" in caplog.text
     caplog.clear()
-    assert jobprocess.cap_workers(2, 1_000_000_000, available_bytes=8_000_000_000) == 2
-    assert jobprocess.cap_workers(3, 1_000_000_000, available_bytes=10) == 1
+    assert isolation.cap_workers(2, 1_000_000_000, available_bytes=8_000_000_000) == 2
+    assert isolation.cap_workers(3, 1_000_000_000, available_bytes=10) == 1
     assert "not 4" not in caplog.text
 
 

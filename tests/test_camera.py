@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.camera import follow, plan_shot
-from pipeline.subject import SubjectBox
+from pipeline.vision.camera import follow, plan_shot
+from pipeline.vision.subject import SubjectBox
 from tests.test_framing import (
     BORDER,
     FACE_PX,

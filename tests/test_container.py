@@ -104,7 +104,7 @@ def test_the_library_api_is_exported() -> None:
                  "JobOutcome", "BatchSummary", "MessageResult", "JobEvent"):
         assert name in pipeline.__all__
         assert getattr(pipeline, name) is not None
-    from pipeline.batch import process_batch
+    from pipeline.fleet.batch import process_batch
     from pipeline.runner import process
 
     assert pipeline.process is process and pipeline.process_batch is process_batch

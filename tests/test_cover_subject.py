@@ -22,10 +22,17 @@ import pytest
 from PIL import Image
 
 from pipeline import probe
-from pipeline.coversubject import CODE, CUT_SHARE, SEARCH_S, judge, subject_cut_warning, window_at
 from pipeline.geometry import Geometry
 from pipeline.plan.targets import AudioTarget, ReframeShot, VideoTarget
-from pipeline.subject import SubjectBox
+from pipeline.vision.coversubject import (
+    CODE,
+    CUT_SHARE,
+    SEARCH_S,
+    judge,
+    subject_cut_warning,
+    window_at,
+)
+from pipeline.vision.subject import SubjectBox
 from tests.test_framing import BORDER, FACE_PX, FPS, OUT, SRC, make_face, run_cli
 
 SPEED = 150.0  # px/s

@@ -1,4 +1,4 @@
-"""Cut detection (``pipeline.cuts``) on edits made at test time from real footage: every hard
+"""Cut detection (``pipeline.vision.cuts``) on edits made at test time from real footage: every hard
 cut, jump cut and short dissolve found on its frame, and no cut where there is none (a pan, a
 flash, a talking head's own motion)."""
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cuts, frames, probe
+from pipeline import probe
+from pipeline.vision import cuts, sampling
 from tests.support.edits import Edit, Piece, make_edit
 
 FACE = "videos/face.mp4"  # a real talking head (MIT, see SOURCES.md)
@@ -17,7 +18,7 @@ ROAD = "videos/roadtrip-vp92-10bit.webm"  # outdoors, 3 s, a cut at 1.75 s
 
 
 def found(edit: Edit) -> list[int]:
-    tiny, rate = frames.every_frame(edit.path, probe.probe(edit.path), max_side=cuts.CUT_SIDE_PX,
+    tiny, rate = sampling.every_frame(edit.path, probe.probe(edit.path), max_side=cuts.CUT_SIDE_PX,
                                     max_frames=cuts.MAX_FRAMES, timeout_s=60)
     assert abs(rate - edit.fps) < 1e-6 and len(tiny) == edit.frames
     return cuts.find_cuts(tiny, rate=rate)
@@ -62,7 +63,7 @@ def test_a_pan_a_zoomed_talking_head_and_flashes_are_not_cuts(
                     tmp_path / "pan.mp4")
     assert found(pan) == list(pan.cuts)  # the one real cut between them, nothing in the pans
     edit = make_edit([Piece(face, 0.0, 3.0, zoom=0.6, crop_x=0.4)], tmp_path / "head.mp4")
-    tiny, rate = frames.every_frame(edit.path, probe.probe(edit.path), max_side=cuts.CUT_SIDE_PX,
+    tiny, rate = sampling.every_frame(edit.path, probe.probe(edit.path), max_side=cuts.CUT_SIDE_PX,
                                     max_frames=cuts.MAX_FRAMES, timeout_s=60)
     flashed = tiny.copy()
     flashed[20] = 255  # a one-frame camera flash

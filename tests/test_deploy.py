@@ -14,10 +14,10 @@ import click
 import pytest
 import yaml
 
-from pipeline.batch import SHARD_INDEX_VARIABLES
 from pipeline.cli import main
 from pipeline.errors import ExitStatus
-from pipeline.statusserver import parse_address
+from pipeline.fleet.batch import SHARD_INDEX_VARIABLES
+from pipeline.fleet.status import parse_address
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
-from pipeline import batchjob
-from pipeline.batch import BatchEntry, _outcome
-from pipeline.batchjob import JobResult, JobRunner, run_job
+from pipeline.fleet import jobs
+from pipeline.fleet.batch import BatchEntry, _outcome
+from pipeline.fleet.jobs import JobResult, JobRunner, run_job
+from pipeline.fleet.messages import message_outcome, read_message
 from pipeline.job import parse_job
 from pipeline.models import ErrorInfo, Job
 from pipeline.presets import PresetRegistry
-from pipeline.queuejob import message_outcome, read_message
 from pipeline.settings import Settings
 from pipeline.storage import open_storage
 from tests.support.jobkit import image_job, library_settings, make_library
@@ -102,7 +102,7 @@ def test_a_bug_in_a_job_is_an_error_record_that_the_worker_retries(
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(batchjob, "process", explode)
+    monkeypatch.setattr(jobs, "process", explode)
     settings = library_settings(tmp_path, library)
     job = parse_job(image_job("post-3"), presets)
     result = run_job(job, settings=settings, presets=presets, storage=None, retry_failed=True)

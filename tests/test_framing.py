@@ -18,14 +18,14 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
-from pipeline.camera import crop_offset_expr, plan_shot
 from pipeline.cli import main
-from pipeline.cuts import find_cuts
 from pipeline.errors import JobInvalid
 from pipeline.job import parse_job
 from pipeline.plan.targets import ReframeShot
 from pipeline.presets import load_presets
-from pipeline.subject import find_faces
+from pipeline.vision.camera import crop_offset_expr, plan_shot
+from pipeline.vision.cuts import find_cuts
+from pipeline.vision.subject import find_faces
 
 FACE_SOURCE = "images/hopper_orientation_6.webp"  # Grace Hopper (Pillow's test image)
 SRC = (640, 360)  # 16:9 source

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.subject import find_faces
+from pipeline.vision.subject import find_faces
 from tests.support.edits import Piece, make_edit, window_lefts
 from tests.test_framing import conform, output_path
 

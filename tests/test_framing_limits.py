@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline import ffmpeg, framing, probe
+from pipeline import ffmpeg, probe
 from pipeline.deadline import Deadline
 from pipeline.errors import DeadlineExceeded
-from pipeline.framing import FramingJob, crop_offset_expr
 from pipeline.plan.targets import ReframeShot
+from pipeline.vision import framing
+from pipeline.vision.framing import FramingJob, crop_offset_expr
 from tests.test_framing import (
     BORDER,
     FACE_PX,

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageChops, ImageCms, ImageStat
 
-from pipeline import probe, verify
+from pipeline import probe
 from pipeline.cli import main
 from pipeline.errors import CannotFit, CorruptMedia, SourceError
 from pipeline.geometry import Geometry
@@ -36,6 +36,7 @@ from pipeline.image import (
 )
 from pipeline.job import parse_job
 from pipeline.models import MediaInfo, MediaRef
+from pipeline.outputs import verify
 from pipeline.plan import ImageTarget, plan_image, plan_job
 from pipeline.presets import ImageSpec, load_presets
 from pipeline.settings import Settings

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline import probe, verify
+from pipeline import probe
 from pipeline.errors import CorruptMedia, TooLarge
 from pipeline.image import DecodedBuffer, decode_heif_buffer, render_decoded, render_image
 from pipeline.models import MediaInfo
+from pipeline.outputs import verify
 from pipeline.plan import plan_image
 from pipeline.presets import load_presets
 from pipeline.rules import animation_fits

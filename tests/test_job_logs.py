@@ -105,13 +105,13 @@ def test_worker_lines_tell_two_tenants_with_the_same_job_id_apart(
 
 
 def test_the_heartbeat_warning_names_the_workspace(caplog: pytest.LogCaptureFixture) -> None:
-    from pipeline.queuejob import Heartbeat
+    from pipeline.fleet.messages import Heartbeat
 
     class RefusingQueue:
         def change_message_visibility(self, **_: object) -> None:
             raise ValueError("the queue said no")
 
-    with caplog.at_level("WARNING", logger="pipeline.queuejob"), \
+    with caplog.at_level("WARNING", logger="pipeline.fleet.messages"), \
             Heartbeat(RefusingQueue(), "q", "r", 1, lambda: ("post-1", "ws-b"), (ValueError,)):
         deadline = time.monotonic() + 5
         while not caplog.records and time.monotonic() < deadline:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import ffmpeg, frames
+from pipeline import ffmpeg
 from pipeline.probe import probe
+from pipeline.vision import sampling
 
 SECONDS = 12
 
@@ -25,7 +26,7 @@ def second_clip(path: Path, *, gop: int) -> Path:
 
 def seconds_shown(path: Path, *, keyframes: bool) -> list[int]:
     info = probe(path)
-    shots = frames.sample_video(path, info, count=6, max_side=64, timeout_s=60,
+    shots = sampling.sample_video(path, info, count=6, max_side=64, timeout_s=60,
                                 keyframes=keyframes)
     # the grey level back to the second (full-range RGB from limited-range luma)
     return [round(shot.getpixel((32, 32))[0] * 219 / 2550) for shot in shots]  # type: ignore[index]

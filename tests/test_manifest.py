@@ -127,7 +127,7 @@ def test_read_manifest_reads_checks_and_types_a_stored_manifest(tmp_path: Path) 
 
 def test_the_batch_reruns_a_job_whose_stored_manifest_is_missing_or_damaged(
         tmp_path: Path) -> None:
-    from pipeline.batchjob import stored_manifest
+    from pipeline.fleet.jobs import stored_manifest
     from pipeline.job import parse_job
     from pipeline.presets import load_presets
     from pipeline.runner import manifest_key

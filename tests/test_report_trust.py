@@ -445,8 +445,8 @@ def test_terminal_escapes_from_jobs_never_reach_the_terminal_in_batch_output(
 
 
 def test_the_readable_batch_line_escapes_job_text_too() -> None:
-    from pipeline.batch import JobOutcome
     from pipeline.cli.display import human_line
+    from pipeline.fleet.batch import JobOutcome
     from pipeline.models import ErrorInfo
 
     outcome = JobOutcome(index=0, where=f"jobs/{ESCAPES}.json", job_id=None, status="invalid",

@@ -8,8 +8,9 @@ from fractions import Fraction
 
 import pytest
 
-from pipeline import rules, verify
+from pipeline import rules
 from pipeline.models import MediaInfo
+from pipeline.outputs import verify
 from pipeline.plan import plan_image, plan_video, video_streams_conform
 from pipeline.presets import ImageSpec, VideoSpec, load_presets
 from tests.factories import image_info, video_info

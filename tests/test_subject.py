@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from pipeline.cli import main
 from pipeline.presets import UiZone
-from pipeline.subject import SubjectBox, find_subjects, zones_under
+from pipeline.vision.subject import SubjectBox, find_subjects, zones_under
 
 # A real face: Grace Hopper's portrait from Pillow's test images (SOURCES.md), stored with
 # EXIF orientation 6, so it is made upright first.

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.stored import StoredRendition, asset_key
+from pipeline.outputs.stored import StoredRendition, asset_key
 from tests import test_runner_storage as rs
 from tests import test_subject as ts
 from tests.support import s3server

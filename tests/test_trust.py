@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline.batch import JobSource, process_batch
 from pipeline.cli import main
 from pipeline.errors import JobInvalid
+from pipeline.fleet.batch import JobSource, process_batch
 from pipeline.job import parse_job, parse_job_text
 from pipeline.runner import process
 from pipeline.settings import Settings

@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 
-from pipeline import ffmpeg, verify
+from pipeline import ffmpeg
 from pipeline.errors import CorruptMedia, FFmpegError, FFmpegTimeout
 from pipeline.job import parse_job
 from pipeline.models import JobEvent, MediaInfo
+from pipeline.outputs import verify
 from pipeline.plan import VideoTarget, merge_video_targets, plan_video, target_key
 from pipeline.presets import VideoSpec, load_presets
 from pipeline.probe import probe

@@ -17,6 +17,7 @@ import pytest
 from pipeline.errors import ProcessingFailed
 from pipeline.job import parse_job
 from pipeline.models import AudioStream, MediaInfo, MediaRef, VideoStream
+from pipeline.outputs.verify import check_video
 from pipeline.plan import (
     VideoTarget,
     audio_target,
@@ -29,7 +30,6 @@ from pipeline.plan import (
 )
 from pipeline.presets import VideoSpec, load_presets
 from pipeline.validate import check_account
-from pipeline.verify import check_video
 from pipeline.video import (
     Loudness,
     build_args,

@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from pipeline import storage as storage_mod
 from pipeline.cli import main
 from pipeline.errors import ConfigError
+from pipeline.fleet.worker import Worker, _region_from_queue_url
 from pipeline.settings import Settings
-from pipeline.worker import Worker, _region_from_queue_url
 from tests.support.httpserver import LOOPBACK, LocalHTTPServer, status
 from tests.support.jobkit import (
     conform_cmd,

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from pipeline.errors import ConfigError, StorageError
-from pipeline.metrics import Monitor
-from pipeline.statusserver import StatusServer, parse_address, serving
-from pipeline.worker import Worker
+from pipeline.fleet.metrics import Monitor
+from pipeline.fleet.status import StatusServer, parse_address, serving
+from pipeline.fleet.worker import Worker
 from tests.support.jobkit import (
     conform_cmd,
     image_job,
@@ -183,10 +183,10 @@ def test_endpoint_survives_hostile_clients(served: tuple[Monitor, str],
         assert sock.recv(100).startswith(b"HTTP/1.0 400")
     # Silent clients hold at most the connection cap; the one past it is closed unanswered,
     # and a silent client is dropped after the request timeout.
-    from pipeline import statusserver
+    from pipeline.fleet import status
 
     silent = [socket.create_connection(address, timeout=10)
-              for _ in range(statusserver.MAX_CONNECTIONS)]
+              for _ in range(status.MAX_CONNECTIONS)]
     try:
         time.sleep(0.3)  # let the server take them all
         with socket.create_connection(address, timeout=5) as extra:
@@ -194,7 +194,7 @@ def test_endpoint_survives_hostile_clients(served: tuple[Monitor, str],
             assert extra.recv(100) == b""  # closed, unanswered
         started = time.monotonic()
         assert silent[0].recv(100) == b""  # dropped after REQUEST_TIMEOUT_S
-        assert time.monotonic() - started < statusserver.REQUEST_TIMEOUT_S + 3
+        assert time.monotonic() - started < status.REQUEST_TIMEOUT_S + 3
     finally:
         for sock in silent:
             sock.close()
@@ -203,9 +203,9 @@ def test_endpoint_survives_hostile_clients(served: tuple[Monitor, str],
 
 def test_a_dribbling_client_is_cut_off_at_the_connection_deadline(
         served: tuple[Monitor, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import statusserver
+    from pipeline.fleet import status
 
-    monkeypatch.setattr(statusserver, "CONNECTION_DEADLINE_S", 1.0)
+    monkeypatch.setattr(status, "CONNECTION_DEADLINE_S", 1.0)
     _, url = served
     host, port = url.removeprefix("http://").rsplit(":", 1)
     request = b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 100

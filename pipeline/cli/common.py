@@ -38,12 +38,12 @@ class _JsonFormatter(logging.Formatter):
 
 
 def current_job() -> tuple[str | None, str | None]:
-    """The job (id, workspace id) the calling thread works on, once :mod:`pipeline.batchjob`
+    """The job (id, workspace id) the calling thread works on, once :mod:`pipeline.fleet.jobs`
     is loaded.
 
     Read through ``sys.modules``, not imported: ``conform --help`` must not load the runner.
     """
-    batchjob = sys.modules.get("pipeline.batchjob")
+    batchjob = sys.modules.get("pipeline.fleet.jobs")
     return batchjob.current_job() if batchjob is not None else (None, None)
 
 
@@ -67,7 +67,7 @@ class _JobIdFilter(logging.Filter):
     workspace only when it is the thread's job: never another tenant's."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "pipeline.batchjob" not in sys.modules:
+        if "pipeline.fleet.jobs" not in sys.modules:
             return True
         job_id, workspace_id = current_job()
         if getattr(record, "job_id", None) is None:
@@ -200,7 +200,7 @@ def read_job_text(job: str, settings: Settings | None = None) -> str:
     if job == "-":
         return sys.stdin.read()
     if job.lower().startswith("s3://"):
-        from ..batchsource import read_job_uri
+        from ..fleet.sources import read_job_uri
 
         return read_job_uri(job, settings=settings or Settings.from_env())
     try:

@@ -22,9 +22,9 @@ import click
 from ..models import JobEvent
 
 if TYPE_CHECKING:
-    from ..batch import BatchSummary, JobOutcome
+    from ..fleet.batch import BatchSummary, JobOutcome
+    from ..fleet.messages import MessageResult
     from ..manifest import Manifest
-    from ..queuejob import MessageResult
 
 
 def json_line(message: str, **fields: Any) -> str:

@@ -26,10 +26,10 @@ from .common import (
 from .display import BatchView, json_event_printer, message_printer
 
 if TYPE_CHECKING:
-    from ..batch import BatchEntry, JobOutcome, OutcomeCallback
-    from ..metrics import Monitor
+    from ..fleet.batch import BatchEntry, JobOutcome, OutcomeCallback
+    from ..fleet.metrics import Monitor
+    from ..fleet.worker import Worker
     from ..settings import Settings
-    from ..worker import Worker
 
 metrics_option = click.option(
     "--metrics-address", envvar="CONFORM_METRICS_ADDRESS", default=None, metavar="HOST:PORT",
@@ -80,9 +80,9 @@ def batch(ctx: click.Context, /, source: str, workers: int | None, fail_fast: bo
     stopped. Exit codes: 0 all ok, 1 some job failed, 2 the
     source or the settings are unusable, 130 interrupted.
     """
-    from ..batch import JobSource, process_batch, shard_from_env
-    from ..sheets import sheet_writer
-    from ..statusserver import serving
+    from ..fleet.batch import JobSource, process_batch, shard_from_env
+    from ..fleet.previews import sheet_writer
+    from ..fleet.status import serving
 
     with handle_errors(ctx):
         settings = make_settings(**flags)
@@ -159,8 +159,8 @@ def worker(ctx: click.Context, /, queue_url: str, sqs_endpoint_url: str | None,
     done. Exit codes: 0 stopped (limit, idle or signal between jobs), 2 unusable settings or
     queue, 130 a signal interrupted a job (its message was released).
     """
-    from ..statusserver import serving
-    from ..worker import Worker
+    from ..fleet.status import serving
+    from ..fleet.worker import Worker
 
     json_logs = log_format(ctx) == "json"
     with handle_errors(ctx):
@@ -235,7 +235,7 @@ class _BatchMonitor:
 
 
 def _batch_monitor(settings: Settings) -> _BatchMonitor:
-    from ..metrics import Monitor
+    from ..fleet.metrics import Monitor
 
     # Reading the next entries (an S3 listing) may take a while; a job has its deadline.
     return _BatchMonitor(Monitor(("source", "destination"), idle_limit_s=600.0,

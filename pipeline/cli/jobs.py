@@ -53,7 +53,7 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, report_dir: str 
     failed for good, a timeout included (don't retry), 75 temporary failure (retry), 2
     invalid job.
     """
-    from ..batchjob import reset_current_job, set_current_job
+    from ..fleet.jobs import reset_current_job, set_current_job
     from ..runner import process
 
     # log lines carry the job's ids until the command ends

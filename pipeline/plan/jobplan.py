@@ -79,7 +79,7 @@ def plan_job(checks: Iterable[AccountCheck], *, sha_of: Mapping[MediaRef, str],
         x264_preset: speed/quality trade-off for encodes (part of the output key).
         fit: the job's ``conform.fit``: overrides every variant's fit for a shape change.
         reframes: smart framing's analysis by (source sha256, crop width, crop height), see
-            :mod:`pipeline.framing`; None: not analysed yet (smart crops stay centred). A
+            :mod:`pipeline.vision.framing`; None: not analysed yet (smart crops stay centred). A
             smart target whose analysis is missing or found no subject takes the variant's
             normal fit, with a ``no_subject`` warning; an empty path (one that cannot be
             rendered) does too, with a ``framing_unavailable`` warning.

@@ -19,13 +19,14 @@ from typing import Any
 
 from PIL import Image
 
-from .. import frames, probe
+from .. import probe
 from ..deadline import Deadline
 from ..errors import ConfigError, Interrupted, PipelineError, StorageError
 from ..manifest import Manifest
 from ..manifestfile import check_manifest, read_manifest, shown
 from ..models import MediaInfo
 from ..presets import PresetRegistry
+from ..vision import sampling
 from . import html, path, sheet
 from .folder import fresh_folder
 from .load import load_manifest
@@ -70,7 +71,7 @@ def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path, timeout_s: 
     try:
         if kind == "video":
             info = probe.probe(local, timeout_s=timeout_s)
-            shots = frames.sample_video(local, info, count=STRIP_FRAMES,
+            shots = sampling.sample_video(local, info, count=STRIP_FRAMES,
                                         max_side=POSTER_SIDE_PX, timeout_s=timeout_s)
             poster = subject_frame(shots)
             strip = []
@@ -81,7 +82,7 @@ def _picture(uri: str, kind: str, root: Root, pics: Path, tmp: Path, timeout_s: 
                 strip.append(f"pictures/{name}-{i}.jpg")
         else:
             info = None
-            poster = frames.still(local, max_side=POSTER_SIDE_PX)
+            poster = sampling.still(local, max_side=POSTER_SIDE_PX)
             strip = []
         poster.save(pics / f"{name}.jpg", quality=85)
         note = unplayable(info) if kind == "video" else None
@@ -114,7 +115,7 @@ def _path_picture(local: Path, info: MediaInfo, reframe: Any, out: Path, timeout
         if deadline.expired():
             return None
         try:
-            got = frames.sample_rate(local, info, fps=1.0, max_side=path.PANEL_PX,
+            got = sampling.sample_rate(local, info, fps=1.0, max_side=path.PANEL_PX,
                                      timeout_s=deadline.remaining(), start_s=t_s, length_s=1.0)
         except Interrupted:
             raise
@@ -150,7 +151,7 @@ def subject_frame(shots: list[Image.Image]) -> Image.Image:
     the middle frame when none shows anything (a flat clip)."""
     import numpy as np
 
-    from ..subject import find_subjects
+    from ..vision.subject import find_subjects
 
     def score(shot: Image.Image) -> tuple[bool, float]:
         boxes = find_subjects(np.asarray(shot))

@@ -118,7 +118,7 @@ def _branch_chain(stream: Any, t: VideoTarget, g: Geometry, duration_s: float,
         v = v.filter("fps", fps=f"{t.fps.numerator}/{t.fps.denominator}", start_time=0)
     if t.reframe:
         # Smart framing: the window follows its planned path; crop evaluates x/y per frame.
-        from ..camera import crop_offset_expr
+        from ..vision.camera import crop_offset_expr
 
         offset = crop_offset_expr(t.reframe)
         x, y = (offset, g.crop_y) if t.reframe[0].axis == "x" else (g.crop_x, offset)

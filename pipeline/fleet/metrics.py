@@ -3,7 +3,7 @@
 :class:`Monitor` is told what happens (a receive, a job starting and finishing, a destination
 check) and keeps three things: the metrics (prometheus_client, in a registry of its own), a
 liveness verdict (is the receive loop still turning?) and a readiness verdict (have the queue
-and the destination been reached, and are they still?). :mod:`pipeline.statusserver` serves
+and the destination been reached, and are they still?). :mod:`pipeline.fleet.status` serves
 them over HTTP. Job processes (``--workers N``) report back to the parent through their
 results, so the parent counts every job's figures; the ``process_*`` metrics are the parent's.
 
@@ -29,9 +29,9 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from .errors import PipelineError
-from .manifest import Manifest
-from .models import ErrorInfo
+from ..errors import PipelineError
+from ..manifest import Manifest
+from ..models import ErrorInfo
 
 __all__ = ["CONTENT_TYPE", "Monitor", "Verdict"]
 

@@ -1,8 +1,8 @@
 """One fleet job, written once: what the batch and the queue worker share around a job.
 
 :class:`JobRunner` runs a job (on the caller's thread or in a process of its own) and returns
-how it ended as one frozen :class:`JobResult`; :mod:`pipeline.batch` and
-:mod:`pipeline.queuejob` only put that result in their own words (a batch's outcome, what to
+how it ended as one frozen :class:`JobResult`; :mod:`pipeline.fleet.batch` and
+:mod:`pipeline.fleet.messages` only put that result in their own words (a batch's outcome, what to
 do with a queue message). Around it: the job id for log lines, the stored manifest that says
 whether to run the job, and its error when it ends without a manifest.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from . import jobprocess, processes, workdir
-from .errors import (
+from .. import processes, workdir
+from ..errors import (
     Interrupted,
     JobInvalid,
     ManifestInvalid,
@@ -25,12 +25,13 @@ from .errors import (
     StorageNotFound,
     public_message,
 )
-from .manifestfile import read_manifest
-from .models import ErrorInfo, Job
-from .presets import PresetRegistry
-from .runner import EventCallback, Manifest, manifest_key, process
-from .settings import Settings
-from .storage import Storage, open_storage
+from ..manifestfile import read_manifest
+from ..models import ErrorInfo, Job
+from ..presets import PresetRegistry
+from ..runner import EventCallback, Manifest, manifest_key, process
+from ..settings import Settings
+from ..storage import Storage, open_storage
+from . import isolation
 
 __all__ = ["JobResult", "JobRunner", "JobStatus", "current_job_id", "error_info",
            "run_job", "stored_manifest"]
@@ -202,7 +203,7 @@ class JobRunner:
             reset_current_job(token)
 
     def _in_process(self, job: Job) -> JobResult:
-        result = jobprocess.run_in_process(run_job, job, settings=self.settings,
+        result = isolation.run_in_process(run_job, job, settings=self.settings,
                                            presets=self.presets, storage=self.child_storage,
                                            retry_failed=self.retry_failed,
                                            on_event=self.on_event)
@@ -210,7 +211,7 @@ class JobRunner:
             return result
         if processes.stopping():  # killed by the stop request before it could answer
             return JobResult("interrupted")
-        lost = jobprocess.JobProcessLost(result)
+        lost = isolation.JobProcessLost(result)
         log.error("job %s: its process %s", job.id, lost.reason, extra={"job_id": job.id})
         workdir.clean_stale(self.settings.workdir)  # the work folder the dead process left
         return JobResult("error", error=error_info(lost))

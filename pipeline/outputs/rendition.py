@@ -1,7 +1,7 @@
 """One rendition, made: render (video or image engine) → probe → verify → store.
 
 Every variant that shares the output must accept it (``Rendition.variants``); the stored entry
-(:class:`~pipeline.stored.StoredRendition`) is what ``meta.json`` and the manifest report.
+(:class:`~pipeline.outputs.stored.StoredRendition`) is what ``meta.json`` and the manifest report.
 """
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import probe, verify
-from .files import sha256_file
-from .image import HeifCache, render_image
-from .jobrun import Run
-from .manifest import Output
-from .models import MediaInfo
-from .plan import ENCODER_VERSION, ImageTarget, Rendition, VideoTarget
-from .presets import Variant
+from .. import probe
+from ..files import sha256_file
+from ..image import HeifCache, render_image
+from ..manifest import Output
+from ..models import MediaInfo
+from ..plan import ENCODER_VERSION, ImageTarget, Rendition, VideoTarget
+from ..presets import Variant
+from ..vision.subject import Subjects, sample_subjects, surface_warnings
+from . import verify
+from .run import Run
 from .stored import StoredRendition, asset_key, store_output
-from .subject import Subjects, sample_subjects, surface_warnings
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,7 @@ def reuse(run: Run, r: Rendition, entry: StoredRendition) -> Made:
 
 def _render_video(run: Run, r: Rendition, target: VideoTarget, out: Path,
                   first_pass: Path | None, variants: list[Variant]) -> _Rendered:
-    from .video import render_video
+    from ..video import render_video
 
     src, info = run.source_of(r.ref)
     result = render_video(

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import processes
-from .errors import PipelineError
+from .. import processes
+from ..errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,10 @@ class JobProcessLost(PipelineError):
 # import here is skipped by the server and imported by the job that needs it.
 # "__main__": the server runs the program's main file (the `conform` script) once, so that
 # a job's process does not run it again (multiprocessing does that for a spawned child).
-PRELOAD = ["__main__", "pipeline.runner", "pipeline.jobprocess", "pipeline.batch",
-           "pipeline.worker", "pipeline.image", "pipeline.video", "pipeline.cover",
-           "pipeline.frames", "pipeline.storage", "PIL.Image", "PIL.ImageCms", "PIL.ImageFilter",
-           "PIL.ImageSequence", "PIL.ImageStat", "numpy", "pillow_heif"]
+PRELOAD = ["__main__", "pipeline.runner", "pipeline.fleet.isolation", "pipeline.fleet.batch",
+           "pipeline.fleet.worker", "pipeline.image", "pipeline.video", "pipeline.cover",
+           "pipeline.vision.sampling", "pipeline.storage", "PIL.Image", "PIL.ImageCms",
+           "PIL.ImageFilter", "PIL.ImageSequence", "PIL.ImageStat", "numpy", "pillow_heif"]
 
 
 # A Unix socket's path holds at most 107 bytes; the fork server's is

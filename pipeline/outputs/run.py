@@ -1,7 +1,7 @@
 """The record of one job's run that every step after ingest reads, and its work folders.
 
 Kept apart from :mod:`pipeline.runner` (which composes the steps) so the steps in
-:mod:`pipeline.produce` can read it without importing the runner back.
+:mod:`pipeline.outputs.produce` can read it without importing the runner back.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from .deadline import Deadline
-from .models import Job, JobEvent, LocalMedia, MediaInfo, MediaRef, Probed
-from .presets import PresetRegistry
-from .settings import Settings
-from .storage import Storage
+from ..deadline import Deadline
+from ..models import Job, JobEvent, LocalMedia, MediaInfo, MediaRef, Probed
+from ..presets import PresetRegistry
+from ..settings import Settings
+from ..storage import Storage
 
 EventCallback = Callable[[JobEvent], None]
 EventKind = Literal["start", "progress", "done"]

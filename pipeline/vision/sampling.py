@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
-from . import ffmpeg
-from .errors import CorruptMedia
-from .geometry import round_even
-from .models import MediaInfo
+from .. import ffmpeg
+from ..errors import CorruptMedia
+from ..geometry import round_even
+from ..models import MediaInfo
 
 if TYPE_CHECKING:
     import numpy as np

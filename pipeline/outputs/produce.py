@@ -2,7 +2,7 @@
 
 Each step hands the next a typed, read-only result: what earlier runs stored (looked up once
 per content key), the first passes of the encodes that share one decode, what each rendition
-became (:class:`~pipeline.rendition.Made`, with the local file a cover frame is taken from).
+became (:class:`~pipeline.outputs.rendition.Made`, with the local file a cover frame is taken from).
 A failing output never stops the others: it becomes its manifest error in :func:`_guard`.
 """
 
@@ -16,15 +16,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
-from . import cover, coversubject, probe
-from .errors import CorruptMedia, DeadlineExceeded, FFmpegTimeout, Interrupted, PipelineError
-from .files import sha256_file
-from .image import HeifCache
-from .jobrun import Run
-from .manifest import Output
-from .models import ErrorInfo, MediaRef
-from .plan import CoverPlan, JobPlan, Rendition, VideoTarget
+from .. import cover, probe
+from ..errors import CorruptMedia, DeadlineExceeded, FFmpegTimeout, Interrupted, PipelineError
+from ..files import sha256_file
+from ..image import HeifCache
+from ..manifest import Output
+from ..models import ErrorInfo, MediaRef
+from ..plan import CoverPlan, JobPlan, Rendition, VideoTarget
+from ..vision import coversubject
 from .rendition import LocalFile, Made, make_rendition, object_metadata, reuse
+from .run import Run
 from .stored import StoredCover, StoredRendition, asset_key, find_stored, store_output
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,8 @@ def _render_shared_decodes(run: Run, jobplan: JobPlan,
     """First passes of the encodes planned to share one decode (``jobplan.decodes``).
 
     Each group runs as one ffmpeg process (decode once, ``split``, several encoders) and
-    writes every output where :func:`~pipeline.rendition.make_rendition` expects it (see
-    :meth:`~pipeline.jobrun.WorkPaths.output`), which then only checks the byte cap,
+    writes every output where :func:`~pipeline.outputs.rendition.make_rendition` expects it (see
+    :meth:`~pipeline.outputs.run.WorkPaths.output`), which then only checks the byte cap,
     verifies and stores. Outputs an earlier run stored are left out. A failed group is not
     an error by itself: its members are encoded one by one, except when the source is corrupt
     or time ran out, which would fail each of them the same way: they fail here.
@@ -155,7 +156,7 @@ def _render_shared(run: Run, todo: list[Rendition]) -> dict[str, Path]:
     Raises:
         PipelineError: the encode failed. ValueError: the targets can't share one split.
     """
-    from .video import render_shared
+    from ..video import render_shared
 
     src, info = run.source_of(todo[0].ref)
     outs: list[tuple[VideoTarget, Path]] = []
@@ -271,7 +272,7 @@ def _make_cover(run: Run, c: CoverPlan, made: Mapping[str, Made]) -> tuple[Store
 def _with_subject_check(run: Run, c: CoverPlan, at_ms: int,
                         result: cover.CoverResult) -> cover.CoverResult:
     """A smart-framed video's frame cover, warned when the window cuts its subject off
-    (:mod:`pipeline.coversubject`: looked for in the source, around the requested time)."""
+    (:mod:`pipeline.vision.coversubject`: looked for in the source, around the requested time)."""
     target = c.video().target
     if not isinstance(target, VideoTarget) or not target.reframe:
         return result

@@ -1,6 +1,6 @@
 """The camera of one shot, chosen the way an editor would, and its path as a crop expression.
 
-Pure functions over what the analysis found (:mod:`pipeline.framing` finds it):
+Pure functions over what the analysis found (:mod:`pipeline.vision.framing` finds it):
 
 - :func:`follow` picks *one* subject per shot and holds it: the whole group when every
   subject of the shot fits the window together, else the largest, most central one, followed
@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from .plan.targets import ReframeShot
+from ..plan.targets import ReframeShot
 from .subject import SubjectBox
 
 Axis = Literal["x", "y"]

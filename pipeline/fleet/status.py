@@ -1,5 +1,5 @@
 """The operator's HTTP endpoint: ``GET /metrics``, ``/healthz`` and ``/readyz`` of a
-:class:`~pipeline.metrics.Monitor`, on ``--metrics-address`` (loopback unless told otherwise).
+:class:`~pipeline.fleet.metrics.Monitor`, on ``--metrics-address`` (loopback unless told otherwise).
 
 It is an input surface, so it is kept small and hostile-safe: GET (and HEAD) on the three paths
 only (anything else is 404 or 405, with no body read), a bounded request line and headers
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .metrics import CONTENT_TYPE, Monitor
 
 __all__ = ["DEFAULT_HOST", "StatusServer", "parse_address", "serving"]

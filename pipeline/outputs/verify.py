@@ -6,11 +6,11 @@ and the file does not ship.
 
 from __future__ import annotations
 
-from . import rules
-from .errors import ProcessingFailed
-from .models import MediaInfo
-from .plan import ImageTarget, VideoTarget, start_tolerance_s
-from .presets import ImageSpec, VideoSpec
+from .. import rules
+from ..errors import ProcessingFailed
+from ..models import MediaInfo
+from ..plan import ImageTarget, VideoTarget, start_tolerance_s
+from ..presets import ImageSpec, VideoSpec
 
 
 def check_image(info: MediaInfo, spec: ImageSpec, target: ImageTarget) -> list[str]:

@@ -1,9 +1,9 @@
 """Many jobs at once: take a batch's entries, pick this shard's jobs, run them side by side.
 
-Reading sources and sharding live in :mod:`pipeline.batchsource` (its names are re-exported
+Reading sources and sharding live in :mod:`pipeline.fleet.sources` (its names are re-exported
 here). Every entry is isolated: an unusable one becomes an ``invalid`` outcome and the batch
 goes on. ``isolation="process"`` (what ``conform batch`` uses) runs each job in its own process
-(:mod:`pipeline.jobprocess`): Pillow holds the GIL while it works, so image jobs on threads
+(:mod:`pipeline.fleet.isolation`): Pillow holds the GIL while it works, so image jobs on threads
 would share one core. With ``"thread"`` (the library default) jobs run on threads of this
 process, which is enough when the heavy part is ffmpeg's own processes.
 """
@@ -19,9 +19,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import jobprocess, processes
-from .batchjob import JobResult, JobRunner, current_job_id, error_info
-from .batchsource import (
+from .. import processes
+from ..errors import ExitStatus, JobInvalid
+from ..manifestfile import read_manifest
+from ..models import ErrorInfo, Job
+from ..presets import PresetRegistry, load_presets
+from ..runner import EventCallback, Manifest
+from ..settings import Settings
+from ..storage import Storage, open_storage
+from .isolation import cap_workers
+from .isolation import shutdown as shutdown_job_processes
+from .jobs import JobResult, JobRunner, current_job_id, error_info
+from .sources import (
     MAX_JOB_BYTES,
     SHARD_INDEX_VARIABLES,
     BatchEntry,
@@ -32,13 +41,6 @@ from .batchsource import (
     shard_of,
     split_s3_uri,
 )
-from .errors import ExitStatus, JobInvalid
-from .manifestfile import read_manifest
-from .models import ErrorInfo, Job
-from .presets import PresetRegistry, load_presets
-from .runner import EventCallback, Manifest
-from .settings import Settings
-from .storage import Storage, open_storage
 
 __all__ = [
     "MAX_JOB_BYTES",
@@ -202,7 +204,7 @@ def process_batch(
                        isolation=isolation)
     workers = max(1, workers or os.cpu_count() or 1)
     if isolation == "process":
-        workers = jobprocess.cap_workers(workers, settings.max_decode_bytes)
+        workers = cap_workers(workers, settings.max_decode_bytes)
     batch = _Batch(runner, workers=workers, shard=shard or Shard(), fail_fast=fail_fast,
                    on_outcome=on_outcome, on_start=on_start)
     entries = _as_entries(jobs)
@@ -322,7 +324,7 @@ class _Batch:
         """Shut the pool (and the job processes) down."""
         self.pool.shutdown(wait=True, cancel_futures=True)
         if self.runner.isolation == "process":
-            jobprocess.shutdown()
+            shutdown_job_processes()
 
     def summary(self) -> BatchSummary:
         """The counts so far, as the caller gets them."""

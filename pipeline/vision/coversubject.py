@@ -6,7 +6,7 @@ the window's edge, a pan that has not caught up). The delivered frame alone cann
 face cut by the window from a face at the edge of the picture, so this looks where the
 window came from: the source's frames around the time (one decode of ``SEARCH_S`` either
 side, at most :data:`SIDE_PX` and :data:`MAX_FPS`: at most 31 frames of 640 px), their faces
-(else people) found by :mod:`pipeline.subject` the way smart framing finds them, and the
+(else people) found by :mod:`pipeline.vision.subject` the way smart framing finds them, and the
 window's position at each frame's time from the target's reframe path. A subject is *cut*
 when it overlaps the window but more than ``CUT_SHARE`` of it lies outside; a frame is
 *whole* when it shows a subject and none is cut. When the requested frame is cut, the warning
@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
-from . import frames
-from .deadline import Deadline
-from .errors import CorruptMedia, FFmpegError
-from .models import MediaInfo
-from .plan.targets import ReframeShot, VideoTarget
+from ..deadline import Deadline
+from ..errors import CorruptMedia, FFmpegError
+from ..models import MediaInfo
+from ..plan.targets import ReframeShot, VideoTarget
+from . import sampling
 from .subject import SubjectBox, find_faces, find_people
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def _subjects(frame: object) -> tuple[SubjectBox, ...]:
     import numpy as np
 
     pixels = np.asarray(frame)
-    # as smart framing looks for faces (pipeline.framing): light evened over the frame, else
+    # as smart framing looks for faces (pipeline.vision.framing): light evened over the frame, else
     # tile by tile (small and partly lit faces)
     return (find_faces(pixels, profiles="without_frontal")
             or find_faces(pixels, contrast="local", profiles="never") or find_people(pixels))
@@ -113,7 +113,7 @@ def subject_cut_warning(source: Path, info: MediaInfo, target: VideoTarget, at_m
     # frames' times
     start_s = max(0.0, math.floor((at_s - SEARCH_S) * fps + 1e-6) / fps)
     try:
-        pics = frames.sample_rate(source, info, fps=fps, max_side=SIDE_PX, timeout_s=timeout_s,
+        pics = sampling.sample_rate(source, info, fps=fps, max_side=SIDE_PX, timeout_s=timeout_s,
                                   start_s=start_s, length_s=at_s + SEARCH_S - start_s)
     except (FFmpegError, CorruptMedia) as err:
         log.warning("cover subject check skipped: %s", err.message)

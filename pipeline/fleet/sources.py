@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
-from .errors import ConfigError, JobInvalid, PipelineError, StorageNotFound
-from .job import parse_job_text
-from .models import Job
-from .presets import PresetRegistry
-from .settings import Settings
-from .storage import open_storage
+from ..errors import ConfigError, JobInvalid, PipelineError, StorageNotFound
+from ..job import parse_job_text
+from ..models import Job
+from ..presets import PresetRegistry
+from ..settings import Settings
+from ..storage import open_storage
 
 #: A Create-Post request is a few KB; a bigger entry is refused rather than read into memory.
 MAX_JOB_BYTES = 4 * 1024 * 1024

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import frames
-from .errors import Interrupted, PipelineError
-from .models import MediaInfo
-from .presets import UiZone, Variant
+from ..errors import Interrupted, PipelineError
+from ..models import MediaInfo
+from ..presets import UiZone, Variant
+from . import sampling
 
 if TYPE_CHECKING:
     import numpy as np
@@ -328,11 +328,11 @@ def sample_subjects(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
         if info.kind == "video":
             # Where the subject sits, not which exact frame: keyframes do (issue 26: the
             # full decode of the output was most of conform's own overhead on a video).
-            shots = frames.sample_video(path, info, count=SAMPLE_FRAMES,
+            shots = sampling.sample_video(path, info, count=SAMPLE_FRAMES,
                                         max_side=SAMPLE_SIDE_PX, timeout_s=timeout_s,
                                         keyframes=True)
         else:
-            shots = [frames.still(path, max_side=SAMPLE_SIDE_PX)]
+            shots = [sampling.still(path, max_side=SAMPLE_SIDE_PX)]
     except Interrupted:
         raise
     except PipelineError as err:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError, Interrupted, PipelineError
-from .presets import PresetRegistry
+from ..errors import ConfigError, Interrupted, PipelineError
+from ..presets import PresetRegistry
 
 if TYPE_CHECKING:
     from .batch import JobOutcome
@@ -34,7 +34,7 @@ def sheet_writer(report_dir: Path, *, presets: PresetRegistry, endpoint_url: str
         parts = [outcome.manifest.workspace_id, outcome.job_id]
         folder = report_dir.joinpath(
             *(p if not p.startswith(".") else "_" + p for p in parts if p))
-        from .report import make_report
+        from ..report import make_report
 
         try:
             _refuse_links(report_dir, folder)

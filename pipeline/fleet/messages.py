@@ -3,7 +3,7 @@
 The result records (:class:`MessageResult`, :class:`WorkerSummary`), a message body read as a
 job (:func:`read_message`), and the worker's words for how a job ended
 (:func:`message_outcome`); the job itself runs as every fleet job does
-(:class:`pipeline.batchjob.JobRunner`). :mod:`pipeline.worker` settles the message (delete,
+(:class:`pipeline.fleet.jobs.JobRunner`). :mod:`pipeline.fleet.worker` settles the message (delete,
 retry, release) according to that outcome.
 """
 
@@ -18,14 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .batchjob import JobResult, error_info
-from .batchsource import read_job_uri
-from .errors import ConfigError, JobInvalid, PipelineError
-from .job import parse_job_text
-from .models import ErrorInfo, Job
-from .presets import PresetRegistry
-from .runner import Manifest
-from .settings import Settings
+from ..errors import ConfigError, JobInvalid, PipelineError
+from ..job import parse_job_text
+from ..models import ErrorInfo, Job
+from ..presets import PresetRegistry
+from ..runner import Manifest
+from ..settings import Settings
+from .jobs import JobResult, error_info
+from .sources import read_job_uri
 
 log = logging.getLogger(__name__)
 

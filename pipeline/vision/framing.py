@@ -1,9 +1,9 @@
 """Smart framing: where the crop window sits when a picture changes shape (fit ``smart``).
 
 Analysis (:func:`analyse_video`, :func:`analyse_image`) looks at small frames: a video's cuts
-are found on their frame by :mod:`pipeline.cuts` (every frame, tiny, one decode), then it is
+are found on their frame by :mod:`pipeline.vision.cuts` (every frame, tiny, one decode), then it is
 sampled at ``SAMPLE_FPS`` at ``SAMPLE_SIDE_PX`` in one more decode, and each sample's subject
-is found by :mod:`pipeline.subject` (faces, else what moves, else the most salient region).
+is found by :mod:`pipeline.vision.subject` (faces, else what moves, else the most salient region).
 Path planning (:func:`plan_shot`) is pure: per shot a still camera when the subject moves
 little against the window, else a pan that follows it, smoothed (locally linear, so steady
 motion is followed without lag), speed-capped and simplified to a few keyframes.
@@ -21,19 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from . import cuts, frames
+from ..deadline import Deadline
+from ..errors import Interrupted, PipelineError
+from ..models import MediaInfo, MediaRef
+from ..plan.targets import ImageTarget, ReframeShot, VideoTarget
+from . import cuts, sampling
 from .camera import crop_offset_expr, follow, plan_shot
-from .deadline import Deadline
-from .errors import Interrupted, PipelineError
-from .models import MediaInfo, MediaRef
-from .plan.targets import ImageTarget, ReframeShot, VideoTarget
 from .subject import SubjectBox, find_faces, find_moving, find_people, find_salient
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from .plan import JobPlan
+    from ..plan import JobPlan
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +108,14 @@ def analyse_video(path: Path, info: MediaInfo, *, crop_width: int, crop_height: 
     span, window = (info.width, crop_width) if axis == "x" else (info.height, crop_height)
     duration_s = max(info.duration_s or 0.0, 0.04)
     deadline.check("smart framing")
-    tiny, cut_rate = frames.every_frame(path, info, max_side=cuts.CUT_SIDE_PX,
+    tiny, cut_rate = sampling.every_frame(path, info, max_side=cuts.CUT_SIDE_PX,
                                         max_frames=cuts.MAX_FRAMES,
                                         timeout_s=min(timeout_s, deadline.remaining()))
     starts = [0.0, *(round(f / cut_rate, 4) for f in cuts.find_cuts(tiny, rate=cut_rate))]
     del tiny
     deadline.check("smart framing")
     rate = min(SAMPLE_FPS, MAX_SAMPLES / duration_s)
-    pics = [np.asarray(p) for p in frames.sample_rate(
+    pics = [np.asarray(p) for p in sampling.sample_rate(
         path, info, fps=rate, max_side=SAMPLE_SIDE_PX,
         timeout_s=min(timeout_s, deadline.remaining()))]
     times = [i / rate for i in range(len(pics))]
@@ -190,7 +190,7 @@ def analyse_image(path: Path, info: MediaInfo, *, crop_width: int, crop_height: 
     """
     import numpy as np
 
-    from .image import decode_preview
+    from ..image import decode_preview
 
     axis: Literal["x", "y"] = "x" if crop_width < info.width else "y"
     span, window = (info.width, crop_width) if axis == "x" else (info.height, crop_height)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from .deadline import Deadline
-from .errors import ConfigError, StorageNotFound
-from .storage import IMMUTABLE, Storage, StoredObject
-from .subject import SubjectBox, Subjects
+from ..deadline import Deadline
+from ..errors import ConfigError, StorageNotFound
+from ..storage import IMMUTABLE, Storage, StoredObject
+from ..vision.subject import SubjectBox, Subjects
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class StoredRendition(StoredEntry):
     actions: tuple[str, ...]
     reframe: tuple[dict[str, Any], ...] | None = None  # smart framing's shots, when framed
     #: The subject boxes of the output's sampled frames, when a surface using it had UI zones
-    #: (see :func:`pipeline.subject.sample_subjects`). They depend on the pixels alone, so
+    #: (see :func:`pipeline.vision.subject.sample_subjects`). They depend on the pixels alone, so
     #: every job that reuses the output names its own surfaces' zones from them; the stored
     #: ``warnings`` never name a surface (that would tell another tenant who made it first).
     subjects: Subjects | None = None
@@ -258,7 +258,7 @@ def store_output(storage: Storage, path: Path, entry: StoredRendition | StoredCo
     The asset is shared by every job (of any workspace) whose output has the same content
     key, and both it and its meta.json may be served publicly: ``entry`` and ``origin`` (the
     object's metadata, also kept in meta.json) must say nothing about the job that stored
-    it first (see :func:`pipeline.rendition.object_metadata`).
+    it first (see :func:`pipeline.outputs.rendition.object_metadata`).
 
     Both writes stop at the job's ``deadline``: an output still uploading when it passes
     fails with ``deadline_exceeded``, never ``succeeded`` late.

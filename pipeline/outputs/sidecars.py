@@ -16,18 +16,18 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from . import ingest
-from .captions import Cue, fit_to_video, flatten, parse_captions, render
-from .deadline import Deadline
-from .errors import CorruptMedia, Interrupted, PipelineError, TooLarge, UnsupportedMedia
-from .manifest import CaptionFile, Carried, Sidecars
-from .models import AccountCheck, CaptionRequest, ErrorInfo, Job, MediaRef, Selected
-from .plan import AccountPlan, BurnSource
-from .presets import CaptionSpec
-from .probe.sniff import sniff
-from .settings import Settings
-from .storage import Storage
-from .storage.base import IMMUTABLE
+from .. import ingest
+from ..captions import Cue, fit_to_video, flatten, parse_captions, render
+from ..deadline import Deadline
+from ..errors import CorruptMedia, Interrupted, PipelineError, TooLarge, UnsupportedMedia
+from ..manifest import CaptionFile, Carried, Sidecars
+from ..models import AccountCheck, CaptionRequest, ErrorInfo, Job, MediaRef, Selected
+from ..plan import AccountPlan, BurnSource
+from ..presets import CaptionSpec
+from ..probe.sniff import sniff
+from ..settings import Settings
+from ..storage import Storage
+from ..storage.base import IMMUTABLE
 from .stored import asset_key
 
 log = logging.getLogger(__name__)

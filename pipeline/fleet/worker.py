@@ -24,13 +24,17 @@ import boto3
 import botocore.exceptions as botoexc
 from botocore.config import Config
 
-from . import jobprocess, processes
-from .batchjob import JobResult, JobRunner, current_job_id, set_current_job
-from .errors import ConfigError
-from .metrics import Monitor
-from .models import Job
-from .presets import PresetRegistry, load_presets
-from .queuejob import (
+from .. import processes
+from ..errors import ConfigError
+from ..models import Job
+from ..presets import PresetRegistry, load_presets
+from ..runner import EventCallback
+from ..settings import Settings
+from ..storage import Storage, open_storage
+from .isolation import cap_workers
+from .isolation import shutdown as shutdown_job_processes
+from .jobs import JobResult, JobRunner, current_job_id, set_current_job
+from .messages import (
     Heartbeat,
     LoopState,
     MessageOutcome,
@@ -41,9 +45,7 @@ from .queuejob import (
     message_outcome,
     read_message,
 )
-from .runner import EventCallback
-from .settings import Settings
-from .storage import Storage, open_storage
+from .metrics import Monitor
 
 __all__ = [
     "MessageOutcome",
@@ -140,7 +142,7 @@ class Worker:
             on_result: called with each :class:`MessageResult` (from the message's thread).
             workers: messages handled at the same time, each by its own receive loop.
             isolation: ``"process"`` runs each job in a process of its own
-                (:mod:`pipeline.jobprocess`: every core busy, a crash fails only its message,
+                (:mod:`pipeline.fleet.isolation`: every core busy, a crash fails only its message,
                 which is left for redelivery; ``workers`` is capped so that each process's
                 decode budget fits in memory); ``"thread"`` runs it on the loop's thread.
             monitor: told of every receive, job and destination check (metrics, /healthz,
@@ -166,7 +168,7 @@ class Worker:
         self.isolation = isolation
         self.workers = workers
         if isolation == "process":
-            self.workers = jobprocess.cap_workers(workers, self.settings.max_decode_bytes)
+            self.workers = cap_workers(workers, self.settings.max_decode_bytes)
         self._jobs = JobRunner(self.settings, self.presets, self.storage, child_storage=storage,
                                retry_failed=True, on_event=on_event, isolation=isolation)
         self._stop = threading.Event()
@@ -270,7 +272,7 @@ class Worker:
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
             if self.isolation == "process" and not any(t.is_alive() for t in threads):
-                jobprocess.shutdown()
+                shutdown_job_processes()
             self.monitor.loop_ended()
         return WorkerSummary(state.handled, state.by_outcome, state.stopped_by or "stop",
                              state.interrupted_job)
