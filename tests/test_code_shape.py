@@ -1,7 +1,7 @@
 """The size of what a reader must hold at once (issue #14, STYLE.md part C).
 
 Modules of about 400 lines, none far past it; functions that read top to bottom (none near
-100 lines); no function with a cyclomatic complexity over 30. Complexity is counted the way
+100 lines); no function with a cyclomatic complexity of 25 or more. Complexity is counted the way
 radon/McCabe count it: one, plus one per branch point (``if``/``elif``, a conditional
 expression, a loop and its ``else``, each ``except``, each extra operand of ``and``/``or``,
 each ``for``/``if`` inside a comprehension, each ``case``, an ``assert``). A nested function
@@ -19,7 +19,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 80
-MAX_COMPLEXITY = 30
+MAX_COMPLEXITY = 24  # under 25
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
 

@@ -206,18 +206,25 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
         target = _stream_copy(target, v.codec)
     target = replace(target, audio_shift_s=audio_shift_s(
         info, audio, copies_picture=action != "transcode", fps=fps))
+    warnings = ["upscaled"] if geometry.upscaled else []
+    small = low_resolution_warning(geometry, spec, surface)
+    return (target, _planned_actions(target, info, fps_changed=fps_changed),
+            [*warnings, small] if small else warnings)
+
+
+def _planned_actions(target: VideoTarget, info: MediaInfo, *, fps_changed: bool) -> list[str]:
+    """What the manifest says was done: the action, then what it did to picture and sound."""
+    action = target.action
     actions = [_DONE[action]]
     if action == "transcode":
         actions += _picture_actions(target, info, fps_changed=fps_changed)
-    if burn_in is not None:
+    if target.burn_in is not None:
         actions.append("burned_in_captions")
     if action in ("audio_only", "transcode"):
-        actions += _audio_actions(audio)
+        actions += _audio_actions(target.audio)
     if action != "passthrough" and (info.has_location or info.extra_streams):
         actions.append("stripped_metadata")
-    warnings = ["upscaled"] if geometry.upscaled else []
-    small = low_resolution_warning(geometry, spec, surface)
-    return target, actions, [*warnings, small] if small else warnings
+    return actions
 
 
 def _picture_frames(info: MediaInfo, fps: Fraction, length_s: float) -> int | None:

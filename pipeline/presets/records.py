@@ -18,7 +18,8 @@ from ..errors import PresetError
 SCHEMA_VERSION = 1
 # Closed sets read from the files. Where a field is typed by a Literal, the tuple of allowed
 # values is taken from it (get_args), so the checker and the type cannot drift apart.
-FitPolicy = Literal["crop", "pad", "blur", "smart"]  # smart: crop around the subject (vision/framing.py)
+# smart: crop around the subject (vision/framing.py)
+FitPolicy = Literal["crop", "pad", "blur", "smart"]
 UiEdge = Literal["top", "bottom", "left", "right"]
 VariantKind = Literal["image", "video"]
 CoverSource = Literal["frame", "image", "image_or_frame"]
