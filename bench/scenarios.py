@@ -247,7 +247,7 @@ def _planned_video_argv(ctx: Ctx, job: Path, library: Path, src: Path, out: Path
     settings = ctx.settings(library)
     if x264_preset:
         settings = settings.replace(x264_preset=x264_preset)
-    jobplan = runner.plan(parse_job_text(job.read_text(), presets), settings=settings,
+    jobplan = runner.dry_run(parse_job_text(job.read_text(), presets), settings=settings,
                           presets=presets)
     if len(jobplan.renditions) != 1:
         raise BenchError(f"expected one rendition, the plan has {len(jobplan.renditions)}")

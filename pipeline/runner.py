@@ -200,8 +200,8 @@ def _publish(run: Run, jobplan: JobPlan, outputs: dict[str, Output],
     return dataclasses.replace(manifest, uri=stored.uri)
 
 
-def plan(job: Job, *, settings: Settings | None = None,
-         presets: PresetRegistry | None = None) -> JobPlan:
+def dry_run(job: Job, *, settings: Settings | None = None,
+            presets: PresetRegistry | None = None) -> JobPlan:
     """Fetch and probe the job's media, validate every account and plan the outputs.
 
     Nothing is written to the destination: this is what ``conform plan`` shows.

@@ -105,7 +105,7 @@ def plan(ctx: click.Context, /, job: str, as_json: bool, **flags: Any) -> None:
         parsed = parse_job_text(read_job_text(job), presets, workspace=settings.workspace)
         ffmpeg.require_tools()
         start(settings)
-        data = plan_summary(runner.plan(parsed, settings=settings, presets=presets))
+        data = plan_summary(runner.dry_run(parsed, settings=settings, presets=presets))
         if as_json:
             click.echo(json.dumps(data, indent=2, default=str))
         else:
