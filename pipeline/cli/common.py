@@ -43,8 +43,8 @@ def current_job() -> tuple[str | None, str | None]:
 
     Read through ``sys.modules``, not imported: ``conform --help`` must not load the runner.
     """
-    batchjob = sys.modules.get("pipeline.fleet.jobs")
-    return batchjob.current_job() if batchjob is not None else (None, None)
+    fleet_jobs = sys.modules.get("pipeline.fleet.jobs")
+    return fleet_jobs.current_job() if fleet_jobs is not None else (None, None)
 
 
 def job_fields(job_id: object, workspace_id: object) -> dict[str, Any]:
