@@ -162,3 +162,26 @@ def test_each_account_is_told_about_its_own_surface(tmp_path: Path) -> None:
     reel = account(m, "ig")["media"][0]
     assert at_least_540x960(*delivered_size(file_of(reel["uri"])))
     assert not any(w.startswith("low_resolution") for w in reel["warnings"])
+
+
+@pytest.mark.ffmpeg
+def test_a_byte_budget_shrink_below_the_minimum_is_warned_from_the_file(
+        make_clip: Any, tmp_path: Path) -> None:
+    # 640x360 meets LinkedIn's recommended 360x360, so the plan warns of nothing; a tight byte
+    # cap makes the retries deliver a smaller picture, and that file is what the warning
+    # must describe (it said nothing before: the plan's warnings were kept as they were).
+    from tests.test_video import media_of, override_preset, run_job
+
+    _, planned = plan(640, 360, "linkedin-video")
+    assert not [w for w in planned if w.startswith("low_resolution")]
+    presets_dir = override_preset(tmp_path / "p", "linkedin", [
+        ("max_video_bytes = 500_000_000", "max_video_bytes = 110_000"),
+        ("max_bytes = 500_000_000          # 500 MB", "max_bytes = 110_000  # test cap")])
+    src = make_clip(width=640, height=360, seconds=3.0, pattern="noise", gop=30)
+    m = run_job(tmp_path / "job", {"clip.mp4": src}, [{"id": "li", "platform": "linkedin"}],
+                presets_dir=presets_dir)
+    entry = media_of(m, "li")[0]
+    width, height = delivered_size(Path(entry["uri"].removeprefix("file://")))
+    assert min(width, height) < 360 and "resized" in entry["actions"]
+    assert [w for w in entry["warnings"] if w.startswith("low_resolution")] == [
+        f"low_resolution: {width}x{height} below the recommended 360x360 for linkedin-video"]

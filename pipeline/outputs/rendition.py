@@ -7,6 +7,7 @@ Every variant that shares the output must accept it (``Rendition.variants``); th
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,13 @@ from ..files import sha256_file
 from ..image import HeifCache, render_image
 from ..manifest import Output
 from ..models import MediaInfo
-from ..plan import ENCODER_VERSION, ImageTarget, Rendition, VideoTarget
+from ..plan import (
+    ENCODER_VERSION,
+    ImageTarget,
+    Rendition,
+    VideoTarget,
+    low_resolution_warning,
+)
 from ..presets import Variant
 from ..vision.subject import Subjects, sample_subjects, surface_warnings
 from . import verify
@@ -146,14 +153,30 @@ def _entry(r: Rendition, done: _Rendered, subjects: Subjects | None) -> StoredRe
     if "passed_through" in actions and len(actions) > 1 and done.actions:
         actions.remove("passed_through")
     video = r.target if isinstance(r.target, VideoTarget) else None
+    warnings = [*r.warnings, *done.warnings]
+    if video and (done.info.width, done.info.height) != (video.geometry.width,
+                                                          video.geometry.height):
+        warnings = _size_warnings(warnings, (done.info.width, done.info.height), r.variants)
     return StoredRendition(
         key=asset_key(r.key, asset_name(r)), kind="video" if video else "image", mime=done.mime,
         bytes=done.path.stat().st_size, sha256=sha256_file(done.path),
         width=done.info.width, height=done.info.height,
         duration_ms=done.info.duration_ms if video else None, actions=tuple(actions),
-        warnings=tuple(dict.fromkeys([*r.warnings, *done.warnings])),
+        warnings=tuple(dict.fromkeys(warnings)),
         reframe=tuple(shot.to_dict(video.geometry) for shot in video.reframe)
         if video and video.reframe else None, subjects=subjects)
+
+
+def _size_warnings(warnings: list[str], size: tuple[int, int],
+                   variants: Iterable[Variant]) -> list[str]:
+    """The warnings with ``low_resolution`` told from the delivered file's ``size``.
+
+    A byte-budget retry delivers a smaller picture than planned (``resized``), which can take
+    it below a surface's recommended size: the plan's warnings described the planned size.
+    """
+    kept = [w for w in warnings if not w.startswith("low_resolution:")]
+    return kept + [w for v in variants if v.video is not None
+                   and (w := low_resolution_warning(size, v.video, v.id)) is not None]
 
 
 def asset_name(r: Rendition) -> str:

@@ -207,7 +207,7 @@ def plan_video(info: MediaInfo, spec: VideoSpec, *, max_bytes: int, trim_s: floa
     target = replace(target, audio_shift_s=audio_shift_s(
         info, audio, copies_picture=action != "transcode", fps=fps))
     warnings = ["upscaled"] if geometry.upscaled else []
-    small = low_resolution_warning(geometry, spec, surface)
+    small = low_resolution_warning((geometry.width, geometry.height), spec, surface)
     return (target, _planned_actions(target, info, fps_changed=fps_changed),
             [*warnings, small] if small else warnings)
 
@@ -263,16 +263,18 @@ def _below(width: int, height: int, minimum: tuple[int, int]) -> bool:
     return (min(width, height) < min(minimum) or max(width, height) < max(minimum))
 
 
-def low_resolution_warning(g: Geometry, spec: VideoSpec, surface: str) -> str | None:
-    """The ``low_resolution`` warning for an output below the variant's recommended size.
+def low_resolution_warning(size: tuple[int, int], spec: VideoSpec, surface: str) -> str | None:
+    """The ``low_resolution`` warning for an output of ``size`` (width, height) below the
+    variant's recommended size.
 
     Raises:
         Nothing.
     """
     minimum = _recommended(spec)
-    if minimum is None or not _below(g.width, g.height, minimum):
+    width, height = size
+    if minimum is None or not _below(width, height, minimum):
         return None
-    return (f"low_resolution: {g.width}x{g.height} below the recommended "
+    return (f"low_resolution: {width}x{height} below the recommended "
             f"{minimum[0]}x{minimum[1]} for {surface or 'this surface'}")
 
 
