@@ -6,6 +6,10 @@ Both read the same rules, so a pass-through can never fail verification because 
 drifted. They differ only in the slack they allow (:class:`Tolerance`, :class:`ImageTolerance`):
 a source is kept only when it meets a rule exactly, an output may be off by what whole (even)
 pixels and a frame rate's rounding cannot avoid.
+
+The shape rules live here too: the shapes an image variant takes (:func:`aspect_range`,
+:func:`wanted_aspect`) and whether an animated image can travel as an animation
+(:func:`animation_fits`), which validation asks when it routes a GIF.
 """
 
 from __future__ import annotations
@@ -322,7 +326,7 @@ def aspect_range(spec: ImageSpec) -> tuple[Fraction | None, Fraction | None]:
 
 
 def image_geometry(info: MediaInfo, spec: ImageSpec, aspect: Fraction | None,
-                    fit: FitPolicy | None = None) -> Geometry:
+                   fit: FitPolicy | None = None) -> Geometry:
     """The picture a variant would get of this source at ``aspect`` (None: the source's own).
 
     Raises:
