@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import moved
 from .errors import (
     ConfigError,
     ExitStatus,
@@ -23,6 +24,8 @@ from .errors import (
 )
 from .settings import Settings
 from .version import __version__
+
+moved.install()  # the old module paths (pipeline.batch, ...) keep working
 
 if TYPE_CHECKING:
     from .fleet.batch import BatchEntry, BatchSummary, JobOutcome, JobSource, Shard, process_batch

@@ -2,7 +2,7 @@
 platform takes, timed to the video as delivered.
 
 Pure functions on bytes and typed cues; fetching goes through :mod:`pipeline.ingest` like any
-medium, storing through the one storage interface (:mod:`pipeline.captionrun`). A caption file
+medium, storing through the one storage interface (:mod:`pipeline.outputs.sidecars`). A caption file
 is untrusted text: its size is capped before it is read (the ingest cap), the cue count and a
 cue's length here, and every problem is :class:`InvalidCaptions` naming the line it broke on.
 """

@@ -1,7 +1,7 @@
 """The one place that runs outside tools: ffmpeg and ffprobe, with timeouts and typed errors.
 
 (The only other processes are conform's own job processes, started by
-:mod:`pipeline.fleet.isolation` through :mod:`multiprocessing`: Python running our code, not a
+:mod:`pipeline.fleet.childprocess` through :mod:`multiprocessing`: Python running our code, not a
 tool reading untrusted input.)
 
 stdout and stderr go to temporary files (or stdout is read line by line for progress), so a

@@ -1,7 +1,7 @@
 """One registry of the processes conform started and that still run: one stop ends them all.
 
 Two kinds of process are listed here: ffmpeg/ffprobe (:mod:`pipeline.ffmpeg`) and job
-processes (:mod:`pipeline.fleet.isolation`). A stop request (Ctrl-C, SIGTERM, a worker's grace
+processes (:mod:`pipeline.fleet.childprocess`). A stop request (Ctrl-C, SIGTERM, a worker's grace
 period running out) must end both kinds and refuse new ones until the caller may go on, so
 there is one flag and one list: :func:`stop_all` and :func:`reset_stop` are the only calls a
 caller makes. Each process is listed with its own way of stopping: an ffmpeg is killed (its

@@ -127,7 +127,7 @@ def test_validation_reads_the_platform_rules_not_the_planner() -> None:
 #: The three packages by role, and who may import each. The fleet runs many jobs and only the
 #: commands (and the root's lazy library names) start it; making outputs is handed the plan
 #: by the runner, and the manifest reads the stored records it makes; vision reads pixels for
-#: the planner's framing, the engines' crop paths, the outputs' checks and the preview sheet.
+#: the runner's framing step, the engines' crop paths, the outputs' checks and the preview sheet.
 ROOM_READERS = {
     "pipeline.fleet": {"pipeline", "pipeline.cli"},
     "pipeline.outputs": {"pipeline.runner", "pipeline.manifest"},
@@ -147,7 +147,8 @@ ROOM_FORBIDDEN = {
 LEAVES = ("pipeline.errors", "pipeline.models", "pipeline.settings", "pipeline.ffmpeg",
           "pipeline.processes", "pipeline.version", "pipeline.files", "pipeline.workdir",
           "pipeline.deadline", "pipeline.budget", "pipeline.geometry", "pipeline.rules",
-          "pipeline.bmff", "pipeline.presets", "pipeline.captions")
+          "pipeline.bmff", "pipeline.presets", "pipeline.captions", "pipeline.reframes",
+          "pipeline.moved")
 
 
 def _within(name: str, prefixes: Iterable[str]) -> bool:
@@ -201,6 +202,31 @@ def test_the_shared_leaves_use_no_room() -> None:
     assert _leaves_in_rooms(GRAPH) == {}
 
 
+def test_the_shared_leaves_use_only_leaves() -> None:
+    # A leaf that imported a stage would drag the stage into every room that uses the leaf.
+    beyond = {name: sorted(d for d in deps if not _within(d, LEAVES))
+              for name, deps in GRAPH.items() if _within(name, LEAVES)}
+    assert {name: found for name, found in beyond.items() if found} == {}
+
+
+def test_vision_libraries_live_in_vision_and_metrics_in_the_fleet() -> None:
+    # OpenCV (a large import, models inside the wheel) is vision's alone; the Prometheus
+    # client is the fleet's metrics module's alone.
+    users = {lib: {name for name, path in MODULES.items() if lib in _third_party_imports(path)}
+             for lib in ("cv2", "prometheus_client")}
+    assert users["cv2"] and all(_within(n, ["pipeline.vision"]) for n in users["cv2"])
+    assert users["prometheus_client"] == {"pipeline.fleet.metrics"}
+
+
+def test_every_module_a_job_process_preloads_exists() -> None:
+    # The forkserver skips a preload it cannot import without a word (and each job then pays
+    # the import): a module renamed without its PRELOAD entry would go unnoticed.
+    from pipeline.fleet.childprocess import PRELOAD
+
+    ours = [name for name in PRELOAD if name.split(".")[0] == "pipeline"]
+    assert ours and [name for name in ours if name not in MODULES] == []
+
+
 def test_the_room_rules_catch_each_kind_of_breach() -> None:
     # The rules must see a breach when there is one: a stage starting the fleet, vision
     # reaching up into outputs, a leaf importing vision. A name that only starts like a
@@ -221,7 +247,7 @@ def test_the_top_level_holds_stages_and_leaves_only() -> None:
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
     assert not {"batch", "worker", "produce", "rendition", "frames", "framing", "subject",
                 "jobrun", "stored", "verify"} & set(top)
-    assert len(top) <= 22, top
+    assert len(top) <= 23, top  # 22 and moved.py, the old paths kept
 
 
 def test_each_module_imports_alone() -> None:

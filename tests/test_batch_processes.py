@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline.fleet import isolation
+from pipeline.fleet import childprocess
 from pipeline.fleet.batch import process_batch
 from pipeline.job import parse_job
 from pipeline.models import JobEvent
@@ -130,22 +130,22 @@ def _pid() -> int:
 
 
 def test_run_in_process_reports_a_child_that_exits_without_a_result() -> None:
-    died = isolation.run_in_process(_exit_hard, 3)
-    assert died == isolation.ChildDied(3)
+    died = childprocess.run_in_process(_exit_hard, 3)
+    assert died == childprocess.ChildDied(3)
     assert died.reason == "exited with status 3"
-    first, second = isolation.run_in_process(_pid), isolation.run_in_process(_pid)
+    first, second = childprocess.run_in_process(_pid), childprocess.run_in_process(_pid)
     assert isinstance(first, int) and first != second and os.getpid() not in (first, second)
     assert not pid_alive(first)
 
 
 def test_workers_are_capped_so_decode_budgets_fit_in_memory(
         caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="pipeline.fleet.isolation"):
-        assert isolation.cap_workers(4, 1_000_000_000, available_bytes=2_500_000_000) == 2
+    with caplog.at_level(logging.WARNING, logger="pipeline.fleet.childprocess"):
+        assert childprocess.cap_workers(4, 1_000_000_000, available_bytes=2_500_000_000) == 2
     assert "running 2 worker(s), not 4" in caplog.text
     caplog.clear()
-    assert isolation.cap_workers(2, 1_000_000_000, available_bytes=8_000_000_000) == 2
-    assert isolation.cap_workers(3, 1_000_000_000, available_bytes=10) == 1
+    assert childprocess.cap_workers(2, 1_000_000_000, available_bytes=8_000_000_000) == 2
+    assert childprocess.cap_workers(3, 1_000_000_000, available_bytes=10) == 1
     assert "not 4" not in caplog.text
 
 

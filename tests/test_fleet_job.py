@@ -14,7 +14,7 @@ from PIL import Image
 
 from pipeline.fleet import jobs
 from pipeline.fleet.batch import BatchEntry, _outcome
-from pipeline.fleet.jobs import JobResult, JobRunner, run_job
+from pipeline.fleet.jobs import JobLauncher, JobResult, run_job
 from pipeline.fleet.messages import message_outcome, read_message
 from pipeline.job import parse_job
 from pipeline.models import ErrorInfo, Job
@@ -30,9 +30,9 @@ def library(tmp_path: Path) -> Path:
 
 
 def _runner(settings: Settings, presets: PresetRegistry, *, isolation: Any = "thread",
-            retry_failed: bool = False) -> JobRunner:
+            retry_failed: bool = False) -> JobLauncher:
     storage = open_storage(settings.dest)
-    return JobRunner(settings, presets, storage, child_storage=None, retry_failed=retry_failed,
+    return JobLauncher(settings, presets, storage, child_storage=None, retry_failed=retry_failed,
                      on_event=None, isolation=isolation)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import ffmpeg, processes
 from pipeline.errors import Interrupted
-from pipeline.fleet import isolation
+from pipeline.fleet import childprocess
 
 pytestmark = pytest.mark.ffmpeg
 
@@ -57,7 +57,7 @@ def test_one_stop_call_ends_an_ffmpeg_child_and_a_job_process() -> None:
         ended["ffmpeg"] = _run_until_stopped(ffmpeg_running.set)
 
     def in_a_job_process() -> None:
-        ended["job"] = isolation.run_in_process(_job_encoding_until_stopped,
+        ended["job"] = childprocess.run_in_process(_job_encoding_until_stopped,
                                                  on_event=lambda _: job_running.set())
 
     threads = [threading.Thread(target=in_this_process, daemon=True),
@@ -83,13 +83,13 @@ def test_nothing_starts_while_stopping_and_everything_may_start_after_reset() ->
     with pytest.raises(Interrupted):
         ffmpeg.run([ffmpeg.ffmpeg_exe(), "-version"], timeout_s=30)
     # A job process started now is told to stop at once: it never runs its ffmpeg for long.
-    result = isolation.run_in_process(_job_encoding_until_stopped, on_event=lambda _: None)
-    assert result in ("interrupted", isolation.ChildDied(-15))
+    result = childprocess.run_in_process(_job_encoding_until_stopped, on_event=lambda _: None)
+    assert result in ("interrupted", childprocess.ChildDied(-15))
 
     processes.reset_stop()
     assert not processes.stopping()
     assert b"ffmpeg version" in ffmpeg.run([ffmpeg.ffmpeg_exe(), "-version"], timeout_s=30).stdout
-    assert isolation.run_in_process(_return_seven) == 7
+    assert childprocess.run_in_process(_return_seven) == 7
 
 
 def _return_seven() -> int:

@@ -3,7 +3,7 @@
 Reading sources and sharding live in :mod:`pipeline.fleet.sources` (its names are re-exported
 here). Every entry is isolated: an unusable one becomes an ``invalid`` outcome and the batch
 goes on. ``isolation="process"`` (what ``conform batch`` uses) runs each job in its own process
-(:mod:`pipeline.fleet.isolation`): Pillow holds the GIL while it works, so image jobs on threads
+(:mod:`pipeline.fleet.childprocess`): Pillow holds the GIL while it works, so image jobs on threads
 would share one core. With ``"thread"`` (the library default) jobs run on threads of this
 process, which is enough when the heavy part is ffmpeg's own processes.
 """
@@ -27,9 +27,9 @@ from ..presets import PresetRegistry, load_presets
 from ..runner import EventCallback, Manifest
 from ..settings import Settings
 from ..storage import Storage, open_storage
-from .isolation import cap_workers
-from .isolation import shutdown as shutdown_job_processes
-from .jobs import JobResult, JobRunner, current_job_id, error_info
+from .childprocess import cap_workers
+from .childprocess import shutdown as shutdown_job_processes
+from .jobs import JobLauncher, JobResult, current_job_id, error_info
 from .sources import (
     MAX_JOB_BYTES,
     SHARD_INDEX_VARIABLES,
@@ -198,14 +198,13 @@ def process_batch(
     """
     settings = settings or Settings.from_env()
     presets = presets or load_presets(settings.presets_dir)
-    runner = JobRunner(settings, presets,
-                       storage or open_storage(settings.dest, endpoint_url=settings.endpoint_url),
-                       child_storage=storage, retry_failed=retry_failed, on_event=on_event,
-                       isolation=isolation)
+    storage_used = storage or open_storage(settings.dest, endpoint_url=settings.endpoint_url)
+    launcher = JobLauncher(settings, presets, storage_used, child_storage=storage,
+                           retry_failed=retry_failed, on_event=on_event, isolation=isolation)
     workers = max(1, workers or os.cpu_count() or 1)
     if isolation == "process":
         workers = cap_workers(workers, settings.max_decode_bytes)
-    batch = _Batch(runner, workers=workers, shard=shard or Shard(), fail_fast=fail_fast,
+    batch = _Batch(launcher, workers=workers, shard=shard or Shard(), fail_fast=fail_fast,
                    on_outcome=on_outcome, on_start=on_start)
     entries = _as_entries(jobs)
     try:
@@ -230,7 +229,7 @@ class _Batch:
     queue, so ``--fail-fast`` and Ctrl-C never find work half-scheduled.
     """
 
-    runner: JobRunner
+    launcher: JobLauncher
     workers: int
     shard: Shard
     fail_fast: bool
@@ -283,7 +282,7 @@ class _Batch:
             return
         if self.on_start is not None:
             self.on_start(entry)
-        self.inflight[self.pool.submit(_run, self.runner, entry, entry.job)] = entry
+        self.inflight[self.pool.submit(_run, self.launcher, entry, entry.job)] = entry
 
     def _finish(self, outcome: JobOutcome) -> None:
         self.by_status[outcome.status] = self.by_status.get(outcome.status, 0) + 1
@@ -323,7 +322,7 @@ class _Batch:
     def close(self) -> None:
         """Shut the pool (and the job processes) down."""
         self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.runner.isolation == "process":
+        if self.launcher.isolation == "process":
             shutdown_job_processes()
 
     def summary(self) -> BatchSummary:
@@ -347,10 +346,10 @@ def _invalid(entry: BatchEntry) -> JobOutcome:
     return JobOutcome(entry.index, entry.where, None, "invalid", error=error_info(err))
 
 
-def _run(runner: JobRunner, entry: BatchEntry, job: Job) -> JobOutcome:
+def _run(launcher: JobLauncher, entry: BatchEntry, job: Job) -> JobOutcome:
     """One entry's job on a worker thread (its own process, if so isolated), as its outcome."""
     started = time.monotonic()
-    return _outcome(entry, job, runner.run(job), time.monotonic() - started)
+    return _outcome(entry, job, launcher.run(job), time.monotonic() - started)
 
 
 def _outcome(entry: BatchEntry, job: Job, result: JobResult, elapsed_s: float) -> JobOutcome:

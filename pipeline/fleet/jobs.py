@@ -1,6 +1,6 @@
 """One fleet job, written once: what the batch and the queue worker share around a job.
 
-:class:`JobRunner` runs a job (on the caller's thread or in a process of its own) and returns
+:class:`JobLauncher` runs a job (on the caller's thread or in a process of its own) and returns
 how it ended as one frozen :class:`JobResult`; :mod:`pipeline.fleet.batch` and
 :mod:`pipeline.fleet.messages` only put that result in their own words (a batch's outcome, what to
 do with a queue message). Around it: the job id for log lines, the stored manifest that says
@@ -31,10 +31,17 @@ from ..presets import PresetRegistry
 from ..runner import EventCallback, Manifest, manifest_key, process
 from ..settings import Settings
 from ..storage import Storage, open_storage
-from . import isolation
+from . import childprocess
 
-__all__ = ["JobResult", "JobRunner", "JobStatus", "current_job_id", "error_info",
-           "run_job", "stored_manifest"]
+__all__ = [
+    "JobLauncher",
+    "JobResult",
+    "JobStatus",
+    "current_job_id",
+    "error_info",
+    "run_job",
+    "stored_manifest",
+]
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +180,7 @@ def run_job(job: Job, *, settings: Settings, presets: PresetRegistry, storage: S
 
 
 @dataclass(frozen=True, slots=True)
-class JobRunner:
+class JobLauncher:
     """How every job of a batch or a worker runs: the same arguments for each job."""
 
     settings: Settings
@@ -203,7 +210,7 @@ class JobRunner:
             reset_current_job(token)
 
     def _in_process(self, job: Job) -> JobResult:
-        result = isolation.run_in_process(run_job, job, settings=self.settings,
+        result = childprocess.run_in_process(run_job, job, settings=self.settings,
                                            presets=self.presets, storage=self.child_storage,
                                            retry_failed=self.retry_failed,
                                            on_event=self.on_event)
@@ -211,7 +218,7 @@ class JobRunner:
             return result
         if processes.stopping():  # killed by the stop request before it could answer
             return JobResult("interrupted")
-        lost = isolation.JobProcessLost(result)
+        lost = childprocess.JobProcessLost(result)
         log.error("job %s: its process %s", job.id, lost.reason, extra={"job_id": job.id})
         workdir.clean_stale(self.settings.workdir)  # the work folder the dead process left
         return JobResult("error", error=error_info(lost))

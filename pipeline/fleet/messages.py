@@ -3,8 +3,8 @@
 The result records (:class:`MessageResult`, :class:`WorkerSummary`), a message body read as a
 job (:func:`read_message`), and the worker's words for how a job ended
 (:func:`message_outcome`); the job itself runs as every fleet job does
-(:class:`pipeline.fleet.jobs.JobRunner`). :mod:`pipeline.fleet.worker` settles the message (delete,
-retry, release) according to that outcome.
+(:class:`pipeline.fleet.jobs.JobLauncher`). :mod:`pipeline.fleet.worker` settles the message
+(delete, retry, release) according to that outcome.
 """
 
 from __future__ import annotations

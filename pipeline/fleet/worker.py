@@ -31,9 +31,9 @@ from ..presets import PresetRegistry, load_presets
 from ..runner import EventCallback
 from ..settings import Settings
 from ..storage import Storage, open_storage
-from .isolation import cap_workers
-from .isolation import shutdown as shutdown_job_processes
-from .jobs import JobResult, JobRunner, current_job_id, set_current_job
+from .childprocess import cap_workers
+from .childprocess import shutdown as shutdown_job_processes
+from .jobs import JobLauncher, JobResult, current_job_id, set_current_job
 from .messages import (
     Heartbeat,
     LoopState,
@@ -142,8 +142,8 @@ class Worker:
             on_result: called with each :class:`MessageResult` (from the message's thread).
             workers: messages handled at the same time, each by its own receive loop.
             isolation: ``"process"`` runs each job in a process of its own
-                (:mod:`pipeline.fleet.isolation`: every core busy, a crash fails only its message,
-                which is left for redelivery; ``workers`` is capped so that each process's
+                (:mod:`pipeline.fleet.childprocess`: every core busy, a crash fails only its
+                message, which is left for redelivery; ``workers`` is capped so that each process's
                 decode budget fits in memory); ``"thread"`` runs it on the loop's thread.
             monitor: told of every receive, job and destination check (metrics, /healthz,
                 /readyz); defaults to one of its own (see :attr:`monitor`).
@@ -169,7 +169,7 @@ class Worker:
         self.workers = workers
         if isolation == "process":
             self.workers = cap_workers(workers, self.settings.max_decode_bytes)
-        self._jobs = JobRunner(self.settings, self.presets, self.storage, child_storage=storage,
+        self._jobs = JobLauncher(self.settings, self.presets, self.storage, child_storage=storage,
                                retry_failed=True, on_event=on_event, isolation=isolation)
         self._stop = threading.Event()
         self._busy = threading.Event()

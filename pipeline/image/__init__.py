@@ -32,10 +32,10 @@ from ..errors import CannotFit
 from ..geometry import Geometry
 from ..plan import ImageTarget
 from .animation import render_animated
+from .canvas import apply_geometry
 from .colour import flatten_alpha, to_srgb_8bit
 from .decode import decode_image, decode_plan, decode_preview, typed_decode_errors
 from .encode import MIME, ImageResult, save_within_budget
-from .geometry import apply_geometry
 from .heif import DecodedBuffer, HeifCache, decode_heif_buffer, scale_buffer
 from .strip import strip_metadata
 

@@ -11,8 +11,8 @@ from ..errors import CannotFit, TooLarge
 from ..plan import ImageTarget
 from ..probe import open_image
 from ..rules import ANIMATION_PIXEL_BUDGET
+from .canvas import apply_geometry
 from .encode import MIME, ImageResult
-from .geometry import apply_geometry
 
 
 def render_animated(src: Path, fmt: str, target: ImageTarget, out: Path) -> ImageResult:

@@ -19,8 +19,8 @@ from ..geometry import Geometry
 from ..models import MediaInfo
 from ..plan import ImageTarget
 from ..probe import open_image
+from .canvas import REDUCING_GAP
 from .colour import to_srgb_8bit
-from .geometry import REDUCING_GAP
 from .heif import DECODE_ERRORS, decode_heif_buffer, scale_buffer
 
 # EXIF orientation → the Image.Transpose that makes the stored pixels upright (1: none).
@@ -184,7 +184,7 @@ def decode_preview(src: Path, info: MediaInfo, *, max_side: int) -> Any:
         TooLarge: even its smallest decode is over the decode budget, or a bomb.
         CorruptMedia: it cannot be decoded.
     """
-    from .geometry import apply_geometry
+    from .canvas import apply_geometry
 
     width, height = info.width, info.height
     scale = min(1.0, max_side / max(width, height, 1))

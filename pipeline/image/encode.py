@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import CannotFit
 from ..plan import ImageTarget
-from .geometry import resize
+from .canvas import resize
 
 MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
         "bmp": "image/bmp", "tiff": "image/tiff", "heif": "image/heic", "avif": "image/avif"}

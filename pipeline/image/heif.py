@@ -17,7 +17,7 @@ from ..budget import BUDGET, decode_cost_bytes, too_large
 from ..errors import CorruptMedia
 from ..geometry import Geometry
 from ..probe import open_image
-from .geometry import REDUCING_GAP
+from .canvas import REDUCING_GAP
 
 # Output rows resampled per band when scaling a decoded HEIC buffer (a few MB per band).
 BAND_ROWS = 256

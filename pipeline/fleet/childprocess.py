@@ -80,7 +80,7 @@ class JobProcessLost(PipelineError):
 # import here is skipped by the server and imported by the job that needs it.
 # "__main__": the server runs the program's main file (the `conform` script) once, so that
 # a job's process does not run it again (multiprocessing does that for a spawned child).
-PRELOAD = ["__main__", "pipeline.runner", "pipeline.fleet.isolation", "pipeline.fleet.batch",
+PRELOAD = ["__main__", "pipeline.runner", "pipeline.fleet.childprocess", "pipeline.fleet.batch",
            "pipeline.fleet.worker", "pipeline.image", "pipeline.video", "pipeline.cover",
            "pipeline.vision.sampling", "pipeline.storage", "PIL.Image", "PIL.ImageCms",
            "PIL.ImageFilter", "PIL.ImageSequence", "PIL.ImageStat", "numpy", "pillow_heif"]
