@@ -55,10 +55,11 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0,
     check_frame_size(video, max_side_px=max_side_px, max_pixels=max_pixels)
     packets = scan_packets(path, fmt, timeout_s=timeout_s)
     video = _with_packet_facts(video, packets)
+    edit_list = has_edit_list(path) if fmt in _BMFF else False
     audio = None
     if astream is not None:
         audio = _audio_stream(astream)
-        if fmt in _BMFF:
+        if edit_list:  # without one nothing is hidden: no ffprobe run to find that out
             audio = replace(audio, priming_s=hidden_priming_s(path, fmt, astream,
                                                               timeout_s=timeout_s))
     duration = _duration_s(fmt, fmt_info, vstream, packets)
@@ -68,7 +69,7 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0,
         bitrate_kbps=as_kbps(fmt_info.get("bit_rate")),
         start_time_s=as_float(fmt_info.get("start_time")) or 0.0,
         video=video, audio=audio, moov_first=moov_first(path) if fmt in _BMFF else None,
-        edit_list=has_edit_list(path) if fmt in _BMFF else False,
+        edit_list=edit_list,
         has_location=_has_location(fmt_info, streams),
         extra_streams=len(streams) - 1 - (1 if astream is not None else 0),
     )
