@@ -291,6 +291,8 @@ def subjects_of(shots: Sequence[RGBFrame]) -> Subjects:
     faces of ``FACE_THREADS`` frames are looked for at once (the salient regions after,
     here: only the cascades are what takes the time).
     """
+    with _cascades():
+        pass  # imports OpenCV here first: its loader breaks when two threads enter it at once
     with ThreadPoolExecutor(max_workers=FACE_THREADS) as pool:
         faces = list(pool.map(find_faces, shots))
     return tuple(found or _salient(shot) for found, shot in zip(faces, shots, strict=True))

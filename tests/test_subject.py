@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from PIL import Image, ImageDraw, ImageOps
 from pipeline.cli import main
 from pipeline.presets import UiZone
 from pipeline.subject import SubjectBox, find_subjects, subjects_of, zones_under
+from tests.support.jobkit import subprocess_env
 
 # A real face: Grace Hopper's portrait from Pillow's test images (SOURCES.md), stored with
 # EXIF orientation 6, so it is made upright first.
@@ -161,3 +163,19 @@ def test_subjects_of_many_frames_are_each_frames_own_in_order(face: Path) -> Non
     assert [tuple(b.kind for b in boxes) for boxes in found] == [
         ("face",), ("salient",), ("face",), (), ("face",), ("face",), ("salient",)]
     assert found[0][0].top > 0.7 > found[2][0].top > 0.3 > found[4][0].top
+
+
+COLD_CHECK = """
+import numpy as np
+from pipeline.subject import subjects_of
+print(len(subjects_of([np.full((480, 270, 3), 128, np.uint8)] * 6)))
+"""
+
+
+def test_the_first_subject_check_of_a_process_works() -> None:
+    # OpenCV is first imported by the face threads: two threads entering its loader at once
+    # saw a half-made module (no cv2.data) about one time in three without the fix.
+    for _ in range(8):
+        done = subprocess.run([sys.executable, "-c", COLD_CHECK], capture_output=True,
+                              text=True, timeout=120, env=subprocess_env())
+        assert done.returncode == 0 and done.stdout.strip() == "6", done.stderr[-500:]
