@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -502,3 +503,27 @@ def test_audio_priming_is_read_only_where_an_edit_list_can_hide_it(
     # the first audio packet is looked up for the edit list's file only
     assert [any("-read_intervals" in a for a in c) for c in calls] == (
         [False] * (asked - 1) + [True] + [False] * (len(calls) - asked))
+
+
+@pytest.mark.ffmpeg
+def test_our_own_output_is_scanned_while_its_streams_are_probed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = _aac_clip(tmp_path / "out.mp4", "-use_editlist", "0")
+    alone = probe.probe(clip)
+    scanning = threading.Event()
+    real = ffmpeg.run
+
+    def spy(args: list[str], **kwargs: object) -> ffmpeg.Completed:
+        if "-show_entries" in args and "packet=pts_time,dts_time,duration_time,flags" in args:
+            scanning.set()
+        elif "-show_streams" in args:  # the stream probe waits until the scan has started
+            scanning.wait(timeout=3)
+        return real(args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ffmpeg, "run", spy)
+    assert probe.probe(clip, own_output=True) == alone
+    assert scanning.is_set()
+    scanning.clear()
+    started = time.monotonic()
+    assert probe.probe(clip) == alone  # a source's scan still waits for the header checks
+    assert time.monotonic() - started >= 2.9

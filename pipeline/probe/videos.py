@@ -6,6 +6,7 @@ about rotation or anamorphic pixels again.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -37,9 +38,14 @@ _BMFF = ("mp4", "mov")
 
 
 def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0,
-                max_side_px: int = MAX_VIDEO_SIDE_PX,
-                max_pixels: int = MAX_VIDEO_PIXELS) -> MediaInfo:
+                max_side_px: int = MAX_VIDEO_SIDE_PX, max_pixels: int = MAX_VIDEO_PIXELS,
+                own_output: bool = False) -> MediaInfo:
     """Probe a video file into :class:`MediaInfo`.
+
+    ``own_output``: a file we made (an encode, or a copy of a source probed already), not one
+    a user sent: its packet scan runs alongside the stream probe (one ffprobe start less of
+    waiting). A source's waits for the headers' checks, which refuse an oversized frame
+    before anything else reads the file.
 
     Raises:
         UnsupportedMedia: no video stream (audio-only), or a codec this ffmpeg cannot decode.
@@ -47,13 +53,17 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0,
         TooLarge: the coded or displayed frame is over ``max_side_px`` on a side or over
             ``max_pixels`` (checked from the headers, before anything is decoded).
     """
-    data = ffprobe_json(path, fmt, timeout_s=timeout_s)
-    streams = data.get("streams") or []
-    fmt_info = data.get("format") or {}
-    vstream, astream = _pick_streams(streams)
-    video = _video_stream(vstream)
-    check_frame_size(video, max_side_px=max_side_px, max_pixels=max_pixels)
-    packets = scan_packets(path, fmt, timeout_s=timeout_s)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        scanning = (pool.submit(scan_packets, path, fmt, timeout_s=timeout_s) if own_output
+                    else None)
+        data = ffprobe_json(path, fmt, timeout_s=timeout_s)
+        streams = data.get("streams") or []
+        fmt_info = data.get("format") or {}
+        vstream, astream = _pick_streams(streams)
+        video = _video_stream(vstream)
+        check_frame_size(video, max_side_px=max_side_px, max_pixels=max_pixels)
+        packets = (scanning.result() if scanning is not None
+                   else scan_packets(path, fmt, timeout_s=timeout_s))
     video = _with_packet_facts(video, packets)
     edit_list = has_edit_list(path) if fmt in _BMFF else False
     audio = None
