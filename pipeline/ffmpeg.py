@@ -163,9 +163,9 @@ def require_tools() -> None:
 def require_capabilities() -> None:
     """Fail early, not in the middle of a batch, when the build lacks an encoder we need.
 
-    Long-running commands (batch, worker) call this at start-up; a single ``run`` calls it
-    before its first encode (``ffmpeg -encoders`` costs ~60 ms, a third of an image job's
-    overhead). Cached: one check per process.
+    Long-running commands (batch, worker) call this at start-up; an encode calls it when it
+    fails, to tell a build without our encoders from a failed encode (``ffmpeg -encoders``
+    costs ~50 ms, and an encode that worked had them). Cached: one check per process.
 
     Raises:
         ConfigError: ffmpeg/ffprobe missing or an encoder we rely on is absent.

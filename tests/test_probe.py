@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -469,3 +470,60 @@ def test_cli_probe_applies_the_operators_frame_and_memory_limits(
     monkeypatch.setenv("CONFORM_MAX_DECODE_BYTES", "1000")
     result = CliRunner().invoke(main, ["probe", "--json", str(corpus / "images/Landscape_6.jpg")])
     assert result.exit_code != 0 and "too_large" in result.output
+
+
+def _aac_clip(path: Path, *extra: str) -> Path:
+    ffmpeg.run([*ffmpeg.ffmpeg_head("-v", "error", "-y"), "-f", "lavfi", "-i",
+                "testsrc2=s=64x64:r=30:d=1", "-f", "lavfi", "-i", "sine=r=48000:d=1",
+                "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", *extra, str(path)],
+               timeout_s=60)
+    return path
+
+
+@pytest.mark.ffmpeg
+def test_audio_priming_is_read_only_where_an_edit_list_can_hide_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    real = ffmpeg.run
+
+    def spy(args: list[str], **kwargs: object) -> ffmpeg.Completed:
+        calls.append(args)
+        return real(args, **kwargs)  # type: ignore[arg-type]
+
+    hidden = _aac_clip(tmp_path / "hidden.mp4")  # the muxer hides the AAC priming: elst
+    plain = _aac_clip(tmp_path / "plain.mp4", "-use_editlist", "0")  # as our outputs are
+    monkeypatch.setattr(ffmpeg, "run", spy)
+    with_list = probe.probe(hidden)
+    asked = len(calls)
+    without = probe.probe(plain)
+    assert with_list.edit_list and not without.edit_list
+    assert with_list.audio is not None and without.audio is not None
+    assert with_list.audio.priming_s == pytest.approx(1024 / 48000, abs=1e-4)
+    assert without.audio.priming_s == 0.0
+    # the first audio packet is looked up for the edit list's file only
+    assert [any("-read_intervals" in a for a in c) for c in calls] == (
+        [False] * (asked - 1) + [True] + [False] * (len(calls) - asked))
+
+
+@pytest.mark.ffmpeg
+def test_our_own_output_is_scanned_while_its_streams_are_probed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = _aac_clip(tmp_path / "out.mp4", "-use_editlist", "0")
+    alone = probe.probe(clip)
+    scanning = threading.Event()
+    real = ffmpeg.run
+
+    def spy(args: list[str], **kwargs: object) -> ffmpeg.Completed:
+        if "-show_entries" in args and "packet=pts_time,dts_time,duration_time,flags" in args:
+            scanning.set()
+        elif "-show_streams" in args:  # the stream probe waits until the scan has started
+            scanning.wait(timeout=3)
+        return real(args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ffmpeg, "run", spy)
+    assert probe.probe(clip, own_output=True) == alone
+    assert scanning.is_set()
+    scanning.clear()
+    started = time.monotonic()
+    assert probe.probe(clip) == alone  # a source's scan still waits for the header checks
+    assert time.monotonic() - started >= 2.9

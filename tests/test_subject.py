@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from PIL import Image, ImageDraw, ImageOps
 
 from pipeline.cli import main
 from pipeline.presets import UiZone
-from pipeline.vision.subject import SubjectBox, find_subjects, zones_under
+from pipeline.vision.subject import SubjectBox, find_subjects, subjects_of, zones_under
+from tests.support.jobkit import subprocess_env
 
 # A real face: Grace Hopper's portrait from Pillow's test images (SOURCES.md), stored with
 # EXIF orientation 6, so it is made upright first.
@@ -146,3 +148,34 @@ def test_zones_under_needs_a_third_of_the_frames() -> None:
     assert zones_under([(under,), (clear,), (clear,), (clear,)], [BOTTOM]) == []  # 25 %
     assert zones_under([(grazing,)] * 4, [BOTTOM]) == []
     assert zones_under([], [BOTTOM]) == []
+
+
+def test_subjects_of_many_frames_are_each_frames_own_in_order(face: Path) -> None:
+    text = Image.new("RGB", FRAME, (128, 128, 128))
+    ImageDraw.Draw(text).text((40, 560), "CAPTION TEXT HERE", fill=(255, 255, 255),
+                              font_size=24)
+    flat = Image.new("RGB", FRAME, (128, 128, 128))
+    shots = [np.asarray(img) for img in (
+        frame_with_face(face, CAPTION_Y), text, frame_with_face(face, MIDDLE_Y), flat,
+        frame_with_face(face, 0), ImageOps.mirror(frame_with_face(face, MIDDLE_Y)), text)]
+    found = subjects_of(shots)  # faces of several frames at once, each with its own cascades
+    assert found == tuple(find_subjects(shot) for shot in shots)
+    assert [tuple(b.kind for b in boxes) for boxes in found] == [
+        ("face",), ("salient",), ("face",), (), ("face",), ("face",), ("salient",)]
+    assert found[0][0].top > 0.7 > found[2][0].top > 0.3 > found[4][0].top
+
+
+COLD_CHECK = """
+import numpy as np
+from pipeline.vision.subject import subjects_of
+print(len(subjects_of([np.full((480, 270, 3), 128, np.uint8)] * 6)))
+"""
+
+
+def test_the_first_subject_check_of_a_process_works() -> None:
+    # OpenCV is first imported by the face threads: two threads entering its loader at once
+    # saw a half-made module (no cv2.data) about one time in three without the fix.
+    for _ in range(8):
+        done = subprocess.run([sys.executable, "-c", COLD_CHECK], capture_output=True,
+                              text=True, timeout=120, env=subprocess_env())
+        assert done.returncode == 0 and done.stdout.strip() == "6", done.stderr[-500:]

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from pipeline import ffmpeg
-from pipeline.errors import CorruptMedia, FFmpegError, FFmpegTimeout
+from pipeline.errors import ConfigError, CorruptMedia, FFmpegError, FFmpegTimeout
 from pipeline.job import parse_job
 from pipeline.models import JobEvent, MediaInfo
 from pipeline.outputs import verify
@@ -776,7 +776,8 @@ def test_ffmpeg_crash_is_processing_failed_with_stderr(make_clip: Any, tmp_path:
     src = make_clip(width=160, height=90, seconds=0.5, codec="vp9", container="webm", audio=None)
     info, target = _encode_target(src)
     # the encoder dies after writing half a file; the source itself decodes fine
-    fake_ffmpeg(_fake_ffmpeg(tmp_path, 'case "$*" in *-xerror*) exit 0;; esac\n'
+    fake_ffmpeg(_fake_ffmpeg(tmp_path, 'case "$*" in *-xerror*) exit 0;;\n'
+                             '*-encoders*) exec ffmpeg "$@";; esac\n'  # asked after a failure
                              'for last; do :; done; echo partial > "$last"\n'
                              'echo "x264 [error]: malloc of size 42 failed" >&2; exit 1'))
     out_dir = tmp_path / "out"
@@ -804,6 +805,54 @@ def test_ffmpeg_timeout_is_processing_timeout(make_clip: Any, tmp_path: Path,
     assert caught.value.code == "processing_timeout" and not caught.value.retryable
     assert "encoding frame 1" in caught.value.message
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.fixture
+def fresh_capabilities() -> Any:
+    """The encoder list is asked anew in this test (it is cached per process)."""
+    ffmpeg.encoders.cache_clear()
+    ffmpeg.require_capabilities.cache_clear()
+    yield
+    ffmpeg.encoders.cache_clear()
+    ffmpeg.require_capabilities.cache_clear()
+
+
+def test_an_ffmpeg_without_our_encoder_is_a_config_error(
+        make_clip: Any, tmp_path: Path, fake_ffmpeg: Any, fresh_capabilities: None) -> None:
+    src = make_clip(width=160, height=90, seconds=0.5, codec="vp9", container="webm", audio=None)
+    info, target = _encode_target(src)
+    # a build with no libx264: its encoder list lacks it, and the encode fails for that
+    fake_ffmpeg(_fake_ffmpeg(tmp_path, 'case "$*" in *-encoders*)\n'
+                             '  echo " V....D libx265 H.265"; echo " A....D aac AAC"; exit 0;;\n'
+                             '*-xerror*) exit 0;; esac\n'
+                             'echo "Unknown encoder \'libx264\'" >&2; exit 1'))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(ConfigError) as caught:
+        render_video(src, info.format_name, target, out_dir / "o.mp4", duration_s=0.5,
+                     timeout_s=30)
+    assert caught.value.code == "config_error" and "libx264" in caught.value.message
+    assert list(out_dir.iterdir()) == []
+
+
+def test_an_encode_that_works_never_asks_for_the_encoder_list(
+        make_clip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        fresh_capabilities: None) -> None:
+    src = make_clip(width=160, height=90, seconds=0.5, codec="vp9", container="webm", audio=None)
+    info, target = _encode_target(src)
+    calls: list[list[str]] = []
+    real = ffmpeg.run
+
+    def spy(args: list[str], **kwargs: Any) -> ffmpeg.Completed:
+        calls.append(args)
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(ffmpeg, "run", spy)
+    result = render_video(src, info.format_name, target, tmp_path / "o.mp4", duration_s=0.5,
+                          timeout_s=60)
+    assert probe(result.path).video is not None
+    assert any("libx264" in c for c in calls)  # the encode ran...
+    assert not any("-encoders" in c for c in calls)  # ...without the encoder list first
 
 
 def test_undecodable_source_is_corrupt_media(make_clip: Any, tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def run(ctx: click.Context, /, job: str | None, progress: bool, report_dir: str 
         parsed = parse_job_text(read_job_text(job, settings), presets,
                                 workspace=settings.workspace)
         set_current_job(parsed.id, parsed.workspace_id)
-        ffmpeg.require_tools()  # encoders are checked before the first encode
+        ffmpeg.require_tools()  # encoders are checked if an encode fails
         start(settings)
         manifest = process(parsed, settings=settings, presets=presets,
                            on_event=progress_printer(progress, log_format(ctx)))

@@ -122,7 +122,8 @@ def _render_video(run: Run, r: Rendition, target: VideoTarget, out: Path,
         on_progress=lambda f: run.emit("encode", "progress", f, r.name),
         first_pass=first_pass,
     )
-    out_info = probe.probe(result.path, timeout_s=run.settings.probe_timeout_s)
+    out_info = probe.probe(result.path, timeout_s=run.settings.probe_timeout_s,
+                           own_output=True)
     for variant in variants:
         assert variant.video is not None
         verify.require(verify.check_video(out_info, variant.video, target,

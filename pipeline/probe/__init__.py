@@ -72,8 +72,8 @@ __all__ = [
 def probe(path: Path, *, timeout_s: float = 60.0, max_pixels: int = 400_000_000,
           max_frames: int = 2000, max_video_side_px: int = MAX_VIDEO_SIDE_PX,
           max_video_pixels: int = MAX_VIDEO_PIXELS,
-          max_decode_bytes: int = MAX_DECODE_BYTES) -> MediaInfo:
-    """Probe a local file we wrote.
+          max_decode_bytes: int = MAX_DECODE_BYTES, own_output: bool = False) -> MediaInfo:
+    """Probe a local file we wrote (``own_output``: encoded by us, see :func:`probe_video`).
 
     Raises:
         UnsupportedMedia: unknown format, no video stream, or an unknown codec.
@@ -93,7 +93,7 @@ def probe(path: Path, *, timeout_s: float = 60.0, max_pixels: int = 400_000_000,
     elif fmt in ("webm", "matroska"):
         check_matroska_complete(path)
     return probe_video(path, fmt, timeout_s=timeout_s, max_side_px=max_video_side_px,
-                       max_pixels=max_video_pixels)
+                       max_pixels=max_video_pixels, own_output=own_output)
 
 
 def probe_with_limits(path: Path, settings: Settings, *,

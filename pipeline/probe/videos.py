@@ -6,6 +6,7 @@ about rotation or anamorphic pixels again.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -37,9 +38,14 @@ _BMFF = ("mp4", "mov")
 
 
 def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0,
-                max_side_px: int = MAX_VIDEO_SIDE_PX,
-                max_pixels: int = MAX_VIDEO_PIXELS) -> MediaInfo:
+                max_side_px: int = MAX_VIDEO_SIDE_PX, max_pixels: int = MAX_VIDEO_PIXELS,
+                own_output: bool = False) -> MediaInfo:
     """Probe a video file into :class:`MediaInfo`.
+
+    ``own_output``: a file we made (an encode, or a copy of a source probed already), not one
+    a user sent: its packet scan runs alongside the stream probe (one ffprobe start less of
+    waiting). A source's waits for the headers' checks, which refuse an oversized frame
+    before anything else reads the file.
 
     Raises:
         UnsupportedMedia: no video stream (audio-only), or a codec this ffmpeg cannot decode.
@@ -47,18 +53,23 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0,
         TooLarge: the coded or displayed frame is over ``max_side_px`` on a side or over
             ``max_pixels`` (checked from the headers, before anything is decoded).
     """
-    data = ffprobe_json(path, fmt, timeout_s=timeout_s)
-    streams = data.get("streams") or []
-    fmt_info = data.get("format") or {}
-    vstream, astream = _pick_streams(streams)
-    video = _video_stream(vstream)
-    check_frame_size(video, max_side_px=max_side_px, max_pixels=max_pixels)
-    packets = scan_packets(path, fmt, timeout_s=timeout_s)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        scanning = (pool.submit(scan_packets, path, fmt, timeout_s=timeout_s) if own_output
+                    else None)
+        data = ffprobe_json(path, fmt, timeout_s=timeout_s)
+        streams = data.get("streams") or []
+        fmt_info = data.get("format") or {}
+        vstream, astream = _pick_streams(streams)
+        video = _video_stream(vstream)
+        check_frame_size(video, max_side_px=max_side_px, max_pixels=max_pixels)
+        packets = (scanning.result() if scanning is not None
+                   else scan_packets(path, fmt, timeout_s=timeout_s))
     video = _with_packet_facts(video, packets)
+    edit_list = has_edit_list(path) if fmt in _BMFF else False
     audio = None
     if astream is not None:
         audio = _audio_stream(astream)
-        if fmt in _BMFF:
+        if edit_list:  # without one nothing is hidden: no ffprobe run to find that out
             audio = replace(audio, priming_s=hidden_priming_s(path, fmt, astream,
                                                               timeout_s=timeout_s))
     duration = _duration_s(fmt, fmt_info, vstream, packets)
@@ -68,7 +79,7 @@ def probe_video(path: Path, fmt: str, *, timeout_s: float = 60.0,
         bitrate_kbps=as_kbps(fmt_info.get("bit_rate")),
         start_time_s=as_float(fmt_info.get("start_time")) or 0.0,
         video=video, audio=audio, moov_first=moov_first(path) if fmt in _BMFF else None,
-        edit_list=has_edit_list(path) if fmt in _BMFF else False,
+        edit_list=edit_list,
         has_location=_has_location(fmt_info, streams),
         extra_streams=len(streams) - 1 - (1 if astream is not None else 0),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -347,13 +348,16 @@ class _Work:
 
 def _run_encode(args: list[str], src: Path, src_format: str, *, timeout_s: float,
                 on_progress: Callable[[float], None] | None, duration_s: float) -> None:
-    """Run an encode; a failure on a source that does not decode is ``corrupt_media``."""
-    ffmpeg.require_capabilities()  # once per process, before the first encode
+    """Run an encode; a failure on a source that does not decode is ``corrupt_media``, on an
+    ffmpeg without an encoder we use a ``ConfigError`` (asked only then: ``ffmpeg -encoders``
+    costs a process start, and an encode that worked had its encoders)."""
     try:
         ffmpeg.run(args, timeout_s=timeout_s, on_progress=on_progress, duration_s=duration_s)
     except FFmpegTimeout:
         raise
     except FFmpegError as err:
+        with contextlib.suppress(FFmpegError):  # no list either: the encode's error stands
+            ffmpeg.require_capabilities()
         _raise_if_undecodable(src, src_format, timeout_s=timeout_s, cause=err)
         raise
 
