@@ -179,3 +179,38 @@ def test_the_first_subject_check_of_a_process_works() -> None:
         done = subprocess.run([sys.executable, "-c", COLD_CHECK], capture_output=True,
                               text=True, timeout=120, env=subprocess_env())
         assert done.returncode == 0 and done.stdout.strip() == "6", done.stderr[-500:]
+
+
+COLD_THREADS = """
+import threading
+import numpy as np
+from pipeline.vision.subject import find_salient, find_subjects
+
+frame = np.zeros((480, 270, 3), np.uint8)
+frame[200:260, 100:170] = 255
+found, errors = [], []
+together = threading.Barrier(2)
+
+def check(fn):
+    together.wait()  # both reach OpenCV's first import at the same moment
+    try:
+        found.append(fn(frame))
+    except Exception as err:
+        errors.append(repr(err))
+
+threads = [threading.Thread(target=check, args=(fn,)) for fn in (find_subjects, find_salient)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(found), errors)
+"""
+
+
+def test_two_jobs_on_threads_can_both_be_the_first_to_use_opencv() -> None:
+    # A batch on threads: two jobs' checks (here a face search and a saliency search) may both
+    # be the first in the process to import OpenCV; the import is made under one lock.
+    for _ in range(6):
+        done = subprocess.run([sys.executable, "-c", COLD_THREADS], capture_output=True,
+                              text=True, timeout=120, env=subprocess_env())
+        assert done.returncode == 0 and done.stdout.strip() == "2 []", done.stderr[-500:]

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import queue
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,6 +83,17 @@ FACE_THREADS = 2
 _CASCADE_PAIRS: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
 
 
+_OPENCV_LOCK = threading.Lock()
+
+
+def _load_opencv() -> None:
+    """Import OpenCV under a lock before any ``import cv2``: its loader re-imports itself
+    (``cv2.bootstrap``), and two threads entering it at once break it (the face threads of
+    one check, or two jobs of a batch that runs jobs on threads). Once loaded, a lookup."""
+    with _OPENCV_LOCK:
+        import cv2  # noqa: F401
+
+
 @contextlib.contextmanager
 def _cascades() -> Iterator[tuple[Any, Any]]:
     """The frontal and profile cascades, for the caller alone while it holds them.
@@ -100,6 +112,7 @@ def _cascades() -> Iterator[tuple[Any, Any]]:
 
 
 def _load_cascades() -> tuple[Any, Any]:
+    _load_opencv()
     import cv2
 
     # cv2.data is a plain sub-package the wheel's type stubs do not declare
@@ -121,6 +134,7 @@ def find_faces(frame: RGBFrame, *, contrast: Literal["global", "local"] = "globa
     ``profiles`` says when the two profile passes (two thirds of the cost) run: always, only
     when no frontal face was found, or never.
     """
+    _load_opencv()
     import cv2
     import numpy as np
 
@@ -150,6 +164,7 @@ def find_faces(frame: RGBFrame, *, contrast: Literal["global", "local"] = "globa
 
 @functools.cache
 def _people_detector() -> Any:
+    _load_opencv()
     import cv2
     import numpy as np
 
@@ -167,6 +182,7 @@ def find_people(frame: RGBFrame) -> tuple[SubjectBox, ...]:
 
     For subjects seen from afar or from behind, where no face is found.
     """
+    _load_opencv()
     import cv2
 
     height, width = frame.shape[:2]
@@ -196,6 +212,7 @@ def find_salient(frame: RGBFrame) -> SubjectBox | None:
     a sky or a gradient have no detail, so the sharp picture or the caption text wins.
     Returns None for a frame with no detail at all (one colour, a fade).
     """
+    _load_opencv()
     import cv2
     import numpy as np
 
@@ -240,6 +257,7 @@ def find_moving(frame: RGBFrame, prev: RGBFrame | None, nxt: RGBFrame | None
     Returns:
         The largest moving region, or None (no neighbour, nothing moves, or everything does).
     """
+    _load_opencv()
     import cv2
     import numpy as np
 
@@ -291,8 +309,6 @@ def subjects_of(shots: Sequence[RGBFrame]) -> Subjects:
     faces of ``FACE_THREADS`` frames are looked for at once (the salient regions after,
     here: only the cascades are what takes the time).
     """
-    with _cascades():
-        pass  # imports OpenCV here first: its loader breaks when two threads enter it at once
     with ThreadPoolExecutor(max_workers=FACE_THREADS) as pool:
         faces = list(pool.map(find_faces, shots))
     return tuple(found or _salient(shot) for found, shot in zip(faces, shots, strict=True))
@@ -367,8 +383,8 @@ def sample_subjects(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
             # Where the subject sits, not which exact frame: keyframes do (issue 26: the
             # full decode of the output was most of conform's own overhead on a video).
             shots = sampling.sample_video(path, info, count=SAMPLE_FRAMES,
-                                        max_side=SAMPLE_SIDE_PX, timeout_s=timeout_s,
-                                        keyframes=True)
+                                          max_side=SAMPLE_SIDE_PX, timeout_s=timeout_s,
+                                          keyframes=True)
         else:
             shots = [sampling.still(path, max_side=SAMPLE_SIDE_PX)]
     except Interrupted:
