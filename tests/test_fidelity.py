@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from pipeline.errors import CorruptMedia
-from pipeline.plan import plan_video
 from pipeline.presets import load_presets
 from pipeline.probe import probe
-from pipeline.video import own_brands, render_shared, render_video
+from pipeline.video import own_brands
+from tests.support.renders import render_plan, render_shared_outputs
 from tests.test_cover import LEVEL, index_of, mean_rgb
 
 PRESETS = load_presets()
@@ -112,7 +112,7 @@ def assert_in_sync(src: Path, out: Path, fps: float) -> None:
 
 
 def _render(src: Path, variant: str, out: Path, *, trim_s: float | None = None) -> Path:
-    return _render_plan(src, variant, out, trim_s=trim_s)[2]
+    return render_plan(src, variant, out, trim_s=trim_s)[1]
 
 
 # --------------------------------------------------------------------------- sync
@@ -150,17 +150,7 @@ def test_trimmed_reencode_stays_in_sync(tmp_path: Path) -> None:
 @pytest.mark.ffmpeg
 def test_shared_decode_outputs_stay_in_sync(tmp_path: Path) -> None:
     src = sync_clip(tmp_path / "src.mov", fps=60)
-    info = probe(src)
-    outputs = []
-    for variant in ("instagram-reels", "tiktok-video"):
-        found = PRESETS.find_variant(variant)
-        assert found is not None and found[1].video is not None
-        spec = found[1].video
-        target, _, _ = plan_video(info, spec, max_bytes=spec.max_bytes, trim_s=None,
-                                  from_image=False, x264_preset="veryfast")
-        outputs.append((target, tmp_path / f"{variant}.mp4"))
-    render_shared(src, info.format_name, outputs, duration_s=info.duration_s or 0,
-                  timeout_s=120)
+    outputs = render_shared_outputs(src, tmp_path, ("instagram-reels", "tiktok-video"))
     for target, out in outputs:
         assert_in_sync(src, out, float(target.fps or 60))
 
@@ -176,20 +166,6 @@ def test_remux_shows_the_first_frame_at_zero(tmp_path: Path) -> None:
     assert start_times(out)["video"] == pytest.approx(0, abs=1e-3)
 
 
-def _render_plan(src: Path, variant: str, out: Path, *,
-                 trim_s: float | None = None) -> tuple[str, str, Path]:
-    """Plan ``src`` for ``variant`` and render it: (action, audio action, output)."""
-    found = PRESETS.find_variant(variant)
-    assert found is not None and found[1].video is not None
-    spec = found[1].video
-    info = probe(src)
-    target, _, _ = plan_video(info, spec, max_bytes=spec.max_bytes, trim_s=trim_s,
-                              from_image=False, x264_preset="veryfast")
-    result = render_video(src, info.format_name, target, out, duration_s=info.duration_s or 0,
-                          timeout_s=120)
-    return target.action, target.audio.action, result.path
-
-
 @pytest.mark.ffmpeg
 @pytest.mark.parametrize(("variant", "action"), [("tiktok-video", "transcode"),
                                                  ("twitter-video", "audio_only")])
@@ -202,8 +178,8 @@ def test_aac_priming_over_a_frame_is_not_copied(tmp_path: Path, variant: str,
         args = (*args, "-bf", "0")  # a stream X keeps: only the file needs remuxing
     src = sync_clip(tmp_path / "src.mp4", fps=60, audio_codec="aac", extra=args)
     assert probe(src).audio.priming_s == pytest.approx(1024 / 48000, abs=1e-4)  # type: ignore[union-attr]
-    got_action, audio_action, out = _render_plan(src, variant, tmp_path / "out.mp4")
-    assert (got_action, audio_action) == (action, "encode")
+    target, out = render_plan(src, variant, tmp_path / "out.mp4")
+    assert (target.action, target.audio.action) == (action, "encode")
     assert_in_sync(src, out, 60)
 
 
@@ -218,8 +194,8 @@ def test_apple_length_priming_is_not_copied_at_30fps(tmp_path: Path) -> None:
     _ffmpeg("-i", str(plain), "-itsoffset", "-0.026", "-i", str(plain), "-map", "0:v",
             "-map", "1:a", "-c", "copy", str(src))
     assert probe(src).audio.priming_s > 1 / 30  # type: ignore[union-attr]
-    _, audio_action, out = _render_plan(src, "tiktok-video", tmp_path / "out.mp4")
-    assert audio_action == "encode"
+    target, out = render_plan(src, "tiktok-video", tmp_path / "out.mp4")
+    assert target.audio.action == "encode"
     assert_in_sync(src, out, 30)
 
 

@@ -15,14 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.plan import plan_video
 from pipeline.presets import load_presets
-from pipeline.probe import probe
-from pipeline.video import render_shared
+from tests.support.renders import render_plan, render_shared_outputs
 from tests.test_fidelity import (
     _ffmpeg,
     _frames,
-    _render_plan,
     assert_in_sync,
     click_time,
     flash_time,
@@ -116,8 +113,8 @@ def test_late_audio_keeps_its_lead_in(tmp_path: Path, variant: str, bframes: boo
     src = late_audio_mp4(tmp_path / "late.mp4", extra=() if bframes else ("-bf", "0"))
     # the sound comes 0.1 s after the flash (click at 0.6 s), as in the source
     assert source_offset(src) == pytest.approx(-LEAD_IN_S, abs=2e-3)
-    action, audio_action, out = _render_plan(src, variant, tmp_path / "out.mp4")
-    assert (action, audio_action) == (planned, "encode")
+    target, out = render_plan(src, variant, tmp_path / "out.mp4")
+    assert (target.action, target.audio.action) == (planned, "encode")
     assert_in_sync(src, out, 30)
     assert source_offset(out) == pytest.approx(-LEAD_IN_S, abs=2e-3)
 
@@ -128,26 +125,15 @@ def test_late_audio_in_a_pass_through_candidate_keeps_its_lead_in(tmp_path: Path
     src = fragmented_late_audio(tmp_path / "frag.mp4", tmp_path)
     want = source_offset(src)
     assert want < -0.09
-    action, audio_action, out = _render_plan(src, "twitter-video", tmp_path / "out.mp4")
-    assert (action, audio_action) == ("audio_only", "encode")
+    target, out = render_plan(src, "twitter-video", tmp_path / "out.mp4")
+    assert (target.action, target.audio.action) == ("audio_only", "encode")
     assert_in_sync(src, out, 30)
 
 
 @pytest.mark.ffmpeg
 def test_late_audio_keeps_its_lead_in_in_a_shared_decode(tmp_path: Path) -> None:
     src = late_audio_mp4(tmp_path / "late.mp4")
-    info = probe(src)
-    outputs = []
-    for variant in ("instagram-reels", "tiktok-video"):
-        found = PRESETS.find_variant(variant)
-        assert found is not None and found[1].video is not None
-        spec = found[1].video
-        target, _, _ = plan_video(info, spec, max_bytes=spec.max_bytes, trim_s=None,
-                                  from_image=False, x264_preset="veryfast")
-        outputs.append((target, tmp_path / f"{variant}.mp4"))
-    render_shared(src, info.format_name, outputs, duration_s=info.duration_s or 0,
-                  timeout_s=120)
-    for _, out in outputs:
+    for _, out in render_shared_outputs(src, tmp_path, ("instagram-reels", "tiktok-video")):
         assert_in_sync(src, out, 30)
 
 
@@ -182,8 +168,8 @@ def test_corpus_late_audio_keeps_its_lead_in(corpus: Path, tmp_path: Path, name:
     src = corpus / "videos" / name
     starts = stream_starts(src)
     assert starts["audio"] - starts["video"] == pytest.approx(lead_in_s, abs=1e-3)
-    _, audio_action, out = _render_plan(src, "instagram-reels", tmp_path / "out.mp4")
-    assert audio_action == "encode"
+    target, out = render_plan(src, "instagram-reels", tmp_path / "out.mp4")
+    assert target.audio.action == "encode"
     assert abs(sound_lag_s(src, out)) < 0.001  # was -44 ms and -21 ms (the lead-in lost)
 
 
@@ -204,8 +190,8 @@ def test_opus_in_matroska_keeps_its_sync(tmp_path: Path, name: str, variant: str
     src = sync_clip(tmp_path / name, audio_codec="libopus", extra=video)
     if name.endswith(".webm") and planned == "audio_only":
         planned = "transcode"  # VP9 is no stream X keeps
-    action, audio_action, out = _render_plan(src, variant, tmp_path / "out.mp4")
-    assert (action, audio_action) == (planned, "encode")
+    target, out = render_plan(src, variant, tmp_path / "out.mp4")
+    assert (target.action, target.audio.action) == (planned, "encode")
     # Matroska keeps times in whole milliseconds: that is the source's own precision.
     assert abs(source_offset(out) - source_offset(src)) <= 0.001
     assert abs(sound_lag_s(src, out)) <= 0.001
@@ -235,8 +221,8 @@ def test_encode_holds_the_last_frame_only_for_whole_frames(tmp_path: Path, audio
             "-c:a", "pcm_s16le", str(src.with_suffix(".mov")))
     src = src.with_suffix(".mov")
     assert frame_count(src) == 36
-    action, _, out = _render_plan(src, "instagram-reels", tmp_path / "out.mp4")
-    assert action == "transcode"
+    target, out = render_plan(src, "instagram-reels", tmp_path / "out.mp4")
+    assert target.action == "transcode"
     assert frame_count(out) == frames
 
 
@@ -244,5 +230,5 @@ def test_encode_holds_the_last_frame_only_for_whole_frames(tmp_path: Path, audio
 def test_corpus_encode_keeps_the_frame_count(corpus: Path, tmp_path: Path) -> None:
     # face.mp4: 383 frames, its AAC track runs 27 ms (0.8 frame) past the last one.
     src = corpus / "videos" / "face.mp4"
-    _, _, out = _render_plan(src, "instagram-reels", tmp_path / "out.mp4")
+    _, out = render_plan(src, "instagram-reels", tmp_path / "out.mp4")
     assert frame_count(out) == frame_count(src) == 383

@@ -24,22 +24,14 @@ import pytest
 from PIL import Image
 
 from tests.support.bigjpeg import grey_jpeg
-from tests.support.jobkit import conform_cmd, subprocess_env, write_jsonl
+from tests.support.jobkit import EVERY_IMAGE_SURFACE, conform_cmd, subprocess_env, write_jsonl
 
 # The goal of issue #21: an image job, whatever the source's shape and the fit, under 1.5 GB.
 PEAK_MB = 1500
 # The measured process may map no more than this (see the module docstring).
 ADDRESS_SPACE_BYTES = 4 << 30
 
-# Every image surface, the story (blurred fill) and the feed (crop to 4:5..1.91:1) included.
-ACCOUNTS = [
-    {"id": "ig", "platform": "instagram"},
-    {"id": "ig-story", "platform": "instagram", "settings": {"post_type": "STORIES"}},
-    {"id": "fb", "platform": "facebook"}, {"id": "x", "platform": "x"},
-    {"id": "li", "platform": "linkedin"}, {"id": "tt", "platform": "tiktok"},
-    {"id": "pin", "platform": "pinterest"}, {"id": "th", "platform": "threads"},
-    {"id": "tg", "platform": "telegram"}, {"id": "bs", "platform": "bluesky"},
-]
+ACCOUNTS = EVERY_IMAGE_SURFACE
 
 # Started by a small helper process, not by pytest: exec records the spawning process's
 # high-water RSS as the child's, so a child of this (large) test process would report the

@@ -28,17 +28,11 @@ from pipeline.geometry import fit_geometry
 from pipeline.plan import plan_image
 from pipeline.presets import load_presets
 from tests.support.imagecheck import platform_problems
+from tests.support.jobkit import EVERY_IMAGE_SURFACE
 
 PRESETS = load_presets()
 RED = (220, 30, 30)
-ACCOUNTS = [
-    {"id": "ig", "platform": "instagram"},
-    {"id": "ig-story", "platform": "instagram", "settings": {"post_type": "STORIES"}},
-    {"id": "fb", "platform": "facebook"}, {"id": "x", "platform": "x"},
-    {"id": "li", "platform": "linkedin"}, {"id": "tt", "platform": "tiktok"},
-    {"id": "pin", "platform": "pinterest"}, {"id": "th", "platform": "threads"},
-    {"id": "tg", "platform": "telegram"}, {"id": "bs", "platform": "bluesky"},
-]
+ACCOUNTS = EVERY_IMAGE_SURFACE
 SHAPES = {"wide.png": (8192, 2), "tall.png": (2, 8192), "line.png": (16384, 1),
           "column.png": (1, 16384)}
 

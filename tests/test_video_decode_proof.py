@@ -17,8 +17,8 @@ from pipeline.errors import CorruptMedia, FFmpegTimeout
 from pipeline.plan import plan_video
 from pipeline.presets import load_presets
 from pipeline.probe import probe
-from pipeline.video import render_video
 from pipeline.video.render import prove_decodes
+from tests.support.renders import render_plan
 
 PRESETS = load_presets()
 
@@ -49,15 +49,8 @@ def garbled(src: Path, out: Path) -> Path:
 
 
 def render(src: Path, out: Path, variant: str = "twitter-video") -> tuple[str, Path]:
-    found = PRESETS.find_variant(variant)
-    assert found is not None and found[1].video is not None
-    spec = found[1].video
-    info = probe(src)
-    target, _, _ = plan_video(info, spec, max_bytes=spec.max_bytes, trim_s=None,
-                              from_image=False, x264_preset="veryfast")
-    result = render_video(src, info.format_name, target, out, duration_s=info.duration_s or 0,
-                          timeout_s=120)
-    return target.action, result.path
+    target, path = render_plan(src, variant, out)
+    return target.action, path
 
 
 @pytest.mark.ffmpeg

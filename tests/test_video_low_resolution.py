@@ -8,7 +8,6 @@ are read from the delivered files.
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from pipeline.presets import VideoSpec, load_presets
 from pipeline.presets.parse import load_preset_file
 from pipeline.probe import probe
 from pipeline.video import build_args, render_video
+from tests.support.renders import delivered_size
 from tests.test_video_args import opt, vinfo
 
 PRESETS = load_presets()
@@ -117,14 +117,6 @@ def _clip(out: Path, width: int, height: int) -> Path:
                     "-pix_fmt", "yuv420p", "-c:a", "aac", str(out)], check=True,
                    capture_output=True)
     return out
-
-
-def delivered_size(path: Path) -> tuple[int, int]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                          "stream=width,height", "-of", "json", str(path)],
-                         capture_output=True, check=True, text=True).stdout
-    s = json.loads(out)["streams"][0]
-    return int(s["width"]), int(s["height"])
 
 
 @pytest.mark.ffmpeg

@@ -154,11 +154,9 @@ def find_faces(frame: RGBFrame, *, contrast: Literal["global", "local"] = "globa
                                                     minSize=(min_side, min_side))
             for (x, y, w, h), n in zip(boxes, hits, strict=True):
                 left = width - x - w if flip else x
-                box = SubjectBox("face", float(left / width), float(y / height),
-                                 float((left + w) / width), float((y + h) / height),
-                                 min(1.0, float(n) / 20.0))
-                if not any(_iou(box, f) > 0.3 for f in found):
-                    found.append(box)
+                _add_new(found, SubjectBox("face", float(left / width), float(y / height),
+                                           float((left + w) / width), float((y + h) / height),
+                                           min(1.0, float(n) / 20.0)))
     return tuple(found)
 
 
@@ -197,11 +195,9 @@ def find_people(frame: RGBFrame) -> tuple[SubjectBox, ...]:
                                        key=lambda r: -float(r[1])):
         if float(weight) < PERSON_MIN_WEIGHT:
             continue
-        box = SubjectBox("person", float(x / scale_w), float(y / scale_h),
-                         float((x + w) / scale_w), float((y + h) / scale_h),
-                         min(1.0, float(weight) / 2))
-        if not any(_iou(box, f) > 0.3 for f in found):
-            found.append(box)
+        _add_new(found, SubjectBox("person", float(x / scale_w), float(y / scale_h),
+                                   float((x + w) / scale_w), float((y + h) / scale_h),
+                                   min(1.0, float(weight) / 2)))
     return tuple(found)
 
 
@@ -407,6 +403,13 @@ def surface_warnings(subjects: Subjects, variants: Iterable[Variant]) -> tuple[s
         for zone in zones_under(subjects, variant.ui_zones):
             out.append(f"{WARNING_CODE}: {zone.name} ({variant.id})")
     return tuple(out)
+
+
+def _add_new(found: list[SubjectBox], box: SubjectBox) -> None:
+    """Keep ``box`` unless it is one already found (the same subject seen by another pass or
+    at another scale: overlapping by more than 30 %)."""
+    if not any(_iou(box, f) > 0.3 for f in found):
+        found.append(box)
 
 
 def _iou(a: SubjectBox, b: SubjectBox) -> float:

@@ -27,6 +27,17 @@ from pipeline.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 
 
+# One account on every image surface: the story (blurred fill) and the feed (crop to
+# 4:5..1.91:1) included.
+EVERY_IMAGE_SURFACE: list[dict[str, Any]] = [
+    {"id": "ig", "platform": "instagram"},
+    {"id": "ig-story", "platform": "instagram", "settings": {"post_type": "STORIES"}},
+    {"id": "fb", "platform": "facebook"}, {"id": "x", "platform": "x"},
+    {"id": "li", "platform": "linkedin"}, {"id": "tt", "platform": "tiktok"},
+    {"id": "pin", "platform": "pinterest"}, {"id": "th", "platform": "threads"},
+    {"id": "tg", "platform": "telegram"}, {"id": "bs", "platform": "bluesky"},
+]
+
 def make_library(root: Path, images: int = 8, video: bool = True) -> Path:
     """``photo-<i>.jpg`` (320x240, distinct colours) and ``clip.mp4`` (320x180, 1 s) in root."""
     root.mkdir(parents=True, exist_ok=True)
