@@ -11,6 +11,7 @@ the error. Every process is killed in ``finally`` if it is still alive.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -35,6 +36,7 @@ from .errors import ConfigError, FFmpegError, FFmpegTimeout, Interrupted
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_BYTES = 4096
+_MAX_LINE_BYTES = 65536  # a longer stderr line is handed over in parts
 ProgressCallback = Callable[[float], None]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -190,6 +192,12 @@ def safe_input(path: Path, demuxer: str | None) -> list[str]:
     return [*args, "-i", "file:" + str(path.resolve())]
 
 
+def pipe_input(demuxer: str) -> list[str]:
+    """Input options for a stream on our stdin that our own ffmpeg wrote (an encode's copy):
+    only the pipe may be read, with a forced demuxer."""
+    return ["-protocol_whitelist", "pipe", "-f", demuxer, "-i", "pipe:0"]
+
+
 # The demuxer we force for each sniffed container: ffmpeg never guesses (no playlists).
 DEMUXERS = {
     "mp4": "mov", "mov": "mov", "webm": "matroska", "matroska": "matroska", "avi": "avi",
@@ -248,6 +256,10 @@ def run(
     timeout_s: float,
     on_progress: ProgressCallback | None = None,
     duration_s: float | None = None,
+    read_stdout: Callable[[IO[bytes]], None] | None = None,
+    on_stderr_line: Callable[[bytes], None] | None = None,
+    stdin_fd: int | None = None,
+    hand_over: tuple[int, ...] = (),
 ) -> Completed:
     """Run ffmpeg or ffprobe and wait for it.
 
@@ -257,28 +269,62 @@ def run(
         on_progress: called with a fraction 0..1 parsed from ``-progress pipe:1``
             (the caller must have put ``-progress pipe:1 -nostats`` in ``args``).
         duration_s: the output's expected duration, to turn ``out_time`` into a fraction.
+        read_stdout: reads the process's stdout as it comes, to its end (instead of
+            ``on_progress``). It must keep reading: a reader that stops stalls the process
+            until the timeout.
+        on_stderr_line: called with each stderr line as it comes (the tail is kept as well).
+        stdin_fd: a file descriptor the process reads as its stdin (default: nothing).
+        hand_over: file descriptors the process inherits under the same numbers (``pipe:N``).
+            ``stdin_fd`` and these belong to this call: they are closed here once the
+            process has them, or when it cannot be started.
 
     Returns:
-        The captured stdout (empty when progress was read) and the stderr tail.
+        The captured stdout (empty when it was read as it came) and the stderr tail.
 
     Raises:
         FFmpegError: non-zero exit, with argv and stderr tail.
         FFmpegTimeout: the timeout expired (retryable).
         Interrupted: a stop was requested (SIGINT/SIGTERM).
     """
-    if processes.stopping():
-        raise Interrupted("stopping: no new ffmpeg processes")
-    log.debug("running %s", shlex.join(args))
+    if on_progress is not None:
+        def read_stdout(stream: IO[bytes]) -> None:
+            _read_progress(stream, on_progress, duration_s)
+    # Closed (and emptied) as soon as the child has them: a number closed twice could by
+    # then be another thread's file.
+    given = [*hand_over, *((stdin_fd,) if stdin_fd is not None else ())]
+    try:
+        if processes.stopping():
+            raise Interrupted("stopping: no new ffmpeg processes")
+        log.debug("running %s", shlex.join(args))
+        return _run(args, timeout_s=timeout_s, read_stdout=read_stdout,
+                    on_stderr_line=on_stderr_line, stdin_fd=stdin_fd, hand_over=hand_over,
+                    given=given)
+    finally:
+        _close_all(given)
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        with contextlib.suppress(OSError):
+            os.close(fds.pop())
+
+
+def _run(args: list[str], *, timeout_s: float,
+         read_stdout: Callable[[IO[bytes]], None] | None,
+         on_stderr_line: Callable[[bytes], None] | None, stdin_fd: int | None,
+         hand_over: tuple[int, ...], given: list[int]) -> Completed:
     started = time.monotonic()
     timed_out = threading.Event()
     with tempfile.TemporaryFile() as err_fh, tempfile.TemporaryFile() as out_fh:
         proc = subprocess.Popen(
             args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if on_progress else out_fh,
-            stderr=err_fh,
+            stdin=subprocess.DEVNULL if stdin_fd is None else stdin_fd,
+            stdout=subprocess.PIPE if read_stdout else out_fh,
+            stderr=subprocess.PIPE if on_stderr_line else err_fh,
+            pass_fds=hand_over,
             preexec_fn=_die_with_parent(os.getpid()),  # thread-safe here: see its docstring
         )
+        _close_all(given)  # the child has its copies: ours would hold its pipes open
 
         def _kill() -> None:
             if proc.poll() is None:
@@ -290,18 +336,26 @@ def run(
 
         timer = threading.Timer(max(0.1, timeout_s), _expire)
         timer.daemon = True
+        lines = None
+        if on_stderr_line is not None and proc.stderr is not None:
+            lines = threading.Thread(target=_copy_lines, name="ffmpeg-stderr",
+                                     args=(proc.stderr, err_fh, on_stderr_line), daemon=True)
         # Listed for processes.stop_all(), which kills it (at once if a stop came first).
         with processes.listed(_kill):
             timer.start()
+            if lines is not None:
+                lines.start()
             try:
-                if on_progress is not None and proc.stdout is not None:
-                    _read_progress(proc.stdout, on_progress, duration_s)
+                if read_stdout is not None and proc.stdout is not None:
+                    read_stdout(proc.stdout)
                 returncode = proc.wait()
             finally:
                 timer.cancel()
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+                if lines is not None:
+                    lines.join()
         elapsed = time.monotonic() - started
         tail = _tail(err_fh)
         if timed_out.is_set():
@@ -313,6 +367,23 @@ def run(
         out_fh.seek(0)
         stdout = out_fh.read()
     return Completed(args=args, stdout=stdout, stderr_tail=tail, elapsed_s=elapsed)
+
+
+def _copy_lines(stream: IO[bytes], sink: IO[bytes], on_line: Callable[[bytes], None]) -> None:
+    """Hand each stderr line to ``on_line`` and keep it in ``sink`` (for the error's tail).
+
+    The stream is read to its end whatever ``on_line`` does: a reader that stopped would
+    stall the process once the pipe is full.
+    """
+    listening = True
+    for line in iter(lambda: stream.readline(_MAX_LINE_BYTES), b""):
+        sink.write(line)
+        if listening:
+            try:
+                on_line(line)
+            except Exception:
+                log.exception("a stderr reader failed; reading on without it")
+                listening = False
 
 
 def _read_progress(stream: IO[bytes], on_progress: ProgressCallback,
