@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from pipeline import probe
+from pipeline.vision.movers import find_people
 from pipeline.vision.sampling import sample_rate
-from pipeline.vision.subject import SubjectBox, find_faces, find_people
+from pipeline.vision.subject import SubjectBox, find_faces
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "videos"
 SIDE = 384  # the analysis samples' size (pipeline.vision.framing.SAMPLE_SIDE_PX)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,16 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageOps
 
 from pipeline.cli import main
+from pipeline.geometry import fit_geometry
 from pipeline.presets import UiZone
-from pipeline.vision.subject import SubjectBox, find_subjects, subjects_of, zones_under
+from pipeline.vision.subject import (
+    SubjectBox,
+    faces_within,
+    find_subjects,
+    picture_region,
+    subjects_of,
+    zones_under,
+)
 from tests.support.jobkit import subprocess_env
 
 # A real face: Grace Hopper's portrait from Pillow's test images (SOURCES.md), stored with
@@ -214,3 +223,30 @@ def test_two_jobs_on_threads_can_both_be_the_first_to_use_opencv() -> None:
         done = subprocess.run([sys.executable, "-c", COLD_THREADS], capture_output=True,
                               text=True, timeout=120, env=subprocess_env())
         assert done.returncode == 0 and done.stdout.strip() == "2 []", done.stderr[-500:]
+
+
+@pytest.mark.ffmpeg
+def test_faces_are_looked_for_in_the_picture_not_in_its_fill(face: Path) -> None:
+    """On a 9:16 canvas around a 16:9 picture the fill is a blurred copy: a face found there
+    is no subject. The same face inside the picture is found, its box on the whole frame."""
+    # a 360x640 canvas with a 360x202 picture in the middle (rows 219-421)
+    g = fit_geometry(1920, 1080, aspect=Fraction(9, 16), fit="blur", max_width=360,
+                     max_height=640, even=True)
+    region = picture_region(g)
+    assert region is not None and region[0] == 0.0 and region[2] == 1.0
+    assert region[1] == pytest.approx((640 - g.content_height) / 2 / 640)
+    in_fill = np.asarray(frame_with_face(face, CAPTION_Y))
+    assert find_subjects(in_fill)[0].kind == "face"  # the whole frame would call it one
+    assert faces_within(in_fill, region) == ()
+    in_picture = np.asarray(frame_with_face(face, 230))
+    (whole,) = faces_within(in_picture, None)
+    (inside,) = faces_within(in_picture, region)
+    assert inside.kind == "face"
+    assert inside.top == pytest.approx(whole.top, abs=0.03)  # where the face is on the frame
+    assert inside.left == pytest.approx(whole.left, abs=0.03)
+
+
+def test_a_picture_that_fills_its_canvas_is_searched_whole() -> None:
+    crop = fit_geometry(1920, 1080, aspect=Fraction(9, 16), fit="crop", max_width=360,
+                        max_height=640, even=True)
+    assert picture_region(crop) is None

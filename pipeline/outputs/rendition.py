@@ -24,7 +24,16 @@ from ..plan import (
     low_resolution_warning,
 )
 from ..presets import Variant
-from ..vision.subject import Subjects, sample_subjects, surface_warnings
+from ..vision.sampling import KEYFRAME_PASS_MAX_S
+from ..vision.subject import (
+    Subjects,
+    looks_at,
+    picture_region,
+    sample_subjects,
+    surface_warnings,
+    warm_up,
+)
+from ..vision.tap import SubjectTap
 from . import verify
 from .run import Run
 from .stored import StoredRendition, asset_key, store_output
@@ -87,17 +96,56 @@ def make_rendition(run: Run, r: Rendition, *, first_pass: Path | None,
     variants = list(r.variants)
     out = run.paths.output(r.key, r.name)
     target = r.target
-    if isinstance(target, VideoTarget):
-        done = _render_video(run, r, target, out, first_pass, variants)
-    else:
-        done = _render_image(run, r, target, out, heif_cache, variants)
-    # a face under a surface's UI warns, never fails
-    subjects = sample_subjects(done.path, done.info, variants, timeout_s=run.tool_timeout_s())
+    tap = _tap(run, r, target, first_pass, variants)
+    try:
+        if isinstance(target, VideoTarget):
+            done = _render_video(run, r, target, out, first_pass, variants, tap)
+        else:
+            done = _render_image(run, r, target, out, heif_cache, variants)
+        # a face under a surface's UI warns, never fails
+        subjects = _tapped(tap, done, variants, run.tool_timeout_s()) or sample_subjects(
+            done.path, done.info, variants, timeout_s=run.tool_timeout_s(),
+            picture=picture_region(target.geometry))
+    finally:
+        if tap is not None:
+            tap.close()
     entry = _entry(r, done, subjects)
     stored = store_output(run.storage, done.path, entry, r.key,
                           object_metadata(r.source_sha256), deadline=run.deadline)
     return Made(entry, stored.uri, LocalFile(done.path, done.info),
                 surface_warnings(subjects or (), variants))
+
+
+TAP_WAIT_S = 5.0  # the most the check waits for the tap after the encode
+
+
+def _tap(run: Run, r: Rendition, target: VideoTarget | ImageTarget, first_pass: Path | None,
+         variants: list[Variant]) -> SubjectTap | None:
+    """The subject check's copy of the encode, for a video it will look at that this
+    rendition encodes itself (:mod:`pipeline.vision.tap`); OpenCV starts loading now too."""
+    if not isinstance(target, VideoTarget) or not looks_at(variants, target.geometry.width,
+                                                           target.geometry.height):
+        return None
+    from ..video import output_length
+
+    warm_up()  # OpenCV loads during the encode, not after it
+    _, info = run.source_of(r.ref)
+    length_s = output_length(target, info.duration_s or 0.0)
+    if (target.action != "transcode" or first_pass is not None
+            or not 0 < length_s <= KEYFRAME_PASS_MAX_S):
+        return None
+    return SubjectTap(target.geometry.width, target.geometry.height, length_s,
+                      timeout_s=run.tool_timeout_s(), picture=picture_region(target.geometry))
+
+
+def _tapped(tap: SubjectTap | None, done: _Rendered, variants: list[Variant],
+            timeout_s: float) -> Subjects | None:
+    """The check's boxes from the tap, when it has them for the delivered file (the same
+    boxes the file gives: :mod:`pipeline.vision.tap`); None sends the check to the file."""
+    if tap is None or not looks_at(variants, done.info.width, done.info.height):
+        return None
+    # the decoder ends with the encode; a face search not done by then is done again
+    return tap.subjects(done.info, timeout_s=min(TAP_WAIT_S, timeout_s))
 
 
 def reuse(run: Run, r: Rendition, entry: StoredRendition) -> Made:
@@ -112,7 +160,8 @@ def reuse(run: Run, r: Rendition, entry: StoredRendition) -> Made:
 
 
 def _render_video(run: Run, r: Rendition, target: VideoTarget, out: Path,
-                  first_pass: Path | None, variants: list[Variant]) -> _Rendered:
+                  first_pass: Path | None, variants: list[Variant],
+                  tap: SubjectTap | None) -> _Rendered:
     from ..video import render_video
 
     src, info = run.source_of(r.ref)
@@ -120,7 +169,7 @@ def _render_video(run: Run, r: Rendition, target: VideoTarget, out: Path,
         src.path, info.format_name, target, out,
         duration_s=info.duration_s or 0.0, timeout_s=run.tool_timeout_s(),
         on_progress=lambda f: run.emit("encode", "progress", f, r.name),
-        first_pass=first_pass,
+        first_pass=first_pass, tap=tap,
     )
     out_info = probe.probe(result.path, timeout_s=run.settings.probe_timeout_s,
                            own_output=True)

@@ -20,7 +20,14 @@ user of ffmpeg-python), :mod:`.render` runs encodes and the byte-budget retries,
 from __future__ import annotations
 
 from .brands import OWN_BRANDS, describe_brands, own_brands
-from .graph import APNG_INPUT, build_args, build_shared_args, decode_check_args, loudness_args
+from .graph import (
+    APNG_INPUT,
+    build_args,
+    build_shared_args,
+    decode_check_args,
+    loudness_args,
+    output_length,
+)
 from .loudness import Loudness, parse_loudness
 from .render import VideoResult, render_shared, render_video
 
@@ -34,6 +41,7 @@ __all__ = [
     "decode_check_args",
     "describe_brands",
     "loudness_args",
+    "output_length",
     "own_brands",
     "parse_loudness",
     "render_shared",

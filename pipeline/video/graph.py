@@ -27,6 +27,7 @@ from ..probe import BROWSER_DEFAULT_DELAY_MS, BROWSER_MIN_DELAY_MS
 from .burnin import FONTS_DIR
 from .frames import FRAMES_FORMAT
 from .loudness import Loudness
+from .tee import tee_output
 
 # The blurred background is computed at 1/8 size: the blur hides the detail anyway, and it
 # keeps the fill from costing more than the picture itself.
@@ -284,7 +285,7 @@ def build_args(src: Path, src_format: str, t: VideoTarget, out: Path, *,
                maxrate_kbps: int | None = None, geometry: Geometry | None = None,
                two_pass: int = 0, passlog: Path | None = None, progress: bool = False,
                loudness: Loudness | None = None, duration_s: float = 0.0,
-               captions: Path | None = None) -> list[str]:
+               captions: Path | None = None, tap_fd: int | None = None) -> list[str]:
     """The full ffmpeg argv for one target (pure: no process is started).
 
     Args:
@@ -304,13 +305,20 @@ def build_args(src: Path, src_format: str, t: VideoTarget, out: Path, *,
             ``t.loops`` times this, ``src`` then being the looped frames from ``_decodable``.
         captions: the ASS script of the target's burned-in captions (see
             :func:`pipeline.video.burnin.write_script`).
+        tap_fd: an encode's second copy, for the subject check to decode while it runs
+            (:mod:`pipeline.vision.tap`): the encoder's own packets, fragmented MP4, written
+            to this inherited file descriptor too. Only for an encode into an MP4.
 
     Returns:
         argv, ``argv[0]`` being the ffmpeg binary.
 
     Raises:
         ConfigError: ffmpeg is not installed.
+        ValueError: a tap asked for a stream copy, an analysis pass, or an ``out`` whose
+            name a tee muxer cannot hold (:func:`.tee.tappable`).
     """
+    if tap_fd is not None and (t.action in STREAM_COPY_ACTIONS or two_pass == 1):
+        raise ValueError("only an encode into an MP4 can be tapped")
     inp = _input(src, src_format)
     if t.action in STREAM_COPY_ACTIONS:
         node = _copy_output(inp, t, out, loudness=loudness, duration_s=duration_s)
@@ -325,7 +333,8 @@ def build_args(src: Path, src_format: str, t: VideoTarget, out: Path, *,
             node = ffg.output(v, "-", **opts, f="null")
         else:
             audio, audio_opts = _audio(inp, t, loudness=loudness, duration_s=length)
-            node = ffg.output(v, *audio, str(out), **opts, **audio_opts, **_mp4_opts())
+            name, muxing = tee_output(out, tap_fd, _mp4_opts())
+            node = ffg.output(v, *audio, name, **opts, **audio_opts, **muxing)
     return _head(progress) + _args(node)
 
 

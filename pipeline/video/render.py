@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from .. import ffmpeg
 from ..bmff import UnsupportedLayout, strip_boxes
@@ -34,6 +36,7 @@ from .graph import (
     output_length,
 )
 from .loudness import Loudness, parse_loudness
+from .tee import tappable
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,16 @@ MIN_SHORT_SIDE = 144
 BUDGET_MARGIN = 0.94
 
 
+class EncodeTap(Protocol):
+    """What an encode needs of a tap on it (:class:`pipeline.vision.tap.SubjectTap`)."""
+
+    def writer(self) -> int | None:
+        """The descriptor the encode's copy goes to (the encode closes it), or None."""
+
+    def abandon(self, why: str) -> None:
+        """The delivered file is not the tapped encode."""
+
+
 @dataclass(frozen=True, slots=True)
 class VideoResult:
     """A produced (or passed-through) video and what happened beyond the plan."""
@@ -63,7 +76,7 @@ class VideoResult:
 
 def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, duration_s: float,
                  timeout_s: float, on_progress: Callable[[float], None] | None = None,
-                 first_pass: Path | None = None) -> VideoResult:
+                 first_pass: Path | None = None, tap: EncodeTap | None = None) -> VideoResult:
     """Produce ``out``, keeping it under the byte cap.
 
     A pass-through is the source rewritten with only the boxes a player needs
@@ -81,6 +94,8 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
         on_progress: called with 0..1 during the main encode.
         first_pass: an output already encoded for this target (a shared decode), so the
             first encode is skipped and only the byte cap is checked.
+        tap: the subject check's copy of the encode (:mod:`pipeline.vision.tap`): the
+            first encode writes it too; abandoned when another encode replaces that one.
 
     Returns:
         Where the output is, and actions/warnings beyond the plan (byte-budget retries).
@@ -107,7 +122,7 @@ def render_video(src: Path, src_format: str, t: VideoTarget, out: Path, *, durat
             t, fallback = replace(t, action="remux"), ("remuxed",)
         except OSError as err:
             raise ProcessingFailed(f"cannot write the pass-through copy: {err.strerror}") from err
-    work = _Work(src, src_format, t, out, duration_s=duration_s, timeout_s=timeout_s)
+    work = _Work(src, src_format, t, out, duration_s=duration_s, timeout_s=timeout_s, tap=tap)
     try:
         result = work.run(on_progress, first_pass)
         if t.action != "transcode":
@@ -223,12 +238,13 @@ class _Work:
     """One target's encode attempts and the files they leave behind."""
 
     def __init__(self, src: Path, src_format: str, t: VideoTarget, out: Path, *,
-                 duration_s: float, timeout_s: float) -> None:
+                 duration_s: float, timeout_s: float, tap: EncodeTap | None = None) -> None:
         self.original = src
         self.src, self.fmt, self.t, self.out = src, src_format, t, out
         self.duration_s, self.timeout_s = duration_s, timeout_s  # the source's duration
         self.length_s = output_length(t, duration_s)  # the output's: loops and trim applied
         self.passlog = out.with_name(out.stem + "-passlog")
+        self.tap = tap
         self.loudness: Loudness | None = None
         self.captions = (write_script(t.burn_in, t.geometry.width, t.geometry.height,
                                       out.with_name(out.stem + "-captions.ass"))
@@ -266,13 +282,15 @@ class _Work:
             # constant-quality pass and go straight to smaller two-pass encodes.
             return self._fit_budget(budget)
         if first_pass is None or not first_pass.exists():
-            self._encode(self._first_args(bool(on_progress)), on_progress)
+            self._first_encode(on_progress)
         elif first_pass != self.out:
             first_pass.replace(self.out)
         size = self.out.stat().st_size
         over_rate = self._over_bitrate_cap()
         if size <= t.max_bytes and over_rate is None:
             return VideoResult(self.out, (), ())
+        if self.tap is not None:
+            self.tap.abandon("a byte-budget retry replaces the tapped encode")
         log.info("%s is %d bytes (cap %d), %s kbps video (cap %s): two-pass retries",
                  self.out.name, size, t.max_bytes, over_rate, t.spec_max_bitrate_kbps)
         rate = min(budget, int(t.maxrate_kbps * t.max_bytes / size * BUDGET_MARGIN))
@@ -281,11 +299,23 @@ class _Work:
             rate = min(rate, int(t.spec_max_bitrate_kbps * BUDGET_MARGIN))
         return self._fit_budget(rate)
 
-    def _first_args(self, progress: bool) -> list[str]:
+    def _first_args(self, progress: bool, tap_fd: int | None = None) -> list[str]:
         """The first attempt's argv: the plan as it is, one pass."""
         return build_args(self.src, self.fmt, self.t, self.out, loudness=self.loudness,
-                          captions=self.captions,
-                          duration_s=self.duration_s, progress=progress)
+                          captions=self.captions, duration_s=self.duration_s,
+                          progress=progress, tap_fd=tap_fd)
+
+    def _first_encode(self, on_progress: Callable[[float], None] | None) -> None:
+        """The constant-quality encode, writing the subject check's copy too when tapped."""
+        fd = self.tap.writer() if self.tap is not None and tappable(self.out) else None
+        try:
+            args = self._first_args(bool(on_progress), fd)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)  # else the tap's decoder would wait for a copy that never comes
+            raise
+        _run_encode(args, self.src, self.fmt, timeout_s=self.timeout_s, on_progress=on_progress,
+                    duration_s=self.length_s, hand_over=(fd,) if fd is not None else ())
 
     def _over_bitrate_cap(self) -> int | None:
         """The output's video kbps when it is over the preset's bitrate cap, else None."""
@@ -347,12 +377,14 @@ class _Work:
 
 
 def _run_encode(args: list[str], src: Path, src_format: str, *, timeout_s: float,
-                on_progress: Callable[[float], None] | None, duration_s: float) -> None:
+                on_progress: Callable[[float], None] | None, duration_s: float,
+                hand_over: tuple[int, ...] = ()) -> None:
     """Run an encode; a failure on a source that does not decode is ``corrupt_media``, on an
     ffmpeg without an encoder we use a ``ConfigError`` (asked only then: ``ffmpeg -encoders``
     costs a process start, and an encode that worked had its encoders)."""
     try:
-        ffmpeg.run(args, timeout_s=timeout_s, on_progress=on_progress, duration_s=duration_s)
+        ffmpeg.run(args, timeout_s=timeout_s, on_progress=on_progress, duration_s=duration_s,
+                   hand_over=hand_over)
     except FFmpegTimeout:
         raise
     except FFmpegError as err:

@@ -30,7 +30,8 @@ from ..errors import CorruptMedia, FFmpegError
 from ..models import MediaInfo
 from ..plan.targets import ReframeShot, VideoTarget
 from . import sampling
-from .subject import SubjectBox, find_faces, find_people
+from .movers import find_people
+from .subject import SubjectBox, find_faces
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from ..models import MediaInfo, MediaRef
 from ..plan.targets import ImageTarget, ReframeShot, VideoTarget
 from . import cuts, sampling
 from .camera import crop_offset_expr, follow, plan_shot
-from .subject import SubjectBox, find_faces, find_moving, find_people, find_salient
+from .movers import find_moving, find_people
+from .subject import SubjectBox, find_faces, find_salient
 
 if TYPE_CHECKING:
     import numpy as np

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,8 +50,9 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
         timeout_s: limit for the one ffmpeg run.
         keyframes: a keyframe near each slice's middle will do (where a subject is, not which
             exact frame): when the file has a keyframe in every slice (its probed longest
-            keyframe interval is at most a slice), only keyframes are decoded. Measured on a
-            20 s 1080x1920 output: 0.13 CPU-s instead of 2.5 for decoding all of it.
+            keyframe interval is at most a slice), only keyframes are decoded, and each
+            slice gets the first keyframe at or after its middle. Measured on a 20 s
+            1080x1920 output: 0.13 CPU-s instead of 2.5 for decoding all of it.
 
     Returns:
         RGB images at the display size scaled to ``max_side`` (rotation and SAR applied).
@@ -64,27 +66,24 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
     step_s = duration_s / count
     scale = f"scale={width}:{height}:flags=area,setsar=1"
     demuxer = ffmpeg.DEMUXERS.get(info.format_name)  # as probed: ffmpeg never guesses the format
-    gop_s = info.video.max_keyframe_interval_s if info.video else None
-    skip = ["-skip_frame", "nokey"] if keyframes and gop_s is not None and gop_s <= step_s else []
-    if duration_s <= LONG_CLIP_S:
-        # One decode of the whole (short) clip, keeping one frame per slice.
-        runs = [["-ss", f"{step_s / 2:.3f}", *skip, *ffmpeg.safe_input(path, demuxer),
-                 # keyframes only: the last one (in the last slice) is passed at the end
-                 # instead of rounded away with the stream's end
-                 "-vf", f"fps={count}/{duration_s:.3f}{':eof_action=pass' if skip else ''},"
-                 f"{scale}", "-frames:v", str(count)]]
-    elif skip and duration_s <= KEYFRAME_PASS_MAX_S:
-        # The keyframes the seeks below would give, in one pass (issue 26: six ffmpeg starts
-        # were most of the subject check on a 20 s output); passthrough: only those frames.
-        targets = [f"{step_s * (i + 0.5):.3f}" for i in range(count)]
+    skip = ["-skip_frame", "nokey"] if keyframes and keyframe_in_every_slice(info, count) else []
+    if skip and duration_s <= KEYFRAME_PASS_MAX_S:
+        # The first keyframe at or after each slice's middle, in one pass (issue 26: a seek
+        # per frame was most of the subject check); passthrough: only those frames. The
+        # same frames as the seeks below, and as the check's tap (pipeline.vision.tap)
+        # picks from the encode's own copy.
         runs = [[*skip, *ffmpeg.safe_input(path, demuxer),
-                 "-vf", f"{first_at_or_after(targets)},{scale}",
+                 "-vf", f"{first_at_or_after(slice_targets(duration_s, count))},{scale}",
                  "-fps_mode", "passthrough", "-frames:v", str(count)]]
+    elif duration_s <= LONG_CLIP_S:
+        # One decode of the whole (short) clip, keeping one frame per slice.
+        runs = [["-ss", f"{step_s / 2:.3f}", *ffmpeg.safe_input(path, demuxer),
+                 "-vf", f"fps={count}/{duration_s:.3f},{scale}", "-frames:v", str(count)]]
     else:
         # A long clip: seek to each slice (decoding from the keyframe before it) instead of
         # decoding minutes of video for a handful of frames.
-        runs = [["-ss", f"{step_s * (i + 0.5):.3f}", *skip, *ffmpeg.safe_input(path, demuxer),
-                 "-vf", scale, "-frames:v", "1"] for i in range(count)]
+        runs = [["-ss", target, *skip, *ffmpeg.safe_input(path, demuxer),
+                 "-vf", scale, "-frames:v", "1"] for target in slice_targets(duration_s, count)]
     data = b"".join(
         ffmpeg.run([*ffmpeg.ffmpeg_head("-loglevel", "error"), *run,
                     "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
@@ -93,20 +92,55 @@ def sample_video(path: Path, info: MediaInfo, *, count: int, max_side: int,
     return _rgb_frames(data, width, height, path)
 
 
-def first_at_or_after(targets: Sequence[str]) -> str:
-    """A select filter passing, for each target (seconds, as an ``-ss`` value), the first frame
-    it gets at or after it: what ``-ss TARGET -i FILE -frames:v 1`` gives, for all targets in
-    one pass. A frame two targets share passes once.
+def keyframe_in_every_slice(info: MediaInfo, count: int) -> bool:
+    """Whether each of ``count`` equal slices of the video holds a keyframe (its probed
+    longest keyframe interval is at most a slice): then keyframes alone are sampled."""
+    gop_s = info.video.max_keyframe_interval_s if info.video else None
+    return gop_s is not None and gop_s <= max(info.duration_s or 0.0, 0.04) / count
 
-    Timestamps count from the file's start either way; ``-ss`` keeps the frames whose
-    timestamp less the target, rounded to the stream's time base, is not negative, so the
-    threshold is rounded the same way (``prev_pts``: the frame decoded before, NaN at first).
+
+def slice_targets(duration_s: float, count: int) -> list[str]:
+    """The middle of each of ``count`` equal slices of ``duration_s``, in seconds, as the
+    frames are asked for (three decimals, as an ``-ss`` value)."""
+    step_s = max(duration_s, 0.04) / count
+    return [f"{step_s * (i + 0.5):.3f}" for i in range(count)]
+
+
+def first_at_or_after(targets: Sequence[str]) -> str:
+    """A select filter passing, for each target (seconds, as an ``-ss`` value), the first
+    frame at or after it: for all targets in one pass what ``-ss TARGET -i FILE -frames:v 1``
+    gives. A frame two targets share passes once.
+
+    Time counts from the first frame passed in (``start_pts``), and a target is rounded to
+    the stream's time base as ``-ss`` rounds it (``prev_pts``: the frame before, NaN at
+    first). :func:`pick_first_at_or_after` is the same rule over timestamps already known.
     """
     def at_or_after(target: str) -> str:
         edge = f"round({target}/TB)"
-        return f"gte(pts,{edge})*(isnan(prev_pts)+lt(prev_pts,{edge}))"
+        return (f"gte(pts-start_pts,{edge})"
+                f"*(isnan(prev_pts)+lt(prev_pts-start_pts,{edge}))")
 
     return "select=" + "+".join(at_or_after(t) for t in targets).replace(",", "\\,")
+
+
+def pick_edges(time_base: Fraction, targets: Sequence[str]) -> list[int]:
+    """The targets as :func:`first_at_or_after` compares them: in ticks of ``time_base``,
+    to the bit (the target parsed as a double, divided by the time base as a double,
+    rounded half away from zero as C's ``round``)."""
+    tb = time_base.numerator / time_base.denominator
+    return [int(Decimal(float(t) / tb).to_integral_value(ROUND_HALF_UP)) for t in targets]
+
+
+def pick_first_at_or_after(pts: Sequence[int], time_base: Fraction,
+                           targets: Sequence[str]) -> list[int]:
+    """Which of the frames with these timestamps (in ``time_base``) :func:`first_at_or_after`
+    passes: their indices, in order."""
+    picks: set[int] = set()
+    for edge in pick_edges(time_base, targets):
+        found = next((k for k, p in enumerate(pts) if p - pts[0] >= edge), None)
+        if found is not None:
+            picks.add(found)
+    return sorted(picks)
 
 
 def sample_rate(path: Path, info: MediaInfo, *, fps: float, max_side: int,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import Interrupted, PipelineError
+from ..geometry import Geometry
 from ..models import MediaInfo
 from ..presets import UiZone, Variant
 from . import sampling
@@ -86,7 +88,7 @@ _CASCADE_PAIRS: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
 _OPENCV_LOCK = threading.Lock()
 
 
-def _load_opencv() -> None:
+def load_opencv() -> None:
     """Import OpenCV under a lock before any ``import cv2``: its loader re-imports itself
     (``cv2.bootstrap``), and two threads entering it at once break it (the face threads of
     one check, or two jobs of a batch that runs jobs on threads). Once loaded, a lookup."""
@@ -111,8 +113,34 @@ def _cascades() -> Iterator[tuple[Any, Any]]:
         _CASCADE_PAIRS.put(pair)
 
 
+_WARM_UP_STARTED = threading.Event()
+
+
+def warm_up() -> None:
+    """Load OpenCV and the face threads' cascades on a background thread, once per process.
+
+    Called when an encode starts whose output the check will look at: importing numpy and
+    OpenCV and parsing the cascades (~0.2 s, measured in BENCHMARKS.md) then happens while
+    x264 runs instead of after it. The check does not depend on it: what is not loaded yet
+    when it starts, it loads itself, and a failure here is only logged (the check meets it
+    again and reports it in its own way).
+    """
+    if _WARM_UP_STARTED.is_set():
+        return
+    _WARM_UP_STARTED.set()
+    threading.Thread(target=_warm, name="subject-warm-up", daemon=True).start()
+
+
+def _warm() -> None:
+    try:
+        for _ in range(FACE_THREADS):
+            _CASCADE_PAIRS.put(_load_cascades())
+    except Exception as err:
+        log.debug("OpenCV warm-up failed: %s", err)
+
+
 def _load_cascades() -> tuple[Any, Any]:
-    _load_opencv()
+    load_opencv()
     import cv2
 
     # cv2.data is a plain sub-package the wheel's type stubs do not declare
@@ -134,7 +162,7 @@ def find_faces(frame: RGBFrame, *, contrast: Literal["global", "local"] = "globa
     ``profiles`` says when the two profile passes (two thirds of the cost) run: always, only
     when no frontal face was found, or never.
     """
-    _load_opencv()
+    load_opencv()
     import cv2
     import numpy as np
 
@@ -154,50 +182,9 @@ def find_faces(frame: RGBFrame, *, contrast: Literal["global", "local"] = "globa
                                                     minSize=(min_side, min_side))
             for (x, y, w, h), n in zip(boxes, hits, strict=True):
                 left = width - x - w if flip else x
-                _add_new(found, SubjectBox("face", float(left / width), float(y / height),
+                add_distinct(found, SubjectBox("face", float(left / width), float(y / height),
                                            float((left + w) / width), float((y + h) / height),
                                            min(1.0, float(n) / 20.0)))
-    return tuple(found)
-
-
-@functools.cache
-def _people_detector() -> Any:
-    _load_opencv()
-    import cv2
-    import numpy as np
-
-    hog = cv2.HOGDescriptor()  # the default people model ships inside OpenCV itself
-    hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32))
-    return hog
-
-
-PERSON_UPSCALE = 2.0  # HOG's window is 64x128: at 2x a 384 px sample finds people 1/3 as tall
-PERSON_MIN_WEIGHT = 1.0  # SVM margin: below it, 0.36 false people a frame on clips of none
-
-
-def find_people(frame: RGBFrame) -> tuple[SubjectBox, ...]:
-    """Whole people (standing or walking, faces not needed): OpenCV's HOG people detector.
-
-    For subjects seen from afar or from behind, where no face is found.
-    """
-    _load_opencv()
-    import cv2
-
-    height, width = frame.shape[:2]
-    big = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY),
-                     (round(width * PERSON_UPSCALE), round(height * PERSON_UPSCALE)),
-                     interpolation=cv2.INTER_LINEAR)
-    rects, weights = _people_detector().detectMultiScale(big, winStride=(8, 8),
-                                                         padding=(8, 8), scale=1.1)
-    found: list[SubjectBox] = []
-    scale_w, scale_h = width * PERSON_UPSCALE, height * PERSON_UPSCALE
-    for (x, y, w, h), weight in sorted(zip(rects, weights, strict=True),
-                                       key=lambda r: -float(r[1])):
-        if float(weight) < PERSON_MIN_WEIGHT:
-            continue
-        _add_new(found, SubjectBox("person", float(x / scale_w), float(y / scale_h),
-                                   float((x + w) / scale_w), float((y + h) / scale_h),
-                                   min(1.0, float(weight) / 2)))
     return tuple(found)
 
 
@@ -208,7 +195,7 @@ def find_salient(frame: RGBFrame) -> SubjectBox | None:
     a sky or a gradient have no detail, so the sharp picture or the caption text wins.
     Returns None for a frame with no detail at all (one colour, a fade).
     """
-    _load_opencv()
+    load_opencv()
     import cv2
     import numpy as np
 
@@ -237,50 +224,43 @@ def find_salient(frame: RGBFrame) -> SubjectBox | None:
                       min(1.0, weight[best - 1] / max(sum(weight), 1e-6)))
 
 
-MOTION_LEVEL = 25  # grey-level change that counts as movement (above compression noise)
-MOTION_MIN_SHARE = 0.001  # of the frame: less is noise
-MOTION_MAX_SHARE = 0.5  # more is the camera moving or a cut, not a subject
+# Where an output's own picture sits on its canvas, as fractions (left, top, right, bottom);
+# the rest is the fill (blurred copy or bars) a fit added around it.
+Region = tuple[float, float, float, float]
 
 
-def find_moving(frame: RGBFrame, prev: RGBFrame | None, nxt: RGBFrame | None
-                ) -> SubjectBox | None:
-    """What moves in ``frame``: three-frame differencing against its neighbours in the shot.
+def picture_region(geometry: Geometry) -> Region | None:
+    """Where the picture sits on an output's canvas; None when it fills the canvas."""
+    g = geometry
+    if (g.content_width, g.content_height) == (g.width, g.height):
+        return None
+    left = (g.width - g.content_width) / 2 / g.width
+    top = (g.height - g.content_height) / 2 / g.height
+    return left, top, 1.0 - left, 1.0 - top
 
-    A pixel is moving when it differs from both neighbours (only one when the frame is the
-    shot's first or last), which keeps the object where it is now, not where it was. Used by
-    smart framing (``framing.py``) when a frame has no face.
 
-    Returns:
-        The largest moving region, or None (no neighbour, nothing moves, or everything does).
+def faces_within(frame: RGBFrame, region: Region | None) -> tuple[SubjectBox, ...]:
+    """:func:`find_faces` in the ``region`` of the frame only (boxes still as fractions of
+    the whole frame).
+
+    A fill is a copy of the picture blurred (or bars): a face found there is not a
+    subject, and the UI covering it hides nothing. Searching the picture alone also costs
+    a third of the whole frame for a landscape clip on a 9:16 canvas (the cascades are
+    most of the check's time).
     """
-    _load_opencv()
-    import cv2
-    import numpy as np
-
-    if prev is None and nxt is None:
-        return None
-
-    def soft(f: RGBFrame) -> Any:
-        return cv2.GaussianBlur(f, (5, 5), 0)
-
-    # The largest change of any colour channel: a red object crossing a blue background of
-    # the same brightness moves in colour, not in grey.
-    cur = soft(frame)
-    masks = [cv2.absdiff(cur, soft(other)).max(axis=2) > MOTION_LEVEL
-             for other in (prev, nxt) if other is not None]
-    moving = masks[0] if len(masks) == 1 else np.logical_and(masks[0], masks[1])
-    share = float(moving.mean())
-    if not MOTION_MIN_SHARE <= share <= MOTION_MAX_SHARE:
-        return None
-    joined = cv2.dilate(moving.astype(np.uint8), np.ones((5, 5), np.uint8))
-    count, _, stats, _ = cv2.connectedComponentsWithStats(joined)
-    if count < 2:
-        return None
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h = (int(v) for v in stats[best, :4])
-    height, width = cur.shape[:2]
-    return SubjectBox("motion", x / width, y / height, (x + w) / width, (y + h) / height,
-                      min(1.0, share / MOTION_MIN_SHARE / 10))
+    if region is None:
+        return find_faces(frame)
+    height, width = frame.shape[:2]
+    x0, y0 = math.floor(region[0] * width), math.floor(region[1] * height)
+    x1, y1 = math.ceil(region[2] * width), math.ceil(region[3] * height)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return ()
+    inner_w, inner_h = x1 - x0, y1 - y0
+    return tuple(SubjectBox(b.kind, (x0 + b.left * inner_w) / width,
+                            (y0 + b.top * inner_h) / height,
+                            (x0 + b.right * inner_w) / width,
+                            (y0 + b.bottom * inner_h) / height, b.confidence)
+                 for b in find_faces(frame[y0:y1, x0:x1]))
 
 
 def find_subjects(frame: RGBFrame) -> tuple[SubjectBox, ...]:
@@ -292,22 +272,23 @@ def find_subjects(frame: RGBFrame) -> tuple[SubjectBox, ...]:
     Returns:
         Boxes as fractions of the frame, faces first; empty for a flat frame.
     """
-    return find_faces(frame) or _salient(frame)
+    return find_faces(frame) or salient_of(frame)
 
 
-def _salient(frame: RGBFrame) -> tuple[SubjectBox, ...]:
+def salient_of(frame: RGBFrame) -> tuple[SubjectBox, ...]:
+    """:func:`find_salient` as a frame's subjects: its region, or none."""
     salient = find_salient(frame)
     return (salient,) if salient is not None else ()
 
 
-def subjects_of(shots: Sequence[RGBFrame]) -> Subjects:
-    """:func:`find_subjects` of each frame, the same boxes in the same order, faster: the
-    faces of ``FACE_THREADS`` frames are looked for at once (the salient regions after,
-    here: only the cascades are what takes the time).
+def subjects_of(shots: Sequence[RGBFrame], picture: Region | None = None) -> Subjects:
+    """:func:`find_subjects` of each frame, faces looked for in its ``picture`` only
+    (:func:`faces_within`). The faces of ``FACE_THREADS`` frames are looked for at once
+    (the salient regions after, here: only the cascades are what takes the time).
     """
     with ThreadPoolExecutor(max_workers=FACE_THREADS) as pool:
-        faces = list(pool.map(find_faces, shots))
-    return tuple(found or _salient(shot) for found, shot in zip(faces, shots, strict=True))
+        faces = list(pool.map(functools.partial(faces_within, region=picture), shots))
+    return tuple(found or salient_of(shot) for found, shot in zip(faces, shots, strict=True))
 
 
 def zones_under(subjects: Sequence[Sequence[SubjectBox]], zones: Iterable[UiZone], *,
@@ -350,7 +331,7 @@ Subjects = tuple[tuple[SubjectBox, ...], ...]
 
 
 def sample_subjects(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
-                    timeout_s: float) -> Subjects | None:
+                    timeout_s: float, picture: Region | None = None) -> Subjects | None:
     """The subject boxes of the output's sampled frames, when a surface using it needs them.
 
     Only surfaces with UI zones and a vertical output are looked at: ``None`` when no variant
@@ -367,10 +348,12 @@ def sample_subjects(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
         info: its probe result.
         variants: every variant that uses this output.
         timeout_s: limit for sampling the frames.
+        picture: where the output's picture sits when a fill surrounds it
+            (:func:`picture_region`): faces are looked for there only.
     """
     if not any(v.ui_zones for v in variants):
         return None
-    if info.height <= info.width:
+    if not looks_at(variants, info.width, info.height):
         return ()
     import numpy as np
 
@@ -388,7 +371,13 @@ def sample_subjects(path: Path, info: MediaInfo, variants: Iterable[Variant], *,
     except PipelineError as err:
         log.warning("no subject check for %s: %s", path.name, err.message)
         return ()
-    return subjects_of([np.asarray(shot) for shot in shots])
+    return subjects_of([np.asarray(shot) for shot in shots], picture)
+
+
+def looks_at(variants: Iterable[Variant], width: int, height: int) -> bool:
+    """Whether the check samples an output of this size used by ``variants``: a vertical
+    picture on a surface with UI zones (a horizontal one is shown whole, below the UI)."""
+    return height > width and any(v.ui_zones for v in variants)
 
 
 def surface_warnings(subjects: Subjects, variants: Iterable[Variant]) -> tuple[str, ...]:
@@ -405,7 +394,7 @@ def surface_warnings(subjects: Subjects, variants: Iterable[Variant]) -> tuple[s
     return tuple(out)
 
 
-def _add_new(found: list[SubjectBox], box: SubjectBox) -> None:
+def add_distinct(found: list[SubjectBox], box: SubjectBox) -> None:
     """Keep ``box`` unless it is one already found (the same subject seen by another pass or
     at another scale: overlapping by more than 30 %)."""
     if not any(_iou(box, f) > 0.3 for f in found):
