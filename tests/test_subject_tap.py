@@ -15,6 +15,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from fractions import Fraction
@@ -33,7 +34,7 @@ from pipeline.runner import process
 from pipeline.video import build_args, render_video
 from pipeline.vision import sampling, subject, tap
 from pipeline.vision.tap import SubjectTap
-from tests.support.jobkit import library_settings
+from tests.support.jobkit import fake_ffmpeg, library_settings
 from tests.support.renders import PRESETS, planned
 
 pytestmark = pytest.mark.ffmpeg
@@ -353,3 +354,21 @@ def test_a_job_takes_its_subjects_from_the_tap(tmp_path: Path,
                                                       (b.left, b.top, b.right, b.bottom))]
                                           for b in again]
 
+
+
+@pytest.mark.slow
+def test_an_ffmpeg_without_the_tee_muxer_encodes_untapped(
+        tmp_path: Path, use_ffmpeg: Callable[[Path], None]) -> None:
+    """A build without the tee muxer refuses the format by name; the encode runs again
+    without the tap, and the check goes back to the file."""
+    src = source(tmp_path / "src.mp4", seconds=4)
+    target = vertical_target(src)
+    use_ffmpeg(fake_ffmpeg(tmp_path, mode="no_tee"))
+    the_tap = new_tap(target, seconds=4)
+    try:
+        out = render(src, target, tmp_path / "out.mp4", the_tap)
+        info = probe(out, own_output=True)
+        assert the_tap.subjects(info, timeout_s=30) is None
+    finally:
+        the_tap.close()
+    assert info.duration_s == pytest.approx(4, abs=0.1)

@@ -55,6 +55,10 @@ MIN_SHORT_SIDE = 144
 BUDGET_MARGIN = 0.94
 
 
+# How ffmpeg refuses an output format it was built without (here: the tap's tee muxer).
+_TEE_REFUSED = "'tee'"
+
+
 class EncodeTap(Protocol):
     """What an encode needs of a tap on it (:class:`pipeline.vision.tap.SubjectTap`)."""
 
@@ -314,8 +318,16 @@ class _Work:
             if fd is not None:
                 os.close(fd)  # else the tap's decoder would wait for a copy that never comes
             raise
-        _run_encode(args, self.src, self.fmt, timeout_s=self.timeout_s, on_progress=on_progress,
-                    duration_s=self.length_s, hand_over=(fd,) if fd is not None else ())
+        try:
+            _run_encode(args, self.src, self.fmt, timeout_s=self.timeout_s,
+                        on_progress=on_progress, duration_s=self.length_s,
+                        hand_over=(fd,) if fd is not None else ())
+        except FFmpegError as err:
+            if fd is None or self.tap is None or _TEE_REFUSED not in err.stderr_tail:
+                raise
+            # An ffmpeg built without the tee muxer: the encode as it is, the check after it.
+            self.tap.abandon("this ffmpeg has no tee muxer")
+            self._encode(self._first_args(bool(on_progress)), on_progress)
 
     def _over_bitrate_cap(self) -> int | None:
         """The output's video kbps when it is over the preset's bitrate cap, else None."""

@@ -87,12 +87,14 @@ def write_jsonl(path: Path, lines: list[dict[str, Any] | str]) -> Path:
 
 def fake_ffmpeg(directory: Path, *, mode: str, delay_s: float = 0.0,
                 marker: Path | None = None) -> Path:
-    """An ffmpeg that runs the real one, except for the encode, which it slows or hangs.
+    """An ffmpeg that runs the real one, except for the encode, which it slows or hangs, or
+    a build without the tee muxer.
 
     Args:
         directory: where to write the script.
         mode: ``slow`` sleeps ``delay_s`` then runs the real encode; ``hang`` never returns
-            (it becomes ``sleep``, so killing this pid kills the "encode").
+            (it becomes ``sleep``, so killing this pid kills the "encode"); ``no_tee``
+            refuses ``-f tee`` as a build without that muxer does.
         delay_s: for ``slow``.
         marker: a file to which the encode appends its pid when it starts.
     """
@@ -101,6 +103,14 @@ def fake_ffmpeg(directory: Path, *, mode: str, delay_s: float = 0.0,
     script = directory / f"ffmpeg-{mode}"
     note = f'echo $$ >> "{marker}"' if marker else ":"
     action = "exec sleep 600" if mode == "hang" else f'sleep {delay_s}; exec "{real}" "$@"'
+    if mode == "no_tee":
+        script.write_text("#!/bin/sh\n"
+                          "# A test double: an ffmpeg built without the tee muxer.\n"
+                          'case " $* " in *" -f tee "*) echo "[NULL @ 0x1] Requested output '
+                          "format 'tee' is not a suitable output format\" >&2; exit 1;; esac\n"
+                          f'exec "{real}" "$@"\n')
+        script.chmod(0o755)
+        return script
     script.write_text("#!/bin/sh\n"
                       "# A test double: only the encode (it has -progress) is slowed or hung.\n"
                       f'case " $* " in *" -progress "*) {note}; {action};; esac\n'
