@@ -26,6 +26,7 @@ from ..plan import (
 from ..presets import Variant
 from ..vision.sampling import KEYFRAME_PASS_MAX_S
 from ..vision.subject import (
+    SAMPLE_FRAMES,
     Subjects,
     looks_at,
     picture_region,
@@ -131,8 +132,12 @@ def _tap(run: Run, r: Rendition, target: VideoTarget | ImageTarget, first_pass: 
     warm_up()  # OpenCV loads during the encode, not after it
     _, info = run.source_of(r.ref)
     length_s = output_length(target, info.duration_s or 0.0)
-    if (target.action != "transcode" or first_pass is not None
-            or not 0 < length_s <= KEYFRAME_PASS_MAX_S):
+    fps = target.fps or (info.video.fps if info.video else None)
+    if (target.action != "transcode" or first_pass is not None or not fps
+            or not 0 < length_s <= KEYFRAME_PASS_MAX_S
+            # a slice shorter than the keyframe interval: the file is decoded whole after
+            # all (sampling.keyframe_in_every_slice), so the tap would only cost
+            or target.gop_frames / float(fps) > length_s / SAMPLE_FRAMES):
         return None
     return SubjectTap(target.geometry.width, target.geometry.height, length_s,
                       timeout_s=run.tool_timeout_s(), picture=picture_region(target.geometry))
