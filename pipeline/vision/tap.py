@@ -210,8 +210,10 @@ class SubjectTap:
         shown = _SHOWINFO.search(line)
         with self._lock:
             if shown is not None:
-                if int(shown.group(1)) != len(self._pts) or len(self._pts) >= MAX_KEYFRAMES:
-                    self._failed = self._failed or "the decoder's frames are not the encode's"
+                if len(self._pts) >= MAX_KEYFRAMES:
+                    self._failed = self._failed or "more keyframes than an encode of ours has"
+                elif int(shown.group(1)) != len(self._pts):
+                    self._failed = self._failed or "the decoder's frames are out of order"
                 else:
                     self._pts.append(int(shown.group(2)))
                 self._lock.notify_all()
