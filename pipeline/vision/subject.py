@@ -120,7 +120,7 @@ def warm_up() -> None:
     """Load OpenCV and the face threads' cascades on a background thread, once per process.
 
     Called when an encode starts whose output the check will look at: importing numpy and
-    OpenCV and parsing the cascades (~0.2 s, measured in BENCHMARKS.md) then happens while
+    OpenCV and parsing the cascades (~0.15 s, BENCHMARKS.md "Overhead") then happens while
     x264 runs instead of after it. The check does not depend on it: what is not loaded yet
     when it starts, it loads itself, and a failure here is only logged (the check meets it
     again and reports it in its own way).
