@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
 
 from .. import ffmpeg
 from ..bmff import UnsupportedLayout, strip_boxes
@@ -36,7 +35,7 @@ from .graph import (
     output_length,
 )
 from .loudness import Loudness, parse_loudness
-from .tee import tappable
+from .tee import TEE_REFUSED, EncodeTap, tappable
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +52,6 @@ MIN_SHORT_SIDE = 144
 # Each retry aims this much under the size that would just fit (x264's rate control overshoots
 # by a few per cent on short clips).
 BUDGET_MARGIN = 0.94
-
-
-# How ffmpeg refuses an output format it was built without (here: the tap's tee muxer).
-_TEE_REFUSED = "'tee'"
-
-
-class EncodeTap(Protocol):
-    """What an encode needs of a tap on it (:class:`pipeline.vision.tap.SubjectTap`)."""
-
-    def writer(self) -> int | None:
-        """The descriptor the encode's copy goes to (the encode closes it), or None."""
-
-    def abandon(self, why: str) -> None:
-        """The delivered file is not the tapped encode."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +308,7 @@ class _Work:
                         on_progress=on_progress, duration_s=self.length_s,
                         hand_over=(fd,) if fd is not None else ())
         except FFmpegError as err:
-            if fd is None or self.tap is None or _TEE_REFUSED not in err.stderr_tail:
+            if fd is None or self.tap is None or TEE_REFUSED not in err.stderr_tail:
                 raise
             # An ffmpeg built without the tee muxer: the encode as it is, the check after it.
             self.tap.abandon("this ffmpeg has no tee muxer")

@@ -7,7 +7,7 @@ decodes it while the encode runs). Argv text only, like :mod:`.graph`; nothing r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 # The tap's copy: the same MP4 muxer fragmented (no moov at the end), every frame its own
 # fragment, flushed, so each keyframe reaches the tap as it is encoded; dropped, not
@@ -16,6 +16,18 @@ _TAP_MOVFLAGS = "+frag_every_frame+empty_moov+default_base_moof+negative_cts_off
 # Characters that mean something in a tee muxer's output list: a path holding one is not
 # tapped rather than escaped.
 _TEE_SPECIAL = frozenset("[]|:\\'\"=;,")
+# How an ffmpeg built without the tee muxer refuses it (an encode then runs untapped).
+TEE_REFUSED = "'tee'"
+
+
+class EncodeTap(Protocol):
+    """What an encode needs of a tap on it (:class:`pipeline.vision.tap.SubjectTap`)."""
+
+    def writer(self) -> int | None:
+        """The descriptor the encode's copy goes to (the encode closes it), or None."""
+
+    def abandon(self, why: str) -> None:
+        """The delivered file is not the tapped encode."""
 
 
 def tappable(out: Path) -> bool:
