@@ -33,6 +33,7 @@ from pipeline.probe import probe
 from pipeline.runner import process
 from pipeline.video import build_args, render_video
 from pipeline.vision import sampling, subject, tap
+from pipeline.vision.subject import Subjects
 from pipeline.vision.tap import SubjectTap
 from tests.support.jobkit import fake_ffmpeg, library_settings
 from tests.support.renders import PRESETS, planned
@@ -78,6 +79,18 @@ def render(src: Path, target: VideoTarget, out: Path, the_tap: SubjectTap | None
                         timeout_s=120, tap=the_tap).path
 
 
+def tap_answer(src: Path, target: VideoTarget, out: Path, the_tap: SubjectTap
+               ) -> tuple[MediaInfo, Subjects | None]:
+    """Render with ``the_tap`` on the encode: the delivered file's probe and the tap's
+    answer for it (the tap is closed after)."""
+    try:
+        render(src, target, out, the_tap)
+        info = probe(out, own_output=True)
+        return info, the_tap.subjects(info, timeout_s=30)
+    finally:
+        the_tap.close()
+
+
 def new_tap(target: VideoTarget, seconds: float = SECONDS) -> SubjectTap:
     return SubjectTap(target.geometry.width, target.geometry.height, seconds, timeout_s=60)
 
@@ -117,13 +130,8 @@ def test_a_tapped_encode_writes_the_file_an_untapped_one_writes(tmp_path: Path) 
 def test_the_tap_finds_the_boxes_the_file_gives(tmp_path: Path) -> None:
     src = source(tmp_path / "src.mp4")
     target = vertical_target(src)
-    the_tap = new_tap(target)
-    try:
-        out = render(src, target, tmp_path / "out.mp4", the_tap)
-        info = probe(out, own_output=True)
-        tapped = the_tap.subjects(info, timeout_s=30)
-    finally:
-        the_tap.close()
+    out = tmp_path / "out.mp4"
+    info, tapped = tap_answer(src, target, out, new_tap(target))
     from_file = subject.sample_subjects(out, info, variants(), timeout_s=60)
     assert tapped is not None and from_file is not None and len(tapped) == 6
     # The same boxes. A salient region's confidence may differ in its ninth digit: OpenCV
@@ -182,12 +190,8 @@ def test_a_retried_encode_is_not_the_tapped_one(tmp_path: Path) -> None:
     the_tap = new_tap(target)
     # a cap the constant-quality encode overshoots: a two-pass retry makes the file
     target = replace(target, max_bytes=(src.stat().st_size // 3))
-    try:
-        out = render(src, target, tmp_path / "out.mp4", the_tap)
-        info = probe(out, own_output=True)
-        assert the_tap.subjects(info, timeout_s=30) is None
-    finally:
-        the_tap.close()
+    _, answer = tap_answer(src, target, tmp_path / "out.mp4", the_tap)
+    assert answer is None
 
 
 # ------------------------------------------------------------ the tap's logic, no ffmpeg
@@ -365,10 +369,6 @@ def test_an_ffmpeg_without_the_tee_muxer_encodes_untapped(
     target = vertical_target(src)
     use_ffmpeg(fake_ffmpeg(tmp_path, mode="no_tee"))
     the_tap = new_tap(target, seconds=4)
-    try:
-        out = render(src, target, tmp_path / "out.mp4", the_tap)
-        info = probe(out, own_output=True)
-        assert the_tap.subjects(info, timeout_s=30) is None
-    finally:
-        the_tap.close()
-    assert info.duration_s == pytest.approx(4, abs=0.1)
+    _, answer = tap_answer(src, target, tmp_path / "out.mp4", the_tap)
+    assert answer is None
+    assert probe(tmp_path / "out.mp4").duration_s == pytest.approx(4, abs=0.1)
