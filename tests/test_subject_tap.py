@@ -174,6 +174,7 @@ def test_a_decoder_that_dies_leaves_the_encode_whole(tmp_path: Path,
         out = render(src, target, tmp_path / "out.mp4", the_tap)
         info = probe(out, own_output=True)
         assert the_tap.subjects(info, timeout_s=30) is None
+        assert (the_tap._failed or "").startswith("the decoder failed")  # and for that
         # the check goes back to the file, and finds its subjects there
         assert len(subject.sample_subjects(out, info, variants(), timeout_s=60) or ()) == 6
     finally:
@@ -190,8 +191,15 @@ def test_a_retried_encode_is_not_the_tapped_one(tmp_path: Path) -> None:
     the_tap = new_tap(target)
     # a cap the constant-quality encode overshoots: a two-pass retry makes the file
     target = replace(target, max_bytes=(src.stat().st_size // 3))
-    _, answer = tap_answer(src, target, tmp_path / "out.mp4", the_tap)
-    assert answer is None
+    info = probe(src)
+    try:
+        result = render_video(src, info.format_name, target, tmp_path / "out.mp4",
+                              duration_s=info.duration_s or 0, timeout_s=120, tap=the_tap)
+        assert the_tap._thread is not None  # the first encode was tapped...
+        assert "reencoded_for_byte_budget" in result.warnings  # ...and is not what was kept
+        assert the_tap.subjects(probe(result.path, own_output=True), timeout_s=30) is None
+    finally:
+        the_tap.close()
 
 
 # ------------------------------------------------------------ the tap's logic, no ffmpeg

@@ -19,7 +19,7 @@ import stat
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -753,14 +753,20 @@ def _fake_ffmpeg(tmp_path: Path, body: str) -> Path:
     return script
 
 
-@pytest.fixture
-def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> Any:
-    def use(path: Path) -> None:
-        monkeypatch.setenv("FFMPEG_PATH", str(path))
-        ffmpeg.ffmpeg_exe.cache_clear()
+E = TypeVar("E", bound=Exception)
 
-    yield use
-    ffmpeg.ffmpeg_exe.cache_clear()
+
+def _failed_render(src: Path, info: MediaInfo, target: VideoTarget, tmp_path: Path,
+                   error: type[E], *, timeout_s: float, duration_s: float = 0.5) -> E:
+    """Render ``src`` expecting ``error``: the error, once no file is seen left behind (no
+    partial output, no pass logs)."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(error) as caught:
+        render_video(src, info.format_name, target, out_dir / "o.mp4", duration_s=duration_s,
+                     timeout_s=timeout_s)
+    assert list(out_dir.iterdir()) == []
+    return caught.value
 
 
 def _encode_target(src: Path) -> tuple[MediaInfo, VideoTarget]:
@@ -772,39 +778,28 @@ def _encode_target(src: Path) -> tuple[MediaInfo, VideoTarget]:
 
 
 def test_ffmpeg_crash_is_processing_failed_with_stderr(make_clip: Any, tmp_path: Path,
-                                                       fake_ffmpeg: Any) -> None:
+                                                       use_ffmpeg: Any) -> None:
     src = make_clip(width=160, height=90, seconds=0.5, codec="vp9", container="webm", audio=None)
     info, target = _encode_target(src)
     # the encoder dies after writing half a file; the source itself decodes fine
-    fake_ffmpeg(_fake_ffmpeg(tmp_path, 'case "$*" in *-xerror*) exit 0;;\n'
+    use_ffmpeg(_fake_ffmpeg(tmp_path, 'case "$*" in *-xerror*) exit 0;;\n'
                              '*-encoders*) exec ffmpeg "$@";; esac\n'  # asked after a failure
                              'for last; do :; done; echo partial > "$last"\n'
                              'echo "x264 [error]: malloc of size 42 failed" >&2; exit 1'))
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    with pytest.raises(FFmpegError) as caught:
-        render_video(src, info.format_name, target, out_dir / "o.mp4", duration_s=0.5,
-                     timeout_s=30)
-    assert caught.value.code == "processing_failed" and not isinstance(caught.value,
-                                                                       FFmpegTimeout)
-    assert "malloc of size 42 failed" in caught.value.message
-    assert list(out_dir.iterdir()) == []  # no partial output, no pass logs
+    error = _failed_render(src, info, target, tmp_path, FFmpegError, timeout_s=30)
+    assert error.code == "processing_failed" and not isinstance(error, FFmpegTimeout)
+    assert "malloc of size 42 failed" in error.message
 
 
 def test_ffmpeg_timeout_is_processing_timeout(make_clip: Any, tmp_path: Path,
-                                              fake_ffmpeg: Any) -> None:
+                                              use_ffmpeg: Any) -> None:
     src = make_clip(width=160, height=90, seconds=0.5, codec="vp9", container="webm", audio=None)
     info, target = _encode_target(src)
-    fake_ffmpeg(_fake_ffmpeg(tmp_path, 'for last; do :; done; echo partial > "$last"\n'
+    use_ffmpeg(_fake_ffmpeg(tmp_path, 'for last; do :; done; echo partial > "$last"\n'
                              'echo "encoding frame 1" >&2; exec sleep 30'))
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    with pytest.raises(FFmpegTimeout) as caught:
-        render_video(src, info.format_name, target, out_dir / "o.mp4", duration_s=0.5,
-                     timeout_s=1)
-    assert caught.value.code == "processing_timeout" and not caught.value.retryable
-    assert "encoding frame 1" in caught.value.message
-    assert list(out_dir.iterdir()) == []
+    error = _failed_render(src, info, target, tmp_path, FFmpegTimeout, timeout_s=1)
+    assert error.code == "processing_timeout" and not error.retryable
+    assert "encoding frame 1" in error.message
 
 
 @pytest.fixture
@@ -818,21 +813,16 @@ def fresh_capabilities() -> Any:
 
 
 def test_an_ffmpeg_without_our_encoder_is_a_config_error(
-        make_clip: Any, tmp_path: Path, fake_ffmpeg: Any, fresh_capabilities: None) -> None:
+        make_clip: Any, tmp_path: Path, use_ffmpeg: Any, fresh_capabilities: None) -> None:
     src = make_clip(width=160, height=90, seconds=0.5, codec="vp9", container="webm", audio=None)
     info, target = _encode_target(src)
     # a build with no libx264: its encoder list lacks it, and the encode fails for that
-    fake_ffmpeg(_fake_ffmpeg(tmp_path, 'case "$*" in *-encoders*)\n'
+    use_ffmpeg(_fake_ffmpeg(tmp_path, 'case "$*" in *-encoders*)\n'
                              '  echo " V....D libx265 H.265"; echo " A....D aac AAC"; exit 0;;\n'
                              '*-xerror*) exit 0;; esac\n'
                              'echo "Unknown encoder \'libx264\'" >&2; exit 1'))
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    with pytest.raises(ConfigError) as caught:
-        render_video(src, info.format_name, target, out_dir / "o.mp4", duration_s=0.5,
-                     timeout_s=30)
-    assert caught.value.code == "config_error" and "libx264" in caught.value.message
-    assert list(out_dir.iterdir()) == []
+    error = _failed_render(src, info, target, tmp_path, ConfigError, timeout_s=30)
+    assert error.code == "config_error" and "libx264" in error.message
 
 
 def test_an_encode_that_works_never_asks_for_the_encoder_list(
@@ -865,13 +855,9 @@ def test_undecodable_source_is_corrupt_media(make_clip: Any, tmp_path: Path) -> 
     info = probe(bad)  # the header still probes
     target, _, _ = plan_video(info, spec_of("twitter-video"), max_bytes=10**9, trim_s=None,
                               from_image=False, x264_preset=X264)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    with pytest.raises(CorruptMedia) as caught:
-        render_video(bad, info.format_name, target, out_dir / "o.mp4",
-                     duration_s=info.duration_s or 1, timeout_s=60)
-    assert caught.value.code == "corrupt_media" and "decoded" in caught.value.message
-    assert list(out_dir.iterdir()) == []
+    error = _failed_render(bad, info, target, tmp_path, CorruptMedia, timeout_s=60,
+                           duration_s=info.duration_s or 1)
+    assert error.code == "corrupt_media" and "decoded" in error.message
 
 
 def test_unusable_corpus_files_fail_with_typed_errors(corpus: Path, tmp_path: Path) -> None:
